@@ -1,0 +1,60 @@
+// Loading a guest image: the format is detected, the image and its boot data are written into
+// guest memory, and the BSP's entry state is returned.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "memory/guest_memory.h"
+
+namespace evmm {
+
+enum class ImageFormat { Multiboot, Pvh, ElfPlain, Linux };
+
+// The CPU state the BSP starts in.
+enum class EntryMode {
+  Protected32,  // 32-bit flat protected mode, paging off (multiboot, PVH, plain ELF)
+  Long64,       // 64-bit mode with identity page tables at layout::kPml4 (Linux 64-bit protocol)
+};
+
+struct BootEntry {
+  ImageFormat format;
+  EntryMode mode;
+  uint64_t rip = 0;
+  uint64_t rax = 0, rbx = 0, rsi = 0, rsp = 0;
+};
+
+struct Module {
+  std::span<const uint8_t> data;
+  std::string cmdline;
+};
+
+struct BootConfig {
+  std::span<const uint8_t> image;
+  std::string cmdline;
+  std::vector<Module> modules;  // --initrd becomes module 0
+  unsigned cpus = 1;
+};
+
+const char* to_string(ImageFormat f);
+
+// Errors: EINVAL for a malformed image (with a one-line reason), ENOEXEC for an unknown format,
+// EFAULT/E2BIG when the image or its data do not fit in guest RAM.
+Result<BootEntry> load_image(const GuestMemory& mem, const BootConfig& cfg);
+
+// e820 as the guest sees it, everywhere it appears (multiboot, PVH, fw_cfg, boot_params).
+struct E820Entry {
+  uint64_t addr;
+  uint64_t size;
+  uint32_t type;  // 1 = RAM, 2 = reserved, 3 = ACPI reclaimable
+};
+std::vector<E820Entry> build_e820(const GuestMemory& mem);
+
+// Writes RSDP, XSDT, FADT, FACS, DSDT, MADT and an MP table into the BIOS area.
+Result<void> write_firmware_tables(const GuestMemory& mem, unsigned cpus);
+
+}  // namespace evmm
