@@ -1,0 +1,33 @@
+// Why KVM_RUN returned, as a typed value. Spans point into kvm_run and live until the next run.
+#pragma once
+
+#include <linux/types.h>
+
+#include <cstdint>
+#include <span>
+#include <variant>
+
+namespace evmm {
+
+namespace exit {
+// Port I/O: data holds count accesses of size bytes each (count > 1 for rep ins/outs).
+struct IoIn { uint16_t port; uint8_t size; std::span<uint8_t> data; };  // fill data
+struct IoOut { uint16_t port; uint8_t size; std::span<const uint8_t> data; };
+struct MmioRead { uint64_t addr; std::span<uint8_t> data; };       // fill data
+struct MmioWrite { uint64_t addr; std::span<const uint8_t> data; };
+struct Hlt {};
+struct Shutdown {};                                                 // triple fault
+struct Interrupted {};                                              // EINTR or immediate_exit
+struct SystemEvent { uint32_t type; std::span<const __u64> data; };
+struct FailEntry { uint64_t reason; uint32_t cpu; };
+struct InternalError { uint32_t suberror; std::span<const __u64> data; };
+// KVM_INTERNAL_ERROR_EMULATION with the bytes of the instruction KVM could not emulate.
+struct EmulationFailure { std::span<const uint8_t> insn; };
+struct Unknown { uint32_t reason; };
+}  // namespace exit
+
+using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
+                              exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
+                              exit::EmulationFailure, exit::Unknown>;
+
+}  // namespace evmm

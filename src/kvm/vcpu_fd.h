@@ -1,0 +1,56 @@
+// A KVM vCPU file descriptor and its mapped kvm_run: one method per ioctl, no policy.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "kvm/system.h"
+#include "kvm/vcpu_exit.h"
+
+namespace evmm {
+
+class VcpuFd {
+ public:
+  VcpuFd(UniqueFd fd, kvm_run* run, size_t run_size) : fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  VcpuFd(VcpuFd&& o) noexcept;
+  VcpuFd& operator=(VcpuFd&&) = delete;
+  ~VcpuFd();
+
+  // KVM_RUN, decoded. An interrupted run (EINTR) is VcpuExit::Interrupted, not an error.
+  // The spans inside the exit point into kvm_run and are valid until the next run().
+  Result<VcpuExit> run();
+
+  Result<kvm_regs> get_regs() const;
+  Result<void> set_regs(const kvm_regs& r) const;
+  Result<kvm_sregs> get_sregs() const;
+  Result<void> set_sregs(const kvm_sregs& s) const;
+  Result<kvm_fpu> get_fpu() const;
+  Result<void> set_fpu(const kvm_fpu& f) const;
+  Result<void> set_cpuid2(const CpuidTable& table) const;
+  // Reads the MSRs in indices; fails with EINVAL naming the first one KVM refused.
+  Result<std::vector<uint64_t>> get_msrs(std::span<const uint32_t> indices) const;
+  Result<void> set_msrs(std::span<const kvm_msr_entry> entries) const;
+  Result<kvm_lapic_state> get_lapic() const;
+  Result<void> set_lapic(const kvm_lapic_state& s) const;
+  Result<kvm_mp_state> get_mp_state() const;
+  Result<void> set_mp_state(const kvm_mp_state& s) const;
+  Result<kvm_vcpu_events> get_vcpu_events() const;
+  Result<void> set_vcpu_events(const kvm_vcpu_events& e) const;
+  Result<kvm_translation> translate(uint64_t gva) const;
+
+  // The shared run structure: immediate_exit and exit data live here.
+  kvm_run* run_struct() const { return run_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  kvm_run* run_;
+  size_t run_size_;
+};
+
+}  // namespace evmm

@@ -1,0 +1,80 @@
+#include "kvm/vm_fd.h"
+
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "kvm/vcpu_fd.h"
+
+namespace evmm {
+
+namespace {
+template <typename T>
+Result<void> vm_ioctl(int fd, unsigned long req, T arg, const char* name) {
+  if (::ioctl(fd, req, arg) < 0) return errno_error("{}", name);
+  return {};
+}
+}  // namespace
+
+int VmFd::check_extension(int cap) const {
+  int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+  return r < 0 ? 0 : r;
+}
+
+Result<void> VmFd::set_user_memory_region(const kvm_userspace_memory_region& r) const {
+  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+    return errno_error("KVM_SET_USER_MEMORY_REGION slot {} at {:#x}+{:#x}", r.slot, r.guest_phys_addr, r.memory_size);
+  return {};
+}
+
+Result<void> VmFd::set_tss_addr(uint64_t addr) const {
+  return vm_ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr), "KVM_SET_TSS_ADDR");
+}
+
+Result<void> VmFd::set_identity_map_addr(uint64_t addr) const {
+  return vm_ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr, "KVM_SET_IDENTITY_MAP_ADDR");
+}
+
+Result<void> VmFd::create_irqchip() const { return vm_ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP"); }
+
+Result<void> VmFd::create_pit2(uint32_t flags) const {
+  kvm_pit_config cfg{};
+  cfg.flags = flags;
+  return vm_ioctl(fd_.get(), KVM_CREATE_PIT2, &cfg, "KVM_CREATE_PIT2");
+}
+
+Result<void> VmFd::irq_line(uint32_t irq, bool level) const {
+  kvm_irq_level l{};
+  l.irq = irq;
+  l.level = level ? 1 : 0;
+  return vm_ioctl(fd_.get(), KVM_IRQ_LINE, &l, "KVM_IRQ_LINE");
+}
+
+Result<void> VmFd::enable_cap(uint32_t cap, uint64_t arg0, uint64_t arg1) const {
+  kvm_enable_cap c{};
+  c.cap = cap;
+  c.args[0] = arg0;
+  c.args[1] = arg1;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &c) < 0) return errno_error("KVM_ENABLE_CAP {}", cap);
+  return {};
+}
+
+Result<kvm_clock_data> VmFd::get_clock() const {
+  kvm_clock_data d{};
+  TRY(vm_ioctl(fd_.get(), KVM_GET_CLOCK, &d, "KVM_GET_CLOCK"));
+  return d;
+}
+
+Result<void> VmFd::set_clock(const kvm_clock_data& d) const {
+  return vm_ioctl(fd_.get(), KVM_SET_CLOCK, &d, "KVM_SET_CLOCK");
+}
+
+Result<VcpuFd> VmFd::create_vcpu(unsigned id) const {
+  int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, id);
+  if (fd < 0) return errno_error("KVM_CREATE_VCPU {}", id);
+  UniqueFd vcpu(fd);
+  void* run = ::mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (run == MAP_FAILED) return errno_error("mmap kvm_run of vCPU {}", id);
+  return VcpuFd(std::move(vcpu), static_cast<kvm_run*>(run), run_size_);
+}
+
+}  // namespace evmm

@@ -1,0 +1,38 @@
+// A KVM VM file descriptor: one method per ioctl, no policy.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace evmm {
+
+class VcpuFd;
+
+class VmFd {
+ public:
+  VmFd(UniqueFd fd, int run_size) : fd_(std::move(fd)), run_size_(run_size) {}
+
+  int check_extension(int cap) const;
+  Result<void> set_user_memory_region(const kvm_userspace_memory_region& region) const;
+  Result<void> set_tss_addr(uint64_t addr) const;
+  Result<void> set_identity_map_addr(uint64_t addr) const;
+  Result<void> create_irqchip() const;
+  Result<void> create_pit2(uint32_t flags = 0) const;
+  Result<void> irq_line(uint32_t irq, bool level) const;
+  Result<void> enable_cap(uint32_t cap, uint64_t arg0 = 0, uint64_t arg1 = 0) const;
+  Result<kvm_clock_data> get_clock() const;
+  Result<void> set_clock(const kvm_clock_data& data) const;
+  Result<VcpuFd> create_vcpu(unsigned id) const;
+
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+  int run_size_;
+};
+
+}  // namespace evmm
