@@ -1,7 +1,7 @@
 // /dev/kvm: one method per ioctl, no policy (after rust-vmm's kvm-ioctls).
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm/kvm_uapi.h"
 
 #include <memory>
 #include <span>

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+
 namespace evmm {
 
 namespace {

@@ -1,7 +1,7 @@
 // A KVM vCPU file descriptor and its mapped kvm_run: one method per ioctl, no policy.
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm/kvm_uapi.h"
 
 #include <cstdint>
 #include <span>

@@ -1,7 +1,7 @@
 // A KVM VM file descriptor: one method per ioctl, no policy.
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm/kvm_uapi.h"
 
 #include <cstdint>
 

@@ -27,6 +27,8 @@ constexpr uint64_t kZeroPage = 0x7000;        // Linux boot_params / multiboot i
 constexpr uint64_t kCmdline = 0x20000;        // kernel command line
 constexpr uint64_t kCmdlineMax = 0x10000;
 constexpr uint64_t kBootScratch = 0x30000;    // memory maps, module lists, strings: up to kLowRamEnd
+// The GDT the BSP's entry segments come from (multiboot and PVH say the guest must load its own).
+constexpr uint64_t kBootGdt = 0x6000;
 // Identity page tables for entering 64-bit mode directly (Linux 64-bit boot protocol).
 constexpr uint64_t kPml4 = 0x9000;
 

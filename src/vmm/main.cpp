@@ -1,1 +1,166 @@
-int main() { return 0; }
+// evmm: the command-line VMM built on libevmm.
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "base/log.h"
+#include "kvm/system.h"
+#include "vcpu/assist.h"
+#include "vmm/console.h"
+#include "vmm/exit_status.h"
+#include "vmm/vm.h"
+
+namespace evmm {
+namespace {
+
+void fail_line(const std::string& msg) { std::fprintf(stderr, "evmm: %s\n", msg.c_str()); }
+
+Result<SerialConfig> parse_serial(const std::string& s) {
+  if (s == "stdio") return SerialConfig{SerialConfig::Kind::Stdio, {}};
+  if (s == "none") return SerialConfig{SerialConfig::Kind::None, {}};
+  if (s.rfind("file:", 0) == 0 && s.size() > 5) return SerialConfig{SerialConfig::Kind::File, s.substr(5)};
+  return make_error(EINVAL, "--serial {}: expected stdio, none or file:PATH", s);
+}
+
+void print_stats(const Vm& vm) {
+  VmStats s = vm.stats();
+  std::string assists;
+  for (size_t i = 0; i < s.assists.size(); ++i)
+    if (s.assists[i]) assists += fmt::format(" {}={}", to_string(static_cast<AssistKind>(i)), s.assists[i]);
+  std::fprintf(stderr, "evmm: stats: pio_exits=%lu mmio_exits=%lu unclaimed_pio=%lu unclaimed_mmio=%lu assists:%s\n",
+               s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str());
+}
+
+// Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop.
+VmOutcome run_once(Vm& vm, int sigfd) {
+  if (auto r = vm.start(); !r) return {VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()};
+  pollfd fds[2] = {{vm.stopped_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+    if (fds[0].revents) break;
+    if (fds[1].revents) {
+      signalfd_siginfo si;
+      if (::read(sigfd, &si, sizeof si) == sizeof si) vm.interrupt(fmt::format("stopped by signal {}", si.ssi_signo));
+    }
+  }
+  return vm.wait();
+}
+
+int cmd_run(const VmConfig& cfg, bool stats) {
+  auto kvm = System::open();
+  if (!kvm) {
+    fail_line(fmt::format("cannot use KVM: {}", kvm.error().message()));
+    return exit_status::kHost;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts, so all inherit it
+  signal(SIGPIPE, SIG_IGN);                  // a closed output pipe is an error to count, not a death
+  int sigfd = ::signalfd(-1, &set, SFD_CLOEXEC);
+  if (sigfd < 0) {
+    fail_line(fmt::format("signalfd: {}", std::strerror(errno)));
+    return exit_status::kHost;
+  }
+  UniqueFd sigfd_owner(sigfd);
+
+  std::optional<TerminalMode> term;
+  if (cfg.serial.kind == SerialConfig::Kind::Stdio) term.emplace(STDIN_FILENO);
+  for (;;) {
+    auto vm = Vm::create(*kvm, cfg);
+    if (!vm) {
+      fail_line(vm.error().message);
+      return vm.error().exit_status;
+    }
+    VmOutcome out = run_once(**vm, sigfd);
+    if (stats) print_stats(**vm);
+    if (out.kind == VmOutcome::Kind::Reset && cfg.on_reset == OnReset::Reset) {
+      LOG_INFO("guest reset: starting the VM afresh");
+      continue;
+    }
+    bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
+    if (!quiet && !out.message.empty()) fail_line(out.message);
+    return out.exit_status;
+  }
+}
+
+int cmd_caps() {
+  auto kvm = System::open();
+  if (!kvm) {
+    fail_line(fmt::format("cannot use KVM: {}", kvm.error().message()));
+    return exit_status::kHost;
+  }
+  bool ok = true;
+  std::printf("KVM API version %d\n", kvm->api_version());
+  for (const auto& c : known_capabilities()) {
+    int v = kvm->check_extension(c.id);
+    ok &= !(c.required && v <= 0);
+    std::printf("%-36s %-4s %-8s %s\n", c.name, v > 0 ? "yes" : "no", c.required ? "required" : "optional", c.why);
+  }
+  if (!ok) {
+    fail_line("a required capability is missing");
+    return exit_status::kHost;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace evmm
+
+int main(int argc, char** argv) {
+  using namespace evmm;
+  CLI::App app{"evmm: a micro-VMM for Linux KVM"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all");
+
+  VmConfig cfg;
+  std::string serial = "stdio", on_reset = "reset";
+  bool verbose = false, stats = false;
+  auto* run = app.add_subcommand("run", "Boot a guest image (multiboot, PVH or plain ELF; detected)");
+  run->add_option("--kernel", cfg.kernel, "Guest image")->required();
+  run->add_option("--initrd", cfg.initrd, "File loaded as module 0 (multiboot) or the first PVH module");
+  run->add_option("--cmdline", cfg.cmdline, "Guest command line");
+  run->add_option("--cpus", cfg.cpus, "Number of vCPUs")->check(CLI::Range(1, 255))->capture_default_str();
+  run->add_option("--memory", cfg.memory_mib, "Guest RAM in MiB")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  run->add_option("--serial", serial, "Serial output: stdio, file:PATH or none")->capture_default_str();
+  run->add_option("--on-reset", on_reset, "What a guest reset does: reset (boot again) or exit (status 10)")
+      ->check(CLI::IsMember({"reset", "exit"}))
+      ->capture_default_str();
+  run->add_flag("-v,--verbose", verbose, "Log what evmm does");
+  run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
+  auto* version = app.add_subcommand("version", "Print evmm's version");
+  auto* caps = app.add_subcommand("caps", "Print the host KVM capabilities evmm uses");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "evmm: %s (see evmm --help)\n", e.what());
+    return exit_status::kUsage;
+  }
+
+  if (*version) {
+    std::printf("evmm %s\n", EVMM_VERSION);
+    return 0;
+  }
+  if (*caps) return cmd_caps();
+
+  set_log_level(verbose ? LogLevel::Info : LogLevel::Warn);
+  auto s = parse_serial(serial);
+  if (!s) {
+    std::fprintf(stderr, "evmm: %s\n", s.error().context().c_str());
+    return exit_status::kUsage;
+  }
+  cfg.serial = *s;
+  cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
+  return cmd_run(cfg, stats);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages evmm needs that are missing. Idempotent, silent when nothing is
+# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench]
+set -euo pipefail
+
+# One line each on why: README.md, "Dependencies".
+build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+            libbenchmark-dev libxen-dev)
+bench_pkgs=(qemu-system-x86)
+
+want=("${build_pkgs[@]}")
+if [[ "${1:-build}" == bench ]]; then want+=("${bench_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then sudo=(sudo -n); else
+    echo "deps: not root and no sudo; please install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have no package lists yet.
+if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

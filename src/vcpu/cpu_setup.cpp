@@ -1,0 +1,180 @@
+#include "vcpu/cpu_setup.h"
+
+#include <bit>
+#include <cstring>
+
+#include "memory/layout.h"
+
+namespace evmm {
+
+namespace {
+
+constexpr uint32_t kMsrMiscEnable = 0x1a0;
+constexpr uint32_t kMsrMtrrDefType = 0x2ff;
+
+unsigned ceil_log2(unsigned n) { return n <= 1 ? 0 : std::bit_width(n - 1); }
+
+bool is_intel(CpuidTable& t) {
+  auto* l0 = t.find(0);
+  return l0 && l0->ebx == 0x756e6547 && l0->edx == 0x49656e69 && l0->ecx == 0x6c65746e;  // "GenuineIntel"
+}
+
+// Leaves 0xB and 0x1F (Intel SDM Vol. 2A, CPUID): an SMT level of one thread per core, then a core
+// level holding every vCPU; EDX is the x2APIC ID at every level.
+void set_extended_topology(CpuidTable& t, uint32_t leaf, unsigned id, unsigned cpus) {
+  auto& e = t.entries();
+  std::erase_if(e, [&](const kvm_cpuid_entry2& x) { return x.function == leaf; });
+  auto entry = [&](uint32_t index, uint32_t eax, uint32_t ebx, uint32_t level_type) {
+    kvm_cpuid_entry2 x{};
+    x.function = leaf;
+    x.index = index;
+    x.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+    x.eax = eax;
+    x.ebx = ebx;
+    x.ecx = index | (level_type << 8);
+    x.edx = id;
+    e.push_back(x);
+  };
+  entry(0, 0, 1, 1);                     // SMT
+  entry(1, ceil_log2(cpus), cpus, 2);    // core
+  entry(2, 0, 0, 0);                     // invalid: ends the enumeration
+}
+
+}  // namespace
+
+CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned id, unsigned cpus) {
+  CpuidTable t = supported;
+  uint32_t max_basic = t.find(0) ? t.find(0)->eax : 0;
+  if (auto* l1 = t.find(1)) {
+    unsigned logical = 1u << ceil_log2(cpus);
+    l1->ebx = (l1->ebx & 0x0000ffff) | (logical << 16) | (id << 24);
+    if (cpus > 1) l1->edx |= 1u << 28;  // HTT: the package holds more than one logical processor
+    else l1->edx &= ~(1u << 28);
+    l1->ecx |= 1u << 31;                // running under a hypervisor
+  }
+  if (max_basic >= 0xb) set_extended_topology(t, 0xb, id, cpus);
+  if (max_basic >= 0x1f && t.find(0x1f)) set_extended_topology(t, 0x1f, id, cpus);
+  if (is_intel(t)) {
+    // Leaf 4: cores per package in EAX[31:26]; each cache shared by one thread.
+    for (auto& e : t.entries())
+      if (e.function == 4) e.eax = (e.eax & 0x3fff) | ((cpus - 1) << 26);
+  } else {
+    // AMD (APM Vol. 3, E.4): CmpLegacy, the core count and APIC ID size, and the extended APIC ID.
+    if (auto* e = t.find(0x80000001)) {
+      if (cpus > 1) e->ecx |= 1u << 1;
+      else e->ecx &= ~(1u << 1);
+    }
+    if (auto* e = t.find(0x80000008)) e->ecx = (e->ecx & ~0xf0ffu) | (ceil_log2(cpus) << 12) | (cpus - 1);
+    if (auto* e = t.find(0x8000001e)) {
+      e->eax = id;
+      e->ebx = (e->ebx & ~0xffffu) | (id & 0xff);  // core id; one thread per core
+      e->ecx &= ~0x7ffu;                             // node 0 of 1
+    }
+  }
+  return t;
+}
+
+Result<void> configure_vcpu(const VcpuFd& vcpu, const CpuidTable& supported, unsigned id, unsigned cpus) {
+  TRY_CTX(vcpu.set_cpuid2(cpuid_for_vcpu(supported, id, cpus)), fmt::format("vCPU {}", id));
+
+  // Fast strings on; MTRRs on with write-back as the default type, as firmware leaves them.
+  const kvm_msr_entry msrs[] = {
+      {kMsrMiscEnable, 0, 1},
+      {kMsrMtrrDefType, 0, (1u << 11) | 6},
+  };
+  TRY_CTX(vcpu.set_msrs(msrs), fmt::format("vCPU {}", id));
+
+  kvm_fpu fpu{};
+  fpu.fcw = 0x37f;
+  fpu.mxcsr = 0x1f80;
+  TRY(vcpu.set_fpu(fpu));
+
+  // LINT0 as ExtINT (the PIC's output) and LINT1 as NMI, as the MP spec's virtual-wire mode has it.
+  kvm_lapic_state lapic = TRY(vcpu.get_lapic());
+  auto set_lvt = [&](size_t off, uint32_t mode) {
+    uint32_t v;
+    std::memcpy(&v, lapic.regs + off, 4);
+    v = (v & ~0x700u & ~(1u << 16)) | (mode << 8);
+    std::memcpy(lapic.regs + off, &v, 4);
+  };
+  set_lvt(0x350, 7);  // LVT LINT0: ExtINT
+  set_lvt(0x360, 4);  // LVT LINT1: NMI
+  TRY(vcpu.set_lapic(lapic));
+  return {};
+}
+
+namespace {
+
+kvm_segment flat_segment(uint16_t selector, bool code, bool long_mode) {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = code ? 0xb : 0x3;  // execute/read, accessed; read/write, accessed
+  s.present = 1;
+  s.s = 1;
+  s.g = 1;
+  s.l = code && long_mode;
+  s.db = !(code && long_mode);
+  return s;
+}
+
+// Identity-maps the first 4 GiB with 2 MiB pages at layout::kPml4 for a 64-bit entry.
+Result<void> write_identity_page_tables(const GuestMemory& mem) {
+  const uint64_t pml4 = layout::kPml4, pdpt = pml4 + 0x1000, pd = pml4 + 0x2000;
+  TRY(mem.fill(GuestAddress(pml4), 0, 6 * 0x1000));
+  TRY(mem.write_obj<uint64_t>(GuestAddress(pml4), pdpt | 0x3));
+  for (uint64_t i = 0; i < 4; ++i) {
+    TRY(mem.write_obj<uint64_t>(GuestAddress(pdpt + i * 8), (pd + i * 0x1000) | 0x3));
+    for (uint64_t j = 0; j < 512; ++j) {
+      uint64_t addr = (i << 30) | (j << 21);
+      TRY(mem.write_obj<uint64_t>(GuestAddress(pd + i * 0x1000 + j * 8), addr | 0x83));  // P, RW, PS
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode) {
+  // Flat 4 GiB descriptors (Intel SDM Vol. 3A, 3.4.5). Selector 0x10 is code, 0x18 data, as the
+  // Linux boot protocol's __BOOT_CS and __BOOT_DS.
+  constexpr uint64_t kCode32 = 0x00cf9b000000ffff, kCode64 = 0x00af9b000000ffff, kData = 0x00cf93000000ffff;
+  const uint64_t gdt[4] = {0, 0, mode == EntryMode::Long64 ? kCode64 : kCode32, kData};
+  TRY(mem.write_obj(GuestAddress(layout::kBootGdt), gdt));
+  if (mode == EntryMode::Long64) TRY(write_identity_page_tables(mem));
+  return {};
+}
+
+Result<void> set_entry_state(const VcpuFd& vcpu, const BootEntry& entry) {
+  kvm_sregs sregs = TRY(vcpu.get_sregs());
+  bool long_mode = entry.mode == EntryMode::Long64;
+  sregs.cs = flat_segment(0x10, true, long_mode);
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x18, false, false);
+  sregs.gdt.base = layout::kBootGdt;
+  sregs.gdt.limit = 4 * 8 - 1;
+  sregs.idt.base = 0;
+  sregs.idt.limit = 0;
+  // Multiboot and PVH: protected mode, paging off (CR0.ET is hard-wired on every CPU since the 486).
+  sregs.cr0 = 0x11;
+  sregs.cr4 = 0;
+  sregs.efer = 0;
+  if (long_mode) {
+    sregs.cr0 |= 0x80000000;       // PG
+    sregs.cr3 = layout::kPml4;
+    sregs.cr4 = 0x20;              // PAE
+    sregs.efer = 0x500;            // LME | LMA
+  }
+  TRY(vcpu.set_sregs(sregs));
+
+  kvm_regs regs{};
+  regs.rflags = 0x2;  // reserved bit 1; IF clear
+  regs.rip = entry.rip;
+  regs.rax = entry.rax;
+  regs.rbx = entry.rbx;
+  regs.rsi = entry.rsi;
+  regs.rsp = entry.rsp;
+  return vcpu.set_regs(regs);
+}
+
+}  // namespace evmm

@@ -1,0 +1,26 @@
+// What a VM is made of: everything the CLI (or an embedding program) decides.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace evmm {
+
+enum class OnReset { Reset, Exit };
+
+struct SerialConfig {
+  enum class Kind { Stdio, File, None } kind = Kind::Stdio;
+  std::string path;  // for File
+};
+
+struct VmConfig {
+  std::string kernel;
+  std::string initrd;
+  std::string cmdline;
+  unsigned cpus = 1;
+  uint64_t memory_mib = 128;
+  SerialConfig serial;
+  OnReset on_reset = OnReset::Reset;
+};
+
+}  // namespace evmm

@@ -1,0 +1,77 @@
+#include "vmm/platform.h"
+
+#include <cstring>
+
+#include "boot/boot.h"
+#include "devices/acpi_pm.h"
+#include "devices/debug_console.h"
+#include "devices/debug_exit.h"
+#include "devices/fw_cfg.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
+#include "devices/serial.h"
+#include "memory/layout.h"
+#include "vmm/console.h"
+
+namespace evmm {
+
+using namespace platform;
+
+Devices::Devices(const VmFd& vm) : com1_irq_(vm, kCom1Irq), rtc_irq_(vm, kRtcIrq), sci_irq_(vm, kSciIrq) {}
+Devices::~Devices() = default;
+
+Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus&,
+                                                 VmControl& control, ConsoleOutput& out, const VmConfig& cfg) {
+  std::unique_ptr<Devices> d(new Devices(vm));
+  ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
+  d->serial_ = std::make_shared<Serial>(d->com1_irq_, sink);
+  d->debugcon_ = std::make_shared<DebugConsole>(sink);
+  d->debug_exit_ = std::make_shared<DebugExit>(control);
+  d->fw_cfg_ = std::make_shared<FwCfg>();
+  d->i8042_ = std::make_shared<I8042>(control);
+  d->pm_ = std::make_shared<AcpiPm>(control, d->sci_irq_, d->clock_);
+  d->rtc_ = std::make_shared<Rtc>(d->rtc_irq_, d->clock_);
+  TRY(d->populate_fw_cfg(mem, cfg));
+
+  TRY(pio.insert(kCom1Port, Serial::kRangeLen, d->serial_, "com1"));
+  TRY(pio.insert(kDebugConPort, DebugConsole::kRangeLen, d->debugcon_, "debugcon"));
+  TRY(pio.insert(kDebugExitPort, DebugExit::kRangeLen, d->debug_exit_, "debug-exit"));
+  TRY(pio.insert(kFwCfgPort, FwCfg::kRangeLen, d->fw_cfg_, "fw_cfg"));
+  TRY(pio.insert(kI8042DataPort, I8042::kRangeLen, d->i8042_, "i8042"));
+  TRY(pio.insert(kRtcPort, Rtc::kRangeLen, d->rtc_, "rtc"));
+  TRY(pio.insert(kPm1aEvtPort, AcpiPm::kRangeLen, d->pm_, "acpi-pm"));
+  return d;
+}
+
+Result<void> Devices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg) {
+  uint64_t low = 0, high = 0;
+  for (const auto& r : mem.regions())
+    if (r.kind == RegionKind::Ram) (r.start.raw() < layout::kMmioHoleEnd ? low : high) += r.size;
+  rtc_->set_memory_size(low, high);
+
+  auto& f = *fw_cfg_;
+  TRY(f.add_u16(fw_cfg::kNbCpus, static_cast<uint16_t>(cfg.cpus)));
+  TRY(f.add_u16(fw_cfg::kMaxCpus, static_cast<uint16_t>(cfg.cpus)));
+  TRY(f.add_u64(fw_cfg::kRamSize, cfg.memory_mib * layout::MiB));
+  TRY(f.add_u64(fw_cfg::kMaxRam, mem.end().raw()));
+  // etc/e820 in QEMU's layout: packed {u64 address, u64 length, u32 type}, little-endian.
+  std::vector<uint8_t> e820;
+  for (const auto& e : build_e820(mem)) {
+    uint8_t rec[20];
+    std::memcpy(rec, &e.addr, 8);
+    std::memcpy(rec + 8, &e.size, 8);
+    std::memcpy(rec + 16, &e.type, 4);
+    e820.insert(e820.end(), rec, rec + 20);
+  }
+  TRY(f.add_file("etc/e820", std::move(e820)));  // returns the file's key, unused here
+  return {};
+}
+
+Result<std::unique_ptr<ConsoleInput>> Devices::attach_console_input(int fd) {
+  auto serial = serial_;
+  auto in = TRY(ConsoleInput::start(fd, [serial](std::span<const uint8_t> b) { return serial->push_input(b); }));
+  serial_->set_rx_space_callback([p = in.get()] { p->notify_space(); });
+  return in;
+}
+
+}  // namespace evmm

@@ -1,0 +1,53 @@
+// The PC platform's legacy devices, wired to their ports and interrupt lines.
+#pragma once
+
+#include <memory>
+
+#include "base/result.h"
+#include "bus/io_bus.h"
+#include "devices/clock.h"
+#include "devices/vm_control.h"
+#include "kvm/vm_fd.h"
+#include "memory/guest_memory.h"
+#include "vmm/config.h"
+#include "vmm/kvm_irq_line.h"
+
+namespace evmm {
+
+class AcpiPm;
+class ConsoleInput;
+class ConsoleOutput;
+class DebugConsole;
+class DebugExit;
+class FwCfg;
+class I8042;
+class Rtc;
+class Serial;
+
+class Devices {
+ public:
+  static Result<std::unique_ptr<Devices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
+                                                 VmControl& control, ConsoleOutput& out, const VmConfig& cfg);
+  ~Devices();
+
+  // Feeds fd (stdin) to COM1 with back-pressure.
+  Result<std::unique_ptr<ConsoleInput>> attach_console_input(int fd);
+
+  Serial& serial() { return *serial_; }
+
+ private:
+  explicit Devices(const VmFd& vm);
+  Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
+
+  SystemClock clock_;
+  KvmIrqLine com1_irq_, rtc_irq_, sci_irq_;
+  std::shared_ptr<Serial> serial_;
+  std::shared_ptr<DebugConsole> debugcon_;
+  std::shared_ptr<DebugExit> debug_exit_;
+  std::shared_ptr<FwCfg> fw_cfg_;
+  std::shared_ptr<I8042> i8042_;
+  std::shared_ptr<AcpiPm> pm_;
+  std::shared_ptr<Rtc> rtc_;
+};
+
+}  // namespace evmm

@@ -1,0 +1,203 @@
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "base/log.h"
+#include "boot/boot.h"
+#include "devices/serial.h"
+#include "memory/layout.h"
+#include "vcpu/cpu_setup.h"
+#include "vcpu/kick.h"
+#include "vmm/console.h"
+#include "vmm/exit_status.h"
+#include "vmm/platform.h"
+
+namespace evmm {
+
+namespace {
+
+VmOutcome host_error(const Error& e) { return {VmOutcome::Kind::HostError, exit_status::kHost, e.message()}; }
+VmOutcome image_error(const Error& e) { return {VmOutcome::Kind::ImageError, exit_status::kImage, e.message()}; }
+
+// Reads a whole file, refusing one larger than limit before reading it.
+Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t limit, const char* what) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error("{} {}", what, path);
+  UniqueFd f(fd);
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return errno_error("{} {}", what, path);
+  if (!S_ISREG(st.st_mode)) return make_error(EINVAL, "{} {} is not a regular file", what, path);
+  if (static_cast<uint64_t>(st.st_size) > limit)
+    return make_error(E2BIG, "{} {} ({} bytes) is larger than guest RAM", what, path, st.st_size);
+  std::vector<uint8_t> data(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return errno_error("reading {} {}", what, path);
+    done += static_cast<size_t>(n);
+  }
+  return data;
+}
+
+}  // namespace
+
+Vm::Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped)
+    : cfg_(std::move(cfg)), vm_(std::move(vm)), mem_(std::move(mem)), stopped_(std::move(stopped)) {}
+
+Vm::~Vm() {
+  if (!threads_.empty()) {
+    interrupt("VM destroyed while running");
+    wait();
+  }
+}
+
+tl::expected<std::unique_ptr<Vm>, VmOutcome> Vm::create(const System& kvm, const VmConfig& cfg) {
+  if (cfg.cpus == 0 || cfg.cpus > 255)
+    return tl::unexpected(VmOutcome{VmOutcome::Kind::HostError, exit_status::kUsage,
+                                    fmt::format("--cpus {} is out of range (1 to 255)", cfg.cpus)});
+  if (auto r = check_required_capabilities(kvm); !r) return tl::unexpected(host_error(r.error()));
+  auto vmfd = kvm.create_vm();
+  if (!vmfd) return tl::unexpected(host_error(vmfd.error()));
+  auto mem = GuestMemory::create_pc(cfg.memory_mib * layout::MiB);
+  if (!mem) return tl::unexpected(host_error(mem.error().wrap("guest memory")));
+  auto stopped = EventFd::create();
+  if (!stopped) return tl::unexpected(host_error(stopped.error()));
+
+  std::unique_ptr<Vm> vm(new Vm(cfg, std::move(*vmfd), std::move(*mem), std::move(*stopped)));
+  if (auto r = vm->setup_platform(kvm); !r) return tl::unexpected(host_error(r.error()));
+  if (auto r = vm->load_guest(); !r) return tl::unexpected(image_error(r.error()));
+  if (auto r = vm->create_vcpus(kvm); !r) return tl::unexpected(host_error(r.error()));
+  return vm;
+}
+
+Result<void> Vm::setup_platform(const System& kvm) {
+  TRY(install_kick_handler());
+  // KVM needs these pages (VMX real-mode TSS and identity map) outside guest RAM, before vCPUs exist.
+  TRY(vm_.set_tss_addr(layout::kKvmTss));
+  TRY(vm_.set_identity_map_addr(layout::kKvmIdentityMap));
+  TRY(vm_.create_irqchip());
+  TRY(vm_.create_pit2(KVM_PIT_SPEAKER_DUMMY));
+  uint32_t slot = 0;
+  for (const auto& r : mem_.regions()) {
+    kvm_userspace_memory_region region{};
+    region.slot = slot++;
+    region.guest_phys_addr = r.start.raw();
+    region.memory_size = r.size;
+    region.userspace_addr = reinterpret_cast<uint64_t>(r.host);
+    TRY(vm_.set_user_memory_region(region));
+  }
+  (void)kvm;
+
+  out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));
+  devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *this, *out_, cfg_));
+  return {};
+}
+
+Result<void> Vm::load_guest() {
+  const uint64_t limit = mem_.ram_bytes();
+  auto image = TRY(read_file(cfg_.kernel, limit, "kernel"));
+  std::vector<uint8_t> initrd;
+  BootConfig boot{image, cfg_.cmdline, {}, cfg_.cpus};
+  if (!cfg_.initrd.empty()) {
+    initrd = TRY(read_file(cfg_.initrd, limit, "initrd"));
+    boot.modules.push_back({initrd, cfg_.initrd});
+  }
+  auto entry = TRY_CTX(load_image(mem_, boot), cfg_.kernel);
+  TRY(write_firmware_tables(mem_, cfg_.cpus));
+  TRY(write_boot_tables(mem_, entry.mode));
+  entry_ = entry;
+  LOG_INFO("{}: {} image, entry {:#x}", cfg_.kernel, to_string(entry.format), entry.rip);
+  return {};
+}
+
+Result<void> Vm::create_vcpus(const System& kvm) {
+  auto cpuid = TRY(kvm.supported_cpuid());
+  for (unsigned id = 0; id < cfg_.cpus; ++id) {
+    auto fd = TRY(vm_.create_vcpu(id));
+    TRY(configure_vcpu(fd, cpuid, id, cfg_.cpus));
+    // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
+    if (id == 0) TRY(set_entry_state(fd, entry_));
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_));
+  }
+  return {};
+}
+
+Result<void> Vm::start() {
+  if (!threads_.empty()) return make_error(EBUSY, "VM already started");
+  // Threads inherit the mask: only vCPU threads take the kick signal.
+  block_kick_signal();
+  if (cfg_.serial.kind == SerialConfig::Kind::Stdio) in_ = TRY(devices_->attach_console_input(STDIN_FILENO));
+  for (auto& v : vcpus_) {
+    threads_.emplace_back([this, vcpu = v.get()] {
+      unblock_kick_signal();
+      VcpuStop s = vcpu->run();
+      switch (s.kind) {
+        case VcpuStopKind::Requested:
+          break;
+        case VcpuStopKind::TripleFault:
+          finish({VmOutcome::Kind::TripleFault, exit_status::kGuestFault, s.message});
+          break;
+        case VcpuStopKind::GuestError:
+          finish({VmOutcome::Kind::GuestError, exit_status::kGuestFault, s.message});
+          break;
+        case VcpuStopKind::VmmError:
+          finish({VmOutcome::Kind::VmmError, exit_status::kVmmError, s.message});
+          break;
+      }
+    });
+  }
+  return {};
+}
+
+void Vm::finish(VmOutcome outcome) {
+  {
+    std::lock_guard lock(outcome_mu_);
+    if (outcome_) return;
+    outcome_ = std::move(outcome);
+  }
+  stop_.store(true);
+  for (auto& v : vcpus_) v->kick();
+  (void)stopped_.signal();
+}
+
+void Vm::request_stop(StopReason reason, int status) {
+  switch (reason) {
+    case StopReason::PowerOff:
+      return finish({VmOutcome::Kind::PowerOff, exit_status::kPowerOff, {}});
+    case StopReason::DebugExit:
+      return finish({VmOutcome::Kind::DebugExit, status, fmt::format("guest debug-exit, status {}", status)});
+    case StopReason::Reset:
+      return finish({VmOutcome::Kind::Reset, exit_status::kReset, "guest requested a reset"});
+    case StopReason::Crash:
+      return finish({VmOutcome::Kind::Crash, exit_status::kGuestCrash, "guest reported a crash"});
+  }
+}
+
+void Vm::interrupt(std::string why) { finish({VmOutcome::Kind::Interrupted, exit_status::kInterrupted, std::move(why)}); }
+
+VmOutcome Vm::wait() {
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  if (in_) {
+    devices_->serial().set_rx_space_callback(nullptr);
+    in_.reset();
+  }
+  std::lock_guard lock(outcome_mu_);
+  return outcome_.value_or(VmOutcome{VmOutcome::Kind::VmmError, exit_status::kVmmError, "VM stopped without a reason"});
+}
+
+VmStats Vm::stats() const {
+  VmStats s;
+  for (auto& v : vcpus_) {
+    s.pio_exits += v->stats().pio_exits.load();
+    s.mmio_exits += v->stats().mmio_exits.load();
+    for (size_t i = 0; i < s.assists.size(); ++i) s.assists[i] += v->stats().assists[i].load();
+  }
+  s.unclaimed_pio = pio_.stats().unclaimed_reads.load() + pio_.stats().unclaimed_writes.load();
+  s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();
+  return s;
+}
+
+}  // namespace evmm

@@ -1,0 +1,90 @@
+// A VM assembled from a VmConfig: KVM VM, guest memory, platform devices, the loaded image and
+// one thread per vCPU. start() runs it; wait() returns how it ended.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/eventfd.h"
+#include "boot/boot.h"
+#include "bus/io_bus.h"
+#include "devices/vm_control.h"
+#include "kvm/system.h"
+#include "kvm/vm_fd.h"
+#include "memory/guest_memory.h"
+#include "vcpu/vcpu.h"
+#include "vmm/config.h"
+
+namespace evmm {
+
+class ConsoleInput;
+class ConsoleOutput;
+class Devices;
+
+struct VmOutcome {
+  enum class Kind {
+    PowerOff, DebugExit, Reset, Crash, TripleFault, GuestError, VmmError, Interrupted,
+    HostError,   // the VM could not be created: /dev/kvm, a capability, a KVM ioctl
+    ImageError,  // the image or initrd could not be read or loaded
+  } kind;
+  int exit_status;
+  std::string message;  // one line for the user; empty for a clean power-off
+};
+
+// Counters a user or a test can read after (or during) a run.
+struct VmStats {
+  uint64_t pio_exits = 0, mmio_exits = 0, unclaimed_pio = 0, unclaimed_mmio = 0;
+  std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
+};
+
+class Vm final : public VmControl {
+ public:
+  // A VM that cannot be built fails with the outcome the process should report.
+  static tl::expected<std::unique_ptr<Vm>, VmOutcome> create(const System& kvm, const VmConfig& cfg);
+  ~Vm() override;
+
+  Result<void> start();
+  // Readable once the VM has stopped; for a caller's poll loop.
+  int stopped_fd() const { return stopped_.fd(); }
+  // Joins every thread and returns how the VM ended. Call after start().
+  VmOutcome wait();
+
+  // VmControl: a device asks to stop. Thread-safe; the first request wins.
+  void request_stop(StopReason reason, int exit_status) override;
+  // The host asks to stop (a signal, the API).
+  void interrupt(std::string why);
+
+  VmStats stats() const;
+  const GuestMemory& memory() const { return mem_; }
+
+ private:
+  Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped);
+  Result<void> setup_platform(const System& kvm);
+  Result<void> load_guest();
+  Result<void> create_vcpus(const System& kvm);
+  void finish(VmOutcome outcome);
+
+  VmConfig cfg_;
+  VmFd vm_;
+  GuestMemory mem_;
+  IoBus pio_{"pio"};
+  IoBus mmio_{"mmio"};
+  std::unique_ptr<ConsoleOutput> out_;
+  std::unique_ptr<Devices> devices_;
+  std::unique_ptr<ConsoleInput> in_;
+  BootEntry entry_{};
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::vector<std::thread> threads_;
+
+  std::atomic<bool> stop_{false};
+  EventFd stopped_;
+  std::mutex outcome_mu_;
+  std::optional<VmOutcome> outcome_;
+};
+
+}  // namespace evmm

@@ -1,0 +1,159 @@
+// Booting real guests on /dev/kvm through the evmm binary: every boot protocol, 1 and 2 vCPUs,
+// serial output and input, debug-exit codes, poweroff, reset and guest faults.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <numeric>
+#include <regex>
+#include <csignal>
+
+#include "tests/kvm_test_util.h"
+
+namespace evmm::testing {
+namespace {
+
+bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+struct Image {
+  const char* file;
+  const char* protocol;  // as the guest names the protocol that booted it
+};
+
+class BootEachFormat : public ::testing::TestWithParam<Image> {};
+
+TEST_P(BootEachFormat, HelloOnOneAndTwoCpus) {
+  REQUIRE_KVM();
+  for (unsigned cpus : {1u, 2u}) {
+    auto r = boot(GetParam().file, "hello smp exit=3", cpus);
+    EXPECT_EQ(r.exit_status, 7) << r.out << r.err;  // (3 << 1) | 1
+    EXPECT_TRUE(has(r.out, fmt::format("hello from {} on {} cpus", GetParam().protocol, cpus))) << r.out;
+    EXPECT_TRUE(has(r.out, fmt::format("smp: {} cpus up", cpus))) << r.out;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, BootEachFormat,
+                         ::testing::Values(Image{"testprog.mb.elf", "multiboot"}, Image{"testprog.mb.bin", "multiboot"},
+                                           Image{"testprog.pvh.elf", "pvh"}),
+                         [](const auto& info) {
+                           std::string n = info.param.file;
+                           std::replace(n.begin(), n.end(), '.', '_');
+                           return n;
+                         });
+
+TEST(Boot, DebugExitStatusIsValueShiftedOrOne) {
+  REQUIRE_KVM();
+  for (unsigned v : {0u, 1u, 42u, 127u}) {
+    auto r = boot("testprog.mb.elf", fmt::format("exit={}", v));
+    EXPECT_EQ(r.exit_status, static_cast<int>(((v << 1) | 1) & 0xff)) << v << r.err;
+  }
+}
+
+TEST(Boot, AcpiPowerOffExitsZero) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.pvh.elf", "hello poweroff", 2);
+  EXPECT_EQ(r.exit_status, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+}
+
+TEST(Boot, ResetWithOnResetExit) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "hello reset", 1, {"--on-reset", "exit"});
+  EXPECT_EQ(r.exit_status, 10) << r.err;
+  EXPECT_TRUE(has(r.err, "reset")) << r.err;
+}
+
+// With --on-reset reset the VM boots again, from scratch, until something else stops it.
+TEST(Boot, ResetBootsAgainAndSigtermStops) {
+  REQUIRE_KVM();
+  ProcessOptions opts;
+  opts.timeout = std::chrono::milliseconds(4000);
+  opts.timeout_signal = SIGTERM;
+  auto r = boot("testprog.mb.elf", "hello reset", 1, {}, opts);
+  EXPECT_EQ(r.exit_status, 130) << r.err;
+  size_t boots = 0;
+  for (size_t at = 0; (at = r.out.find("hello from multiboot", at)) != std::string::npos; ++at) ++boots;
+  EXPECT_GE(boots, 2u) << r.out;
+}
+
+TEST(Boot, TripleFaultIsAGuestFault) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "triplefault");
+  EXPECT_EQ(r.exit_status, 8) << r.err;
+  EXPECT_TRUE(has(r.err, "triple fault")) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(Boot, SerialToFile) {
+  REQUIRE_KVM();
+  std::string path = ::testing::TempDir() + "/serial.out";
+  auto r = boot("testprog.mb.elf", "hello exit=0", 1, {"--serial", "file:" + path});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  EXPECT_TRUE(has(text, "hello from multiboot on 1 cpus")) << text;
+}
+
+TEST(Boot, SerialNoneIsSilent) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "hello exit=0", 1, {"--serial", "none"});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST(Boot, SerialInputFromAPipe) {
+  REQUIRE_KVM();
+  ProcessOptions opts;
+  // More than the UART's FIFO holds, so the feeder must wait for the guest to drain it.
+  std::string line(100, 'x');
+  line += "end";
+  opts.stdin_data = line + "\n";
+  auto r = boot("testprog.mb.elf", "serial exit=0", 1, {}, opts);
+  EXPECT_EQ(r.exit_status, 1) << r.err;
+  EXPECT_TRUE(has(r.out, "serial: got " + line)) << r.out;
+}
+
+TEST(Boot, InitrdBecomesModuleZero) {
+  REQUIRE_KVM();
+  std::string path = ::testing::TempDir() + "/initrd.bin";
+  std::string data;
+  for (int i = 0; i < 10000; ++i) data.push_back(static_cast<char>(i * 7));
+  std::ofstream(path, std::ios::binary) << data;
+  uint32_t sum = std::accumulate(data.begin(), data.end(), 0u, [](uint32_t a, char c) { return a + uint8_t(c); });
+  for (const char* image : {"testprog.mb.elf", "testprog.pvh.elf"}) {
+    auto r = boot(image, "modules exit=0", 1, {"--initrd", path});
+    EXPECT_EQ(r.exit_status, 1) << r.err;
+    EXPECT_TRUE(has(r.out, fmt::format("module 0 size {} sum {:#x}", data.size(), sum))) << image << "\n" << r.out;
+  }
+}
+
+TEST(Boot, FirmwareTablesValidateInTheGuest) {
+  REQUIRE_KVM();
+  for (unsigned cpus : {1u, 2u}) {
+    auto r = boot("testprog.pvh.elf", "acpi exit=0", cpus);
+    EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
+    EXPECT_TRUE(has(r.out, fmt::format("acpi: ok {} cpus", cpus))) << r.out;
+  }
+}
+
+TEST(Boot, InterruptsAndExceptionsAtCpl0) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "irq exit=0");
+  EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "exc: ud ok")) << r.out;
+  EXPECT_TRUE(has(r.out, "exc: de ok")) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("irq: [1-9][0-9]* ticks"))) << r.out;
+}
+
+TEST(Boot, FwCfgAndMemoryMap) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "fwcfg mem exit=0", 2, {"--memory", "64"});
+  EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "QEMU")) << r.out;
+}
+
+}  // namespace
+}  // namespace evmm::testing
