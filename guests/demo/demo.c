@@ -1,0 +1,193 @@
+/* The demo guest: a short tour of what this VM gave it, one line per step, every value measured from
+ * inside the guest. It ends with an ACPI S5 poweroff, so `evmm run` exits 0. To add a section, write a
+ * step function and list it in `tour` below. */
+#include "rt/hw.h"
+#include "rt/rt.h"
+
+struct tour_step {
+    const char *label;
+    /* Writes one line of findings into out; returns false when what it checked was wrong. */
+    bool (*run)(char *out, size_t cap);
+};
+
+static bool step_boot(char *out, size_t cap)
+{
+    static const char *const formats[] = {"mb.elf", "ELF32", "mb.bin", "flat a.out-kludge", "pvh.elf", "ELF64"};
+    const char *format = rt_boot.image_format;
+    for (int i = 0; i < 6; i += 2)
+        if (!strcmp(formats[i], rt_boot.image_format))
+            format = formats[i + 1];
+    rt_snprintf(out, cap, "%s (%s image), 32-bit entry, now in 64-bit long mode",
+                rt_boot.protocol == RT_BOOT_PVH ? "PVH" : "Multiboot v1", format);
+    return true;
+}
+
+static bool step_cmdline(char *out, size_t cap)
+{
+    rt_snprintf(out, cap, "\"%s\"", rt_boot.cmdline);
+    return true;
+}
+
+static bool step_memory(char *out, size_t cap)
+{
+    uint64_t usable = 0, top = 0;
+    for (uint32_t i = 0; i < rt_boot.n_mmap; i++) {
+        const struct rt_mmap_entry *e = &rt_boot.mmap[i];
+        if (e->type != 1)
+            continue;
+        usable += e->end - e->start;
+        if (e->end <= (1ull << 32) && (e->end & ~0xfffull) > top)
+            top = e->end & ~0xfffull;
+    }
+    if (!top) {
+        rt_snprintf(out, cap, "no usable RAM in a %u-entry memory map", rt_boot.n_mmap);
+        return false;
+    }
+    volatile uint64_t *w = phys_ptr(top - 8);
+    uint64_t saved = *w, pattern = 0x0123456789abcdefull ^ top;
+    *w = pattern;
+    bool ok = *w == pattern;
+    *w = saved;
+    rt_snprintf(out, cap, "%u map entries, %lu MiB usable, last usable byte 0x%lx %s", rt_boot.n_mmap, usable >> 20,
+                top - 1, ok ? "writable" : "did NOT read back");
+    return ok;
+}
+
+static bool step_modules(char *out, size_t cap)
+{
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < rt_boot.n_modules; i++)
+        bytes += rt_boot.modules[i].size;
+    rt_snprintf(out, cap, "%u boot modules, %lu bytes", rt_boot.n_modules, bytes);
+    return true;
+}
+
+static void cpuid_text(char s[13], uint32_t a, uint32_t b, uint32_t c)
+{
+    memcpy(s, &a, 4);
+    memcpy(s + 4, &b, 4);
+    memcpy(s + 8, &c, 4);
+    s[12] = '\0';
+}
+
+static bool step_cpu(char *out, size_t cap)
+{
+    struct cpuid_regs v = cpuid(0, 0), l1 = cpuid(1, 0), h = cpuid(0x40000000, 0);
+    char vendor[13], hv[13] = "none";
+    cpuid_text(vendor, v.ebx, v.edx, v.ecx);
+    if (l1.ecx & (1u << 31))
+        cpuid_text(hv, h.ebx, h.ecx, h.edx);
+    uint32_t family = (l1.eax >> 8) & 0xf;
+    if (family == 0xf) /* SDM vol. 2 CPUID: the extended family adds on only to base family 15 */
+        family += (l1.eax >> 20) & 0xff;
+    rt_snprintf(out, cap, "vendor %s, family %u, hypervisor \"%s\"", vendor, family, hv);
+    return true;
+}
+
+static bool step_smp(char *out, size_t cap)
+{
+    uint32_t want = rt_fwcfg_nb_cpus(), n = rt_smp_start(NULL);
+    int len = rt_snprintf(out, cap, "%u of %u up (%s), APIC IDs", n, want,
+                          want > 1 ? "APs started by INIT-SIPI-SIPI" : "the BSP alone");
+    for (uint32_t i = 0; i < n && len < (int)cap; i++)
+        len += rt_snprintf(out + len, cap - (size_t)len, " %u", rt_cpu_apic_id(i));
+    return n == (want > RT_MAX_CPUS ? RT_MAX_CPUS : want);
+}
+
+static bool step_acpi(char *out, size_t cap)
+{
+    static struct rt_acpi a;
+    if (!rt_acpi_scan(&a)) {
+        rt_snprintf(out, cap, "problem: %s", a.error);
+        return false;
+    }
+    char sigs[24 * 5 + 1] = "";
+    for (uint32_t i = 0; i < a.n_tables; i++)
+        rt_snprintf(sigs + 5 * i, 6, " %.4s", a.sigs[i]);
+    rt_snprintf(out, cap, "RSDP rev %u, %s:%s, DSDT, FACS; checksums ok; MADT %u CPUs + IOAPIC; MP table %u CPUs",
+                a.revision, a.xsdt ? "XSDT" : "RSDT", sigs, a.madt_cpus, a.mp_cpus);
+    return a.madt_cpus == rt_fwcfg_nb_cpus() && a.madt_ioapics;
+}
+
+static bool step_fwcfg(char *out, size_t cap)
+{
+    if (!rt_fwcfg_present()) {
+        rt_snprintf(out, cap, "no fw_cfg device at 0x510");
+        return false;
+    }
+    rt_snprintf(out, cap, "signature QEMU, %u CPUs, %lu MiB RAM", rt_fwcfg_nb_cpus(), rt_fwcfg_ram_size() >> 20);
+    return true;
+}
+
+static bool step_rtc(char *out, size_t cap)
+{
+    struct rt_time t;
+    if (!rt_rtc_read(&t)) {
+        rt_snprintf(out, cap, "the RTC never left its update cycle");
+        return false;
+    }
+    rt_snprintf(out, cap, "%04u-%02u-%02u %02u:%02u:%02u (CMOS)", t.year, t.month, t.day, t.hour, t.minute, t.second);
+    return true;
+}
+
+#define TICKS 5
+#define TICK_NS 1000000u
+static volatile uint32_t ticks;
+static volatile uint64_t tick_tsc[TICKS + 1];
+
+static void on_tick(struct rt_frame *f)
+{
+    (void)f;
+    if (ticks <= TICKS)
+        tick_tsc[ticks] = rdtsc();
+    ticks++;
+}
+
+static bool step_timer(char *out, size_t cap)
+{
+    ticks = 0;
+    rt_set_irq_handler(RT_VEC_USER, on_tick);
+    rt_lapic_timer_start(RT_VEC_USER, TICK_NS, true);
+    while (ticks <= TICKS)
+        irq_enable_and_halt();
+    irq_disable();
+    rt_lapic_timer_stop();
+    /* Between the first and the last tick, so start-up latency does not count; late ticks do. */
+    uint64_t khz = rt_tsc_khz(), us = khz ? (tick_tsc[TICKS] - tick_tsc[0]) * 1000 / khz : 0;
+    rt_snprintf(out, cap, "%u LAPIC timer interrupts at a 1 ms period; %u periods took %lu.%03lu ms by the TSC",
+                TICKS + 1, TICKS, us / 1000, us % 1000);
+    return khz != 0;
+}
+
+static bool step_tsc(char *out, size_t cap)
+{
+    uint64_t khz = rt_tsc_khz();
+    rt_snprintf(out, cap, "%lu.%03lu MHz, measured against the LAPIC timer", khz / 1000, khz % 1000);
+    return khz != 0;
+}
+
+static const struct tour_step tour[] = {
+    {"boot", step_boot}, {"cmdline", step_cmdline}, {"memory", step_memory}, {"modules", step_modules},
+    {"cpu", step_cpu},   {"smp", step_smp},         {"acpi", step_acpi},     {"fw_cfg", step_fwcfg},
+    {"rtc", step_rtc},   {"tsc", step_tsc},         {"timer", step_timer},
+};
+
+int rt_main(void)
+{
+    rt_printf("evmm demo: a tour of this virtual machine, measured from inside the guest\n");
+    unsigned failed = 0;
+    for (size_t i = 0; i < sizeof(tour) / sizeof(tour[0]); i++) {
+        char line[256];
+        bool ok = tour[i].run(line, sizeof(line));
+        failed += !ok;
+        rt_printf("  %-8s %s%s\n", tour[i].label, line, ok ? "" : "  [FAILED]");
+    }
+    uint64_t khz = rt_tsc_khz();
+    if (khz) {
+        uint64_t us = (rdtsc() - rt_boot.tsc_at_entry) * 1000 / khz;
+        rt_printf("  %-8s %lu.%03lu ms of guest time from 64-bit entry to here (TSC)\n", "elapsed", us / 1000,
+                  us % 1000);
+    }
+    rt_printf("evmm demo: %s; powering off through ACPI S5\n", failed ? "some steps FAILED" : "all steps ok");
+    rt_poweroff();
+}

@@ -1,0 +1,104 @@
+/* Descriptor tables and interrupt dispatch: one shared IDT, a GDT with a TSS per CPU, and handlers that
+ * programs install per vector. Everything runs at CPL0 (on the slow host an event at CPL3 kills the guest). */
+#include "internal.h"
+
+/* 64-bit TSS (SDM vol. 3 s8.7). Only IST1 is used, so a double fault gets a fresh stack. */
+struct __attribute__((packed)) tss64 {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3;
+    uint16_t iomap_base;
+};
+
+/* A 64-bit IDT gate is two quadwords (SDM vol. 3 s6.14.1): offset 15:0, selector, IST (bits 34:32), type
+ * and attributes (47:40), offset 31:16; then offset 63:32 and a reserved dword. */
+#define GATE_IST_SHIFT 32
+
+#define GATE_INTERRUPT 0x8e /* present, DPL 0, 64-bit interrupt gate: IF is cleared on entry */
+#define TSS_AVAILABLE 0x89
+#define DF_STACK_SIZE 2048
+
+extern uint64_t rt_gdt[];
+extern const uint8_t rt_isr_stubs[];
+
+static uint64_t idt[256 * 2] __attribute__((aligned(16)));
+static struct tss64 tss[RT_MAX_CPUS] __attribute__((aligned(16)));
+static uint8_t df_stacks[RT_MAX_CPUS][DF_STACK_SIZE] __attribute__((aligned(16)));
+static rt_handler handlers[256];
+static bool needs_eoi[256];
+
+static const char *const exception_names[32] = {
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "",
+    "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "",    "",    "",    "",    "",    "",    "#HV", "#VC", "#SX", "",
+};
+
+void rt_idt_build(void)
+{
+    /* isr.S aligns the stubs to 4 KiB below 4 GiB, so stub v's gate differs from stub 0's only in the low
+     * 16 offset bits, by 16 * v without carry, and the upper quadword (offset bits 63:32) stays zero. One
+     * store per vector instead of assembling every field. */
+    uint64_t a = (uint64_t)rt_isr_stubs;
+    uint64_t gate = (a & 0xffff) | (uint64_t)RT_SEL_CODE64 << 16 | (uint64_t)GATE_INTERRUPT << 40 |
+                    (a >> 16 & 0xffff) << 48;
+    for (int v = 0; v < 256; v++, gate += 16)
+        idt[2 * v] = gate;
+    idt[2 * RT_VEC_DF] |= 1ull << GATE_IST_SHIFT; /* a double fault gets the fresh IST1 stack */
+}
+
+void rt_cpu_init(uint32_t index)
+{
+    struct tss64 *t = &tss[index];
+    t->ist[0] = (uint64_t)(df_stacks[index] + DF_STACK_SIZE);
+    t->iomap_base = sizeof(*t); /* no I/O bitmap */
+
+    /* 16-byte system descriptor (SDM vol. 3 s8.2.3). */
+    uint64_t base = (uint64_t)t, limit = sizeof(*t) - 1;
+    uint64_t *d = &rt_gdt[RT_SEL_TSS0 / 8 + 2 * index];
+    d[0] = (limit & 0xffff) | ((base & 0xffffff) << 16) | ((uint64_t)TSS_AVAILABLE << 40) |
+           ((limit >> 16 & 0xf) << 48) | ((base >> 24 & 0xff) << 56);
+    d[1] = base >> 32;
+
+    struct __attribute__((packed)) {
+        uint16_t limit;
+        uint64_t base;
+    } idtr = {sizeof(idt) - 1, (uint64_t)idt};
+    __asm__ volatile("lidt %0" ::"m"(idtr));
+    __asm__ volatile("ltr %w0" ::"r"(RT_SEL_TSS0 + 16 * index));
+}
+
+void rt_set_handler(uint8_t vector, rt_handler h)
+{
+    needs_eoi[vector] = false;
+    handlers[vector] = h;
+}
+
+void rt_set_irq_handler(uint8_t vector, rt_handler h)
+{
+    needs_eoi[vector] = true;
+    handlers[vector] = h;
+}
+
+__attribute__((noreturn)) static void fatal(struct rt_frame *f)
+{
+    const char *name = f->vector < 32 ? exception_names[f->vector] : "interrupt";
+    rt_panic_printf("FATAL: unexpected %s vector %lu err 0x%lx rip 0x%lx cr2 0x%lx cs 0x%lx rflags 0x%lx rsp 0x%lx "
+                    "ss 0x%lx lapic %u\n",
+                    name, f->vector, f->error, f->rip, read_cr2(), f->cs, f->rflags, f->rsp, f->ss, rt_lapic_id());
+    rt_exit(RT_EXIT_FATAL);
+}
+
+void rt_isr_dispatch(struct rt_frame *f)
+{
+    uint8_t v = (uint8_t)f->vector;
+    /* A spurious LAPIC interrupt is not in service and must not be acknowledged (SDM vol. 3 s11.9). */
+    if (v == RT_VEC_SPURIOUS && !handlers[v])
+        return;
+    if (!handlers[v])
+        fatal(f);
+    handlers[v](f);
+    if (needs_eoi[v])
+        rt_lapic_eoi();
+}

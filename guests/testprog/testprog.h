@@ -1,0 +1,24 @@
+/* The integration-test guest: each command-line word names an action (see main.c). */
+#ifndef TESTPROG_H
+#define TESTPROG_H
+
+#include "rt/hw.h"
+#include "rt/rt.h"
+
+/* Prints the message (a full line, newline added) and exits through debug-exit with code. */
+__attribute__((noreturn, format(printf, 2, 3))) void tp_fail(uint8_t code, const char *fmt, ...);
+
+void action_hello(void);
+void action_mem(void);
+void action_modules(void);
+void action_serial(void);
+void action_serial_irq(void);
+void action_smp(void);
+void action_cpuid(void);
+void action_irq(void);
+void action_acpi(void);
+void action_fwcfg(void);
+void action_rtc(void);
+void action_assist(void);
+
+#endif
