@@ -20,5 +20,7 @@ void action_acpi(void);
 void action_fwcfg(void);
 void action_rtc(void);
 void action_assist(void);
+void action_assist_force(void);
+void action_badinsn(void);
 
 #endif

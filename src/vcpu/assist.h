@@ -3,10 +3,11 @@
 // evmm finishes the common ones itself and resumes the guest.
 #pragma once
 
-#include <linux/kvm.h>
+#include "kvm/kvm_uapi.h"
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
@@ -16,11 +17,15 @@ namespace evmm {
 enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Count };
 const char* to_string(AssistKind k);
 
+// Instruction bytes as a human reads them in a log line: "0f ae f0".
+std::string format_bytes(std::span<const uint8_t> bytes);
+
 // What an assist may consult besides the registers. An interface so unit tests can fake it.
 class AssistEnv {
  public:
   virtual ~AssistEnv() = default;
-  // Guest-virtual to guest-physical (KVM_TRANSLATE); EFAULT when not mapped.
+  // Guest-virtual to guest-physical (KVM_TRANSLATE); EFAULT when not mapped. With paging off
+  // the answer is the address itself.
   virtual Result<uint64_t> translate(uint64_t gva) = 0;
   virtual const GuestMemory& memory() = 0;
   virtual Result<uint64_t> read_msr(uint32_t index) = 0;
@@ -31,10 +36,17 @@ struct CpuState {
   kvm_sregs sregs;
 };
 
-// Executes the instruction in insn (the bytes KVM reported, starting at cs:rip) against cpu.
-// On success, cpu holds the state after the instruction, ready to be written back.
-// EOPNOTSUPP: not an instruction evmm completes (the VM must stop); EFAULT: a guest memory
-// access failed (IDT, stack); EINVAL: a malformed gate or descriptor.
+// Executes the instruction in insn (the bytes KVM reported, starting at cs:rip; at most 15 are
+// looked at) against cpu. On success, cpu holds the state after the instruction, ready to be
+// written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n change cs and guest memory; the
+// others only regs), and the result names what ran.
+// On error neither cpu nor guest memory has changed, and the message names the bytes:
+//   EOPNOTSUPP  not an instruction evmm completes ("unsupported instruction 0f ae f0"), or one in
+//               a case it does not handle (CPL != 0, task gate, memory operand)
+//   EINVAL      "truncated instruction ..." (fewer bytes than the instruction needs), or a fault
+//               the CPU would raise (vector beyond the IDT limit, gate not present or of a bad type)
+//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM
+//   other       read_msr's error, for rdpid
 Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env);
 
 }  // namespace evmm

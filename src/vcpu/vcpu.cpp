@@ -131,9 +131,11 @@ bool Vcpu::complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop) {
   VcpuAssistEnv env(fd_, mem_);
   auto done = complete_instruction(insn, cpu, env);
   if (!done) {
-    *stop = {VcpuStopKind::GuestError,
-             fmt::format("vCPU {}: cannot emulate the instruction at {:#x}:{:#x} (bytes {}): {}", id_,
-                         sregs->cs.selector, regs->rip, format_bytes(insn), done.error().message())};
+    // The assist's own message names the bytes when it could not decode them; otherwise add them.
+    std::string why = done.error().context(), bytes = format_bytes(insn);
+    if (why.find(bytes) == std::string::npos) why += fmt::format(" (instruction bytes {})", bytes);
+    *stop = {VcpuStopKind::GuestError, fmt::format("vCPU {}: cannot emulate the instruction at {:#x}:{:#x}: {}", id_,
+                                                   sregs->cs.selector, regs->rip, why)};
     return false;
   }
   auto wrote = fd_.set_sregs(cpu.sregs).and_then([&] { return fd_.set_regs(cpu.regs); });

@@ -1,0 +1,48 @@
+#include "vcpu/x86_arch.h"
+
+#include <algorithm>
+
+namespace evmm::x86 {
+
+Result<CodeSize> code_size(const kvm_sregs& sregs) {
+  if ((sregs.efer & kEferLma) && sregs.cs.l) return CodeSize::Bits64;
+  bool protected_mode = (sregs.cr0 & kCr0Pe) != 0;
+  if (!protected_mode && sregs.cs.db) return make_error(EOPNOTSUPP, "real mode with a 32-bit code segment");
+  return sregs.cs.db ? CodeSize::Bits32 : CodeSize::Bits16;
+}
+
+uint8_t cpl(const kvm_regs& regs, const kvm_sregs& sregs) {
+  if (!(sregs.cr0 & kCr0Pe)) return 0;
+  if (regs.rflags & rflags::kVM) return 3;
+  return std::max<uint8_t>(sregs.ss.dpl & 3, sregs.cs.selector & 3);
+}
+
+__u64& gpr(kvm_regs& regs, unsigned n) {
+  switch (n & 15) {
+    case 0: return regs.rax;
+    case 1: return regs.rcx;
+    case 2: return regs.rdx;
+    case 3: return regs.rbx;
+    case 4: return regs.rsp;
+    case 5: return regs.rbp;
+    case 6: return regs.rsi;
+    case 7: return regs.rdi;
+    case 8: return regs.r8;
+    case 9: return regs.r9;
+    case 10: return regs.r10;
+    case 11: return regs.r11;
+    case 12: return regs.r12;
+    case 13: return regs.r13;
+    case 14: return regs.r14;
+    default: return regs.r15;
+  }
+}
+
+bool is_canonical(uint64_t linear, const kvm_sregs& sregs) {
+  int bits = (sregs.cr4 & kCr4La57) ? 57 : 48;
+  // Shift the sign bit to the top and back; a canonical address survives unchanged.
+  int64_t extended = static_cast<int64_t>(linear << (64 - bits)) >> (64 - bits);
+  return static_cast<uint64_t>(extended) == linear;
+}
+
+}  // namespace evmm::x86

@@ -1,0 +1,290 @@
+#include "vcpu/x86_interrupt.h"
+
+#include <algorithm>
+
+#include "vcpu/x86_arch.h"
+#include "vcpu/x86_linear.h"
+
+namespace evmm::x86 {
+namespace {
+
+// System-descriptor types with the S bit (SDM vol. 3 table 3-2); in IA-32e mode 0x0E and 0x0F
+// are the 64-bit interrupt and trap gates, and the 16-bit and task gates do not exist.
+enum class GateType : uint8_t { Task = 0x05, Interrupt16 = 0x06, Trap16 = 0x07, Interrupt = 0x0E, Trap = 0x0F };
+
+// Code/data segment type bits (SDM vol. 3 3.4.5.1).
+constexpr uint8_t kTypeAccessed = 0x1;
+constexpr uint8_t kTypeExpandDown = 0x4;
+constexpr uint8_t kTypeCode = 0x8;
+
+// The frame's RSP is aligned down to 16 in IA-32e mode (SDM vol. 3 6.14.2).
+constexpr uint64_t kLongStackAlign = 16;
+
+// An IDT gate, SDM vol. 3 figures 6-2 (legacy) and 6-8 (IA-32e).
+struct Gate {
+  uint64_t offset;
+  uint16_t selector;
+  uint8_t ist;
+  uint8_t type;  // S bit and type: 5 bits
+  uint8_t dpl;
+  bool present;
+  bool interrupt() const {
+    return type == static_cast<uint8_t>(GateType::Interrupt) || type == static_cast<uint8_t>(GateType::Interrupt16);
+  }
+};
+
+// A code or data segment descriptor, SDM vol. 3 figure 3-8.
+struct SegmentDescriptor {
+  uint64_t raw;
+  uint32_t base() const { return static_cast<uint32_t>(((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000)); }
+  uint32_t limit() const {
+    uint32_t l = static_cast<uint32_t>((raw & 0xffff) | ((raw >> 32) & 0xf0000));
+    return g() ? (l << 12) | 0xfff : l;
+  }
+  uint8_t type() const { return (raw >> 40) & 0xf; }
+  bool s() const { return (raw >> 44) & 1; }
+  uint8_t dpl() const { return (raw >> 45) & 3; }
+  bool present() const { return (raw >> 47) & 1; }
+  bool avl() const { return (raw >> 52) & 1; }
+  bool l() const { return (raw >> 53) & 1; }
+  bool db() const { return (raw >> 54) & 1; }
+  bool g() const { return (raw >> 55) & 1; }
+};
+
+Result<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode) {
+  unsigned size = long_mode ? 16 : 8;
+  uint64_t off = uint64_t{vector} * size;
+  if (off + size - 1 > s.idt.limit)
+    return make_error(EINVAL, "vector {:#x} is beyond the IDT limit {:#x} (the CPU would raise #GP)", vector,
+                      s.idt.limit);
+  uint8_t b[16] = {};
+  TRY_CTX(mem.read(s.idt.base + off, std::span(b, size)), fmt::format("reading IDT entry {:#x}", vector));
+  auto u16 = [&](int i) { return static_cast<uint16_t>(b[i] | b[i + 1] << 8); };
+  auto u32 = [&](int i) { return static_cast<uint32_t>(u16(i) | uint32_t{u16(i + 2)} << 16); };
+  Gate g{};
+  g.offset = u16(0) | uint64_t{u16(6)} << 16;
+  g.selector = u16(2);
+  g.type = b[5] & 0x1f;
+  g.dpl = (b[5] >> 5) & 3;
+  g.present = (b[5] >> 7) & 1;
+
+  auto bad_type = [&] {
+    return make_error(EINVAL, "IDT entry {:#x} has type {:#x}, not {} (the CPU would raise #GP)", vector, g.type,
+                      long_mode ? "a 64-bit interrupt or trap gate" : "an interrupt or trap gate");
+  };
+  if (long_mode) {
+    g.offset |= uint64_t{u32(8)} << 32;
+    g.ist = b[4] & 7;
+    // The upper half's type field must be zero (SDM vol. 3 figure 6-8).
+    if (g.type != static_cast<uint8_t>(GateType::Interrupt) && g.type != static_cast<uint8_t>(GateType::Trap))
+      return bad_type();
+    if ((b[13] & 0x1f) != 0) return bad_type();
+    return g;
+  }
+  switch (static_cast<GateType>(g.type)) {
+    case GateType::Interrupt16:
+    case GateType::Trap16:
+      g.offset &= 0xffff;  // a 286 gate's upper offset bytes are reserved
+      return g;
+    case GateType::Interrupt:
+    case GateType::Trap:
+      return g;
+    case GateType::Task:
+      return make_error(EOPNOTSUPP, "IDT entry {:#x} is a task gate, which evmm does not switch through", vector);
+  }
+  return bad_type();
+}
+
+struct CodeSegment {
+  kvm_segment cache;
+  uint64_t descriptor_linear;
+  bool was_accessed;
+};
+
+// Loads the handler's code segment the way a same-privilege interrupt does (SDM vol. 2, INT n:
+// the checks on the gate's selector and on the segment it names).
+Result<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode) {
+  if ((selector & 0xfffc) == 0) return make_error(EINVAL, "the gate's code selector is null (the CPU would raise #GP)");
+  bool ldt = (selector & 4) != 0;
+  if (ldt && (s.ldt.unusable || !s.ldt.present))
+    return make_error(EINVAL, "code selector {:#x} names the LDT, but none is loaded", selector);
+  uint64_t base = ldt ? s.ldt.base : s.gdt.base;
+  uint64_t limit = ldt ? s.ldt.limit : s.gdt.limit;
+  uint64_t index = selector & 0xfff8;
+  if (index + 7 > limit)
+    return make_error(EINVAL, "code selector {:#x} is beyond the {} limit {:#x}", selector, ldt ? "LDT" : "GDT", limit);
+  SegmentDescriptor d{TRY_CTX(mem.read_le<uint64_t>(base + index),
+                              fmt::format("reading the descriptor of selector {:#x}", selector))};
+  if (!d.s() || !(d.type() & kTypeCode))
+    return make_error(EINVAL, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
+  // At CPL 0 both a conforming and a non-conforming target must have DPL 0 (DPL > CPL is #GP).
+  if (d.dpl() != 0) return make_error(EINVAL, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
+  if (!d.present()) return make_error(EINVAL, "code segment {:#x} is not present (the CPU would raise #NP)", selector);
+  if (long_mode && (!d.l() || d.db()))
+    return make_error(EINVAL, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
+
+  kvm_segment c{};
+  c.base = d.base();
+  c.limit = d.limit();
+  c.selector = selector & 0xfffc;  // RPL becomes the CPL, 0
+  c.type = d.type() | kTypeAccessed;
+  c.present = 1;
+  c.dpl = d.dpl();
+  c.db = d.db();
+  c.s = 1;
+  c.l = d.l();
+  c.g = d.g();
+  c.avl = d.avl();
+  return CodeSegment{c, base + index, (d.type() & kTypeAccessed) != 0};
+}
+
+// Loading a descriptor sets its accessed bit in memory, as the CPU (and KVM's emulator) does.
+Result<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
+  if (cs.was_accessed) return {};
+  uint8_t access = 0;
+  TRY(mem.read(cs.descriptor_linear + 5, std::span(&access, 1)));
+  return mem.stage(cs.descriptor_linear + 5, access | kTypeAccessed, 1);
+}
+
+// The stack below 64-bit mode: SP or ESP (by SS.B) inside a segment whose valid offsets are
+// [lo, hi]; pushes that leave it would raise #SS.
+struct LegacyStack {
+  uint64_t base;
+  uint32_t sp;
+  uint32_t sp_mask;
+  uint64_t lo, hi;
+
+  static LegacyStack from(const kvm_segment& ss, uint64_t rsp, bool real_mode) {
+    uint32_t mask = ss.db && !real_mode ? 0xffffffff : 0xffff;
+    LegacyStack st{ss.base, static_cast<uint32_t>(rsp & mask), mask, 0, mask};
+    bool expand_down = ss.s && !(ss.type & kTypeCode) && (ss.type & kTypeExpandDown);
+    if (real_mode) {
+      // Real mode keeps the 64 KiB segment; only a push that wraps mid-word is a fault.
+    } else if (expand_down) {
+      st.lo = uint64_t{ss.limit} + 1;
+    } else {
+      st.hi = std::min<uint64_t>(ss.limit, mask);
+    }
+    return st;
+  }
+
+  Result<void> push(LinearMemory& mem, uint64_t value, unsigned width) {
+    sp = (sp - width) & sp_mask;
+    if (sp < lo || uint64_t{sp} + width - 1 > hi)
+      return make_error(EINVAL, "push at SS:{:#x} is outside the stack segment (the CPU would raise #SS)", sp);
+    return mem.stage(base + sp, value, width);
+  }
+  uint64_t merged_rsp(uint64_t rsp) const { return (rsp & ~uint64_t{sp_mask}) | sp; }
+};
+
+Result<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
+  // 64-bit TSS (SDM vol. 3 figure 8-11): IST1 at byte 36, each entry 8 bytes.
+  constexpr uint8_t kTss64Available = 0x9, kTss64Busy = 0xB;
+  if (!s.tr.present || s.tr.unusable || (s.tr.type != kTss64Available && s.tr.type != kTss64Busy))
+    return make_error(EINVAL, "gate uses IST{}, but TR holds no 64-bit TSS (type {:#x})", ist, s.tr.type);
+  uint64_t off = 36 + (uint64_t{ist} - 1) * 8;
+  if (off + 7 > s.tr.limit)
+    return make_error(EINVAL, "IST{} is beyond the TSS limit {:#x}", ist, s.tr.limit);
+  return TRY_CTX(mem.read_le<uint64_t>(s.tr.base + off), fmt::format("reading IST{} from the TSS", ist));
+}
+
+Result<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+  const kvm_sregs& s = next.sregs;
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true));
+  if (!is_canonical(gate.offset, s))
+    return make_error(EINVAL, "handler address {:#x} is not canonical (the CPU would raise #GP)", gate.offset);
+  uint64_t rsp = next.regs.rsp;
+  if (gate.ist) rsp = TRY(read_ist(mem, s, gate.ist));
+  rsp &= ~(kLongStackAlign - 1);
+  // The frame, from the top: SS, RSP, RFLAGS, CS, RIP (SDM vol. 3 figure 6-9).
+  const uint64_t frame[] = {s.ss.selector, next.regs.rsp, next.regs.rflags, s.cs.selector, next_rip};
+  uint64_t bottom = rsp - sizeof frame;
+  if (!is_canonical(bottom, s) || !is_canonical(rsp - 1, s))
+    return make_error(EINVAL, "stack {:#x} is not canonical (the CPU would raise #SS)", rsp);
+  uint64_t at = rsp;
+  for (uint64_t v : frame) TRY(mem.stage(at -= 8, v, 8));
+  TRY(stage_accessed_bit(mem, cs));
+  TRY(mem.commit());
+
+  next.regs.rsp = bottom;
+  next.regs.rip = gate.offset;
+  next.sregs.cs = cs.cache;
+  return {};
+}
+
+Result<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+  const kvm_sregs& s = next.sregs;
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false));
+  if (gate.offset > cs.cache.limit)
+    return make_error(EINVAL, "handler offset {:#x} is beyond the code segment limit {:#x} (the CPU would raise #GP)",
+                      gate.offset, cs.cache.limit);
+  bool gate32 = gate.type == static_cast<uint8_t>(GateType::Interrupt) || gate.type == static_cast<uint8_t>(GateType::Trap);
+  unsigned width = gate32 ? 4 : 2;
+  LegacyStack st = LegacyStack::from(s.ss, next.regs.rsp, false);
+  for (uint64_t v : {uint64_t{next.regs.rflags}, uint64_t{s.cs.selector}, next_rip}) TRY(st.push(mem, v, width));
+  TRY(stage_accessed_bit(mem, cs));
+  TRY(mem.commit());
+
+  next.regs.rsp = st.merged_rsp(next.regs.rsp);
+  next.regs.rip = gate.offset;
+  next.sregs.cs = cs.cache;
+  return {};
+}
+
+// Real-address mode: the IVT holds 4-byte segment:offset vectors (SDM vol. 3 20.1.4).
+Result<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+  const kvm_sregs& s = next.sregs;
+  if (s.ss.db) return make_error(EOPNOTSUPP, "real mode with a 32-bit stack segment");
+  LinearMemory mem(env, 0xffffffff);
+  uint64_t off = uint64_t{vector} * 4;
+  if (off + 3 > s.idt.limit)
+    return make_error(EINVAL, "vector {:#x} is beyond the IVT limit {:#x}", vector, s.idt.limit);
+  uint32_t entry = TRY_CTX(mem.read_le<uint32_t>(s.idt.base + off), fmt::format("reading IVT entry {:#x}", vector));
+  LegacyStack st = LegacyStack::from(s.ss, next.regs.rsp, true);
+  for (uint64_t v : {uint64_t{next.regs.rflags}, uint64_t{s.cs.selector}, next_rip}) TRY(st.push(mem, v, 2));
+  TRY(mem.commit());
+
+  uint16_t segment = static_cast<uint16_t>(entry >> 16);
+  next.regs.rsp = st.merged_rsp(next.regs.rsp);
+  next.regs.rip = entry & 0xffff;
+  // RF too: it is cleared when any instruction completes (SDM vol. 3 18.3.1.1).
+  next.regs.rflags &= ~(rflags::kIF | rflags::kTF | rflags::kAC | rflags::kRF);
+  next.sregs.cs.selector = segment;
+  next.sregs.cs.base = uint64_t{segment} << 4;
+  return {};
+}
+
+}  // namespace
+
+Result<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+  CpuState next = cpu;
+  if (!(cpu.sregs.cr0 & kCr0Pe)) {
+    TRY(deliver_real(next, env, vector, next_rip));
+    cpu = next;
+    return {};
+  }
+  if (cpu.regs.rflags & rflags::kVM) return make_error(EOPNOTSUPP, "software interrupt in virtual-8086 mode");
+
+  // Compatibility mode delivers through the 64-bit IDT too: the IDT format follows EFER.LMA.
+  bool long_mode = (cpu.sregs.efer & kEferLma) != 0;
+  LinearMemory mem(env, long_mode ? ~0ull : 0xffffffffull);
+  Gate gate = TRY(read_gate(mem, cpu.sregs, vector, long_mode));
+  uint8_t level = cpl(cpu.regs, cpu.sregs);
+  // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check.
+  if (gate.dpl < level)
+    return make_error(EINVAL, "IDT entry {:#x} has DPL {}, below CPL {} (the CPU would raise #GP)", vector, gate.dpl,
+                      level);
+  if (!gate.present)
+    return make_error(EINVAL, "IDT entry {:#x} is not present (the CPU would raise #NP)", vector);
+  if (level != 0)
+    return make_error(EOPNOTSUPP, "software interrupt at CPL {}: evmm completes only CPL 0 ones", level);
+
+  if (long_mode) TRY(deliver_long(next, mem, gate, next_rip));
+  else TRY(deliver_protected(next, mem, gate, next_rip));
+  next.regs.rflags &= ~(rflags::kTF | rflags::kNT | rflags::kRF | rflags::kVM);
+  if (gate.interrupt()) next.regs.rflags &= ~rflags::kIF;
+  cpu = next;
+  return {};
+}
+
+}  // namespace evmm::x86
