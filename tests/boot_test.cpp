@@ -6,7 +6,9 @@
 
 #include <fstream>
 #include <numeric>
+#include <ctime>
 #include <regex>
+#include <set>
 #include <csignal>
 
 #include "tests/kvm_test_util.h"
@@ -148,11 +150,50 @@ TEST(Boot, InterruptsAndExceptionsAtCpl0) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex("irq: [1-9][0-9]* ticks"))) << r.out;
 }
 
-TEST(Boot, FwCfgAndMemoryMap) {
+}  // namespace
+}  // namespace evmm::testing
+
+namespace evmm::testing {
+namespace {
+
+// Each vCPU reads its own APIC ID from CPUID leaves 1 and 0xB; they must be distinct and match.
+TEST(Boot, PerVcpuApicIdsInCpuid) {
   REQUIRE_KVM();
-  auto r = boot("testprog.mb.elf", "fwcfg mem exit=0", 2, {"--memory", "64"});
+  auto r = boot("testprog.pvh.elf", "smp cpuid exit=0", 2);
   EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
-  EXPECT_TRUE(has(r.out, "QEMU")) << r.out;
+  std::set<unsigned> ids;
+  std::regex line("cpuid: cpu [0-9]+ vendor \\S+ hypervisor (\\S+) apic ([0-9]+) x2apic ([0-9]+)");
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), line); it != std::sregex_iterator(); ++it) {
+    EXPECT_EQ((*it)[2], (*it)[3]) << it->str();
+    EXPECT_EQ((*it)[1], "KVMKVMKVM") << it->str();
+    ids.insert(std::stoul((*it)[2]));
+  }
+  EXPECT_EQ(ids, (std::set<unsigned>{0, 1})) << r.out;
+}
+
+// The RTC tells the host's time (UTC) to the guest.
+TEST(Boot, RtcHasRealTime) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "rtc exit=0");
+  EXPECT_EQ(r.exit_status, 1) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("rtc: (\\d{4})-(\\d\\d)-(\\d\\d) (\\d\\d):(\\d\\d):(\\d\\d)"))) << r.out;
+  std::tm tm{};
+  tm.tm_year = std::stoi(m[1]) - 1900;
+  tm.tm_mon = std::stoi(m[2]) - 1;
+  tm.tm_mday = std::stoi(m[3]);
+  tm.tm_hour = std::stoi(m[4]);
+  tm.tm_min = std::stoi(m[5]);
+  tm.tm_sec = std::stoi(m[6]);
+  time_t guest = timegm(&tm);
+  EXPECT_LE(std::llabs(static_cast<long long>(guest - std::time(nullptr))), 5) << r.out;
+}
+
+TEST(Boot, FwCfgItemsMatchTheConfiguration) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "fwcfg exit=0", 2, {"--memory", "64"});
+  EXPECT_EQ(r.exit_status, 1) << r.err;
+  EXPECT_TRUE(has(r.out, "fwcfg: signature QEMU cpus 2 ram 0x4000000")) << r.out;
 }
 
 }  // namespace
