@@ -64,7 +64,7 @@ class Vm final : public VmControl {
 
  private:
   Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped);
-  Result<void> setup_platform(const System& kvm);
+  Result<void> setup_platform();
   Result<void> load_guest();
   Result<void> create_vcpus(const System& kvm);
   void finish(VmOutcome outcome);
