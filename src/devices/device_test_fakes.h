@@ -1,0 +1,84 @@
+// Fakes shared by the device unit tests: an interrupt line, a VM control and a clock that record
+// or replay exactly what a test sets.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "devices/clock.h"
+#include "devices/vm_control.h"
+#include "event/interrupt_line.h"
+
+namespace evmm::testing {
+
+class FakeInterruptLine : public InterruptLine {
+ public:
+  void trigger() override {
+    std::lock_guard lock(mu_);
+    ++triggers_;
+  }
+  void set_level(bool asserted) override {
+    std::lock_guard lock(mu_);
+    levels_.push_back(asserted);
+  }
+  // The current level: the last set_level, false before any.
+  bool level() const {
+    std::lock_guard lock(mu_);
+    return !levels_.empty() && levels_.back();
+  }
+  std::vector<bool> levels() const {
+    std::lock_guard lock(mu_);
+    return levels_;
+  }
+  int triggers() const {
+    std::lock_guard lock(mu_);
+    return triggers_;
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    levels_.clear();
+    triggers_ = 0;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<bool> levels_;
+  int triggers_ = 0;
+};
+
+class FakeVmControl : public VmControl {
+ public:
+  void request_stop(StopReason reason, int exit_status) override {
+    std::lock_guard lock(mu_);
+    stops_.emplace_back(reason, exit_status);
+  }
+  std::vector<std::pair<StopReason, int>> stops() const {
+    std::lock_guard lock(mu_);
+    return stops_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<StopReason, int>> stops_;
+};
+
+class FakeClock : public Clock {
+ public:
+  int64_t monotonic_ns() const override { return mono_.load(); }
+  int64_t realtime_ns() const override { return real_.load(); }
+  void set_monotonic(int64_t ns) { mono_ = ns; }
+  void set_realtime(int64_t ns) { real_ = ns; }
+  // Moves both clocks forward together, as time does.
+  void advance(int64_t ns) {
+    mono_ += ns;
+    real_ += ns;
+  }
+
+ private:
+  std::atomic<int64_t> mono_{1'000'000'000};
+  std::atomic<int64_t> real_{0};
+};
+
+}  // namespace evmm::testing

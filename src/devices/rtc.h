@@ -1,0 +1,96 @@
+// Motorola MC146818 real-time clock and CMOS RAM, as on the PC/AT (MC146818A datasheet).
+//
+// Range: insert at platform::kRtcPort (0x70) with length Rtc::kRangeLen (2). Offset 0 is the index
+// port (write-only; bit 7 is the NMI mask, stored and otherwise ignored; reads return 0xff),
+// offset 1 the data port of the selected register. Both are 8 bits wide: other widths are ignored
+// (reads return all-ones), counted in bad_accesses and logged.
+//
+// Time is the injected wall clock (UTC) plus an offset the guest sets: writes to the time
+// registers, or a SET/clear of register B's SET bit, move the offset so that the guest's time keeps
+// running from what it wrote. The clock fields are held in binary and encoded on every access in
+// the current BCD/binary and 12/24-hour modes of register B; the weekday is derived from the date.
+// The divider bits of register A are stored, but the time base always runs.
+//
+// Register C's flags are computed from elapsed time whenever C is read or tick() is called, so
+// a guest that polls C sees UF, AF and PF without any timer; tick() also drives the IRQ line
+// (platform::kRtcIrq) as a level: asserted while IRQF is set, until register C is read.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <span>
+
+#include "base/result.h"
+#include "bus/io_bus.h"
+#include "devices/clock.h"
+#include "event/interrupt_line.h"
+
+namespace evmm {
+
+struct RtcStats {
+  std::atomic<uint64_t> bad_accesses{0};         // wrong width, or a write to read-only C or D
+  std::atomic<uint64_t> invalid_time_writes{0};  // out-of-range clock fields, clamped
+  std::atomic<uint64_t> interrupts{0};           // times the IRQ line was asserted
+};
+
+class Rtc final : public BusDevice {
+ public:
+  static constexpr uint64_t kRangeLen = 2;
+  static constexpr size_t kCmosSize = 128;
+
+  // clock must outlive the device.
+  Rtc(InterruptLine& irq, const Clock& clock);
+
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Sets a CMOS RAM byte before the guest runs. EINVAL for an index past 0x7f, or one of the
+  // clock and status registers (0x00-0x0d, and the century at 0x32).
+  Result<void> set_cmos(uint8_t index, uint8_t value);
+  // Writes the memory-size bytes firmware and old loaders read, as QEMU's pc_cmos_init does.
+  // low_bytes: RAM below 4 GiB, from address 0; high_bytes: RAM above 4 GiB.
+  void set_memory_size(uint64_t low_bytes, uint64_t high_bytes);
+  // For a timer thread: brings register C's flags up to date and raises the IRQ when enabled.
+  void tick();
+
+  const RtcStats& stats() const { return stats_; }
+
+ private:
+  struct DateTime {
+    int64_t year;
+    int month, day, hour, minute, second;
+    int weekday;  // 1-7, Sunday = 1
+  };
+
+  int64_t guest_ns() const;
+  DateTime now_fields() const;
+  void set_time(const DateTime& t, bool keep_phase);
+  bool set_mode() const;
+  uint8_t encode(int v) const;
+  int decode(uint8_t b) const;
+  uint8_t read_data();
+  void write_data(uint8_t value);
+  uint8_t read_time_field(uint8_t index);
+  void write_time_field(uint8_t index, uint8_t value);
+  bool alarm_matches(int64_t second) const;
+  void update_flags();
+  void update_irq();
+
+  InterruptLine& irq_;
+  const Clock& clock_;
+
+  std::mutex mu_;
+  uint8_t index_ = 0;
+  bool nmi_masked_ = false;
+  uint8_t cmos_[kCmosSize] = {};  // NVRAM, alarm bytes and registers A and B; time lives elsewhere
+  int64_t offset_ns_ = 0;         // guest time minus host wall time
+  DateTime frozen_{};             // what the clock registers hold while register B's SET is on
+  int64_t last_check_ns_;         // guest time when register C's flags were last brought up to date
+  uint8_t flags_ = 0;             // register C: PF, AF, UF
+  bool irq_level_ = false;
+
+  RtcStats stats_;
+};
+
+}  // namespace evmm
