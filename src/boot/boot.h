@@ -37,13 +37,14 @@ struct BootConfig {
   std::span<const uint8_t> image;
   std::string cmdline;
   std::vector<Module> modules;  // --initrd becomes module 0
-  unsigned cpus = 1;
+  unsigned cpus = 1;            // not used by load_image; write_firmware_tables takes the count
 };
 
 const char* to_string(ImageFormat f);
 
 // Errors: EINVAL for a malformed image (with a one-line reason), ENOEXEC for an unknown format,
-// EFAULT/E2BIG when the image or its data do not fit in guest RAM.
+// EFAULT/E2BIG when the image or its data do not fit in guest RAM. The image is written only after
+// every segment's placement has been checked; a failed load may still leave boot data behind.
 Result<BootEntry> load_image(const GuestMemory& mem, const BootConfig& cfg);
 
 // e820 as the guest sees it, everywhere it appears (multiboot, PVH, fw_cfg, boot_params).
@@ -51,10 +52,24 @@ struct E820Entry {
   uint64_t addr;
   uint64_t size;
   uint32_t type;  // 1 = RAM, 2 = reserved, 3 = ACPI reclaimable
+  bool operator==(const E820Entry&) const = default;
 };
+namespace e820 {
+constexpr uint32_t kRam = 1;
+constexpr uint32_t kReserved = 2;
+constexpr uint32_t kAcpi = 3;
+}  // namespace e820
+// Sorted, non-overlapping, adjacent entries of one type merged.
 std::vector<E820Entry> build_e820(const GuestMemory& mem);
 
-// Writes RSDP, XSDT, FADT, FACS, DSDT, MADT and an MP table into the BIOS area.
+// Where write_firmware_tables puts its anchors: the ACPI RSDP (ACPI 6.4 §5.2.5.1: 16-byte aligned
+// in 0xE0000..0xFFFFF) and the MP floating pointer (MP 1.4 §4: 16-byte aligned in 0xF0000..0xFFFFF).
+// The ACPI tables fill 0xE0000..0xF0000, the MP table 0xF0000..0x100000.
+constexpr uint64_t kRsdpAddress = 0xE0000;
+constexpr uint64_t kMpFloatingPointerAddress = 0xF0000;
+
+// Writes RSDP, RSDT, XSDT, FADT, FACS, DSDT, MADT and an MP table into the BIOS area, which it
+// clears first. EINVAL for cpus == 0 or > 255; E2BIG if the tables would overflow their area.
 Result<void> write_firmware_tables(const GuestMemory& mem, unsigned cpus);
 
 }  // namespace evmm

@@ -1,0 +1,19 @@
+// The two halves of write_firmware_tables: ACPI in [kRsdpAddress, kMpFloatingPointerAddress) and
+// the MP table in [kMpFloatingPointerAddress, kBiosEnd).
+#pragma once
+
+#include "base/result.h"
+#include "boot/aml.h"
+#include "memory/guest_memory.h"
+
+namespace evmm::boot {
+
+constexpr unsigned kMaxCpus = 255;  // xAPIC IDs are 8 bits and the IOAPIC takes the next one
+
+// The DSDT's AML body: the sleep-state packages.
+aml::Bytes dsdt_aml();
+
+Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus);
+Result<void> write_mp_table(const GuestMemory& mem, unsigned cpus);
+
+}  // namespace evmm::boot

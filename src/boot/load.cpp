@@ -1,0 +1,72 @@
+// Format detection and dispatch. The order follows what each format can be mistaken for: a bzImage
+// is checked by its setup header first; an ELF with a PVH note is PVH even if it also carries a
+// multiboot header (as Xen itself does); a multiboot header decides over plain ELF.
+#include <cstring>
+
+#include "base/log.h"
+#include "boot/boot.h"
+#include "boot/elf.h"
+#include "boot/image.h"
+#include "boot/multiboot.h"
+#include "boot/pvh.h"
+
+namespace evmm {
+
+namespace {
+
+// Linux boot protocol (Documentation/arch/x86/boot.rst): "HdrS" at 0x202 of the setup header.
+constexpr uint64_t kBzImageMagicOffset = 0x202;
+constexpr char kBzImageMagic[4] = {'H', 'd', 'r', 'S'};
+
+bool is_bzimage(std::span<const uint8_t> image) {
+  return image.size() >= kBzImageMagicOffset + 4 &&
+         std::memcmp(image.data() + kBzImageMagicOffset, kBzImageMagic, 4) == 0;
+}
+
+Result<BootEntry> load_plain_elf(const GuestMemory& mem, const BootConfig& cfg, const boot::ElfImage& elf) {
+  // Entered like Xen's HVM domain builder enters hvmloader: 32-bit flat, nothing passed.
+  if (!cfg.cmdline.empty() || !cfg.modules.empty())
+    LOG_WARN("plain ELF image: it has no boot protocol, so the command line and modules are not passed to it");
+  auto segments = boot::elf_load_segments(elf);
+  uint64_t entry = boot::elf_entry_paddr(elf);
+  TRY(boot::check_entry32(entry, segments));
+  TRY(boot::load_segments(mem, cfg.image, segments));
+  return BootEntry{.format = ImageFormat::ElfPlain, .mode = EntryMode::Protected32, .rip = entry};
+}
+
+Result<BootEntry> detect_and_load(const GuestMemory& mem, const BootConfig& cfg) {
+  auto image = cfg.image;
+  if (image.empty()) return make_error(ENOEXEC, "the image is empty");
+  if (is_bzimage(image)) return make_error(ENOEXEC, "Linux bzImage is not supported yet");
+
+  const bool is_elf = boot::has_elf_magic(image);
+  Result<boot::ElfImage> elf = is_elf ? boot::parse_elf(image) : make_error(ENOEXEC, "not ELF");
+  if (elf) {
+    if (auto entry = TRY(boot::find_pvh_entry(*elf, image))) return boot::load_pvh(mem, cfg, *elf, *entry);
+  }
+  if (auto header = TRY(boot::find_multiboot_header(image))) return boot::load_multiboot(mem, cfg, *header, elf);
+  if (elf) return load_plain_elf(mem, cfg, *elf);
+  if (is_elf) return tl::unexpected(elf.error());
+  return make_error(ENOEXEC, "unrecognised image format: not ELF, multiboot or a Linux bzImage");
+}
+
+}  // namespace
+
+const char* to_string(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::Multiboot: return "multiboot";
+    case ImageFormat::Pvh: return "PVH";
+    case ImageFormat::ElfPlain: return "ELF";
+    case ImageFormat::Linux: return "Linux";
+  }
+  return "unknown";
+}
+
+Result<BootEntry> load_image(const GuestMemory& mem, const BootConfig& cfg) {
+  auto entry = detect_and_load(mem, cfg);
+  if (!entry) return tl::unexpected(entry.error().wrap("loading the kernel image"));
+  LOG_DEBUG("loaded a {} image ({} bytes), entry {:#x}", to_string(entry->format), cfg.image.size(), entry->rip);
+  return entry;
+}
+
+}  // namespace evmm
