@@ -36,14 +36,19 @@ size_t Serial::rx_capacity() const { return (fcr_ & kFcrEnable) ? kRxFifoSize : 
 
 size_t Serial::push_input(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mu_);
-  // In loopback the serial input is disconnected from the receiver (PC16550D, MCR bit 4).
-  size_t room = (mcr_ & kMcrLoop) ? 0 : rx_capacity() - std::min(rx_.size(), rx_capacity());
+  size_t room = accepting_input() ? rx_capacity() - std::min(rx_.size(), rx_capacity()) : 0;
   size_t n = std::min(room, bytes.size());
   rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
   if (n < bytes.size()) rx_blocked_ = true;
   update_irq();
   return n;
 }
+
+// Host input is flow-controlled by RTS, as a peer honouring RTS/CTS would be: nothing arrives
+// before the guest asks for it, so a driver's FIFO clear during initialisation (FCR before MCR, as
+// Linux and evmm's runtime do it) never throws away bytes the host already handed over. In loopback
+// the input is disconnected from the receiver altogether (PC16550D, MCR bit 4).
+bool Serial::accepting_input() const { return (mcr_ & kMcrRts) && !(mcr_ & kMcrLoop); }
 
 uint8_t Serial::msr_lines() const {
   // In loopback the modem inputs are wired to the MCR outputs (PC16550D, MCR bit 4); otherwise a
@@ -99,7 +104,7 @@ uint8_t Serial::read_reg(uint64_t offset, bool* space_appeared) {
         rbr_ = rx_.front();
         rx_.pop_front();
         stats_.rx_bytes.fetch_add(1, std::memory_order_relaxed);
-        if (rx_blocked_) *space_appeared = true;
+        if (rx_blocked_ && accepting_input()) *space_appeared = true;
       }
       return rbr_;
     case kIer:
@@ -169,16 +174,16 @@ bool Serial::write_reg(uint64_t offset, uint8_t value, uint8_t* tx, bool* space_
       if (value & kFcrClearRx) rx_.clear();
       // Other FCR bits are programmed only together with FCR bit 0 set.
       fcr_ = (value & kFcrEnable) ? (value & (kFcrEnable | kFcrDma | kFcrTrigger)) : 0;
-      if (rx_blocked_ && rx_.size() < rx_capacity()) *space_appeared = true;
+      if (rx_blocked_ && accepting_input() && rx_.size() < rx_capacity()) *space_appeared = true;
       return false;
     case kLcr:
       lcr_ = value;
       return false;
     case kMcr: {
-      bool was_loop = mcr_ & kMcrLoop;
+      bool was_accepting = accepting_input();
       set_mcr(value);
-      // Leaving loopback reconnects the input: a feeder that was refused may push again.
-      if (was_loop && !(mcr_ & kMcrLoop) && rx_blocked_) *space_appeared = true;
+      // Raising RTS or leaving loopback opens the input: a feeder that was refused may push again.
+      if (!was_accepting && accepting_input() && rx_blocked_) *space_appeared = true;
       return false;
     }
     case kLsr:

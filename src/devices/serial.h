@@ -46,8 +46,9 @@ class Serial final : public BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Host input, from any thread. Takes as many bytes as the RX FIFO has room for and returns how
-  // many it took; the caller keeps the rest and retries after the rx-space callback. Nothing that
-  // was taken is ever dropped. Takes nothing while the UART is in loopback (its input is cut off).
+  // many it took; the caller keeps the rest and retries after the rx-space callback. Takes nothing
+  // until the guest asserts RTS (MCR bit 1), nor in loopback (the input is cut off there), so that
+  // a guest's FIFO clear at initialisation cannot drop bytes the host handed over.
   size_t push_input(std::span<const uint8_t> bytes);
   // Called (outside the device lock, on the reading vCPU's thread) when room appears in the RX FIFO
   // after a push_input could not take everything it was offered.
@@ -61,6 +62,7 @@ class Serial final : public BusDevice {
   // feeder should be told to push again.
   bool write_reg(uint64_t offset, uint8_t value, uint8_t* tx, bool* space_appeared);
   uint8_t iir() const;
+  bool accepting_input() const;
   uint8_t msr_lines() const;
   void set_mcr(uint8_t value);
   size_t rx_capacity() const;

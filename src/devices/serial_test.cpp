@@ -29,6 +29,11 @@ struct SerialTest : ::testing::Test {
   size_t push(std::vector<uint8_t> bytes) { return uart.push_input(bytes); }
 };
 
+// Most tests start where a driver leaves the UART: DTR, RTS and OUT2 up, so host input flows.
+struct ReadyUart : SerialTest {
+  ReadyUart() { outb(4, 0x0b); }
+};
+
 TEST_F(SerialTest, ResetState) {
   EXPECT_EQ(in(2), 0x01);  // no interrupt, FIFOs off
   EXPECT_EQ(in(5), 0x60);  // THRE | TEMT
@@ -39,14 +44,14 @@ TEST_F(SerialTest, ResetState) {
   EXPECT_FALSE(irq.level());
 }
 
-TEST_F(SerialTest, TransmitGoesToSink) {
+TEST_F(ReadyUart, TransmitGoesToSink) {
   for (uint8_t c : {'h', 'i', '\n'}) outb(0, c);
   EXPECT_EQ(out, (std::vector<uint8_t>{'h', 'i', '\n'}));
   EXPECT_EQ(in(5) & 0x60, 0x60);
   EXPECT_EQ(uart.stats().tx_bytes, 3u);
 }
 
-TEST_F(SerialTest, DivisorLatch) {
+TEST_F(ReadyUart, DivisorLatch) {
   outb(3, 0x83);  // DLAB, 8N1
   outb(0, 0x01);  // DLL: 115200 baud
   outb(1, 0x02);  // DLM
@@ -65,14 +70,14 @@ TEST_F(SerialTest, DivisorLatch) {
   EXPECT_EQ(in(1), 0x02);
 }
 
-TEST_F(SerialTest, ScratchRegister) {
+TEST_F(ReadyUart, ScratchRegister) {
   outb(7, 0x5a);
   EXPECT_EQ(in(7), 0x5a);
   outb(7, 0xa5);
   EXPECT_EQ(in(7), 0xa5);
 }
 
-TEST_F(SerialTest, LoopbackEchoesAndMirrorsModemLines) {
+TEST_F(ReadyUart, LoopbackEchoesAndMirrorsModemLines) {
   outb(4, 0x10);
   EXPECT_EQ(in(6) & 0xf0, 0x00) << "no MCR outputs, no modem inputs";
   // Linux's autoconfig check: LOOP | OUT2 | RTS reads back as DCD | CTS (0x90).
@@ -91,7 +96,7 @@ TEST_F(SerialTest, LoopbackEchoesAndMirrorsModemLines) {
   EXPECT_EQ(out, std::vector<uint8_t>{0x43});
 }
 
-TEST_F(SerialTest, ModemStatusDeltas) {
+TEST_F(ReadyUart, ModemStatusDeltas) {
   outb(4, 0x10);
   in(6);  // entering loopback changed the lines; clear the deltas
   outb(4, 0x10 | 0x02 | 0x04);  // RTS and OUT1: CTS rises, RI rises
@@ -101,7 +106,7 @@ TEST_F(SerialTest, ModemStatusDeltas) {
   EXPECT_EQ(in(6), 0x10 | 0x04);
 }
 
-TEST_F(SerialTest, IirPriorityOrder) {
+TEST_F(ReadyUart, IirPriorityOrder) {
   outb(1, 0x0f);      // every source enabled
   in(2);              // the THRE raised by enabling ETBEI is now acknowledged
   outb(4, 0x10);      // loopback: MSR deltas pending, and a way to overrun
@@ -120,7 +125,7 @@ TEST_F(SerialTest, IirPriorityOrder) {
   EXPECT_EQ(uart.stats().overruns, 1u);
 }
 
-TEST_F(SerialTest, ThreInterrupt) {
+TEST_F(ReadyUart, ThreInterrupt) {
   outb(1, 0x02);
   EXPECT_EQ(in(2), 0x02);
   EXPECT_FALSE(irq.level()) << "reading IIR acknowledges THRE";
@@ -138,7 +143,7 @@ TEST_F(SerialTest, ThreInterrupt) {
   EXPECT_EQ(irq.levels(), (std::vector<bool>{true, false, true, false, true, false, true, false}));
 }
 
-TEST_F(SerialTest, ReceiveInterruptFollowsData) {
+TEST_F(ReadyUart, ReceiveInterruptFollowsData) {
   outb(1, 0x01);
   EXPECT_FALSE(irq.level());
   EXPECT_EQ(push({'q'}), 1u);
@@ -149,7 +154,7 @@ TEST_F(SerialTest, ReceiveInterruptFollowsData) {
   EXPECT_EQ(uart.stats().rx_bytes, 1u);
 }
 
-TEST_F(SerialTest, FifoModeAndTriggerLevel) {
+TEST_F(ReadyUart, FifoModeAndTriggerLevel) {
   outb(2, 0xc1);  // FIFOs on, trigger level 14
   EXPECT_EQ(in(2), 0xc1) << "IIR bits 6-7 report FIFO mode";
   outb(1, 0x01);
@@ -166,7 +171,7 @@ TEST_F(SerialTest, FifoModeAndTriggerLevel) {
   EXPECT_EQ(in(2), 0x01);
 }
 
-TEST_F(SerialTest, RxBackPressureLosesNothing) {
+TEST_F(ReadyUart, RxBackPressureLosesNothing) {
   int callbacks = 0;
   uart.set_rx_space_callback([&] { ++callbacks; });
   outb(2, 0x01);
@@ -192,18 +197,37 @@ TEST_F(SerialTest, RxBackPressureLosesNothing) {
   EXPECT_EQ(in(5) & 0x02, 0) << "no overrun reported";
 }
 
-TEST_F(SerialTest, NonFifoModeHoldsOneByte) {
+TEST_F(ReadyUart, NonFifoModeHoldsOneByte) {
   EXPECT_EQ(push({1, 2}), 1u);
   EXPECT_EQ(in(0), 1);
   EXPECT_EQ(push({2}), 1u);
 }
 
-TEST_F(SerialTest, LoopbackRefusesHostInputUntilLeft) {
+// Host input waits for RTS, so the FIFO clear of a driver's initialisation (FCR before MCR) drops
+// nothing the host handed over; raising RTS tells a refused feeder to try again.
+TEST_F(SerialTest, HostInputWaitsForRts) {
   int callbacks = 0;
   uart.set_rx_space_callback([&] { ++callbacks; });
-  outb(4, 0x10);
+  EXPECT_EQ(push({'a', 'b'}), 0u);
+  outb(2, 0x07);  // FIFO enable and clear, as a driver does first
+  outb(4, 0x01);  // DTR alone is not a request to send
+  EXPECT_EQ(push({'a'}), 0u);
+  EXPECT_EQ(callbacks, 0);
+  outb(4, 0x0b);
+  EXPECT_EQ(callbacks, 1);
+  EXPECT_EQ(push({'a', 'b'}), 2u);
+  EXPECT_EQ(in(0), 'a');
+  EXPECT_EQ(in(0), 'b');
+  outb(4, 0x08);  // RTS down again: input stops, nothing already taken is lost
+  EXPECT_EQ(push({'c'}), 0u);
+}
+
+TEST_F(ReadyUart, LoopbackRefusesHostInputUntilLeft) {
+  int callbacks = 0;
+  uart.set_rx_space_callback([&] { ++callbacks; });
+  outb(4, 0x1b);
   EXPECT_EQ(push({'z'}), 0u);
-  outb(4, 0x00);
+  outb(4, 0x0b);
   EXPECT_EQ(callbacks, 1);
   EXPECT_EQ(push({'z'}), 1u);
   EXPECT_EQ(in(0), 'z');
@@ -230,7 +254,7 @@ TEST_F(SerialTest, WrongWidthAccessesAreIgnoredAndCounted) {
 
 // A feeder thread and a reader thread: every byte arrives, in order, through the callback protocol.
 // Waits are bounded so that a lost wakeup fails the test instead of hanging it.
-TEST_F(SerialTest, ConcurrentFeederLosesNothing) {
+TEST_F(ReadyUart, ConcurrentFeederLosesNothing) {
   outb(2, 0x01);
   constexpr size_t kTotal = 5000;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
