@@ -3,6 +3,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <cstring>
+#include <vector>
+
 #include "kvm/vcpu_fd.h"
 
 namespace evmm {
@@ -56,6 +59,33 @@ Result<void> VmFd::enable_cap(uint32_t cap, uint64_t arg0, uint64_t arg1) const 
   c.args[1] = arg1;
   if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &c) < 0) return errno_error("KVM_ENABLE_CAP {}", cap);
   return {};
+}
+
+Result<void> VmFd::ioeventfd(const kvm_ioeventfd& req) const {
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &req) < 0)
+    return errno_error("KVM_IOEVENTFD at {:#x} len {} flags {:#x}", req.addr, req.len, req.flags);
+  return {};
+}
+
+Result<void> VmFd::irqfd(const kvm_irqfd& req) const {
+  if (::ioctl(fd_.get(), KVM_IRQFD, &req) < 0) return errno_error("KVM_IRQFD gsi {} flags {:#x}", req.gsi, req.flags);
+  return {};
+}
+
+Result<void> VmFd::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {
+  std::vector<uint8_t> buf(sizeof(kvm_irq_routing) + entries.size_bytes());
+  auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
+  r->nr = static_cast<uint32_t>(entries.size());
+  std::memcpy(r->entries, entries.data(), entries.size_bytes());
+  if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, r) < 0)
+    return errno_error("KVM_SET_GSI_ROUTING with {} entries", entries.size());
+  return {};
+}
+
+Result<int> VmFd::signal_msi(const kvm_msi& msi) const {
+  int r = ::ioctl(fd_.get(), KVM_SIGNAL_MSI, &msi);
+  if (r < 0) return errno_error("KVM_SIGNAL_MSI to {:#x}", msi.address_lo);
+  return r;
 }
 
 Result<kvm_clock_data> VmFd::get_clock() const {

@@ -4,6 +4,7 @@
 #include "kvm/kvm_uapi.h"
 
 #include <cstdint>
+#include <span>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -24,6 +25,14 @@ class VmFd {
   Result<void> create_pit2(uint32_t flags = 0) const;
   Result<void> irq_line(uint32_t irq, bool level) const;
   Result<void> enable_cap(uint32_t cap, uint64_t arg0 = 0, uint64_t arg1 = 0) const;
+  // KVM_IOEVENTFD: assign (or, with KVM_IOEVENTFD_FLAG_DEASSIGN in flags, remove) an ioeventfd.
+  Result<void> ioeventfd(const kvm_ioeventfd& req) const;
+  // KVM_IRQFD: assign (or deassign, with KVM_IRQFD_FLAG_DEASSIGN) an irqfd.
+  Result<void> irqfd(const kvm_irqfd& req) const;
+  // KVM_SET_GSI_ROUTING: replaces the whole routing table.
+  Result<void> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
+  // KVM_SIGNAL_MSI: returns whether the MSI was delivered (0: blocked by the guest).
+  Result<int> signal_msi(const kvm_msi& msi) const;
   Result<kvm_clock_data> get_clock() const;
   Result<void> set_clock(const kvm_clock_data& data) const;
   Result<VcpuFd> create_vcpu(unsigned id) const;
