@@ -198,3 +198,22 @@ TEST(Boot, FwCfgItemsMatchTheConfiguration) {
 
 }  // namespace
 }  // namespace evmm::testing
+
+namespace evmm::testing {
+namespace {
+
+// The benchmark guest's first instruction writes 'R' to port 0xe9, then it halts for good; the
+// debug console prints it where the serial console goes, and SIGTERM stops the VM cleanly.
+TEST(Boot, DebugConsoleByteReachesStdout) {
+  REQUIRE_KVM();
+  ProcessOptions opts;
+  opts.timeout = std::chrono::milliseconds(1500);
+  opts.timeout_signal = SIGTERM;
+  auto r = evmm({"run", "--kernel", EVMM_FIRST_INSN_GUEST, "--memory", "16"}, opts);
+  EXPECT_EQ(r.out, "R");
+  EXPECT_EQ(r.exit_status, 130) << r.err;
+  EXPECT_TRUE(has(r.err, "signal 15")) << r.err;
+}
+
+}  // namespace
+}  // namespace evmm::testing
