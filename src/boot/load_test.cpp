@@ -15,12 +15,6 @@ namespace {
 using namespace boot::test_images;
 using layout::MiB;
 
-Result<BootEntry> load(const GuestMemory& mem, const Bytes& image) {
-  BootConfig cfg;
-  cfg.image = image;
-  return load_image(mem, cfg);
-}
-
 ElfSpec two_segments(bool is64) {
   ElfSpec s;
   s.is64 = is64;

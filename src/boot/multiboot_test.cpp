@@ -25,15 +25,6 @@ ElfSpec multiboot_elf(uint32_t flags = kBasicFlags) {
   return s;
 }
 
-Result<BootEntry> load(const GuestMemory& mem, const Bytes& image, std::string cmdline = "",
-                       std::vector<Module> modules = {}) {
-  BootConfig cfg;
-  cfg.image = image;
-  cfg.cmdline = std::move(cmdline);
-  cfg.modules = std::move(modules);
-  return load_image(mem, cfg);
-}
-
 TEST(MultibootElf, EntryStateAndInformationStructure) {
   auto mem = make_memory();
   Bytes image = build_elf(multiboot_elf());

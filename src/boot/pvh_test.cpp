@@ -34,15 +34,6 @@ ElfSpec pvh_elf(size_t desc_size = 8, bool is64 = true) {
   return s;
 }
 
-Result<BootEntry> load(const GuestMemory& mem, const Bytes& image, std::string cmdline = "",
-                       std::vector<Module> modules = {}) {
-  BootConfig cfg;
-  cfg.image = image;
-  cfg.cmdline = std::move(cmdline);
-  cfg.modules = std::move(modules);
-  return load_image(mem, cfg);
-}
-
 TEST(PvhBoot, StartInfoDecodesBack) {
   auto mem = make_memory();
   Bytes initrd = pattern(20000, 13);

@@ -76,6 +76,16 @@ inline std::string read_cstring(const GuestMemory& mem, uint64_t addr) {
 }
 
 // Bytes that differ at every offset, so a misplaced copy shows.
+// Loads an image with a command line and modules, as the VMM would.
+inline Result<BootEntry> load(const GuestMemory& mem, const Bytes& image, std::string cmdline = "",
+                              std::vector<Module> modules = {}) {
+  BootConfig cfg;
+  cfg.image = image;
+  cfg.cmdline = std::move(cmdline);
+  cfg.modules = std::move(modules);
+  return load_image(mem, cfg);
+}
+
 inline Bytes pattern(size_t n, uint8_t seed) {
   Bytes b(n);
   for (size_t i = 0; i < n; ++i) b[i] = uint8_t(seed + i * 7 + (i >> 8));
