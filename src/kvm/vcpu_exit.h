@@ -24,10 +24,13 @@ struct InternalError { uint32_t suberror; std::span<const __u64> data; };
 // KVM_INTERNAL_ERROR_EMULATION with the bytes of the instruction KVM could not emulate.
 struct EmulationFailure { std::span<const uint8_t> insn; };
 struct Unknown { uint32_t reason; };
+// An exit request (seed 000) made the run return; count requests were delivered, at least 1. Made by
+// the vCPU's run step (vcpu/exit_request.h), never by VcpuFd::run().
+struct Request { uint64_t count; };
 }  // namespace exit
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown>;
+                              exit::EmulationFailure, exit::Unknown, exit::Request>;
 
 }  // namespace evmm

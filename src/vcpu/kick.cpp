@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <cerrno>
+
 #include <mutex>
 
 namespace evmm {
@@ -10,9 +12,15 @@ namespace {
 
 // Initial-exec TLS is safe to touch from a signal handler (no lazy allocation).
 __attribute__((tls_model("initial-exec"))) thread_local kvm_run* t_run = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local std::atomic<uint64_t>* t_handled = nullptr;
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "the handler needs a lock-free counter");
 
 void on_kick(int) {
+  int saved = errno;
   if (kvm_run* run = t_run) __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_RELAXED);
+  // Released after immediate_exit: whoever sees the count also sees the flag set.
+  if (auto* handled = t_handled) handled->fetch_add(1, std::memory_order_release);
+  errno = saved;
 }
 
 }  // namespace
@@ -33,7 +41,16 @@ Result<int> install_kick_handler() {
   return kick_signal();
 }
 
-void set_thread_kvm_run(kvm_run* run) { t_run = run; }
+void set_thread_kvm_run(kvm_run* run, std::atomic<uint64_t>* handled) {
+  // The signal must not see one pointer updated and not the other.
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, kick_signal());
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  t_run = run;
+  t_handled = handled;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
 
 Result<void> kick_thread(pthread_t thread) {
   if (int e = pthread_kill(thread, kick_signal())) return make_error(e, "pthread_kill");

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
-#include "vcpu/kick.h"
 
 namespace evmm {
 
@@ -36,33 +35,32 @@ struct Overloaded : Ts... {
 
 }  // namespace
 
-void Vcpu::kick() {
-  // running_ is set before the thread's first check of the stop flag, so a kick that misses the
-  // thread here is one whose stop flag the thread has yet to read.
-  if (running_.load()) {
-    if (auto r = kick_thread(thread_); !r) LOG_WARN("vCPU {}: kick failed: {}", id_, r.error().message());
+Result<ExitFd> Vcpu::make_exit_fd() {
+  if (!exit_fds_) return make_error(ENOTSUP, "vCPU {}: no exit fd watcher", id_);
+  return exit_fds_->add(requests_);
+}
+
+Result<RunStep> Vcpu::run_once() {
+  auto step = requests_.step([this] { return fd_.run(); });
+  if (step) {
+    stats_.runs.fetch_add(1, std::memory_order_relaxed);
+    stats_.requests_taken.fetch_add(step->requests, std::memory_order_relaxed);
   }
+  return step;
 }
 
 VcpuStop Vcpu::run() {
-  kvm_run* run = fd_.run_struct();
-  set_thread_kvm_run(run);
-  thread_ = pthread_self();
-  running_.store(true);
+  if (auto r = bind_thread(); !r) return {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, r.error().message())};
   VcpuStop stop{VcpuStopKind::Requested, {}};
   while (!stop_.load()) {
-    auto exit = fd_.run();
-    stats_.runs.fetch_add(1, std::memory_order_relaxed);
-    // Cleared only after the run returned: a kick that arrived since is still seen through stop_.
-    __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
-    if (!exit) {
-      stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, exit.error().message())};
+    auto step = run_once();
+    if (!step) {
+      stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
       break;
     }
-    if (!handle_exit(*exit, &stop)) break;
+    if (!handle_exit(step->exit, &stop)) break;
   }
-  running_.store(false);
-  set_thread_kvm_run(nullptr);
+  unbind_thread();
   return stop;
 }
 
@@ -97,6 +95,11 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           },
           [&](const exit::Interrupted&) {
             stats_.interrupted.fetch_add(1, std::memory_order_relaxed);
+            return true;
+          },
+          // Back in the loop, which checks the stop flag (and, later, pause requests).
+          [&](const exit::Request&) {
+            stats_.request_exits.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
           // With the in-kernel LAPIC the kernel handles HLT; one that reaches us is resumed.

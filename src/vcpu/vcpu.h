@@ -5,12 +5,15 @@
 
 #include <array>
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "bus/io_bus.h"
 #include "kvm/vcpu_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/assist.h"
+#include "vcpu/exit_request.h"
+#include "vcpu/exit_request_fd.h"
 
 namespace evmm {
 
@@ -19,6 +22,8 @@ struct VcpuStats {
   std::atomic<uint64_t> pio_exits{0};
   std::atomic<uint64_t> mmio_exits{0};
   std::atomic<uint64_t> interrupted{0};
+  std::atomic<uint64_t> request_exits{0};     // steps that returned exit::Request
+  std::atomic<uint64_t> requests_taken{0};    // exit requests consumed, by any exit
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
@@ -37,17 +42,31 @@ struct VcpuStop {
 
 class Vcpu {
  public:
-  Vcpu(unsigned id, VcpuFd fd, const GuestMemory& mem, IoBus& pio, IoBus& mmio, const std::atomic<bool>& stop)
-      : id_(id), fd_(std::move(fd)), mem_(mem), pio_(pio), mmio_(mmio), stop_(stop) {}
+  // exit_fds is the VM's exit fd watcher; without one, make_exit_fd() fails.
+  Vcpu(unsigned id, VcpuFd fd, const GuestMemory& mem, IoBus& pio, IoBus& mmio, const std::atomic<bool>& stop,
+       std::shared_ptr<ExitFdWatcher> exit_fds = nullptr)
+      : id_(id), fd_(std::move(fd)), mem_(mem), pio_(pio), mmio_(mmio), stop_(stop), exit_fds_(std::move(exit_fds)) {}
 
   unsigned id() const { return id_; }
   const VcpuFd& fd() const { return fd_; }
   const VcpuStats& stats() const { return stats_; }
 
-  // Runs the vCPU on the calling thread until the stop flag is set or the vCPU cannot go on.
+  // Runs the vCPU on the calling thread until the stop flag is set or the vCPU cannot go on. An
+  // exit request returns control here, where the stop flag is checked.
   VcpuStop run();
-  // Gets the vCPU thread out of KVM_RUN so that it sees the stop flag; callable from any thread.
-  void kick();
+
+  // Makes the vCPU return to the VMM (see vcpu/exit_request.h for the rules); any thread.
+  void request_exit() { requests_.request(); }
+  // An eventfd that makes this vCPU exit when written; one per waker. Needs the VM's watcher.
+  Result<ExitFd> make_exit_fd();
+  const ExitRequests& exit_requests() const { return requests_; }
+
+  // For callers that drive the vCPU step by step (tests, benchmarks): bind the calling thread,
+  // then run_once() from it, then unbind. run() does all three.
+  Result<void> bind_thread() { return requests_.attach(fd_.run_struct()); }
+  void unbind_thread() { requests_.detach(); }
+  // One KVM_RUN, or none when exit requests are pending; reports the requests it consumed.
+  Result<RunStep> run_once();
 
  private:
   // One exit; returns false with *stop filled when the loop must end.
@@ -60,9 +79,9 @@ class Vcpu {
   IoBus& pio_;
   IoBus& mmio_;
   const std::atomic<bool>& stop_;
-  std::atomic<bool> running_{false};
-  pthread_t thread_{};
+  std::shared_ptr<ExitFdWatcher> exit_fds_;
   VcpuStats stats_;
+  ExitRequests requests_;
 };
 
 }  // namespace evmm

@@ -115,12 +115,13 @@ Result<void> Vm::load_guest() {
 
 Result<void> Vm::create_vcpus(const System& kvm) {
   auto cpuid = TRY(kvm.supported_cpuid());
+  auto exit_fds = TRY(ExitFdWatcher::create());
   for (unsigned id = 0; id < cfg_.cpus; ++id) {
     auto fd = TRY(vm_.create_vcpu(id));
     TRY(configure_vcpu(fd, cpuid, id, cfg_.cpus));
     // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
     if (id == 0) TRY(set_entry_state(fd, entry_));
-    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_));
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
   }
   return {};
 }
@@ -159,7 +160,7 @@ void Vm::finish(VmOutcome outcome) {
     outcome_ = std::move(outcome);
   }
   stop_.store(true);
-  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->request_exit();
   (void)stopped_.signal();
 }
 
