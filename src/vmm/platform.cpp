@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/log.h"
 #include "boot/boot.h"
 #include "devices/acpi_pm.h"
 #include "devices/debug_console.h"
@@ -10,27 +11,52 @@
 #include "devices/i8042.h"
 #include "devices/rtc.h"
 #include "devices/serial.h"
+#include "event/eventfd_interrupt_line.h"
 #include "memory/layout.h"
 #include "vmm/console.h"
+#include "vmm/kvm_irq_line.h"
 
 namespace evmm {
 
 using namespace platform;
 
-Devices::Devices(const VmFd& vm) : com1_irq_(vm, kCom1Irq), rtc_irq_(vm, kRtcIrq), sci_irq_(vm, kSciIrq) {}
-Devices::~Devices() = default;
+// Stops the loop first: no resample is processed while the devices and lines go away.
+Devices::~Devices() {
+  if (loop_) loop_->stop();
+}
+
+// The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
+// host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
+// the kernel lowers the line at EOI and the re-assert is a new edge.
+Result<void> Devices::create_lines(const VmFd& vm) {
+  loop_ = TRY(EventLoop::create());
+  bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
+  if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
+  auto make = [&](uint32_t gsi) -> Result<std::shared_ptr<InterruptLine>> {
+    if (!irqfd) return std::make_shared<KvmIrqLine>(vm, gsi);
+    auto line = TRY(EventFdInterruptLine::create(vm, gsi, EventFdInterruptLine::Mode::Level));
+    TRY(loop_->add(line));
+    return line;
+  };
+  com1_irq_ = TRY(make(kCom1Irq));
+  rtc_irq_ = TRY(make(kRtcIrq));
+  sci_irq_ = TRY(make(kSciIrq));
+  TRY(loop_->start());
+  return {};
+}
 
 Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus&,
                                                  VmControl& control, ConsoleOutput& out, const VmConfig& cfg) {
-  std::unique_ptr<Devices> d(new Devices(vm));
+  std::unique_ptr<Devices> d(new Devices());
+  TRY(d->create_lines(vm));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
-  d->serial_ = std::make_shared<Serial>(d->com1_irq_, sink);
+  d->serial_ = std::make_shared<Serial>(*d->com1_irq_, sink);
   d->debugcon_ = std::make_shared<DebugConsole>(sink);
   d->debug_exit_ = std::make_shared<DebugExit>(control);
   d->fw_cfg_ = std::make_shared<FwCfg>();
   d->i8042_ = std::make_shared<I8042>(control);
-  d->pm_ = std::make_shared<AcpiPm>(control, d->sci_irq_, d->clock_);
-  d->rtc_ = std::make_shared<Rtc>(d->rtc_irq_, d->clock_);
+  d->pm_ = std::make_shared<AcpiPm>(control, *d->sci_irq_, d->clock_);
+  d->rtc_ = std::make_shared<Rtc>(*d->rtc_irq_, d->clock_);
   TRY(d->populate_fw_cfg(mem, cfg));
 
   TRY(pio.insert(kCom1Port, Serial::kRangeLen, d->serial_, "com1"));

@@ -10,7 +10,8 @@
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
-#include "vmm/kvm_irq_line.h"
+#include "event/event_loop.h"
+#include "event/interrupt_line.h"
 
 namespace evmm {
 
@@ -34,13 +35,18 @@ class Devices {
   Result<std::unique_ptr<ConsoleInput>> attach_console_input(int fd);
 
   Serial& serial() { return *serial_; }
+  // The device event loop; its thread runs from create() until this object is destroyed.
+  EventLoop& event_loop() { return *loop_; }
 
  private:
-  explicit Devices(const VmFd& vm);
+  Devices() = default;
+  Result<void> create_lines(const VmFd& vm);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
   SystemClock clock_;
-  KvmIrqLine com1_irq_, rtc_irq_, sci_irq_;
+  // The loop is declared first so that it is destroyed last: ~Devices stops it before anything else.
+  std::unique_ptr<EventLoop> loop_;
+  std::shared_ptr<InterruptLine> com1_irq_, rtc_irq_, sci_irq_;
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<DebugConsole> debugcon_;
   std::shared_ptr<DebugExit> debug_exit_;
