@@ -79,8 +79,10 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           },
           [&](const exit::IoOut& io) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
-            for (size_t off = 0; off + io.size <= io.data.size(); off += io.size)
-              pio_.write(io.port, io.data.subspan(off, io.size));
+            for (size_t off = 0; off + io.size <= io.data.size(); off += io.size) {
+              auto d = io.data.subspan(off, io.size);
+              if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d);
+            }
             return true;
           },
           [&](const exit::MmioRead& m) {
@@ -90,7 +92,7 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           },
           [&](const exit::MmioWrite& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            mmio_.write(m.addr, m.data);
+            if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data);
             return true;
           },
           [&](const exit::Interrupted&) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bus/io_bus.h"
+#include "event/io_event_registry.h"
 #include "kvm/vcpu_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/assist.h"
@@ -47,6 +48,10 @@ class Vcpu {
        std::shared_ptr<ExitFdWatcher> exit_fds = nullptr)
       : id_(id), fd_(std::move(fd)), mem_(mem), pio_(pio), mmio_(mmio), stop_(stop), exit_fds_(std::move(exit_fds)) {}
 
+  // Guest writes that reach userspace are offered to the registry first, with the kernel's
+  // semantics (a match consumes the write); reads always go to the bus. Call before the vCPU runs.
+  void attach_io_events(const IoEventRegistry& registry) { ioevents_ = &registry; }
+
   unsigned id() const { return id_; }
   const VcpuFd& fd() const { return fd_; }
   const VcpuStats& stats() const { return stats_; }
@@ -78,6 +83,7 @@ class Vcpu {
   const GuestMemory& mem_;
   IoBus& pio_;
   IoBus& mmio_;
+  const IoEventRegistry* ioevents_ = nullptr;
   const std::atomic<bool>& stop_;
   std::shared_ptr<ExitFdWatcher> exit_fds_;
   VcpuStats stats_;

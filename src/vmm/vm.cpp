@@ -91,6 +91,7 @@ Result<void> Vm::setup_platform() {
   TRY(vm_.create_irqchip());
   TRY(vm_.create_pit2(KVM_PIT_SPEAKER_DUMMY));
 
+  ioevents_ = std::make_unique<IoEventRegistry>(&vm_);
   out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));
   devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *this, *out_, cfg_));
   return {};
@@ -122,6 +123,7 @@ Result<void> Vm::create_vcpus(const System& kvm) {
     // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
     if (id == 0) TRY(set_entry_state(fd, entry_));
     vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
+    vcpus_.back()->attach_io_events(*ioevents_);
   }
   return {};
 }

@@ -14,6 +14,7 @@
 #include "boot/boot.h"
 #include "bus/io_bus.h"
 #include "devices/vm_control.h"
+#include "event/io_event_registry.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
@@ -61,6 +62,8 @@ class Vm final : public VmControl {
 
   VmStats stats() const;
   const GuestMemory& memory() const { return mem_; }
+  // Where a device (or an embedding program) registers ioeventfds for this VM.
+  IoEventRegistry& io_events() { return *ioevents_; }
 
  private:
   Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped);
@@ -74,6 +77,7 @@ class Vm final : public VmControl {
   GuestMemory mem_;
   IoBus pio_{"pio"};
   IoBus mmio_{"mmio"};
+  std::unique_ptr<IoEventRegistry> ioevents_;
   std::unique_ptr<ConsoleOutput> out_;
   std::unique_ptr<Devices> devices_;
   std::unique_ptr<ConsoleInput> in_;
