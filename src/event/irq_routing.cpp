@@ -59,10 +59,18 @@ Result<std::unique_ptr<IrqRoutingTable>> IrqRoutingTable::for_vm(const VmFd& vm)
 std::vector<kvm_irq_routing_entry> IrqRoutingTable::default_routes() {
   std::vector<kvm_irq_routing_entry> v;
   for (uint32_t gsi = 0; gsi < kIoapicPins; ++gsi) {
-    v.push_back(irqchip_entry(gsi, KVM_IRQCHIP_IOAPIC, gsi));
+    // GSI 2 is the PICs' cascade and has no line of its own.
+    if (gsi == 2) continue;
     if (gsi < 16) v.push_back(irqchip_entry(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8));
+    // The 8254 (GSI 0) is wired to IOAPIC pin 2, as the MADT override and the MP table say.
+    v.push_back(irqchip_entry(gsi, KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi));
   }
   return v;
+}
+
+Result<void> IrqRoutingTable::install() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return commit_(entries_locked());
 }
 
 std::vector<kvm_irq_routing_entry> IrqRoutingTable::entries_locked() const {

@@ -53,17 +53,19 @@ class IrqRoutingTable {
   static constexpr uint32_t kIoapicPins = 24;
   static constexpr uint32_t kFirstMsiGsi = 24;
 
-  // gsi_count: GSIs the kernel accepts (KVM_CAP_IRQ_ROUTING returns it). Commits nothing: the
-  // defaults are what KVM already installed with its irqchip.
+  // gsi_count: GSIs the kernel accepts (KVM_CAP_IRQ_ROUTING returns it). Commits nothing until
+  // install() or the first MSI route.
   IrqRoutingTable(Commit commit, uint32_t gsi_count);
   // The VM must outlive the table.
   static Result<std::unique_ptr<IrqRoutingTable>> for_vm(const VmFd& vm);
-
-  // What kvm_setup_default_irq_routing installs (virt/kvm/irqchip.c / arch/x86/kvm/irq_comm.c,
-  // default_routing[]): GSI n (0-15) to IOAPIC pin n and to PIC pin n%8 of the master (n<8) or
-  // slave; GSI 16-23 to IOAPIC pin n only. Note that GSI 0 goes to IOAPIC pin 0, not pin 2.
+  // The PC's wiring, as QEMU installs it: GSI n (0-15) to PIC pin n%8 of the master (n<8) or slave
+  // and to IOAPIC pin n, except that GSI 0 (the in-kernel 8254) goes to IOAPIC pin 2 and GSI 2
+  // (the cascade) has no route; GSI 16-23 to IOAPIC pin n only. KVM's own default
+  // (kvm_setup_default_irq_routing) sends GSI 0 to IOAPIC pin 0, which contradicts the MADT's
+  // IRQ0->GSI2 override and the MP table, so a VM must install() this table.
   static std::vector<kvm_irq_routing_entry> default_routes();
-
+  // Commits the whole table (default routes and MSI routes).
+  Result<void> install();
   // Allocates the lowest free GSI from 24, adds an MSI entry for it and commits. ENOSPC when the
   // GSIs are exhausted; on a failed commit the table is left as it was.
   Result<MsiRoute> add_msi(const MsiMessage& msg);

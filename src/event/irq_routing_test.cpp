@@ -29,21 +29,35 @@ const kvm_irq_routing_entry* find(const std::vector<kvm_irq_routing_entry>& v, u
   return nullptr;
 }
 
-TEST(IrqRouting, DefaultsMatchKvm) {
+TEST(IrqRouting, DefaultsAreThePcWiring) {
   auto v = IrqRoutingTable::default_routes();
-  ASSERT_EQ(v.size(), 16u * 2 + 8);
-  for (uint32_t gsi = 0; gsi < 24; ++gsi) {
+  ASSERT_EQ(v.size(), 15u * 2 + 8);
+  EXPECT_EQ(count_gsi(v, 2), 0);  // the cascade
+  // The 8254 on GSI 0 reaches IOAPIC pin 2 (the MADT's IRQ0 override) and PIC pin 0.
+  ASSERT_NE(find(v, 0, KVM_IRQCHIP_IOAPIC), nullptr);
+  EXPECT_EQ(find(v, 0, KVM_IRQCHIP_IOAPIC)->u.irqchip.pin, 2u);
+  for (uint32_t gsi = 1; gsi < 24; ++gsi) {
+    if (gsi == 2) continue;
     auto* io = find(v, gsi, KVM_IRQCHIP_IOAPIC);
     ASSERT_NE(io, nullptr) << gsi;
-    EXPECT_EQ(io->u.irqchip.pin, gsi);  // GSI 0 on IOAPIC pin 0, as KVM's default_routing[]
+    EXPECT_EQ(io->u.irqchip.pin, gsi);
   }
   for (uint32_t gsi = 0; gsi < 16; ++gsi) {
+    if (gsi == 2) continue;
     auto* pic = find(v, gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE);
     ASSERT_NE(pic, nullptr) << gsi;
     EXPECT_EQ(pic->u.irqchip.pin, gsi % 8);
     EXPECT_EQ(count_gsi(v, gsi), 2);
   }
   for (uint32_t gsi = 16; gsi < 24; ++gsi) EXPECT_EQ(count_gsi(v, gsi), 1);
+}
+
+TEST(IrqRouting, InstallCommitsTheDefaults) {
+  Recorder rec;
+  IrqRoutingTable t(rec.fn(), 1024);
+  ASSERT_TRUE(t.install());
+  ASSERT_EQ(rec.commits.size(), 1u);
+  EXPECT_EQ(rec.commits[0].size(), IrqRoutingTable::default_routes().size());
 }
 
 TEST(IrqRouting, MsiRoutesAllocateFrom24AndCommitTheWholeTable) {

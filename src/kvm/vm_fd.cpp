@@ -88,6 +88,13 @@ Result<int> VmFd::signal_msi(const kvm_msi& msi) const {
   return r;
 }
 
+Result<kvm_irqchip> VmFd::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0) return errno_error("KVM_GET_IRQCHIP {}", chip_id);
+  return chip;
+}
+
 Result<kvm_clock_data> VmFd::get_clock() const {
   kvm_clock_data d{};
   TRY(vm_ioctl(fd_.get(), KVM_GET_CLOCK, &d, "KVM_GET_CLOCK"));

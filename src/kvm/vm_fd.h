@@ -33,6 +33,8 @@ class VmFd {
   Result<void> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
   // KVM_SIGNAL_MSI: returns whether the MSI was delivered (0: blocked by the guest).
   Result<int> signal_msi(const kvm_msi& msi) const;
+  // KVM_GET_IRQCHIP for chip_id (KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE or _IOAPIC).
+  Result<kvm_irqchip> get_irqchip(uint32_t chip_id) const;
   Result<kvm_clock_data> get_clock() const;
   Result<void> set_clock(const kvm_clock_data& data) const;
   Result<VcpuFd> create_vcpu(unsigned id) const;

@@ -90,6 +90,8 @@ Result<void> Vm::setup_platform() {
   TRY(vm_.set_identity_map_addr(layout::kKvmIdentityMap));
   TRY(vm_.create_irqchip());
   TRY(vm_.create_pit2(KVM_PIT_SPEAKER_DUMMY));
+  routing_ = TRY(IrqRoutingTable::for_vm(vm_));
+  TRY(routing_->install());
 
   ioevents_ = std::make_unique<IoEventRegistry>(&vm_);
   out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));

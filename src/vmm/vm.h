@@ -15,6 +15,7 @@
 #include "bus/io_bus.h"
 #include "devices/vm_control.h"
 #include "event/io_event_registry.h"
+#include "event/irq_routing.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
@@ -64,6 +65,8 @@ class Vm final : public VmControl {
   const GuestMemory& memory() const { return mem_; }
   // Where a device (or an embedding program) registers ioeventfds for this VM.
   IoEventRegistry& io_events() { return *ioevents_; }
+  // The GSI routing table (PC wiring plus MSI routes).
+  IrqRoutingTable& irq_routing() { return *routing_; }
 
  private:
   Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped);
@@ -78,6 +81,7 @@ class Vm final : public VmControl {
   IoBus pio_{"pio"};
   IoBus mmio_{"mmio"};
   std::unique_ptr<IoEventRegistry> ioevents_;
+  std::unique_ptr<IrqRoutingTable> routing_;
   std::unique_ptr<ConsoleOutput> out_;
   std::unique_ptr<Devices> devices_;
   std::unique_ptr<ConsoleInput> in_;
