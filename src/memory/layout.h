@@ -56,6 +56,10 @@ constexpr uint16_t kPm1aEvtPort = 0x600;    // PM1a_STS (2 bytes) then PM1a_EN (
 constexpr uint16_t kPm1aCntPort = 0x604;    // PM1a_CNT, 2 bytes
 constexpr uint16_t kPmTmrPort = 0x608;      // PM_TMR, 4 bytes, 3.579545 MHz
 constexpr uint8_t kSciIrq = 9;
+// evmm's doorbell device (devices/doorbell.h): the event plane end to end.
+constexpr uint16_t kDoorbellPort = 0x6f0;              // 4 bytes
+constexpr uint64_t kDoorbellMmio = 0xd0000000;         // 4 bytes, in the 32-bit MMIO hole
+constexpr uint8_t kDoorbellGsi = 10;
 // SLP_TYP values declared by the DSDT's \_Sx packages (as QEMU's): S3 = 1, S5 = 0.
 constexpr uint8_t kSlpTypS3 = 1;
 constexpr uint8_t kSlpTypS5 = 0;

@@ -7,6 +7,7 @@
 #include "devices/acpi_pm.h"
 #include "devices/debug_console.h"
 #include "devices/debug_exit.h"
+#include "devices/doorbell.h"
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/rtc.h"
@@ -39,14 +40,23 @@ Result<void> Devices::create_lines(const VmFd& vm) {
     return line;
   };
   com1_irq_ = TRY(make(kCom1Irq));
+  // The doorbell answers with edges, one per ring: a plain irqfd, no resample.
+  if (irqfd) {
+    auto edge = TRY(EventFdInterruptLine::create(vm, kDoorbellGsi, EventFdInterruptLine::Mode::Edge));
+    TRY(loop_->add(edge));
+    doorbell_irq_ = edge;
+  } else {
+    doorbell_irq_ = std::make_shared<KvmIrqLine>(vm, kDoorbellGsi);
+  }
   rtc_irq_ = TRY(make(kRtcIrq));
   sci_irq_ = TRY(make(kSciIrq));
   TRY(loop_->start());
   return {};
 }
 
-Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus&,
-                                                 VmControl& control, ConsoleOutput& out, const VmConfig& cfg) {
+Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
+                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
+                                                 const VmConfig& cfg) {
   std::unique_ptr<Devices> d(new Devices());
   TRY(d->create_lines(vm));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
@@ -66,6 +76,11 @@ Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemo
   TRY(pio.insert(kI8042DataPort, I8042::kRangeLen, d->i8042_, "i8042"));
   TRY(pio.insert(kRtcPort, Rtc::kRangeLen, d->rtc_, "rtc"));
   TRY(pio.insert(kPm1aEvtPort, AcpiPm::kRangeLen, d->pm_, "acpi-pm"));
+
+  d->doorbell_ = TRY(Doorbell::create(ioevents, *d->doorbell_irq_));
+  TRY(d->loop_->add(d->doorbell_));
+  TRY(pio.insert(kDoorbellPort, Doorbell::kRangeLen, d->doorbell_, "doorbell"));
+  TRY(mmio.insert(kDoorbellMmio, Doorbell::kRangeLen, d->doorbell_, "doorbell"));
   return d;
 }
 

@@ -20,6 +20,8 @@ class ConsoleInput;
 class ConsoleOutput;
 class DebugConsole;
 class DebugExit;
+class Doorbell;
+class IoEventRegistry;
 class FwCfg;
 class I8042;
 class Rtc;
@@ -28,7 +30,8 @@ class Serial;
 class Devices {
  public:
   static Result<std::unique_ptr<Devices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
-                                                 VmControl& control, ConsoleOutput& out, const VmConfig& cfg);
+                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
+                                                 const VmConfig& cfg);
   ~Devices();
 
   // Feeds fd (stdin) to COM1 with back-pressure.
@@ -46,7 +49,7 @@ class Devices {
   SystemClock clock_;
   // The loop is declared first so that it is destroyed last: ~Devices stops it before anything else.
   std::unique_ptr<EventLoop> loop_;
-  std::shared_ptr<InterruptLine> com1_irq_, rtc_irq_, sci_irq_;
+  std::shared_ptr<InterruptLine> com1_irq_, rtc_irq_, sci_irq_, doorbell_irq_;
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<DebugConsole> debugcon_;
   std::shared_ptr<DebugExit> debug_exit_;
@@ -54,6 +57,7 @@ class Devices {
   std::shared_ptr<I8042> i8042_;
   std::shared_ptr<AcpiPm> pm_;
   std::shared_ptr<Rtc> rtc_;
+  std::shared_ptr<Doorbell> doorbell_;
 };
 
 }  // namespace evmm

@@ -95,7 +95,7 @@ Result<void> Vm::setup_platform() {
 
   ioevents_ = std::make_unique<IoEventRegistry>(&vm_);
   out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));
-  devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *this, *out_, cfg_));
+  devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *ioevents_, *this, *out_, cfg_));
   return {};
 }
 
