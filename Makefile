@@ -32,7 +32,7 @@ test-quick: build
 
 bench: build
 	@scripts/deps.sh bench
-	$(BUILD)/bench/evmm_startup_bench && $(BUILD)/bench/evmm_exit_bench
+	$(BUILD)/bench/evmm_startup_bench && $(BUILD)/bench/evmm_exit_bench && $(BUILD)/bench/evmm_doorbell_bench
 
 clean:
 	rm -rf $(BUILD)

@@ -11,7 +11,15 @@ static const struct action actions[] = {
     {"hello", action_hello},   {"smp", action_smp},         {"mem", action_mem},       {"acpi", action_acpi},
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
+    {"doorbell", action_doorbell},
 };
+
+const char *tp_value;
+
+/* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
+static const char *const params[] = {"n", "at", "gsi"};
+/* Actions that take word=value (they read the value from tp_value). */
+static const char *const valued[] = {"doorbell"};
 
 void tp_fail(uint8_t code, const char *fmt, ...)
 {
@@ -58,12 +66,21 @@ int rt_main(void)
         if (is_image_name(a))
             continue;
         end_with(a); /* returns only if the word does not end the run */
+        bool param = false;
+        for (size_t j = 0; j < sizeof(params) / sizeof(params[0]); j++)
+            param |= a->value && !strcmp(params[j], a->key);
+        if (param)
+            continue;
         const struct action *act = NULL;
         for (size_t j = 0; j < sizeof(actions) / sizeof(actions[0]); j++)
             if (!strcmp(actions[j].word, a->key))
                 act = &actions[j];
-        if (!act || a->value)
+        bool takes_value = false;
+        for (size_t j = 0; j < sizeof(valued) / sizeof(valued[0]); j++)
+            takes_value |= !strcmp(valued[j], a->key);
+        if (!act || (a->value && !takes_value))
             tp_fail(RT_EXIT_BAD_CMDLINE, "testprog: unknown word '%s'", a->key);
+        tp_value = a->value;
         act->run();
     }
     return RT_EXIT_OK;

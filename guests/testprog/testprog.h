@@ -8,6 +8,9 @@
 /* Prints the message (a full line, newline added) and exits through debug-exit with code. */
 __attribute__((noreturn, format(printf, 2, 3))) void tp_fail(uint8_t code, const char *fmt, ...);
 
+/* The value of the word being run (word=value), NULL for a bare word. */
+extern const char *tp_value;
+
 void action_hello(void);
 void action_mem(void);
 void action_modules(void);
@@ -22,5 +25,6 @@ void action_rtc(void);
 void action_assist(void);
 void action_assist_force(void);
 void action_badinsn(void);
+void action_doorbell(void);
 
 #endif

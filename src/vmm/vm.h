@@ -65,6 +65,8 @@ class Vm final : public VmControl {
   const GuestMemory& memory() const { return mem_; }
   // Where a device (or an embedding program) registers ioeventfds for this VM.
   IoEventRegistry& io_events() { return *ioevents_; }
+  // The KVM VM, for an embedder's own irqfds and ioctls. Lives as long as the Vm.
+  const VmFd& vm_fd() const { return vm_; }
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
 
