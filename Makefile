@@ -32,7 +32,10 @@ test-quick: build
 
 bench: build
 	@scripts/deps.sh bench
-	$(BUILD)/bench/evmm_startup_bench && $(BUILD)/bench/evmm_exit_bench && $(BUILD)/bench/evmm_doorbell_bench
+	$(BUILD)/bench/evmm_startup_bench
+	$(BUILD)/bench/evmm_exit_bench
+	$(BUILD)/bench/evmm_io_event_bench --benchmark_min_time=0.1
+	$(BUILD)/bench/evmm_doorbell_bench
 
 clean:
 	rm -rf $(BUILD)
