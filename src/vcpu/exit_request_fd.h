@@ -11,12 +11,10 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <thread>
-#include <unordered_map>
 
 #include "base/eventfd.h"
-#include "base/fd.h"
 #include "base/result.h"
+#include "event/event_loop.h"
 #include "vcpu/exit_request.h"
 
 namespace evmm {
@@ -48,36 +46,25 @@ class ExitFd {
   EventFd fd_;
 };
 
+// Turns writes to exit fds into exit requests. Each exit fd is a subscriber on an EventLoop (whose
+// thread blocks every signal, so the kick signal never lands there); removing the subscriber is
+// what makes a destroyed handle silent, as the loop never calls a removed subscriber again.
 class ExitFdWatcher : public std::enable_shared_from_this<ExitFdWatcher> {
  public:
   static Result<std::shared_ptr<ExitFdWatcher>> create();
-  ~ExitFdWatcher();
 
   // A new exit fd whose writes become requests on target; target must outlive the handle. The
-  // watcher thread starts with the first one.
+  // loop's thread starts with the first one.
   Result<ExitFd> add(ExitRequests& target);
-
-  // Takes the count of registration id's eventfd and requests that many exits; ignores an id that
-  // has been removed. Called by the watcher thread when the eventfd is readable.
-  void dispatch(uint64_t id);
 
  private:
   friend class ExitFd;
-  struct Entry {
-    int fd;
-    ExitRequests* target;
-  };
-  ExitFdWatcher(UniqueFd epoll, EventFd stop) : epoll_(std::move(epoll)), stop_(std::move(stop)) {}
+  explicit ExitFdWatcher(std::unique_ptr<EventLoop> loop) : loop_(std::move(loop)) {}
   void remove(uint64_t id);
-  void loop();
 
-  UniqueFd epoll_;
-  EventFd stop_;  // epoll data 0
-  std::thread thread_;
-  // Held while an entry is used or changed, so that remove() returning means the entry is unused.
+  std::unique_ptr<EventLoop> loop_;
   std::mutex mu_;
-  std::unordered_map<uint64_t, Entry> entries_;
-  uint64_t next_id_ = 1;
+  bool started_ = false;  // the loop's thread runs
 };
 
 }  // namespace evmm
