@@ -33,23 +33,18 @@ Result<void> Devices::create_lines(const VmFd& vm) {
   loop_ = TRY(EventLoop::create());
   bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
   if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
-  auto make = [&](uint32_t gsi) -> Result<std::shared_ptr<InterruptLine>> {
+  using Mode = EventFdInterruptLine::Mode;
+  auto make = [&](uint32_t gsi, Mode mode) -> Result<std::shared_ptr<InterruptLine>> {
     if (!irqfd) return std::make_shared<KvmIrqLine>(vm, gsi);
-    auto line = TRY(EventFdInterruptLine::create(vm, gsi, EventFdInterruptLine::Mode::Level));
+    auto line = TRY(EventFdInterruptLine::create(vm, gsi, mode));
     TRY(loop_->add(line));
     return line;
   };
-  com1_irq_ = TRY(make(kCom1Irq));
+  com1_irq_ = TRY(make(kCom1Irq, Mode::Level));
+  rtc_irq_ = TRY(make(kRtcIrq, Mode::Level));
+  sci_irq_ = TRY(make(kSciIrq, Mode::Level));
   // The doorbell answers with edges, one per ring: a plain irqfd, no resample.
-  if (irqfd) {
-    auto edge = TRY(EventFdInterruptLine::create(vm, kDoorbellGsi, EventFdInterruptLine::Mode::Edge));
-    TRY(loop_->add(edge));
-    doorbell_irq_ = edge;
-  } else {
-    doorbell_irq_ = std::make_shared<KvmIrqLine>(vm, kDoorbellGsi);
-  }
-  rtc_irq_ = TRY(make(kRtcIrq));
-  sci_irq_ = TRY(make(kSciIrq));
+  doorbell_irq_ = TRY(make(kDoorbellGsi, Mode::Edge));
   TRY(loop_->start());
   return {};
 }
