@@ -1,9 +1,5 @@
 #include "base/eventfd.h"
 
-#include <sys/eventfd.h>
-
-static_assert(evmm::EventFd::EFD_NONBLOCK_DEFAULT == EFD_NONBLOCK);
-
 namespace evmm {
 
 Result<EventFd> EventFd::create(int flags) {

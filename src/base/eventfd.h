@@ -1,6 +1,8 @@
 // An eventfd: the carrier of every signal on evmm's event plane.
 #pragma once
 
+#include <sys/eventfd.h>
+
 #include <cstdint>
 
 #include "base/fd.h"
@@ -11,8 +13,7 @@ namespace evmm {
 class EventFd {
  public:
   // flags are eventfd(2) flags; EFD_CLOEXEC is always added.
-  static Result<EventFd> create(int flags = EFD_NONBLOCK_DEFAULT);
-  static constexpr int EFD_NONBLOCK_DEFAULT = 04000;  // EFD_NONBLOCK
+  static Result<EventFd> create(int flags = EFD_NONBLOCK);
 
   Result<void> signal(uint64_t n = 1) const;
   // Returns the counter and resets it; 0 when non-blocking and nothing is pending.

@@ -1,8 +1,6 @@
 // One vCPU: its KVM fd, its thread's run loop, and the dispatch of the exits that reach userspace.
 #pragma once
 
-#include <pthread.h>
-
 #include <array>
 #include <atomic>
 #include <memory>

@@ -80,7 +80,6 @@ void ConsoleInput::loop() {
     if (at < have) {
       size_t n = push_(std::span<const uint8_t>(buf.data() + at, have - at));
       at += n;
-      fed_.fetch_add(n, std::memory_order_relaxed);
       if (at == have) at = have = 0;
     }
     pollfd fds[3] = {{stop_.fd(), POLLIN, 0}, {space_.fd(), POLLIN, 0}, {fd_, POLLIN, 0}};

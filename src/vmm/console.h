@@ -54,7 +54,6 @@ class ConsoleInput {
 
   // Called by the device when the guest made room (any thread).
   void notify_space();
-  uint64_t bytes_fed() const { return fed_.load(); }
 
  private:
   ConsoleInput(int fd, Push push, EventFd stop, EventFd space)
@@ -65,7 +64,6 @@ class ConsoleInput {
   Push push_;
   EventFd stop_;
   EventFd space_;
-  std::atomic<uint64_t> fed_{0};
   std::thread thread_;
 };
 

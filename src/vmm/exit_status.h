@@ -16,6 +16,4 @@ constexpr int kGuestCrash = 12;   // the guest reported a crash
 constexpr int kVmmError = 14;     // evmm failed while the VM ran (a KVM ioctl, serial output)
 constexpr int kInterrupted = 130; // SIGINT or SIGTERM, as a shell reports a signalled command
 
-constexpr int debug_exit(unsigned value) { return static_cast<int>((value << 1) | 1); }
-
 }  // namespace evmm::exit_status
