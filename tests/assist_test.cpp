@@ -9,8 +9,6 @@
 namespace evmm::testing {
 namespace {
 
-bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
-
 // The count --stats printed for an assist kind, 0 when absent.
 unsigned assists(const std::string& err, const std::string& kind) {
   std::smatch m;
@@ -61,7 +59,7 @@ TEST(Assists, UnsupportedInstructionStopsTheVmWithOneLine) {
   auto r = boot("testprog.mb.elf", "badinsn");
   if (has(r.out, "ran without the VMM")) GTEST_SKIP() << "this host executes cmpxchg16b at CPL0 itself";
   EXPECT_EQ(r.exit_status, 8) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
   // The guest address and the instruction bytes (lock cmpxchg16b: f0 48 0f c7 ...).
   EXPECT_TRUE(std::regex_search(r.err, std::regex("at 0x8:0x[0-9a-f]+"))) << r.err;
   EXPECT_TRUE(has(r.err, "f0 48 0f c7")) << r.err;

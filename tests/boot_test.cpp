@@ -16,8 +16,6 @@
 namespace evmm::testing {
 namespace {
 
-bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
-
 struct Image {
   const char* file;
   const char* protocol;  // as the guest names the protocol that booted it
@@ -85,7 +83,7 @@ TEST(Boot, TripleFaultIsAGuestFault) {
   auto r = boot("testprog.mb.elf", "triplefault");
   EXPECT_EQ(r.exit_status, 8) << r.err;
   EXPECT_TRUE(has(r.err, "triple fault")) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
 }
 
 TEST(Boot, SerialToFile) {

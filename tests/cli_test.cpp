@@ -15,8 +15,6 @@ std::string write_temp(const std::string& name, const std::string& bytes) {
   return path;
 }
 
-size_t count_lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
-
 TEST(Cli, VersionPrintsTheVersion) {
   auto r = evmm({"version"});
   EXPECT_EQ(r.exit_status, 0);

@@ -6,12 +6,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "testing/process.h"
 
 namespace evmm::testing {
+
+inline bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+inline size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 inline std::string guest(const std::string& name) { return std::string(EVMM_GUEST_DIR) + "/" + name; }
 
