@@ -62,6 +62,42 @@ TEST(Doorbell, MmioRoundTripsThroughUserspaceDispatch) {
   EXPECT_GE(r.stats.mmio_exits, kTrips);
 }
 
+// The ring from CPL3 (testprog `ring3`, runtime rt_run_user): the instruction runs natively on hosts
+// that emulate CPL0, and the guest returns to CPL0 afterwards to report. Every ring reaches the device
+// exactly once, whichever path caught it, and the userspace path costs one exit per ring.
+void ring3_both_paths(IoSpace space, const char* mode) {
+  constexpr unsigned n = 1000;
+  doorbell::RunResult r[2];
+  for (auto exit : {doorbell::Exit::Kernel, doorbell::Exit::Userspace}) {
+    auto& x = r[exit == doorbell::Exit::Userspace];
+    doorbell::Options o{space, exit, n};
+    o.cpl3 = true;
+    x = doorbell::run(guest("testprog.mb.elf"), o);
+    ASSERT_TRUE(x.error.empty()) << x.error;
+    EXPECT_EQ(x.outcome.exit_status, 1) << x.outcome.message << "\nserial:\n" << x.serial;
+    ASSERT_TRUE(x.guest) << "no ring3 report in the serial output:\n" << x.serial;
+    EXPECT_TRUE(x.guest->cpl3);
+    EXPECT_EQ(x.guest->mode, mode);
+    EXPECT_EQ(x.guest->n, n);
+    EXPECT_EQ(x.rings, n);
+    EXPECT_EQ(x.doorbell_in_kernel, exit == doorbell::Exit::Kernel);
+    EXPECT_GT(x.tsc_khz, 0u);
+  }
+  uint64_t kernel_exits = space == IoSpace::Pio ? r[0].stats.pio_exits : r[0].stats.mmio_exits;
+  uint64_t user_exits = space == IoSpace::Pio ? r[1].stats.pio_exits : r[1].stats.mmio_exits;
+  EXPECT_GE(user_exits, kernel_exits + n);
+}
+
+TEST(Doorbell, PioRingsFromCpl3ReachTheDeviceByEitherPath) {
+  REQUIRE_KVM();
+  ring3_both_paths(IoSpace::Pio, "pio");
+}
+
+TEST(Doorbell, MmioRingsFromCpl3ReachTheDeviceByEitherPath) {
+  REQUIRE_KVM();
+  ring3_both_paths(IoSpace::Mmio, "mmio");
+}
+
 }  // namespace
 }  // namespace evmm::testing
 

@@ -147,6 +147,8 @@ rt_gdt:
     .quad 0x00cf9b000000ffff /* 0x18: 32-bit code, 4 GiB */
     .quad 0                  /* 0x20: unused, keeps the TSS descriptors 16-byte aligned */
     .fill RT_MAX_CPUS * 2, 8, 0 /* 0x28: TSS descriptors, filled by cpu.c */
+    .quad 0x00cff3000000ffff /* RT_SEL_UDATA: data, DPL 3 (rt_run_user) */
+    .quad 0x00affb000000ffff /* RT_SEL_UCODE64: 64-bit code, DPL 3 */
 rt_gdt_end:
     .balign 8
     /* One pointer for both modes: 32-bit lgdt reads the low 4 bytes of the base, 64-bit all 8. */
@@ -158,7 +160,7 @@ rt_gdt_ptr:
  * spent building it. The pages from 0xFEC00000 (IOAPIC, LAPIC at 0xFEE00000) are uncached. */
     .section .data.pagetables, "aw"
     .balign 4096
-    .globl rt_pml4
+    .globl rt_pml4, rt_pdpt, rt_pd
 rt_pml4:
     .quad rt_pdpt + PTE_P + PTE_RW
     .fill 511, 8, 0

@@ -13,6 +13,10 @@ extern uint8_t rt_stacks[];
 extern const uint8_t rt_ap_trampoline[], rt_ap_trampoline_end[];
 
 void rt_cpu_init(uint32_t index); /* GDT, IDT, TSS for this CPU */
+void rt_cpu_set_rsp0(uint32_t index, void *top); /* the stack for events taken at CPL3 */
+/* Points vector straight at entry (no rt_frame, no handler table), and back at the runtime's stub. */
+void rt_idt_set_raw_gate(uint8_t vector, void (*entry)(void));
+void rt_idt_restore_gate(uint8_t vector);
 void rt_idt_build(void);          /* once, on the BSP */
 void rt_lapic_init(void);         /* enable this CPU's LAPIC */
 void rt_lapic_icr(uint32_t apic_id, uint32_t low); /* raw ICR write: INIT and SIPI */

@@ -66,26 +66,39 @@ static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
     return sorted[i < n ? i : n - 1];
 }
 
-void action_doorbell(void)
+struct bell {
+    bool mmio;
+    uint64_t n, at, gsi;
+};
+
+/* doorbell=/ring3= <pio|mmio>, n=, at=, gsi=: see the header comment. */
+static struct bell parse_bell(const char *word)
 {
     const char *mode = tp_value;
-    bool mmio;
+    struct bell b = {.n = DOORBELL_DEFAULT, .gsi = DOORBELL_GSI};
     if (mode && !strcmp(mode, "pio"))
-        mmio = false;
+        b.mmio = false;
     else if (mode && !strcmp(mode, "mmio"))
-        mmio = true;
+        b.mmio = true;
     else
-        tp_fail(RT_EXIT_BAD_CMDLINE, "doorbell: bad mode '%s' (pio or mmio)", mode ? mode : "");
-    uint64_t n = DOORBELL_DEFAULT;
+        tp_fail(RT_EXIT_BAD_CMDLINE, "%s: bad mode '%s' (pio or mmio)", word, mode ? mode : "");
     const char *ns = rt_arg("n");
-    if (ns && (!rt_parse_u64(ns, &n) || n == 0 || n > DOORBELL_MAX))
-        tp_fail(RT_EXIT_BAD_CMDLINE, "doorbell: bad n '%s' (1..%u)", ns, DOORBELL_MAX);
-    uint64_t at = mmio ? DOORBELL_MMIO : DOORBELL_PORT, gsi = DOORBELL_GSI;
+    if (ns && (!rt_parse_u64(ns, &b.n) || b.n == 0 || b.n > DOORBELL_MAX))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "%s: bad n '%s' (1..%u)", word, ns, DOORBELL_MAX);
+    b.at = b.mmio ? DOORBELL_MMIO : DOORBELL_PORT;
     const char *as = rt_arg("at"), *gs = rt_arg("gsi");
-    if (as && (!rt_parse_u64(as, &at) || at > (mmio ? 0xfffffffcull : 0xfffcull)))
-        tp_fail(RT_EXIT_BAD_CMDLINE, "doorbell: bad at '%s'", as);
-    if (gs && (!rt_parse_u64(gs, &gsi) || gsi > 23))
-        tp_fail(RT_EXIT_BAD_CMDLINE, "doorbell: bad gsi '%s' (0..23)", gs);
+    if (as && (!rt_parse_u64(as, &b.at) || b.at > (b.mmio ? 0xfffffffcull : 0xfffcull)))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "%s: bad at '%s'", word, as);
+    if (gs && (!rt_parse_u64(gs, &b.gsi) || b.gsi > 23))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "%s: bad gsi '%s' (0..23)", word, gs);
+    return b;
+}
+
+void action_doorbell(void)
+{
+    struct bell b = parse_bell("doorbell");
+    bool mmio = b.mmio;
+    uint64_t n = b.n, at = b.at, gsi = b.gsi;
 
     uint64_t khz = rt_tsc_khz();
     bool irqs_were_on = read_rflags() & (1u << 9);
@@ -120,4 +133,37 @@ void action_doorbell(void)
               mmio ? "mmio" : "pio", n, pct(ring_cycles, n, 50), pct(ring_cycles, n, 99), pct(trip_cycles, n, 50),
               pct(trip_cycles, n, 99));
     rt_printf("doorbell: tsc %lu kHz, %u interrupts\n", khz, bell_irqs);
+}
+
+/* ring3: the ring cost without instruction emulation. The loop runs at CPL3, where this host runs guest
+ * code natively (rt_run_user), with IF=0 and no answer awaited: only the ring instruction is timed. */
+struct ring3 {
+    bool mmio;
+    uint16_t port;
+    volatile uint32_t *bell;
+    uint32_t n;
+};
+
+static void ring3_loop(void *p) /* CPL3: no runtime calls, no faults */
+{
+    const struct ring3 *r = p;
+    for (uint32_t i = 0; i < r->n; i++) {
+        uint64_t t0 = rdtsc();
+        if (r->mmio)
+            *r->bell = i + 1;
+        else
+            outl(r->port, i + 1);
+        ring_cycles[i] = rdtsc() - t0;
+    }
+}
+
+void action_ring3(void)
+{
+    struct bell b = parse_bell("ring3");
+    uint64_t khz = rt_tsc_khz();
+    struct ring3 r = {.mmio = b.mmio, .port = (uint16_t)b.at, .bell = phys_ptr(b.at), .n = (uint32_t)b.n};
+    rt_run_user(ring3_loop, &r);
+    sort_u64(ring_cycles, b.n);
+    rt_printf("ring3: %s %lu rings, p50 %lu p99 %lu cycles, tsc %lu kHz\n", b.mmio ? "mmio" : "pio", b.n,
+              pct(ring_cycles, b.n, 50), pct(ring_cycles, b.n, 99), khz);
 }

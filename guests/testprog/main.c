@@ -11,7 +11,7 @@ static const struct action actions[] = {
     {"hello", action_hello},   {"smp", action_smp},         {"mem", action_mem},       {"acpi", action_acpi},
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
-    {"doorbell", action_doorbell},
+    {"doorbell", action_doorbell}, {"ring3", action_ring3},
 };
 
 const char *tp_value;
@@ -19,7 +19,7 @@ const char *tp_value;
 /* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
 static const char *const params[] = {"n", "at", "gsi"};
 /* Actions that take word=value (they read the value from tp_value). */
-static const char *const valued[] = {"doorbell"};
+static const char *const valued[] = {"doorbell", "ring3"};
 
 void tp_fail(uint8_t code, const char *fmt, ...)
 {

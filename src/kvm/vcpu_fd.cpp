@@ -110,6 +110,12 @@ Result<kvm_translation> VcpuFd::translate(uint64_t gva) const {
   return t;
 }
 
+Result<uint32_t> VcpuFd::get_tsc_khz() const {
+  int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ);
+  if (khz < 0) return errno_error("KVM_GET_TSC_KHZ");
+  return static_cast<uint32_t>(khz);
+}
+
 Result<void> VcpuFd::set_cpuid2(const CpuidTable& table) const {
   const auto& e = table.entries();
   std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + e.size() * sizeof(kvm_cpuid_entry2));

@@ -42,6 +42,8 @@ class VcpuFd {
   Result<kvm_vcpu_events> get_vcpu_events() const;
   Result<void> set_vcpu_events(const kvm_vcpu_events& e) const;
   Result<kvm_translation> translate(uint64_t gva) const;
+  // The guest's TSC frequency in kHz (KVM_GET_TSC_KHZ).
+  Result<uint32_t> get_tsc_khz() const;
 
   // The shared run structure: immediate_exit and exit data live here.
   kvm_run* run_struct() const { return run_; }

@@ -67,6 +67,9 @@ class Vm final : public VmControl {
   IoEventRegistry& io_events() { return *ioevents_; }
   // The KVM VM, for an embedder's own irqfds and ioctls. Lives as long as the Vm.
   const VmFd& vm_fd() const { return vm_; }
+  // The vCPUs, for an embedder's per-vCPU calls (exit requests, exit fds, KVM state). index < vcpu_count().
+  unsigned vcpu_count() const { return static_cast<unsigned>(vcpus_.size()); }
+  Vcpu& vcpu(unsigned index) { return *vcpus_.at(index); }
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
 

@@ -11,6 +11,8 @@
 #define RT_SEL_DATA 0x10
 #define RT_SEL_CODE32 0x18
 #define RT_SEL_TSS0 0x28 /* one 16-byte TSS descriptor per CPU from here */
+#define RT_SEL_UDATA (RT_SEL_TSS0 + 16 * RT_MAX_CPUS) /* DPL 3, for rt_run_user */
+#define RT_SEL_UCODE64 (RT_SEL_UDATA + 8)
 
 #define RT_AP_TRAMPOLINE 0x8000 /* SIPI vector 0x08: the AP starts in real mode at 0800:0000 */
 

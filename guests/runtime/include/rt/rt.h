@@ -121,6 +121,13 @@ bool rt_wait(bool (*done)(void *), void *arg, uint32_t timeout_us);
 void rt_sleep_us(uint32_t us);
 uint64_t rt_tsc_khz(void); /* measured once against the LAPIC timer (2 ms), then cached */
 
+/* ---- CPL3 ---- */
+/* Runs fn(arg) at CPL3 with IF=0 on a 4 KiB user stack (in/out allowed by the TSS I/O bitmap), then
+ * returns at CPL0 with IF as it was. On the slow host CPL3 code runs natively while CPL0 code is
+ * emulated. fn comes back through a #UD (user.S); any other exception there is fatal, as at CPL0, so fn
+ * must not fault and must not call the runtime. BSP only, not reentrant. */
+void rt_run_user(void (*fn)(void *), void *arg);
+
 /* ---- SMP ---- */
 /* Called on each AP after it is up, in CPU-index order, with the console free to print. */
 typedef void (*rt_ap_report)(uint32_t index, uint32_t apic_id);
