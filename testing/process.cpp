@@ -17,7 +17,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) return res;
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::dup2(in[0], 0);
+    int file = opts.stdin_file.empty() ? -1 : ::open(opts.stdin_file.c_str(), O_RDONLY);
+    ::dup2(file >= 0 ? file : in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     // The test runner may block signals; the child starts with a clean mask.
@@ -36,7 +37,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   ::signal(SIGPIPE, SIG_IGN);
   size_t written = 0;
   int in_fd = in[1];
-  if (opts.stdin_data.empty() && opts.close_stdin) {
+  if ((opts.stdin_data.empty() && opts.close_stdin) || !opts.stdin_file.empty()) {
     ::close(in_fd);
     in_fd = -1;
   }

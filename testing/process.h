@@ -17,6 +17,7 @@ struct ProcessResult {
 struct ProcessOptions {
   std::string stdin_data;
   bool close_stdin = true;  // EOF after stdin_data
+  std::string stdin_file;   // if set, stdin is this file instead (stdin_data is ignored)
   std::chrono::milliseconds timeout{60000};
   // Sent at timeout; SIGKILL follows 5 s later if the child is still there.
   int timeout_signal = 9;

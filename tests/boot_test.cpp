@@ -116,6 +116,17 @@ TEST(Boot, SerialInputFromAPipe) {
   EXPECT_TRUE(has(r.out, "serial: got " + line)) << r.out;
 }
 
+// A regular file as stdin: epoll refuses it, so the console reads it chunk by chunk on the event loop.
+TEST(Boot, SerialInputFromARegularFile) {
+  REQUIRE_KVM();
+  ProcessOptions opts;
+  opts.stdin_file = ::testing::TempDir() + "/serial-input.txt";
+  std::ofstream(opts.stdin_file) << "first line\nsecond line\n";
+  auto r = boot("testprog.mb.elf", "serial serial exit=0", 1, {}, opts);
+  EXPECT_EQ(r.exit_status, 1) << r.err;
+  EXPECT_TRUE(has(r.out, "serial: got first line\nserial: got second line\n")) << r.out;
+}
+
 TEST(Boot, InitrdBecomesModuleZero) {
   REQUIRE_KVM();
   std::string path = ::testing::TempDir() + "/initrd.bin";

@@ -1,14 +1,13 @@
 #include "vmm/console.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <vector>
 
 #include "base/log.h"
-#include "vcpu/kick.h"
 
 namespace evmm {
 
@@ -55,53 +54,79 @@ TerminalMode::~TerminalMode() {
   if (changed_) ::tcsetattr(fd_, TCSANOW, &saved_);
 }
 
-Result<std::unique_ptr<ConsoleInput>> ConsoleInput::start(int fd, Push push) {
-  auto stop = TRY(EventFd::create());
-  auto space = TRY(EventFd::create());
-  std::unique_ptr<ConsoleInput> in(new ConsoleInput(fd, std::move(push), std::move(stop), std::move(space)));
-  in->thread_ = std::thread([p = in.get()] { p->loop(); });
-  return in;
+class ConsoleInput::Feeder final : public EventSubscriber {
+ public:
+  Feeder(int fd, Push push, EventFd space) : fd_(fd), push_(std::move(push)), space_(std::move(space)) {}
+
+  void init(EventOps& ops) override {
+    if (auto r = ops.add(space_.fd(), EPOLLIN); !r) LOG_WARN("serial input: {}", r.error().message());
+    if (auto r = ops.add(fd_, EPOLLIN); r) {
+      pollable_ = watching_ = true;
+    } else if (r.error().code() == EPERM) {
+      (void)space_.signal();  // a regular file: epoll refuses it, and it is always readable
+    } else {
+      LOG_WARN("serial input: {}", r.error().message());
+      eof_ = true;
+    }
+  }
+
+  void process(int fd, uint32_t, EventOps& ops) override {
+    if (fd == space_.fd()) (void)space_.consume();
+    if (at_ < have_ && !offer()) return unwatch(ops);  // the guest still has no room
+    if (eof_) return;
+    if (pollable_ && !watching_) {
+      // The guest took the last pending byte: watch the input again.
+      if (ops.add(fd_, EPOLLIN)) watching_ = true;
+      return;
+    }
+    if (pollable_ && fd != fd_) return;  // room, but nothing to read yet
+    ssize_t n = ::read(fd_, buf_.data(), buf_.size());
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {
+      eof_ = true;  // end of input: the guest keeps running, it just gets no more bytes
+      return unwatch(ops);
+    }
+    have_ = static_cast<size_t>(n), at_ = 0;
+    if (!offer()) return unwatch(ops);
+    if (!pollable_) (void)space_.signal();  // a regular file: the next chunk on the loop's next turn
+  }
+
+  void notify_space() { (void)space_.signal(); }
+
+ private:
+  // Offers the pending bytes; true when the sink took them all.
+  bool offer() {
+    at_ += push_(std::span<const uint8_t>(buf_.data() + at_, have_ - at_));
+    if (at_ < have_) return false;
+    at_ = have_ = 0;
+    return true;
+  }
+  // Stops watching the input while bytes wait for room (or for good, at EOF).
+  void unwatch(EventOps& ops) {
+    if (watching_) (void)ops.remove(fd_);
+    watching_ = false;
+  }
+
+  int fd_;
+  Push push_;
+  EventFd space_;
+  std::array<uint8_t, 4096> buf_{};
+  size_t at_ = 0, have_ = 0;  // pending bytes are buf_[at_, have_)
+  bool pollable_ = false;     // epoll accepts fd_ (not a regular file)
+  bool watching_ = false;     // fd_ is in the loop's epoll set
+  bool eof_ = false;
+};
+
+Result<std::unique_ptr<ConsoleInput>> ConsoleInput::attach(EventLoop& loop, int fd, Push push) {
+  auto feeder = std::make_shared<Feeder>(fd, std::move(push), TRY(EventFd::create()));
+  auto id = TRY(loop.add(feeder));
+  return std::unique_ptr<ConsoleInput>(new ConsoleInput(loop, std::move(feeder), id));
 }
 
 ConsoleInput::~ConsoleInput() {
-  (void)stop_.signal();
-  if (thread_.joinable()) thread_.join();
+  if (auto r = loop_.remove(id_); !r) LOG_WARN("serial input: {}", r.error().message());
 }
 
-void ConsoleInput::notify_space() { (void)space_.signal(); }
-
-void ConsoleInput::loop() {
-  block_kick_signal();
-  std::vector<uint8_t> buf(4096);
-  size_t have = 0, at = 0;  // pending bytes are buf[at, have)
-  bool eof = false;
-  for (;;) {
-    // Offer what is pending; whatever the device did not take waits for a space notification.
-    if (at < have) {
-      size_t n = push_(std::span<const uint8_t>(buf.data() + at, have - at));
-      at += n;
-      if (at == have) at = have = 0;
-    }
-    pollfd fds[3] = {{stop_.fd(), POLLIN, 0}, {space_.fd(), POLLIN, 0}, {fd_, POLLIN, 0}};
-    // Read more only when nothing is pending, so input is never reordered or dropped.
-    nfds_t nfds = (have == 0 && !eof) ? 3 : 2;
-    if (::poll(fds, nfds, -1) < 0) {
-      if (errno == EINTR) continue;
-      LOG_WARN("serial input: poll: {}", std::strerror(errno));
-      return;
-    }
-    if (fds[0].revents) return;
-    if (fds[1].revents) (void)space_.consume();
-    if (nfds == 3 && fds[2].revents) {
-      ssize_t n = ::read(fd_, buf.data(), buf.size());
-      if (n > 0) {
-        have = static_cast<size_t>(n);
-        at = 0;
-      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        eof = true;  // end of input: the guest keeps running, it just gets no more bytes
-      }
-    }
-  }
-}
+void ConsoleInput::notify_space() { feeder_->notify_space(); }
 
 }  // namespace evmm

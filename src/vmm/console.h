@@ -6,11 +6,11 @@
 #include <atomic>
 #include <functional>
 #include <span>
-#include <thread>
 
 #include "base/eventfd.h"
 #include "base/fd.h"
 #include "base/result.h"
+#include "event/event_loop.h"
 #include "vmm/config.h"
 
 namespace evmm {
@@ -44,27 +44,30 @@ class TerminalMode {
   termios saved_{};
 };
 
-// Feeds bytes from an input fd (stdin, a pipe or a terminal) to a sink that may take fewer than
-// offered: the rest waits until the sink says it has room, so no byte is dropped.
+// Feeds bytes from an input fd (stdin, a pipe, a terminal or a regular file) to a sink that may take
+// fewer than offered: the rest waits until the sink says it has room, so no byte is dropped or
+// reordered. Runs on the device EventLoop; while bytes wait, the input fd is not watched, so a full
+// UART throttles the reader instead of filling memory (at most one 4 KiB chunk is held). Regular
+// files, which epoll refuses, are read one chunk per loop turn.
 class ConsoleInput {
  public:
   using Push = std::function<size_t(std::span<const uint8_t>)>;
-  static Result<std::unique_ptr<ConsoleInput>> start(int fd, Push push);
+  // loop must outlive the returned object; push is called on the loop's thread.
+  static Result<std::unique_ptr<ConsoleInput>> attach(EventLoop& loop, int fd, Push push);
+  // Leaves the loop; once it returns, push is never called again.
   ~ConsoleInput();
 
   // Called by the device when the guest made room (any thread).
   void notify_space();
 
  private:
-  ConsoleInput(int fd, Push push, EventFd stop, EventFd space)
-      : fd_(fd), push_(std::move(push)), stop_(std::move(stop)), space_(std::move(space)) {}
-  void loop();
+  class Feeder;
+  ConsoleInput(EventLoop& loop, std::shared_ptr<Feeder> feeder, EventLoop::SubscriberId id)
+      : loop_(loop), feeder_(std::move(feeder)), id_(id) {}
 
-  int fd_;
-  Push push_;
-  EventFd stop_;
-  EventFd space_;
-  std::thread thread_;
+  EventLoop& loop_;
+  std::shared_ptr<Feeder> feeder_;
+  EventLoop::SubscriberId id_;
 };
 
 }  // namespace evmm

@@ -105,7 +105,7 @@ Result<void> Devices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cf
 
 Result<std::unique_ptr<ConsoleInput>> Devices::attach_console_input(int fd) {
   auto serial = serial_;
-  auto in = TRY(ConsoleInput::start(fd, [serial](std::span<const uint8_t> b) { return serial->push_input(b); }));
+  auto in = TRY(ConsoleInput::attach(*loop_, fd, [serial](std::span<const uint8_t> b) { return serial->push_input(b); }));
   serial_->set_rx_space_callback([p = in.get()] { p->notify_space(); });
   return in;
 }
