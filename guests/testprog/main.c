@@ -11,7 +11,7 @@ static const struct action actions[] = {
     {"hello", action_hello},   {"smp", action_smp},         {"mem", action_mem},       {"acpi", action_acpi},
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
-    {"doorbell", action_doorbell}, {"ring3", action_ring3},
+    {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend},
 };
 
 const char *tp_value;

@@ -27,5 +27,6 @@ void action_assist_force(void);
 void action_badinsn(void);
 void action_doorbell(void);
 void action_ring3(void);
+void action_pvsuspend(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include <linux/types.h>
 
 #include <cstdint>
+#include <array>
 #include <span>
 #include <variant>
 
@@ -27,10 +28,14 @@ struct Unknown { uint32_t reason; };
 // An exit request (seed 000) made the run return; count requests were delivered, at least 1. Made by
 // the vCPU's run step (vcpu/exit_request.h), never by VcpuFd::run().
 struct Request { uint64_t count; };
+// evmm's own: a wakeup event for a vCPU in evmm's Suspended MP state (vcpu/mp_state.h), the
+// counterpart of arm64's KVM_SYSTEM_EVENT_WAKEUP. reasons: wake::k* bits; vectors: the LAPIC IRR
+// vectors that woke it (256 bits).
+struct Wakeup { uint32_t reasons; std::array<uint32_t, 8> vectors; };
 }  // namespace exit
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown, exit::Request>;
+                              exit::EmulationFailure, exit::Unknown, exit::Request, exit::Wakeup>;
 
 }  // namespace evmm

@@ -60,6 +60,10 @@ constexpr uint8_t kSciIrq = 9;
 constexpr uint16_t kDoorbellPort = 0x6f0;              // 4 bytes
 constexpr uint64_t kDoorbellMmio = 0xd0000000;         // 4 bytes, in the 32-bit MMIO hole
 constexpr uint8_t kDoorbellGsi = 10;
+// evmm's paravirtual control port: a 1-byte write of kPvSuspend suspends the writing vCPU (evmm's
+// Suspended MP state) until a wakeup event; the guest continues after the write when resumed.
+constexpr uint16_t kPvControlPort = 0x6f4;
+constexpr uint8_t kPvSuspend = 1;
 // SLP_TYP values declared by the DSDT's \_Sx packages (as QEMU's): S3 = 1, S5 = 0.
 constexpr uint8_t kSlpTypS3 = 1;
 constexpr uint8_t kSlpTypS5 = 0;

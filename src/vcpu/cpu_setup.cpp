@@ -177,4 +177,46 @@ Result<void> set_entry_state(const VcpuFd& vcpu, const BootEntry& entry) {
   return vcpu.set_regs(regs);
 }
 
+namespace {
+
+kvm_segment real_segment(uint16_t selector, bool code) {
+  kvm_segment s{};
+  s.selector = selector;
+  s.base = uint64_t{selector} << 4;
+  s.limit = 0xffff;
+  s.type = code ? 0xb : 0x3;  // execute/read accessed, read/write accessed
+  s.present = 1;
+  s.s = 1;
+  return s;
+}
+
+}  // namespace
+
+Result<void> set_real_mode_state(const VcpuFd& vcpu, uint16_t cs, uint16_t ip) {
+  kvm_sregs sregs = TRY(vcpu.get_sregs());
+  sregs.cs = real_segment(cs, true);
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = real_segment(0, false);
+  sregs.gdt = {};
+  sregs.gdt.limit = 0xffff;
+  sregs.idt = {};
+  sregs.idt.limit = 0x3ff;  // the real-mode IVT at 0
+  sregs.cr0 = 0x10;         // ET; protection and paging off
+  sregs.cr2 = sregs.cr3 = sregs.cr4 = 0;
+  sregs.efer = 0;
+  TRY(vcpu.set_sregs(sregs));
+  kvm_regs regs{};
+  regs.rflags = 0x2;
+  regs.rip = ip;
+  return vcpu.set_regs(regs);
+}
+
+Result<void> set_init_registers(const VcpuFd& vcpu) {
+  // SDM vol. 3 s9.1.1: after INIT, CS 0xF000 with base 0xFFFF0000 and IP 0xFFF0; a SIPI then sets
+  // CS:IP to the vector's page.
+  TRY(set_real_mode_state(vcpu, 0xf000, 0xfff0));
+  kvm_sregs sregs = TRY(vcpu.get_sregs());
+  sregs.cs.base = 0xffff0000;
+  return vcpu.set_sregs(sregs);
+}
+
 }  // namespace evmm

@@ -24,5 +24,10 @@ Result<void> configure_vcpu(const VcpuFd& vcpu, const CpuidTable& supported, uns
 Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode);
 // Registers and segments of the BSP at the image's entry.
 Result<void> set_entry_state(const VcpuFd& vcpu, const BootEntry& entry);
+// Real mode at cs:ip, as firmware leaves a CPU when it jumps to an ACPI waking vector: protection
+// and paging off, data segments 0, IF clear.
+Result<void> set_real_mode_state(const VcpuFd& vcpu, uint16_t cs, uint16_t ip);
+// The registers after INIT (then set MpState::Stopped to wait for a SIPI): an AP after S3 resume.
+Result<void> set_init_registers(const VcpuFd& vcpu);
 
 }  // namespace evmm

@@ -1,8 +1,14 @@
 #include "vcpu/vcpu.h"
 
+#include <poll.h>
+#include <signal.h>
+
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "vcpu/kick.h"
 
 namespace evmm {
 
@@ -35,13 +41,30 @@ struct Overloaded : Ts... {
 
 }  // namespace
 
+namespace {
+thread_local Vcpu* t_current = nullptr;
+}  // namespace
+
+Vcpu* Vcpu::current() { return t_current; }
+
+Result<void> Vcpu::bind_thread() {
+  TRY(requests_.attach(fd_.run_struct()));
+  t_current = this;
+  return {};
+}
+
+void Vcpu::unbind_thread() {
+  t_current = nullptr;
+  requests_.detach();
+}
+
 Result<ExitFd> Vcpu::make_exit_fd() {
   if (!exit_fds_) return make_error(ENOTSUP, "vCPU {}: no exit fd watcher", id_);
   return exit_fds_->add(requests_);
 }
 
 Result<RunStep> Vcpu::run_once() {
-  auto step = requests_.step([this] { return fd_.run(); });
+  auto step = requests_.step([this]() -> Result<VcpuExit> { return suspended() ? wait_suspended() : fd_.run(); });
   if (step) {
     stats_.runs.fetch_add(1, std::memory_order_relaxed);
     stats_.requests_taken.fetch_add(step->requests, std::memory_order_relaxed);
@@ -53,6 +76,7 @@ VcpuStop Vcpu::run() {
   if (auto r = bind_thread(); !r) return {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, r.error().message())};
   VcpuStop stop{VcpuStopKind::Requested, {}};
   while (!stop_.load()) {
+    if (gate_ && gate_->park_if_closed()) continue;  // paused; the stop flag may have been set meanwhile
     auto step = run_once();
     if (!step) {
       stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
@@ -61,6 +85,7 @@ VcpuStop Vcpu::run() {
     if (!handle_exit(step->exit, &stop)) break;
   }
   unbind_thread();
+  if (gate_) gate_->leave();
   return stop;
 }
 
@@ -104,6 +129,10 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
             stats_.request_exits.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
+          [&](const exit::Wakeup& w) {
+            settle_wakeup(w, wake_handler_ ? wake_handler_(*this, w) : WakeDecision::Resume);
+            return true;
+          },
           // With the in-kernel LAPIC the kernel handles HLT; one that reaches us is resumed.
           [&](const exit::Hlt&) { return true; },
           [&](const exit::Shutdown&) { return fail(VcpuStopKind::TripleFault, "guest triple fault (KVM_EXIT_SHUTDOWN)"); },
@@ -123,6 +152,101 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           },
       },
       exit);
+}
+
+Result<MpState> Vcpu::mp_state() const {
+  if (suspended()) return MpState::Suspended;
+  return mp_state_from_kvm(TRY(fd_.get_mp_state()).mp_state);
+}
+
+Result<void> Vcpu::set_mp_state(MpState s) {
+  if (s == MpState::Suspended) {
+    if (!wake_fd_) return make_error(ENOMEM, "vCPU {}: no wake eventfd, cannot suspend", id_);
+    api_wake_.store(false);  // a wake from before the suspension is stale
+    suspended_.store(true, std::memory_order_release);
+    requests_.request();  // a vCPU inside KVM_RUN leaves it, and its next step waits
+    return {};
+  }
+  TRY(fd_.set_mp_state(kvm_mp_state{TRY(mp_state_to_kvm(s))}));
+  suspended_.store(false, std::memory_order_release);
+  return {};
+}
+
+void Vcpu::wake() {
+  api_wake_.store(true, std::memory_order_release);
+  if (wake_fd_) (void)wake_fd_->signal();
+}
+
+void Vcpu::settle_wakeup(const exit::Wakeup& w, WakeDecision d) {
+  stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
+  if (d == WakeDecision::Resume) {
+    stats_.wakeups_resumed.fetch_add(1, std::memory_order_relaxed);
+    suppressed_vectors_ = {};
+    suppressed_nmi_ = false;
+    suspended_.store(false, std::memory_order_release);
+    return;
+  }
+  for (size_t i = 0; i < w.vectors.size(); ++i) suppressed_vectors_[i] |= w.vectors[i];
+  if (w.reasons & wake::kNmi) suppressed_nmi_ = true;
+}
+
+Result<exit::Wakeup> Vcpu::check_wakeup() {
+  exit::Wakeup w{0, {}};
+  if (api_wake_.exchange(false, std::memory_order_acq_rel)) w.reasons |= wake::kApi;
+  // The IRR is 8 32-bit registers 16 bytes apart from APIC offset 0x200 (SDM vol. 3 s11.8.4).
+  kvm_lapic_state lapic = TRY(fd_.get_lapic());
+  for (size_t i = 0; i < w.vectors.size(); ++i) {
+    uint32_t irr;
+    std::memcpy(&irr, lapic.regs + 0x200 + 16 * i, sizeof irr);
+    w.vectors[i] = irr & ~suppressed_vectors_[i];
+    if (w.vectors[i]) w.reasons |= wake::kInterrupt;
+  }
+  kvm_vcpu_events ev = TRY(fd_.get_vcpu_events());
+  if (ev.nmi.pending && !suppressed_nmi_) w.reasons |= wake::kNmi;
+  return w;
+}
+
+Result<VcpuExit> Vcpu::wait_suspended() {
+  // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
+  struct Registration {
+    IrqNotifier* n;
+    const EventFd* fd;
+    Registration(IrqNotifier* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
+    ~Registration() { if (n) n->remove_waiter(fd); }
+  } reg(notifier_, &*wake_fd_);
+  // KVM injects irqfd writes from a workqueue, so an interrupt announced a moment ago may not be in
+  // the IRR yet: after entering and after each notification, look again 0.1, 1 and 10 ms later, then
+  // sleep until told. Bounded work per event; no polling otherwise.
+  static constexpr long kSettleNs[] = {100'000, 1'000'000, 10'000'000};
+  size_t settle = 0;
+  kvm_run* run = fd_.run_struct();
+  sigset_t kick, old;
+  sigemptyset(&kick);
+  sigaddset(&kick, kick_signal());
+  for (;;) {
+    // The kick signal is blocked from the immediate_exit check until ppoll unblocks it atomically:
+    // a kick that lands before the check is seen by it, one that lands after interrupts ppoll.
+    pthread_sigmask(SIG_BLOCK, &kick, &old);
+    struct Restore {
+      const sigset_t* old;
+      ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+    } restore{&old};
+    if (__atomic_load_n(&run->immediate_exit, __ATOMIC_RELAXED)) return exit::Interrupted{};
+    exit::Wakeup w = TRY(check_wakeup());
+    if (w.reasons) return w;
+    timespec ts{0, settle < std::size(kSettleNs) ? kSettleNs[settle] : 0};
+    bool timed = settle < std::size(kSettleNs);
+    if (timed) ++settle;
+    pollfd p{wake_fd_->fd(), POLLIN, 0};
+    stats_.suspend_sleeps.fetch_add(1, std::memory_order_relaxed);
+    int r = ::ppoll(&p, 1, timed ? &ts : nullptr, &old);
+    if (r < 0 && errno == EINTR) return exit::Interrupted{};
+    if (r < 0) return errno_error("vCPU {}: ppoll while suspended", id_);
+    if (r > 0) {
+      (void)wake_fd_->consume();
+      settle = 0;
+    }
+  }
 }
 
 bool Vcpu::complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop) {

@@ -3,16 +3,21 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bus/io_bus.h"
 #include "event/io_event_registry.h"
+#include "event/irq_notifier.h"
 #include "kvm/vcpu_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/assist.h"
 #include "vcpu/exit_request.h"
 #include "vcpu/exit_request_fd.h"
+#include "vcpu/mp_state.h"
+#include "vcpu/pause_gate.h"
 
 namespace evmm {
 
@@ -23,6 +28,9 @@ struct VcpuStats {
   std::atomic<uint64_t> interrupted{0};
   std::atomic<uint64_t> request_exits{0};     // steps that returned exit::Request
   std::atomic<uint64_t> requests_taken{0};    // exit requests consumed, by any exit
+  std::atomic<uint64_t> suspend_sleeps{0};    // times a suspended vCPU's thread blocked waiting
+  std::atomic<uint64_t> wakeups{0};           // exit::Wakeup steps
+  std::atomic<uint64_t> wakeups_resumed{0};   // ... that the VMM answered with Resume
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
@@ -49,10 +57,19 @@ class Vcpu {
   // Guest writes that reach userspace are offered to the registry first, with the kernel's
   // semantics (a match consumes the write); reads always go to the bus. Call before the vCPU runs.
   void attach_io_events(const IoEventRegistry& registry) { ioevents_ = &registry; }
+  // Where the VM's interrupt paths announce interrupts: a suspended vCPU rechecks its LAPIC when
+  // told (event/irq_notifier.h). Without it only wake() wakes a suspended vCPU. Before it runs.
+  void attach_irq_notifier(IrqNotifier& notifier) { notifier_ = &notifier; }
+  // run() parks at this gate between steps while the VM is paused. Before it runs.
+  void attach_pause_gate(PauseGate& gate) { gate_ = &gate; }
 
   unsigned id() const { return id_; }
   const VcpuFd& fd() const { return fd_; }
   const VcpuStats& stats() const { return stats_; }
+
+  // The vCPU whose thread is the calling thread (bound by run() or bind_thread()), or nullptr: lets
+  // a device that runs on a vCPU thread act on the vCPU that accessed it.
+  static Vcpu* current();
 
   // Runs the vCPU on the calling thread until the stop flag is set or the vCPU cannot go on. An
   // exit request returns control here, where the stop flag is checked.
@@ -64,10 +81,40 @@ class Vcpu {
   Result<ExitFd> make_exit_fd();
   const ExitRequests& exit_requests() const { return requests_; }
 
+  // ---- MP state (vcpu/mp_state.h, DESIGN.md §5) ----
+  //
+  // Suspended is evmm's own. A suspended vCPU runs no guest code: its run step blocks until a wakeup
+  // event aimed at it and returns exit::Wakeup, or until a kick or exit request, which always ends
+  // the wait as exit::Request (or exit::Interrupted), never as a Wakeup. Wakeup events: wake(); a
+  // vector newly pending in its LAPIC IRR, raised through evmm's interrupt paths (InterruptLine,
+  // irqfd, MSI; see IrqNotifier); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
+  // resumes the vCPU, the interrupt that woke it is delivered as usual.
+  //
+  // run() hands each Wakeup to the wake handler (default: Resume). Resume makes the vCPU runnable;
+  // StaySuspended keeps it suspended (sticky) and suppresses what woke it: those IRR vectors and that
+  // NMI do not wake it again while they stay pending, and an API wake is consumed. Nothing in the
+  // guest's state is masked to do so, so there is nothing to undo on resume beyond forgetting the
+  // suppressed set. Callers of run_once() answer with settle_wakeup() themselves; a Wakeup left
+  // unanswered comes back at once on the next step, as KVM_SYSTEM_EVENT_WAKEUP does.
+  //
+  // mp_state()/set_mp_state() for the KVM states use KVM_GET/SET_MP_STATE, which wait for the vCPU
+  // to leave KVM_RUN: call them from the vCPU thread (a wake handler, a device) or while paused.
+  // set_mp_state(Suspended) works from any thread: the vCPU gets an exit request and then waits.
+  Result<MpState> mp_state() const;
+  Result<void> set_mp_state(MpState s);
+  bool suspended() const { return suspended_.load(std::memory_order_acquire); }
+  // An explicit wakeup event (any thread); ignored unless the vCPU is suspended.
+  void wake();
+  using WakeHandler = std::function<WakeDecision(Vcpu&, const exit::Wakeup&)>;
+  // Set before the vCPU runs; called on the vCPU thread.
+  void set_wake_handler(WakeHandler handler) { wake_handler_ = std::move(handler); }
+  // Applies the VMM's answer to a Wakeup (vCPU thread).
+  void settle_wakeup(const exit::Wakeup& w, WakeDecision d);
+
   // For callers that drive the vCPU step by step (tests, benchmarks): bind the calling thread,
   // then run_once() from it, then unbind. run() does all three.
-  Result<void> bind_thread() { return requests_.attach(fd_.run_struct()); }
-  void unbind_thread() { requests_.detach(); }
+  Result<void> bind_thread();
+  void unbind_thread();
   // One KVM_RUN, or none when exit requests are pending; reports the requests it consumed.
   Result<RunStep> run_once();
 
@@ -75,6 +122,10 @@ class Vcpu {
   // One exit; returns false with *stop filled when the loop must end.
   bool handle_exit(const VcpuExit& exit, VcpuStop* stop);
   bool complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop);
+  // The suspended run step: blocks until a wakeup event or a kick.
+  Result<VcpuExit> wait_suspended();
+  // Wakeup events present now (reasons 0: none).
+  Result<exit::Wakeup> check_wakeup();
 
   unsigned id_;
   VcpuFd fd_;
@@ -84,8 +135,20 @@ class Vcpu {
   const IoEventRegistry* ioevents_ = nullptr;
   const std::atomic<bool>& stop_;
   std::shared_ptr<ExitFdWatcher> exit_fds_;
+  IrqNotifier* notifier_ = nullptr;
+  PauseGate* gate_ = nullptr;
   VcpuStats stats_;
   ExitRequests requests_;
+
+  std::atomic<bool> suspended_{false};
+  std::atomic<bool> api_wake_{false};
+  // wake() and the IrqNotifier signal it; empty only if eventfd() failed, and then the vCPU cannot
+  // be suspended.
+  std::optional<EventFd> wake_fd_ = [] { auto fd = EventFd::create(); return fd ? std::optional<EventFd>(std::move(*fd)) : std::nullopt; }();
+  // vCPU thread only: what a StaySuspended answer suppressed.
+  std::array<uint32_t, 8> suppressed_vectors_{};
+  bool suppressed_nmi_ = false;
+  WakeHandler wake_handler_;
 };
 
 }  // namespace evmm

@@ -7,6 +7,9 @@
 namespace evmm {
 
 enum class OnReset { Reset, Exit };
+// What a guest's ACPI S3 request (SLP_TYP 1 with SLP_EN) does: suspend every vCPU until a wake
+// event (the default), end the VM (status 16), or nothing (the write is ignored).
+enum class OnSuspend { Suspend, Exit, Ignore };
 
 struct SerialConfig {
   enum class Kind { Stdio, File, None } kind = Kind::Stdio;
@@ -21,6 +24,7 @@ struct VmConfig {
   uint64_t memory_mib = 128;
   SerialConfig serial;
   OnReset on_reset = OnReset::Reset;
+  OnSuspend on_suspend = OnSuspend::Suspend;
 };
 
 }  // namespace evmm

@@ -14,6 +14,7 @@ constexpr int kGuestFault = 8;    // triple fault, an instruction evmm cannot co
 constexpr int kReset = 10;        // the guest reset itself and --on-reset=exit
 constexpr int kGuestCrash = 12;   // the guest reported a crash
 constexpr int kVmmError = 14;     // evmm failed while the VM ran (a KVM ioctl, serial output)
+constexpr int kSuspended = 16;    // the guest asked for ACPI S3 and --on-suspend=exit
 constexpr int kInterrupted = 130; // SIGINT or SIGTERM, as a shell reports a signalled command
 
 }  // namespace evmm::exit_status

@@ -36,7 +36,8 @@ void print_stats(const Vm& vm) {
                s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str());
 }
 
-// Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop.
+// Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop and SIGUSR1 into the
+// platform's wake button (it ends ACPI S3).
 VmOutcome run_once(Vm& vm, int sigfd) {
   if (auto r = vm.start(); !r) return {VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()};
   pollfd fds[2] = {{vm.stopped_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
@@ -45,7 +46,11 @@ VmOutcome run_once(Vm& vm, int sigfd) {
     if (fds[0].revents) break;
     if (fds[1].revents) {
       signalfd_siginfo si;
-      if (::read(sigfd, &si, sizeof si) == sizeof si) vm.interrupt(fmt::format("stopped by signal {}", si.ssi_signo));
+      if (::read(sigfd, &si, sizeof si) != sizeof si) continue;
+      if (si.ssi_signo == SIGUSR1)
+        vm.wake();
+      else
+        vm.interrupt(fmt::format("stopped by signal {}", si.ssi_signo));
     }
   }
   return vm.wait();
@@ -61,6 +66,7 @@ int cmd_run(const VmConfig& cfg, bool stats) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts, so all inherit it
   signal(SIGPIPE, SIG_IGN);                  // a closed output pipe is an error to count, not a death
   int sigfd = ::signalfd(-1, &set, SFD_CLOEXEC);
@@ -120,7 +126,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all");
 
   VmConfig cfg;
-  std::string serial = "stdio", on_reset = "reset";
+  std::string serial = "stdio", on_reset = "reset", on_suspend = "suspend";
   bool verbose = false, stats = false;
   auto* run = app.add_subcommand("run", "Boot a guest image (multiboot, PVH or plain ELF; detected)");
   run->add_option("--kernel", cfg.kernel, "Guest image")->required();
@@ -131,6 +137,11 @@ int main(int argc, char** argv) {
   run->add_option("--serial", serial, "Serial output: stdio, file:PATH or none")->capture_default_str();
   run->add_option("--on-reset", on_reset, "What a guest reset does: reset (boot again) or exit (status 10)")
       ->check(CLI::IsMember({"reset", "exit"}))
+      ->capture_default_str();
+  run->add_option("--on-suspend", on_suspend,
+                  "What a guest's ACPI S3 request does: suspend (every vCPU, until an RTC alarm or SIGUSR1), "
+                  "exit (status 16) or ignore")
+      ->check(CLI::IsMember({"suspend", "exit", "ignore"}))
       ->capture_default_str();
   run->add_flag("-v,--verbose", verbose, "Log what evmm does");
   run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
@@ -162,5 +173,6 @@ int main(int argc, char** argv) {
   }
   cfg.serial = *s;
   cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
+  cfg.on_suspend = on_suspend == "exit" ? OnSuspend::Exit : on_suspend == "ignore" ? OnSuspend::Ignore : OnSuspend::Suspend;
   return cmd_run(cfg, stats);
 }

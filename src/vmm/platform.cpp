@@ -13,6 +13,7 @@
 #include "devices/rtc.h"
 #include "devices/serial.h"
 #include "event/eventfd_interrupt_line.h"
+#include "event/irq_notifier.h"
 #include "memory/layout.h"
 #include "vmm/console.h"
 #include "vmm/kvm_irq_line.h"
@@ -29,15 +30,21 @@ Devices::~Devices() {
 // The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
 // host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
 // the kernel lowers the line at EOI and the re-assert is a new edge.
-Result<void> Devices::create_lines(const VmFd& vm) {
+Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier) {
   loop_ = TRY(EventLoop::create());
   bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
   if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
   using Mode = EventFdInterruptLine::Mode;
   auto make = [&](uint32_t gsi, Mode mode) -> Result<std::shared_ptr<InterruptLine>> {
-    if (!irqfd) return std::make_shared<KvmIrqLine>(vm, gsi);
-    auto line = TRY(EventFdInterruptLine::create(vm, gsi, mode));
-    TRY(loop_->add(line));
+    std::shared_ptr<InterruptLine> line;
+    if (irqfd) {
+      auto fd_line = TRY(EventFdInterruptLine::create(vm, gsi, mode));
+      TRY(loop_->add(fd_line));
+      line = fd_line;
+    } else {
+      line = std::make_shared<KvmIrqLine>(vm, gsi);
+    }
+    if (notifier) return std::make_shared<NotifyingInterruptLine>(line, *notifier);
     return line;
   };
   com1_irq_ = TRY(make(kCom1Irq, Mode::Level));
@@ -51,9 +58,9 @@ Result<void> Devices::create_lines(const VmFd& vm) {
 
 Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
                                                  IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg) {
+                                                 const VmConfig& cfg, IrqNotifier* notifier) {
   std::unique_ptr<Devices> d(new Devices());
-  TRY(d->create_lines(vm));
+  TRY(d->create_lines(vm, notifier));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
   d->serial_ = std::make_shared<Serial>(*d->com1_irq_, sink);
   d->debugcon_ = std::make_shared<DebugConsole>(sink);

@@ -22,6 +22,7 @@ class DebugConsole;
 class DebugExit;
 class Doorbell;
 class IoEventRegistry;
+class IrqNotifier;
 class FwCfg;
 class I8042;
 class Rtc;
@@ -31,19 +32,21 @@ class Devices {
  public:
   static Result<std::unique_ptr<Devices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
                                                  IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg);
+                                                 const VmConfig& cfg, IrqNotifier* notifier = nullptr);
   ~Devices();
 
   // Feeds fd (stdin) to COM1 with back-pressure.
   Result<std::unique_ptr<ConsoleInput>> attach_console_input(int fd);
 
   Serial& serial() { return *serial_; }
+  AcpiPm& pm() { return *pm_; }
   // The device event loop; its thread runs from create() until this object is destroyed.
   EventLoop& event_loop() { return *loop_; }
 
  private:
   Devices() = default;
-  Result<void> create_lines(const VmFd& vm);
+  // notifier: told after each assertion, so suspended vCPUs recheck (event/irq_notifier.h).
+  Result<void> create_lines(const VmFd& vm, IrqNotifier* notifier);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
   SystemClock clock_;

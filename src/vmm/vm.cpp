@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 
 #include "base/log.h"
+#include "boot/acpi_lookup.h"
 #include "boot/boot.h"
+#include "devices/acpi_pm.h"
+#include "devices/pv_control.h"
 #include "devices/serial.h"
 #include "memory/layout.h"
 #include "vcpu/cpu_setup.h"
@@ -95,7 +98,12 @@ Result<void> Vm::setup_platform() {
 
   ioevents_ = std::make_unique<IoEventRegistry>(&vm_);
   out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));
-  devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *ioevents_, *this, *out_, cfg_));
+  devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *ioevents_, *this, *out_, cfg_, &notifier_));
+  devices_->pm().set_sleep_handler([this](uint8_t slp_typ) { on_sleep(slp_typ); });
+  auto pv = std::make_shared<PvControl>([] {
+    if (Vcpu* v = Vcpu::current()) (void)v->set_mp_state(MpState::Suspended);
+  });
+  TRY(pio_.insert(platform::kPvControlPort, PvControl::kRangeLen, pv, "pv-control"));
   return {};
 }
 
@@ -126,7 +134,11 @@ Result<void> Vm::create_vcpus(const System& kvm) {
     if (id == 0) TRY(set_entry_state(fd, entry_));
     vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
     vcpus_.back()->attach_io_events(*ioevents_);
+    vcpus_.back()->attach_irq_notifier(notifier_);
+    vcpus_.back()->set_wake_handler([this](Vcpu& v, const exit::Wakeup& w) { return on_wakeup(v, w); });
   }
+  gate_ = std::make_unique<PauseGate>(cfg_.cpus);
+  for (auto& v : vcpus_) v->attach_pause_gate(*gate_);
   return {};
 }
 
@@ -179,6 +191,107 @@ void Vm::request_stop(StopReason reason, int status) {
     case StopReason::Crash:
       return finish({VmOutcome::Kind::Crash, exit_status::kGuestCrash, "guest reported a crash"});
   }
+}
+
+Result<void> Vm::pause(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(pause_mu_);
+  if (paused_clock_) return make_error(EBUSY, "the VM is already paused");
+  if (threads_.empty() || stop_.load()) return make_error(EBUSY, "the VM is not running");
+  gate_->close();
+  for (auto& v : vcpus_) v->request_exit();
+  if (!gate_->wait_parked(timeout)) {
+    gate_->open();
+    return make_error(ETIMEDOUT, "a vCPU did not pause within {} ms", timeout.count());
+  }
+  auto clock = vm_.get_clock();
+  if (!clock) {
+    gate_->open();
+    return tl::unexpected(clock.error());
+  }
+  paused_clock_ = *clock;
+  return {};
+}
+
+Result<void> Vm::resume() {
+  std::lock_guard lock(pause_mu_);
+  if (!paused_clock_) return make_error(EINVAL, "the VM is not paused");
+  // KVM_SET_CLOCK takes only the clock value (and, with KVM_CLOCK_REALTIME, a realtime stamp we do
+  // not pass): the guest's kvmclock continues from where it paused.
+  kvm_clock_data c{};
+  c.clock = paused_clock_->clock;
+  auto r = vm_.set_clock(c);
+  paused_clock_.reset();
+  gate_->open();
+  return r;
+}
+
+bool Vm::paused() const {
+  std::lock_guard lock(pause_mu_);
+  return paused_clock_.has_value();
+}
+
+void Vm::wake() {
+  if (s3_.load()) {
+    s3_wake_.store(true);
+    vcpus_.front()->wake();
+    return;
+  }
+  for (auto& v : vcpus_)
+    if (v->suspended()) v->wake();
+}
+
+void Vm::on_sleep(uint8_t slp_typ) {
+  if (slp_typ != 1) {
+    LOG_WARN("guest asked for sleep type {}, which the DSDT does not declare; ignored", slp_typ);
+    return;
+  }
+  s3_entries_.fetch_add(1);
+  switch (cfg_.on_suspend) {
+    case OnSuspend::Ignore:
+      LOG_INFO("guest asked for S3; --on-suspend=ignore");
+      return;
+    case OnSuspend::Exit:
+      return finish({VmOutcome::Kind::Suspended, exit_status::kSuspended, "guest suspended to ACPI S3"});
+    case OnSuspend::Suspend:
+      break;
+  }
+  LOG_INFO("guest entered ACPI S3: every vCPU suspended until a wake event");
+  s3_wake_.store(false);
+  s3_.store(true);
+  for (auto& v : vcpus_) (void)v->set_mp_state(MpState::Suspended);
+}
+
+WakeDecision Vm::on_wakeup(Vcpu& vcpu, const exit::Wakeup& w) {
+  if (!s3_.load()) return user_wake_handler_ ? user_wake_handler_(vcpu, w) : WakeDecision::Resume;
+  // In S3 only the platform wakes the machine: interrupts stay pending and suppressed (sticky).
+  if (vcpu.id() != 0 || !s3_wake_.exchange(false)) return WakeDecision::StaySuspended;
+  if (auto r = resume_from_s3(vcpu); !r) {
+    finish({VmOutcome::Kind::GuestError, exit_status::kGuestFault, fmt::format("S3 resume: {}", r.error().message())});
+    return WakeDecision::StaySuspended;
+  }
+  return WakeDecision::Resume;
+}
+
+Result<void> Vm::resume_from_s3(Vcpu& bsp) {
+  // As firmware does (ACPI 6.0, 7.4.2 and 16.3): the waking vector, in real mode, with CS = vector
+  // >> 4 and IP = vector & 0xF. The APs wait for the guest's INIT/SIPI, as after a reset.
+  uint64_t facs = TRY(boot::find_facs(mem_));
+  uint32_t vector = TRY(mem_.read_obj<uint32_t>(GuestAddress(facs + boot::kFacsWakingVectorOffset)));
+  if (vector == 0 || vector >= 0x100000)
+    return make_error(EINVAL, "the FACS waking vector {:#x} is not a real-mode address", vector);
+  TRY(set_real_mode_state(bsp.fd(), static_cast<uint16_t>(vector >> 4), static_cast<uint16_t>(vector & 0xf)));
+  for (auto& v : vcpus_) {
+    if (v.get() == &bsp) continue;
+    // The AP's thread is in its suspended wait, not in KVM_RUN, so its vCPU ioctls do not block.
+    TRY(set_init_registers(v->fd()));
+    TRY(v->set_mp_state(MpState::Stopped));
+    v->wake();  // ends its wait; the Wakeup finds it runnable already
+  }
+  devices_->pm().raise_status(AcpiPm::kWakSts);
+  s3_.store(false);
+  s3_resumes_.fetch_add(1);
+  LOG_INFO("guest woke from ACPI S3 at waking vector {:#x}", vector);
+  return {};
 }
 
 void Vm::interrupt(std::string why) { finish({VmOutcome::Kind::Interrupted, exit_status::kInterrupted, std::move(why)}); }

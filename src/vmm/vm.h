@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +17,7 @@
 #include "bus/io_bus.h"
 #include "devices/vm_control.h"
 #include "event/io_event_registry.h"
+#include "event/irq_notifier.h"
 #include "event/irq_routing.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
@@ -31,6 +34,7 @@ class Devices;
 struct VmOutcome {
   enum class Kind {
     PowerOff, DebugExit, Reset, Crash, TripleFault, GuestError, VmmError, Interrupted,
+    Suspended,   // the guest asked for ACPI S3 and the policy is to end the VM
     HostError,   // the VM could not be created: /dev/kvm, a capability, a KVM ioctl
     ImageError,  // the image or initrd could not be read or loaded
   } kind;
@@ -70,6 +74,33 @@ class Vm final : public VmControl {
   // The vCPUs, for an embedder's per-vCPU calls (exit requests, exit fds, KVM state). index < vcpu_count().
   unsigned vcpu_count() const { return static_cast<unsigned>(vcpus_.size()); }
   Vcpu& vcpu(unsigned index) { return *vcpus_.at(index); }
+  // ---- pause and resume (DESIGN.md §5) ----
+  // Every vCPU leaves guest mode through an exit request and parks between run steps; the KVM clock
+  // is saved. EBUSY when already paused or not running, ETIMEDOUT (and the VM runs on) when a vCPU
+  // did not park in time.
+  Result<void> pause(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // Restores the KVM clock saved by pause() (KVM_SET_CLOCK), so the guest's kvmclock does not count
+  // the pause, and lets the vCPUs run. Interrupts raised meanwhile wait in the irqchip and are
+  // delivered. EINVAL when not paused.
+  Result<void> resume();
+  bool paused() const;
+
+  // ---- suspend and wake (DESIGN.md §5, vcpu/vcpu.h) ----
+  // An embedder that raises interrupts on its own irqfds or with KVM_SIGNAL_MSI calls notify() on
+  // this afterwards, so that a suspended vCPU sees them; the platform's own lines already do.
+  IrqNotifier& irq_notifier() { return notifier_; }
+  // The VMM's answer to each Wakeup (before start(); vCPU thread). Without one: Resume, except in
+  // ACPI S3, where only a platform wake (wake(), or an RTC alarm with RTC_EN) resumes the VM.
+  void set_wake_handler(Vcpu::WakeHandler handler) { user_wake_handler_ = std::move(handler); }
+  // The platform wake button: ends ACPI S3 (the BSP resumes at the FACS waking vector); outside
+  // S3, an API wake for every suspended vCPU. Any thread.
+  void wake();
+  // True from the guest's S3 request until the wake that ends it.
+  bool sleeping() const { return s3_.load(); }
+  // Guest S3 requests seen, and S3 resumes done.
+  uint64_t s3_entries() const { return s3_entries_.load(); }
+  uint64_t s3_resumes() const { return s3_resumes_.load(); }
+
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
 
@@ -79,6 +110,11 @@ class Vm final : public VmControl {
   Result<void> load_guest();
   Result<void> create_vcpus(const System& kvm);
   void finish(VmOutcome outcome);
+  WakeDecision on_wakeup(Vcpu& vcpu, const exit::Wakeup& w);
+  // ACPI PM1a_CNT with SLP_EN and a sleep type other than S5 (vCPU thread).
+  void on_sleep(uint8_t slp_typ);
+  // The BSP's part of leaving S3: real mode at the FACS waking vector; APs back to wait-for-SIPI.
+  Result<void> resume_from_s3(Vcpu& bsp);
 
   VmConfig cfg_;
   VmFd vm_;
@@ -93,6 +129,15 @@ class Vm final : public VmControl {
   BootEntry entry_{};
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
+
+  IrqNotifier notifier_;
+  std::unique_ptr<PauseGate> gate_;
+  mutable std::mutex pause_mu_;
+  std::optional<kvm_clock_data> paused_clock_;  // set while paused
+  Vcpu::WakeHandler user_wake_handler_;
+  std::atomic<bool> s3_{false};        // the guest is in S3
+  std::atomic<bool> s3_wake_{false};   // a platform wake for S3 is pending
+  std::atomic<uint64_t> s3_entries_{0}, s3_resumes_{0};
 
   std::atomic<bool> stop_{false};
   EventFd stopped_;

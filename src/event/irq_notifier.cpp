@@ -1,0 +1,34 @@
+#include "event/irq_notifier.h"
+
+#include <algorithm>
+
+namespace evmm {
+
+void IrqNotifier::notify() {
+  // Pairs with add_waiter(): a waiter that registered before the interrupt was raised is seen here;
+  // one that registers later finds the interrupt when it checks its LAPIC after registering.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  notifications_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  for (const EventFd* fd : fds_) (void)fd->signal();
+}
+
+void IrqNotifier::add_waiter(const EventFd* fd) {
+  {
+    std::lock_guard lock(mu_);
+    fds_.push_back(fd);
+  }
+  waiters_.fetch_add(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void IrqNotifier::remove_waiter(const EventFd* fd) {
+  std::lock_guard lock(mu_);
+  auto it = std::find(fds_.begin(), fds_.end(), fd);
+  if (it == fds_.end()) return;
+  fds_.erase(it);
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace evmm

@@ -1,0 +1,233 @@
+// evmm's Suspended MP state, wakeup events and the VMM's decision, and VM pause/resume, with the VMM
+// in-process (libevmm) and the testprog guest's `pvsuspend` word (guests/README.md).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "event/eventfd_interrupt_line.h"
+#include "kvm/system.h"
+#include "tests/kvm_test_util.h"
+#include "vmm/vm.h"
+
+namespace evmm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint32_t kWakeGsi = 11;
+
+struct Guest {
+  std::string serial_path = ::testing::TempDir() + "/suspend-serial-" + std::to_string(::getpid()) + ".txt";
+  std::optional<System> kvm;
+  std::unique_ptr<Vm> vm;
+  std::shared_ptr<EventFdInterruptLine> line;
+
+  std::string boot(const std::string& cmdline, unsigned cpus = 1, Vcpu::WakeHandler handler = nullptr) {
+    auto k = System::open();
+    if (!k) return k.error().message();
+    kvm.emplace(std::move(*k));
+    VmConfig cfg;
+    cfg.kernel = guest("testprog.mb.elf");
+    cfg.cmdline = cmdline;
+    cfg.cpus = cpus;
+    cfg.memory_mib = 64;
+    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path};
+    auto v = Vm::create(*kvm, cfg);
+    if (!v) return v.error().message;
+    vm = std::move(*v);
+    auto l = EventFdInterruptLine::create(vm->vm_fd(), kWakeGsi, EventFdInterruptLine::Mode::Edge);
+    if (!l) return l.error().message();
+    line = *l;
+    if (handler) vm->set_wake_handler(std::move(handler));
+    if (auto s = vm->start(); !s) return s.error().message();
+    return {};
+  }
+  // The device's interrupt, announced to suspended vCPUs as the platform's lines do.
+  void raise() {
+    line->trigger();
+    vm->irq_notifier().notify();
+  }
+  bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 20s) {
+    for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(2ms);
+    }
+    return cond();
+  }
+  std::string finish(VmOutcome* out = nullptr) {
+    VmOutcome o = vm->wait();
+    if (out) *out = o;
+    std::ifstream f(serial_path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    ::unlink(serial_path.c_str());
+    return ss.str();
+  }
+  ~Guest() { ::unlink(serial_path.c_str()); }
+};
+
+TEST(Suspend, ApiWakeResumesWhereTheGuestStopped) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  Vcpu& v = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(v.suspended());  // nothing else wakes it
+  EXPECT_EQ(v.stats().wakeups.load(), 0u);
+  g.vm->wake();
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+  EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 0 serial 0")) << serial;
+  EXPECT_EQ(v.stats().wakeups.load(), 1u);
+  EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
+}
+
+TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  Vcpu& v = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  g.raise();
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+  // The wait took nothing from the LAPIC: the interrupt that woke the vCPU reached its handler.
+  EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 1 serial 0")) << serial;
+  EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
+}
+
+// The VMM keeps the vCPU suspended on the first wakeup: the state is sticky, the pending interrupt
+// is suppressed and does not spin the vCPU thread, and on resume it is delivered after all.
+TEST(Suspend, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
+  REQUIRE_KVM();
+  Guest g;
+  std::atomic<int> decisions{0};
+  ASSERT_EQ(g.boot("pvsuspend exit=0", 1,
+                   [&](Vcpu&, const exit::Wakeup& w) {
+                     ++decisions;
+                     return (w.reasons & wake::kApi) ? WakeDecision::Resume : WakeDecision::StaySuspended;
+                   }),
+            "");
+  Vcpu& v = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  g.raise();
+  ASSERT_TRUE(g.wait_for([&] { return v.stats().wakeups.load() == 1; }));
+  uint64_t sleeps = v.stats().suspend_sleeps.load();
+  // More notifications for the same pending vector: each costs a look at the LAPIC, never a Wakeup.
+  for (int i = 0; i < 5; ++i) g.vm->irq_notifier().notify();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(v.suspended());
+  EXPECT_EQ(v.stats().wakeups.load(), 1u);
+  EXPECT_EQ(decisions.load(), 1);
+  // Bounded: a few settle rechecks per notification, not a loop (a spinning thread makes thousands).
+  EXPECT_LT(v.stats().suspend_sleeps.load() - sleeps, 40u);
+  g.vm->wake();
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+  EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 1 serial 0")) << serial;
+  EXPECT_EQ(decisions.load(), 2);
+}
+
+// Exit requests during the wait end it as exit::Request every time, never as a Wakeup, and the vCPU
+// stays suspended (seed 004's -EINTR consistency).
+TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  Vcpu& v = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  uint64_t before = v.stats().request_exits.load();
+  auto fd = v.make_exit_fd();
+  ASSERT_TRUE(fd);
+  for (int i = 0; i < 200; ++i) {
+    v.request_exit();
+    if (i % 2) {
+      ASSERT_TRUE(fd->signal());
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  ASSERT_TRUE(g.wait_for([&] { return v.exit_requests().pending() == 0; }));
+  EXPECT_GT(v.stats().request_exits.load(), before);
+  EXPECT_EQ(v.stats().wakeups.load(), 0u);
+  EXPECT_TRUE(v.suspended());
+  // Every request was taken, none twice (the VM's own stop request at the end may not be).
+  EXPECT_EQ(v.stats().requests_taken.load(), v.exit_requests().requested());
+  g.vm->wake();
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+}
+
+TEST(Suspend, MpStatesReadBackThroughKvmAndEvmm) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("pvsuspend exit=0", 2), "");
+  Vcpu& bsp = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return bsp.suspended(); }));
+  // The BSP is out of KVM_RUN: its state reads without waiting. The AP was never started.
+  EXPECT_EQ(*bsp.mp_state(), MpState::Suspended);
+  ASSERT_TRUE(g.vm->pause());
+  EXPECT_EQ(*g.vm->vcpu(1).mp_state(), MpState::Stopped);
+  ASSERT_TRUE(g.vm->resume());
+  g.vm->wake();
+  VmOutcome out;
+  g.finish(&out);
+  EXPECT_EQ(out.exit_status, 1) << out.message;
+}
+
+// Pause and resume under load on 2 vCPUs: the guest rings the platform doorbell and waits for each
+// answer; no answer is lost across the pauses, and the KVM clock does not count the paused time.
+TEST(Pause, PauseAndResumeUnderLoadLosesNoInterrupt) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("smp doorbell=pio n=400 exit=0", 2), "");
+  std::this_thread::sleep_for(50ms);
+  int paused = 0;
+  int64_t max_jump_ns = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto p = g.vm->pause();
+    if (!p) break;  // the guest finished already
+    ++paused;
+    EXPECT_TRUE(g.vm->paused());
+    auto c0 = g.vm->vm_fd().get_clock();
+    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(g.vm->resume());
+    auto c1 = g.vm->vm_fd().get_clock();
+    ASSERT_TRUE(c0 && c1);
+    max_jump_ns = std::max<int64_t>(max_jump_ns, int64_t(c1->clock - c0->clock));
+    std::this_thread::sleep_for(20ms);
+  }
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  EXPECT_GT(paused, 0);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+  EXPECT_TRUE(has(serial, "doorbell: tsc")) << serial;
+  EXPECT_TRUE(has(serial, " 400 interrupts")) << serial;
+  // 100 ms paused each time; the clock moved by far less than that across the pause.
+  EXPECT_LT(max_jump_ns, 50'000'000) << max_jump_ns;
+}
+
+TEST(Pause, ErrorsAreDistinct) {
+  REQUIRE_KVM();
+  Guest g;
+  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  EXPECT_EQ(g.vm->resume().error().code(), EINVAL);
+  ASSERT_TRUE(g.vm->pause());
+  EXPECT_EQ(g.vm->pause().error().code(), EBUSY);
+  ASSERT_TRUE(g.vm->resume());
+  // A wake only reaches a vCPU that is suspended already; an earlier one would be stale.
+  ASSERT_TRUE(g.wait_for([&] { return g.vm->vcpu(0).suspended(); }));
+  g.vm->wake();
+  g.finish();
+}
+
+}  // namespace
+}  // namespace evmm::testing
