@@ -131,7 +131,15 @@ AcpiRsdp build_rsdp(uint64_t rsdt, uint64_t xsdt) {
 
 }  // namespace
 
-Bytes dsdt_aml() { return sleep_package("_S5_", platform::kSlpTypS5); }
+// \_S3 and \_S5 with QEMU's SLP_TYP values, so a guest written for QEMU's PIIX4 PM sleeps the same way
+// here. \_S3 is what an OS needs to offer suspend-to-RAM; what S3 does is the VMM's policy
+// (AcpiPm::set_sleep_handler).
+Bytes dsdt_aml() {
+  Bytes aml = sleep_package("_S3_", platform::kSlpTypS3);
+  Bytes s5 = sleep_package("_S5_", platform::kSlpTypS5);
+  aml.insert(aml.end(), s5.begin(), s5.end());
+  return aml;
+}
 
 Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus) {
   GuestArena area(mem, kRsdpAddress, kMpFloatingPointerAddress, "ACPI tables");
