@@ -196,6 +196,21 @@ TEST_P(AcpiTables, DsdtDeclaresS3AndS5) {
   EXPECT_EQ(aml, want);
 }
 
+// The RTC alarm as a fixed wake event: RTC_STS (bit 10 of PM1_STS) and RTC_EN (bit 10 of PM1_EN)
+// live in the PM1a event block at the ACPI PM device, so FIX_RTC must be clear (§5.2.9 table 5.10,
+// §4.8.3.1.1). The CMOS layout fields say where the century is and that there is no day or month alarm.
+TEST_P(AcpiTables, FadtRtcFields) {
+  const AcpiFadt& f = p_.fadt;
+  EXPECT_EQ(f.flags & kFadtFixRtc, 0u) << "RTC wake status is in the fixed register space";
+  EXPECT_EQ(f.flags & kFadtRtcS4, 0u) << "no S4";
+  EXPECT_EQ(f.pm1a_evt_blk, 0x600u);
+  EXPECT_EQ(f.x_pm1a_evt_blk.address, 0x600u);
+  EXPECT_GE(f.pm1_evt_len * 8 / 2, 11) << "each half of PM1a_EVT_BLK reaches bit 10";
+  EXPECT_EQ(f.century, 0x32);
+  EXPECT_EQ(f.day_alrm, 0);
+  EXPECT_EQ(f.mon_alrm, 0);
+}
+
 TEST_P(AcpiTables, MadtHasOneLocalApicPerCpuAndOneIoapic) {
   const unsigned cpus = GetParam();
   auto madt = get<AcpiMadt>(p_.madt, 0);
