@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/log.h"
+#include "memory/layout.h"
 
 namespace evmm {
 namespace {
@@ -12,7 +13,7 @@ enum Index : uint8_t {
   kSeconds = 0x00, kSecondsAlarm = 0x01, kMinutes = 0x02, kMinutesAlarm = 0x03,
   kHours = 0x04, kHoursAlarm = 0x05, kWeekday = 0x06, kDay = 0x07, kMonth = 0x08, kYear = 0x09,
   kRegA = 0x0a, kRegB = 0x0b, kRegC = 0x0c, kRegD = 0x0d,
-  kCentury = 0x32,  // the PC/AT's century byte, also named by the ACPI FADT
+  kCentury = platform::kCmosCentury,  // the PC/AT's century byte, also named by the ACPI FADT
 };
 
 constexpr uint8_t kAUip = 0x80, kARateMask = 0x0f;
@@ -22,8 +23,9 @@ constexpr uint8_t kCPf = 0x40, kCAf = 0x20, kCUf = 0x10;
 constexpr uint8_t kDVrt = 0x80;
 constexpr uint8_t kHourPm = 0x80;
 
-// The update cycle starts 244 us before the seconds roll over; UIP is set for that window.
-constexpr int64_t kUipWindowNs = 244'000;
+// UIP rises 244 us before the update cycle, which lasts 1984 us with the 32.768 kHz time base
+// (MC146818A, Table 4 and Figure 11); the cycle ends when the seconds roll over.
+constexpr int64_t kUipWindowNs = 244'000 + 1'984'000;
 constexpr int64_t kSecsPerDay = 86'400;
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }

@@ -11,6 +11,12 @@
 // the current BCD/binary and 12/24-hour modes of register B; the weekday is derived from the date.
 // The divider bits of register A are stored, but the time base always runs.
 //
+// The update cycle (MC146818A, "Update Cycle" and Figure 11): UIP rises 244 us before the cycle
+// starts and stays high through the cycle, 1984 us with the 32.768 kHz time base. Here the cycle
+// ends on the guest's whole second: UIP reads 1 for the last 2228 us of each second, and at the
+// second the time registers show the new time and UF (and AF, when the alarm matches) are set.
+// So UIP = 0 guarantees at least 244 us before the registers change, as the datasheet promises.
+//
 // Register C's flags are computed from elapsed time whenever C is read or tick() is called, so
 // a guest that polls C sees UF, AF and PF without any timer; tick() also drives the IRQ line
 // (platform::kRtcIrq) as a level: asserted while IRQF is set, until register C is read.

@@ -72,18 +72,30 @@ TEST_F(RtcTest, YearAndCenturyRollOver) {
   EXPECT_EQ(clock_regs(), (std::vector<uint8_t>{0x00, 0x00, 0x00, 0x07, 0x01, 0x01, 0x00, 0x20}));
 }
 
-TEST_F(RtcTest, UipDuringLast244MicrosecondsOfTheSecond) {
-  start_at(kSat * kNsPerSec + 999'755'999);
+// UIP rises 244 us before the 1984 us update cycle and falls when it ends, with the new second.
+TEST_F(RtcTest, UipCoversTheUpdateCycleOnceASecond) {
+  constexpr int64_t kWindow = 244'000 + 1'984'000;
+  start_at(kSat * kNsPerSec + kNsPerSec - kWindow - 1);
   EXPECT_EQ(get(0x0a) & 0x80, 0);
+  EXPECT_EQ(get(0), 0x59);
   clock.advance(1);
-  EXPECT_EQ(get(0x0a) & 0x80, 0x80);
-  clock.advance(243'999);
-  EXPECT_EQ(get(0x0a) & 0x80, 0x80);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "244 us before the cycle";
+  clock.advance(244'000);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "in the update cycle";
+  clock.advance(1'984'000 - 1);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "the last nanosecond of the cycle";
+  EXPECT_EQ(get(0), 0x59);
   clock.advance(1);
-  EXPECT_EQ(get(0x0a) & 0x80, 0) << "seconds rolled over";
-  EXPECT_EQ(get(0), 0x00);
+  EXPECT_EQ(get(0x0a) & 0x80, 0) << "the cycle ended";
+  EXPECT_EQ(get(0), 0x00) << "with the seconds rolled over";
+  clock.advance(kNsPerSec / 2);
+  EXPECT_EQ(get(0x0a) & 0x80, 0);
+  clock.advance(kNsPerSec / 2 - kWindow);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "and again a second later";
   set(0x0a, 0xff);
-  EXPECT_EQ(get(0x0a), 0x7f) << "UIP is read-only; divider and rate bits are writable";
+  EXPECT_EQ(get(0x0a), 0xff) << "divider and rate bits are writable";
+  clock.advance(kWindow);
+  EXPECT_EQ(get(0x0a), 0x7f) << "UIP is read-only";
 }
 
 TEST_F(RtcTest, SetFreezesThenTimeRunsFromWhatGuestWrote) {
