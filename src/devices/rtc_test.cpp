@@ -230,6 +230,94 @@ TEST_F(RtcTest, AlarmFoundInsideALongGapAndDontCare) {
   EXPECT_EQ(get(0x0c), 0x10);
 }
 
+// Every alarm byte of 0xc0-0xff is "don't care", alone or together (MC146818A, "Alarm").
+TEST_F(RtcTest, AlarmDontCareInEachByte) {
+  set(0x0a, 0x20);
+  for (uint8_t any : {0xc0, 0xd5, 0xff}) {
+    set(0x00, 0x59);  // each round from 23:59:59
+    set(0x02, 0x59);
+    set(0x04, 0x23);
+    set(0x01, any);
+    set(0x03, any);
+    set(0x05, any);
+    get(0x0c);
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << "every second matches " << int(any);
+    set(0x01, 0x30);  // seconds fixed: :30 of any minute of any hour
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+    clock.advance(29 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << int(any);
+    set(0x01, any);  // minutes fixed at one ahead: any second of that minute
+    uint8_t minute = get(0x02);
+    set(0x03, static_cast<uint8_t>(minute == 0x59 ? 0x00 : (minute & 0x0f) == 9 ? minute + 7 : minute + 1));
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+    clock.advance(60 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << int(any);
+    set(0x03, any);
+    set(0x05, 0x25);  // hour 25 never comes, whatever the other bytes say
+    clock.advance(kNsPerSec);
+    get(0x0c);
+    clock.advance(2 * 86400 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+  }
+}
+
+// Register C's flags do not depend on the enables; IRQF and the IRQ line are exactly
+// (PF & PIE) | (AF & AIE) | (UF & UIE) (MC146818A, Register C).
+TEST_F(RtcTest, IrqfIsTheEnabledFlags) {
+  struct Case {
+    uint8_t rate;      // register A
+    int64_t advance;   // ns
+    uint8_t flags;     // PF AF UF that elapse
+  };
+  const Case cases[] = {
+      {0x2f, kNsPerSec / 2, 0x40},  // 2 Hz, half a second: PF only
+      {0x20, kNsPerSec, 0x30},      // no rate, a second with an any-time alarm: UF and AF
+      {0x2f, kNsPerSec, 0x70},      // all three
+  };
+  set(0x01, 0xff);
+  set(0x03, 0xff);
+  set(0x05, 0xff);
+  for (const Case& c : cases) {
+    for (uint8_t enables = 0; enables < 8; ++enables) {
+      uint8_t b = static_cast<uint8_t>(0x02 | enables << 4);  // PIE AIE UIE are bits 6-4
+      set(0x0b, 0x02);
+      set(0x0a, c.rate);
+      // Start each case on a whole second, where the previous second's flags are cleared.
+      clock.advance(kNsPerSec - (clock.realtime_ns() % kNsPerSec));
+      get(0x0c);
+      irq.clear();
+      set(0x0b, b);
+      clock.advance(c.advance);
+      rtc->tick();
+      bool irqf = (c.flags & (enables << 4)) != 0;
+      EXPECT_EQ(irq.level(), irqf) << int(c.rate) << " " << int(enables);
+      EXPECT_EQ(get(0x0c), c.flags | (irqf ? 0x80 : 0)) << int(c.rate) << " " << int(enables);
+      EXPECT_FALSE(irq.level()) << "reading C drops the line";
+      EXPECT_EQ(get(0x0c), 0) << "and clears every flag";
+    }
+  }
+}
+
+// Setting an enable while its flag is set raises the line at once; clearing it drops the line.
+TEST_F(RtcTest, EnablesGateALatchedFlag) {
+  set(0x0a, 0x20);
+  set(0x01, 0xff);
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_FALSE(irq.level()) << "AF without AIE";
+  set(0x0b, 0x22);
+  EXPECT_TRUE(irq.level()) << "AIE with AF latched";
+  set(0x0b, 0x02);
+  EXPECT_FALSE(irq.level());
+  set(0x0b, 0x12);
+  EXPECT_TRUE(irq.level()) << "UF was latched too";
+  EXPECT_EQ(get(0x0c), 0xb0);
+  EXPECT_EQ(irq.levels(), (std::vector<bool>{true, false, true, false}));
+}
+
 TEST_F(RtcTest, PeriodicFlag) {
   EXPECT_EQ(get(0x0c), 0x00);
   clock.advance(500'000);  // half a 1024 Hz period
