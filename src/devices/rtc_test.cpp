@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "devices/acpi_pm.h"
 #include "devices/device_test_fakes.h"
 
 namespace evmm {
@@ -9,6 +10,7 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeInterruptLine;
+using testing::FakeVmControl;
 
 // 2026-11-21 23:59:59 UTC, a Saturday (computed independently with Python's calendar.timegm).
 constexpr int64_t kSat = 1795305599;
@@ -393,6 +395,193 @@ TEST_F(RtcTest, BadAccessesAreIgnoredAndCounted) {
   EXPECT_EQ(get(0x0d), 0x80);
   EXPECT_EQ(get(0x40), 0x12);
   EXPECT_EQ(rtc->stats().bad_accesses, 4u);
+}
+
+// ---- what drives the timer: next_event_ns() ----
+
+TEST_F(RtcTest, NoEventWhenNothingIsEnabled) {
+  // The reset state has a 1024 Hz rate and an alarm at midnight, but no enable: no timer.
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  set(0x0b, 0x0e);  // SQWE, binary, 24-hour: still no interrupt enable
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+}
+
+TEST_F(RtcTest, UpdateEventIsTheNextSecondInHostTime) {
+  set(0x0a, 0x20);
+  clock.advance(kNsPerSec / 4);
+  set(0x01, 0x30);
+  set(0x0b, 0x12);  // UIE
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec);
+  // The guest moves its clock: the deadline is still a whole guest second, in host time.
+  set(0x0b, 0x92);  // SET clears UIE ...
+  set(0x00, 0x10);
+  set(0x0b, 0x12);  // ... and leaving SET starts the second afresh
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec + kNsPerSec / 4);
+  clock.set_realtime((kSat + 1) * kNsPerSec + kNsPerSec / 4);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "IRQF is set: nothing to wait for until C is read";
+  EXPECT_TRUE(irq.level()) << "next_event_ns() raised the line as tick() does";
+  EXPECT_EQ(get(0x0c), 0x90);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 2) * kNsPerSec + kNsPerSec / 4);
+  set(0x0b, 0x92);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "SET stops updates";
+}
+
+TEST_F(RtcTest, PeriodicEventFollowsTheRate) {
+  set(0x0a, 0x2f);  // 2 Hz
+  set(0x0b, 0x42);  // PIE
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + kNsPerSec / 2);
+  set(0x0a, 0x2d);  // 8 Hz
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + kNsPerSec / 8);
+  set(0x0a, 0x2a);  // 64 Hz: 15625000 ns
+  clock.advance(15'625'000 - 1);
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + 15'625'000);
+  clock.advance(1);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  EXPECT_EQ(get(0x0c), 0xc0);
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + 2 * 15'625'000);
+  set(0x0a, 0x20);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "PIE with no rate";
+}
+
+// 8192 Hz sets PF at its own rate for a polling guest, but the timer wakes at most 1024 times a second.
+TEST_F(RtcTest, FastPeriodicRatesAreCappedForTheTimer) {
+  set(0x0a, 0x23);  // 8192 Hz
+  get(0x0c);
+  clock.advance(122'071);  // just past one 8192 Hz period (122070.3 ns)
+  EXPECT_EQ(get(0x0c) & 0x40, 0x40);
+  set(0x0b, 0x42);
+  int64_t now = clock.realtime_ns();
+  auto next = rtc->next_event_ns();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, kSat * kNsPerSec + 976'563) << "the next 1/1024 s, not the next 1/8192 s";
+  EXPECT_GE(*next - now, kNsPerSec / Rtc::kMaxTimerHz - 122'071);
+  clock.set_realtime(*next);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  EXPECT_TRUE(irq.level());
+  EXPECT_EQ(get(0x0c), 0xc0);
+}
+
+TEST_F(RtcTest, AlarmEventIsTheNextMatch) {
+  set(0x0b, 0x06);  // binary, 24-hour
+  set(0x01, 10);    // 00:00:10, tomorrow (it is 23:59:59)
+  set(0x03, 0);
+  set(0x05, 0);
+  set(0x0b, 0x26);  // AIE
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 11) * kNsPerSec);
+  set(0x05, 23);  // 23:00:10: nearly a day ahead
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 11 + 23 * 3600) * kNsPerSec);
+  set(0x01, 0xc0);  // 23:00:xx: the next 23:00:00
+  set(0x03, 0);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1 + 23 * 3600) * kNsPerSec);
+  set(0x05, 0xc0);
+  set(0x03, 0xc0);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec) << "every second";
+  set(0x05, 24);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "hour 24 never comes";
+  set(0x05, 0xc0);
+  set(0x0b, 0xa6);  // SET, AIE
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "SET stops the update cycle and its alarm";
+}
+
+// The line may already be up for another reason; the alarm is still a wake event worth a timer.
+TEST_F(RtcTest, AlarmIsScheduledWhileTheLineIsUp) {
+  set(0x0a, 0x20);
+  set(0x0b, 0x06);
+  set(0x01, 5);
+  set(0x03, 0);
+  set(0x05, 0);
+  set(0x0b, 0x36);  // AIE and UIE
+  clock.advance(kNsPerSec);  // 00:00:00: UF raises the line
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 6) * kNsPerSec);
+  EXPECT_TRUE(irq.level());
+  clock.set_realtime((kSat + 6) * kNsPerSec);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "AF is set: no more alarms until C is read";
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+  EXPECT_EQ(get(0x0c), 0xb0);
+}
+
+// ---- the alarm as an ACPI wake event ----
+
+struct RtcWakeTest : RtcTest {
+  FakeVmControl vm;
+  FakeInterruptLine sci;
+  std::unique_ptr<AcpiPm> pm;
+  void SetUp() override {
+    RtcTest::SetUp();
+    pm = std::make_unique<AcpiPm>(vm, sci, clock);
+    rtc->set_acpi_pm(pm.get());
+    set(0x0a, 0x20);
+    set(0x0b, 0x06);
+    set(0x01, 1);  // 00:00:01
+    set(0x03, 0);
+    set(0x05, 0);
+  }
+  uint16_t pm1_sts() {
+    uint8_t b[2] = {};
+    pm->read(AcpiPm::kStsOffset, b);
+    return static_cast<uint16_t>(b[0] | b[1] << 8);
+  }
+  void pm1_write(uint64_t offset, uint16_t v) {
+    uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
+    pm->write(offset, b);
+  }
+};
+
+TEST_F(RtcWakeTest, AlarmWithAieSetsRtcStsWhateverRtcEn) {
+  set(0x0b, 0x26);
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_EQ(pm1_sts() & AcpiPm::kRtcSts, 0) << "00:00:00 is no alarm";
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_TRUE(irq.level());
+  EXPECT_EQ(pm1_sts(), AcpiPm::kRtcSts) << "RTC_STS is bit 10";
+  EXPECT_FALSE(sci.level()) << "RTC_EN is clear: status, but no SCI";
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_EQ(rtc->stats().alarms, 1u);
+  pm1_write(AcpiPm::kEnOffset, AcpiPm::kRtcSts);  // RTC_EN, bit 10 of PM1_EN
+  EXPECT_TRUE(sci.level());
+  pm1_write(AcpiPm::kStsOffset, AcpiPm::kRtcSts);  // write 1 to clear
+  EXPECT_FALSE(sci.level());
+  EXPECT_EQ(pm1_sts(), 0);
+  EXPECT_EQ(get(0x0c), 0xb0) << "the RTC's own flags are separate";
+}
+
+TEST_F(RtcWakeTest, AlarmNoticedByAGuestReadOfC) {
+  set(0x0b, 0x26);
+  pm1_write(AcpiPm::kEnOffset, AcpiPm::kRtcSts);
+  clock.advance(2 * kNsPerSec);
+  EXPECT_EQ(get(0x0c), 0xb0);
+  EXPECT_EQ(pm1_sts(), AcpiPm::kRtcSts);
+  EXPECT_TRUE(sci.level());
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+}
+
+TEST_F(RtcWakeTest, AlarmWithoutAieIsNoWakeEvent) {
+  clock.advance(2 * kNsPerSec);
+  EXPECT_EQ(get(0x0c), 0x30);
+  EXPECT_EQ(pm1_sts(), 0);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_FALSE(rtc->alarms_pending());
+}
+
+TEST_F(RtcTest, ChangeHookRunsAfterDataWritesAndReadsOfC) {
+  int calls = 0;
+  rtc->set_change_hook([&] { ++calls; });
+  uint8_t index = 0x0b, v = 0x02;
+  rtc->write(0, std::span<const uint8_t>(&index, 1));
+  EXPECT_EQ(calls, 0) << "index writes move nothing";
+  rtc->write(1, std::span<const uint8_t>(&v, 1));
+  EXPECT_EQ(calls, 1);
+  get(0x00);
+  get(0x0a);
+  EXPECT_EQ(calls, 1) << "reads other than C move nothing";
+  get(0x0c);
+  EXPECT_EQ(calls, 2);
+  set(0x01, 0x30);
+  EXPECT_EQ(calls, 3);
 }
 
 }  // namespace
