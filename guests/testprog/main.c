@@ -12,6 +12,7 @@ static const struct action actions[] = {
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
     {"doorbell", action_doorbell},
+    {"rtcalarm", action_rtc_alarm}, {"rtcuip", action_rtc_uip}, {"rtcpie", action_rtc_pie},
 };
 
 const char *tp_value;
@@ -19,7 +20,7 @@ const char *tp_value;
 /* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
 static const char *const params[] = {"n", "at", "gsi"};
 /* Actions that take word=value (they read the value from tp_value). */
-static const char *const valued[] = {"doorbell"};
+static const char *const valued[] = {"doorbell", "rtcpie"};
 
 void tp_fail(uint8_t code, const char *fmt, ...)
 {

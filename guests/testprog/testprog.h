@@ -26,5 +26,6 @@ void action_assist(void);
 void action_assist_force(void);
 void action_badinsn(void);
 void action_doorbell(void);
+void action_rtc_alarm(void), action_rtc_uip(void), action_rtc_pie(void);
 
 #endif
