@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <csignal>
 #include <thread>
 
 #include "event/eventfd_interrupt_line.h"
@@ -227,6 +228,41 @@ TEST(Pause, ErrorsAreDistinct) {
   ASSERT_TRUE(g.wait_for([&] { return g.vm->vcpu(0).suspended(); }));
   g.vm->wake();
   g.finish();
+}
+
+}  // namespace
+}  // namespace evmm::testing
+
+namespace evmm::testing {
+namespace {
+
+// ACPI S3 round trips through the evmm binary: the guest leaves a marker, sleeps, and its real-mode
+// waking-vector stub checks the marker and exits with 0x33 (status 103).
+TEST(S3, RtcAlarmWakesTheGuestAtItsWakingVectorInRealMode) {
+  REQUIRE_KVM();
+  auto r = boot("testprog.mb.elf", "s3 alarm=2", 2, {});
+  EXPECT_EQ(r.exit_status, 103) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "s3: sleeping\n")) << r.out;
+  EXPECT_FALSE(has(r.out, "still running")) << r.out;
+}
+
+TEST(S3, TheWakeButtonSignalWakesTheGuest) {
+  REQUIRE_KVM();
+  ProcessOptions opts;
+  opts.timeout = std::chrono::milliseconds(1500);  // then SIGUSR1: evmm's wake button
+  opts.timeout_signal = SIGUSR1;
+  auto r = boot("testprog.mb.elf", "s3", 1, {}, opts);
+  EXPECT_EQ(r.exit_status, 103) << r.out << r.err;
+}
+
+TEST(S3, OnSuspendPolicies) {
+  REQUIRE_KVM();
+  auto exit = boot("testprog.mb.elf", "s3", 1, {"--on-suspend", "exit"});
+  EXPECT_EQ(exit.exit_status, 16) << exit.err;
+  EXPECT_TRUE(has(exit.err, "guest suspended to ACPI S3")) << exit.err;
+  auto ignore = boot("testprog.mb.elf", "s3 exit=0", 1, {"--on-suspend", "ignore"});
+  EXPECT_EQ(ignore.exit_status, 1) << ignore.err;
+  EXPECT_TRUE(has(ignore.out, "s3: still running")) << ignore.out;
 }
 
 }  // namespace

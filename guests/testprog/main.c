@@ -11,15 +11,16 @@ static const struct action actions[] = {
     {"hello", action_hello},   {"smp", action_smp},         {"mem", action_mem},       {"acpi", action_acpi},
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
-    {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend},
+    {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend}, {"s3", action_s3},
+    {"rtcalarm", action_rtc_alarm}, {"rtcuip", action_rtc_uip}, {"rtcpie", action_rtc_pie},
 };
 
 const char *tp_value;
 
 /* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
-static const char *const params[] = {"n", "at", "gsi"};
+static const char *const params[] = {"n", "at", "gsi", "alarm"};
 /* Actions that take word=value (they read the value from tp_value). */
-static const char *const valued[] = {"doorbell", "ring3"};
+static const char *const valued[] = {"doorbell", "ring3", "rtcpie"};
 
 void tp_fail(uint8_t code, const char *fmt, ...)
 {

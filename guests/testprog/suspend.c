@@ -42,3 +42,57 @@ void action_pvsuspend(void)
         serial_irqs++;
     rt_printf("pvsuspend: resumed, gsi %u serial %u\n", gsi_irqs, serial_irqs);
 }
+
+/* s3 [alarm=S]: ACPI S3 with a real-mode waking vector. Copies the s3_wake.S stub to 0x7000, writes
+ * a marker at 0x6000 and the vector into the FACS, optionally sets an RTC alarm S seconds ahead with
+ * AIE and PM1_EN.RTC_EN, prints `s3: sleeping`, and writes SLP_TYP=1|SLP_EN to PM1a_CNT. On wake the
+ * stub exits with 0x33 (status 103) when the marker survived. If the VMM ignores the request:
+ * `s3: still running`. */
+#define S3_VECTOR 0x7000
+#define S3_MARKER_AT 0x6000
+#define S3_MARKER 0x53334f4bu
+#define PM1A_EN 0x602
+#define PM1_RTC 0x400
+#define SLP_TYP_S3 (1u << 10)
+#define SLP_EN (1u << 13)
+
+extern const uint8_t s3_stub[], s3_stub_end[];
+
+static void cmos_write(uint8_t reg, uint8_t v)
+{
+    outb(0x70, reg);
+    outb(0x71, v);
+}
+static uint8_t cmos_read(uint8_t reg)
+{
+    outb(0x70, reg);
+    return inb(0x71);
+}
+
+void action_s3(void)
+{
+    struct rt_acpi acpi;
+    if (!rt_acpi_scan(&acpi) || !acpi.facs)
+        tp_fail(RT_EXIT_ACTION_FAILED, "s3: no FACS (%s)", acpi.error);
+    memcpy(phys_ptr(S3_VECTOR), s3_stub, (size_t)(s3_stub_end - s3_stub));
+    *(volatile uint32_t *)phys_ptr(S3_MARKER_AT) = S3_MARKER;
+    *(volatile uint32_t *)phys_ptr(acpi.facs + 12) = S3_VECTOR; /* firmware_waking_vector */
+    uint64_t secs = 0;
+    const char *as = rt_arg("alarm");
+    if (as && (!rt_parse_u64(as, &secs) || secs == 0 || secs > 59))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "s3: bad alarm '%s' (1..59 seconds)", as);
+    if (secs) {
+        cmos_write(0x0b, 0x06); /* binary, 24-hour, no interrupts while we set the alarm */
+        uint32_t now = cmos_read(0x00);
+        cmos_write(0x01, (uint8_t)((now + secs) % 60)); /* seconds alarm */
+        cmos_write(0x03, 0xff);                           /* any minute */
+        cmos_write(0x05, 0xff);                           /* any hour */
+        (void)cmos_read(0x0c);
+        cmos_write(0x0b, 0x26); /* AIE */
+        outw(PM1A_EN, PM1_RTC);
+    }
+    irq_disable();
+    rt_printf("s3: sleeping\n");
+    outw(acpi.pm1a_cnt, SLP_TYP_S3 | SLP_EN);
+    rt_printf("s3: still running\n");
+}

@@ -28,5 +28,7 @@ void action_badinsn(void);
 void action_doorbell(void);
 void action_ring3(void);
 void action_pvsuspend(void);
+void action_s3(void);
+void action_rtc_alarm(void), action_rtc_uip(void), action_rtc_pie(void);
 
 #endif

@@ -78,7 +78,12 @@ Bytes build_fadt(uint64_t facs, uint64_t dsdt) {
   f.pm_tmr_len = 4;
   f.p_lvl2_lat = 101;   // > 100: C2 not supported
   f.p_lvl3_lat = 1001;  // > 1000: C3 not supported
+  // The RTC keeps the century in CMOS; it has no day or month alarm, so DAY_ALRM and MON_ALRM
+  // stay 0 (§5.2.9 table 5.9), as in QEMU's FADT.
+  f.century = kCmosCentury;
   f.iapc_boot_arch = kBootArchLegacyDevices | kBootArch8042 | kBootArchNoVga;
+  // FIX_RTC stays clear: RTC_STS and RTC_EN live in PM1a (devices/acpi_pm.h), so the RTC alarm is a
+  // fixed wake event. RTC_S4 stays clear too: there is no \_S4 to wake from.
   f.flags = kFadtWbinvd | kFadtProcC1 | kFadtSlpButton | kFadtResetRegSup;
   // Reset through the i8042's pulse-reset command, which evmm's i8042 implements.
   f.reset_reg = io_gas(kI8042CmdPort, 8, 1);
@@ -131,7 +136,15 @@ AcpiRsdp build_rsdp(uint64_t rsdt, uint64_t xsdt) {
 
 }  // namespace
 
-Bytes dsdt_aml() { return sleep_package("_S5_", platform::kSlpTypS5); }
+// \_S3 and \_S5 with QEMU's SLP_TYP values, so a guest written for QEMU's PIIX4 PM sleeps the same way
+// here. \_S3 is what an OS needs to offer suspend-to-RAM; what S3 does is the VMM's policy
+// (AcpiPm::set_sleep_handler).
+Bytes dsdt_aml() {
+  Bytes aml = sleep_package("_S3_", platform::kSlpTypS3);
+  Bytes s5 = sleep_package("_S5_", platform::kSlpTypS5);
+  aml.insert(aml.end(), s5.begin(), s5.end());
+  return aml;
+}
 
 Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus) {
   GuestArena area(mem, kRsdpAddress, kMpFloatingPointerAddress, "ACPI tables");

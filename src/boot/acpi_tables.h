@@ -143,6 +143,9 @@ constexpr uint16_t kIntiLevel = 0xc;
 constexpr uint32_t kFadtWbinvd = 1u << 0;
 constexpr uint32_t kFadtProcC1 = 1u << 2;
 constexpr uint32_t kFadtSlpButton = 1u << 5;
+// Set, it says RTC wake status is not in the fixed register space (no RTC_STS/RTC_EN in PM1).
+constexpr uint32_t kFadtFixRtc = 1u << 6;
+constexpr uint32_t kFadtRtcS4 = 1u << 7;
 constexpr uint32_t kFadtResetRegSup = 1u << 10;
 constexpr uint16_t kBootArchLegacyDevices = 1u << 0;
 constexpr uint16_t kBootArch8042 = 1u << 1;

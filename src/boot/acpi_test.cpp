@@ -3,6 +3,8 @@
 
 #include <cstring>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "boot/acpi_tables.h"
 #include "boot/aml.h"
@@ -126,12 +128,87 @@ TEST_P(AcpiTables, FadtFixedHardware) {
   EXPECT_EQ(f.reset_value, 0xfe);
 }
 
-TEST_P(AcpiTables, DsdtDeclaresS5) {
-  // Name(_S5_, Package(4){0, 0, 0, 0}) with SLP_TYP = kSlpTypS5 (0).
-  Bytes want = {0x08, '_', 'S', '5', '_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
-  ASSERT_EQ(platform::kSlpTypS5, 0);
+// Reads back the only AML the DSDT holds: top-level Name(NAME, Package(){integers...}) objects
+// (ACPI 6.4 §20.2.5.1 DefName, §20.2.5.4 DefPackage, §20.2.3 integers). Anything else is a failure.
+std::map<std::string, std::vector<uint64_t>> parse_named_packages(const Bytes& aml) {
+  std::map<std::string, std::vector<uint64_t>> out;
+  size_t i = 0;
+  auto need = [&](size_t n) {
+    if (i + n <= aml.size()) return true;
+    ADD_FAILURE() << "AML ends inside an object at " << i;
+    return false;
+  };
+  while (i < aml.size()) {
+    if (!need(6) || aml[i] != 0x08 || aml[i + 5] != 0x12) {
+      ADD_FAILURE() << "expected Name(..., Package) at " << i;
+      return out;
+    }
+    std::string name(aml.begin() + i + 1, aml.begin() + i + 5);
+    i += 6;
+    // PkgLength: bits 7-6 of the lead byte count the bytes that follow (§20.2.4).
+    size_t start = i, extra = aml[i] >> 6;
+    if (!need(1 + extra)) return out;
+    uint64_t len = extra ? aml[i] & 0x0f : aml[i] & 0x3f;
+    for (size_t k = 0; k < extra; ++k) len |= uint64_t{aml[i + 1 + k]} << (4 + 8 * k);
+    i += 1 + extra;
+    size_t end = start + len;
+    if (!need(1) || end > aml.size()) {
+      ADD_FAILURE() << name << ": package runs past the AML";
+      return out;
+    }
+    unsigned count = aml[i++];
+    std::vector<uint64_t>& values = out[name];
+    while (i < end) {
+      uint8_t op = aml[i++];
+      unsigned width = op == 0x0a ? 1 : op == 0x0b ? 2 : op == 0x0c ? 4 : op == 0x0e ? 8 : 0;
+      if (op == 0x00 || op == 0x01) {
+        values.push_back(op);
+      } else if (op == 0xff) {
+        values.push_back(~uint64_t{0});
+      } else if (width && need(width)) {
+        uint64_t v = 0;
+        for (unsigned k = 0; k < width; ++k) v |= uint64_t{aml[i + k]} << (8 * k);
+        values.push_back(v);
+        i += width;
+      } else {
+        ADD_FAILURE() << name << ": unexpected opcode " << int(op);
+        return out;
+      }
+    }
+    EXPECT_EQ(i, end) << name;
+    EXPECT_EQ(values.size(), count) << name << ": NumElements";
+  }
+  return out;
+}
+
+TEST_P(AcpiTables, DsdtDeclaresS3AndS5) {
   Bytes aml(p_.dsdt.begin() + sizeof(AcpiHeader), p_.dsdt.end());
+  auto objects = parse_named_packages(aml);
+  // SLP_TYPa, SLP_TYPb, reserved, reserved (§7.4.2); QEMU's values: S3 = 1, S5 = 0.
+  EXPECT_EQ(objects["_S3_"], (std::vector<uint64_t>{1, 1, 0, 0}));
+  EXPECT_EQ(objects["_S5_"], (std::vector<uint64_t>{0, 0, 0, 0}));
+  EXPECT_EQ(objects.size(), 2u) << "no \\_S1, \\_S2 or \\_S4: those states are not offered";
+  EXPECT_EQ(platform::kSlpTypS3, 1);
+  EXPECT_EQ(platform::kSlpTypS5, 0);
+  // The exact bytes, for a reader that trusts neither builder nor parser.
+  Bytes want = {0x08, '_', 'S', '3', '_', 0x12, 0x06, 0x04, 0x01, 0x01, 0x00, 0x00,
+                0x08, '_', 'S', '5', '_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00};
   EXPECT_EQ(aml, want);
+}
+
+// The RTC alarm as a fixed wake event: RTC_STS (bit 10 of PM1_STS) and RTC_EN (bit 10 of PM1_EN)
+// live in the PM1a event block at the ACPI PM device, so FIX_RTC must be clear (§5.2.9 table 5.10,
+// §4.8.3.1.1). The CMOS layout fields say where the century is and that there is no day or month alarm.
+TEST_P(AcpiTables, FadtRtcFields) {
+  const AcpiFadt& f = p_.fadt;
+  EXPECT_EQ(f.flags & kFadtFixRtc, 0u) << "RTC wake status is in the fixed register space";
+  EXPECT_EQ(f.flags & kFadtRtcS4, 0u) << "no S4";
+  EXPECT_EQ(f.pm1a_evt_blk, 0x600u);
+  EXPECT_EQ(f.x_pm1a_evt_blk.address, 0x600u);
+  EXPECT_GE(f.pm1_evt_len * 8 / 2, 11) << "each half of PM1a_EVT_BLK reaches bit 10";
+  EXPECT_EQ(f.century, 0x32);
+  EXPECT_EQ(f.day_alrm, 0);
+  EXPECT_EQ(f.mon_alrm, 0);
 }
 
 TEST_P(AcpiTables, MadtHasOneLocalApicPerCpuAndOneIoapic) {
@@ -243,13 +320,14 @@ TEST(AcpiAml, PkgLengthEncodings) {
 
 TEST(AcpiAml, NamesAndPackages) {
   EXPECT_EQ(aml::name_seg("_S3"), (Bytes{'_', 'S', '3', '_'}));
-  // The _S3_ package later work adds: SLP_TYP 1.
   Bytes s3 = aml::name("_S3_", aml::package({aml::integer(1), aml::integer(1), aml::integer(0), aml::integer(0)}));
   EXPECT_EQ(s3, (Bytes{0x08, '_', 'S', '3', '_', 0x12, 0x06, 0x04, 0x01, 0x01, 0x00, 0x00}));
   std::vector<Bytes> many(40, aml::integer(0x1234));  // 121-byte body: a two-byte PkgLength
   Bytes pkg = aml::package(many);
   EXPECT_EQ(pkg.size(), 1 + 2 + 1 + 40 * 3u);
   EXPECT_EQ(pkg[1] >> 6, 1);
+  auto parsed = parse_named_packages(aml::name("BIG_", pkg));
+  EXPECT_EQ(parsed["BIG_"], std::vector<uint64_t>(40, 0x1234)) << "the test's reader handles two-byte PkgLengths";
 }
 
 }  // namespace

@@ -140,4 +140,9 @@ void AcpiPm::write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+uint16_t AcpiPm::enables() {
+  std::lock_guard lock(mu_);
+  return en_;
+}
+
 }  // namespace evmm

@@ -62,6 +62,8 @@ class AcpiPm final : public BusDevice {
   // the device lock, on the vCPU thread that wrote PM1_CNT. Without one, such requests are counted,
   // logged and otherwise ignored.
   void set_sleep_handler(std::function<void(uint8_t slp_typ)> handler);
+  // PM1_EN as the guest last wrote it: a wake source counts only when its enable bit is set.
+  uint16_t enables();
   // Lets a timer thread bring TMR_STS up to date (and the SCI with it, when TMR_EN is set); guest
   // accesses do the same on their own.
   void tick();

@@ -75,6 +75,29 @@ TEST_F(AcpiPmTest, SciFollowsStatusAndEnable) {
   EXPECT_EQ(sci.levels(), (std::vector<bool>{true, false, true, false, true}));
 }
 
+// RTC_STS is bit 10 of PM1_STS and RTC_EN bit 10 of PM1_EN (ACPI 6.0, Tables 4-16 and 4-17): the
+// status is set whatever the enable says, cleared by writing 1, and raises the SCI only while enabled.
+TEST_F(AcpiPmTest, RtcStatusAndEnable) {
+  EXPECT_EQ(AcpiPm::kRtcSts, 1u << 10);
+  pm.raise_status(AcpiPm::kRtcSts);
+  EXPECT_EQ(sts(), 0x0400);
+  EXPECT_FALSE(sci.level());
+  out(3, 1, 0x04);  // RTC_EN through the enable register's high byte
+  EXPECT_EQ(in(2, 2), 0x0400u);
+  EXPECT_TRUE(sci.level());
+  out(0, 2, 0xfbff);  // every other status bit: RTC_STS stays
+  EXPECT_EQ(sts(), 0x0400);
+  EXPECT_TRUE(sci.level());
+  out(1, 1, 0x04);  // write 1 to clear, byte-wide
+  EXPECT_EQ(sts(), 0);
+  EXPECT_FALSE(sci.level());
+  pm.raise_status(AcpiPm::kRtcSts);
+  EXPECT_TRUE(sci.level()) << "a new alarm with RTC_EN already set";
+  out(2, 2, 0);
+  EXPECT_FALSE(sci.level());
+  EXPECT_EQ(sts(), 0x0400) << "disabling keeps the status";
+}
+
 TEST_F(AcpiPmTest, DwordReadCoversStatusAndEnable) {
   pm.raise_status(AcpiPm::kRtcSts);
   out(2, 2, 0x0001);

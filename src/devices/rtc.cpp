@@ -1,8 +1,11 @@
 #include "devices/rtc.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "base/log.h"
+#include "devices/acpi_pm.h"
+#include "memory/layout.h"
 
 namespace evmm {
 namespace {
@@ -12,18 +15,19 @@ enum Index : uint8_t {
   kSeconds = 0x00, kSecondsAlarm = 0x01, kMinutes = 0x02, kMinutesAlarm = 0x03,
   kHours = 0x04, kHoursAlarm = 0x05, kWeekday = 0x06, kDay = 0x07, kMonth = 0x08, kYear = 0x09,
   kRegA = 0x0a, kRegB = 0x0b, kRegC = 0x0c, kRegD = 0x0d,
-  kCentury = 0x32,  // the PC/AT's century byte, also named by the ACPI FADT
+  kCentury = platform::kCmosCentury,  // the PC/AT's century byte, also named by the ACPI FADT
 };
 
 constexpr uint8_t kAUip = 0x80, kARateMask = 0x0f;
-constexpr uint8_t kBSet = 0x80, kBUie = 0x10, kBBinary = 0x04, kB24Hour = 0x02;
+constexpr uint8_t kBSet = 0x80, kBPie = 0x40, kBAie = 0x20, kBUie = 0x10, kBBinary = 0x04, kB24Hour = 0x02;
 constexpr uint8_t kCIrqf = 0x80, kCFlags = 0x70;  // PF 0x40, AF 0x20, UF 0x10: same bits as PIE, AIE, UIE
 constexpr uint8_t kCPf = 0x40, kCAf = 0x20, kCUf = 0x10;
 constexpr uint8_t kDVrt = 0x80;
 constexpr uint8_t kHourPm = 0x80;
 
-// The update cycle starts 244 us before the seconds roll over; UIP is set for that window.
-constexpr int64_t kUipWindowNs = 244'000;
+// UIP rises 244 us before the update cycle, which lasts 1984 us with the 32.768 kHz time base
+// (MC146818A, Table 4 and Figure 11); the cycle ends when the seconds roll over.
+constexpr int64_t kUipWindowNs = 244'000 + 1'984'000;
 constexpr int64_t kSecsPerDay = 86'400;
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
@@ -62,6 +66,12 @@ int64_t periodic_hz(uint8_t rs) {
 // How many periods of hz have started by guest time ns.
 int64_t periods(int64_t ns, int64_t hz) {
   return floor_div(ns, kNsPerSec) * hz + floor_mod(ns, kNsPerSec) * hz / kNsPerSec;
+}
+
+// When the first period of hz after guest time ns starts: the inverse of periods().
+int64_t next_period(int64_t ns, int64_t hz) {
+  int64_t n = periods(ns, hz) + 1;
+  return floor_div(n, hz) * kNsPerSec + (floor_mod(n, hz) * kNsPerSec + hz - 1) / hz;
 }
 
 }  // namespace
@@ -157,18 +167,37 @@ void Rtc::write_time_field(uint8_t index, uint8_t value) {
   }
 }
 
-bool Rtc::alarm_matches(int64_t second) const {
-  // An alarm byte of 0xc0-0xff matches any value (MC146818A, "Alarm" section).
-  auto match = [&](uint8_t alarm, int value, bool hours) {
-    if ((alarm & 0xc0) == 0xc0) return true;
-    int want = decode(hours ? alarm & ~kHourPm : alarm);
-    if (hours && !(cmos_[kRegB] & kB24Hour)) want = want % 12 + ((alarm & kHourPm) ? 12 : 0);
-    return want == value;
-  };
-  int64_t tod = floor_mod(second, kSecsPerDay);
-  return match(cmos_[kSecondsAlarm], static_cast<int>(tod % 60), false) &&
-         match(cmos_[kMinutesAlarm], static_cast<int>(tod / 60 % 60), false) &&
-         match(cmos_[kHoursAlarm], static_cast<int>(tod / 3600), true);
+// The value an alarm byte asks for, in binary and 24-hour terms; -1 for "don't care": any byte of
+// 0xc0-0xff matches every value (MC146818A, "Alarm" section).
+int Rtc::alarm_want(uint8_t index) const {
+  uint8_t alarm = cmos_[index];
+  if ((alarm & 0xc0) == 0xc0) return -1;
+  if (index != kHoursAlarm) return decode(alarm);
+  int want = decode(alarm & ~kHourPm);
+  if (!(cmos_[kRegB] & kB24Hour)) want = want % 12 + ((alarm & kHourPm) ? 12 : 0);
+  return want;
+}
+
+// The first guest second after `after` whose time of day matches the alarm bytes. One day holds
+// every time of day, so nullopt means they never match (an hour of 25, say). Walks minutes, not
+// seconds: at most 1441 steps.
+std::optional<int64_t> Rtc::next_alarm(int64_t after) const {
+  int want_s = alarm_want(kSecondsAlarm), want_m = alarm_want(kMinutesAlarm), want_h = alarm_want(kHoursAlarm);
+  int64_t first = after + 1;
+  for (int64_t m = floor_div(first, 60) * 60; m < first + kSecsPerDay; m += 60) {
+    int64_t tod = floor_mod(m, kSecsPerDay);
+    if ((want_h >= 0 && want_h != tod / 3600) || (want_m >= 0 && want_m != tod / 60 % 60)) continue;
+    int64_t lo = std::max(m, first);
+    if (want_s < 0) return lo;
+    if (want_s < 60 && m + want_s >= lo) return m + want_s;
+  }
+  return std::nullopt;
+}
+
+void Rtc::alarm_fired() {
+  stats_.alarms.fetch_add(1, std::memory_order_relaxed);
+  ++alarms_pending_;
+  if (pm_) pm_->raise_status(AcpiPm::kRtcSts);
 }
 
 void Rtc::update_flags() {
@@ -181,12 +210,11 @@ void Rtc::update_flags() {
   int64_t s_prev = floor_div(prev, kNsPerSec), s_now = floor_div(now, kNsPerSec);
   if (s_now == s_prev) return;
   flags_ |= kCUf;
-  // Each update cycle compares the new time with the alarm; one day covers every time of day.
-  for (int64_t s = s_prev + 1; s <= std::min(s_now, s_prev + kSecsPerDay); ++s) {
-    if (alarm_matches(s)) {
-      flags_ |= kCAf;
-      break;
-    }
+  // Each update cycle compares the new time with the alarm; a set AF stays set until C is read.
+  if (flags_ & kCAf) return;
+  if (auto s = next_alarm(s_prev); s && *s <= s_now) {
+    flags_ |= kCAf;
+    if (cmos_[kRegB] & kBAie) alarm_fired();
   }
 }
 
@@ -268,8 +296,13 @@ void Rtc::read(uint64_t offset, std::span<uint8_t> data) {
     data[0] = 0xff;  // the index port is write-only on the PC
     return;
   }
-  std::lock_guard lock(mu_);
-  data[0] = read_data();
+  bool read_c;
+  {
+    std::lock_guard lock(mu_);
+    data[0] = read_data();
+    read_c = index_ == kRegC;
+  }
+  if (read_c && change_hook_) change_hook_();  // clearing IRQF lets periodic and update events count again
 }
 
 void Rtc::write(uint64_t offset, std::span<const uint8_t> data) {
@@ -278,14 +311,17 @@ void Rtc::write(uint64_t offset, std::span<const uint8_t> data) {
     LOG_DEBUG("rtc: {}-byte write at offset {} ignored", data.size(), offset);
     return;
   }
-  std::lock_guard lock(mu_);
-  if (offset == 0) {
-    index_ = data[0] & 0x7f;
-    nmi_masked_ = data[0] & 0x80;  // the PC's NMI mask shares the index port; NMIs are not modelled
-    return;
+  {
+    std::lock_guard lock(mu_);
+    if (offset == 0) {
+      index_ = data[0] & 0x7f;
+      nmi_masked_ = data[0] & 0x80;  // the PC's NMI mask shares the index port; NMIs are not modelled
+      return;
+    }
+    write_data(data[0]);
+    update_irq();
   }
-  write_data(data[0]);
-  update_irq();
+  if (change_hook_) change_hook_();
 }
 
 Result<void> Rtc::set_cmos(uint8_t index, uint8_t value) {
@@ -319,6 +355,37 @@ void Rtc::tick() {
   std::lock_guard lock(mu_);
   update_flags();
   update_irq();
+}
+
+std::optional<int64_t> Rtc::next_event_ns() {
+  std::lock_guard lock(mu_);
+  update_flags();
+  update_irq();
+  int64_t now = guest_ns();
+  uint8_t b = cmos_[kRegB];
+  std::optional<int64_t> next;
+  auto consider = [&](int64_t at) { next = next ? std::min(*next, at) : at; };
+  // With IRQF set, periods and updates change nothing the guest can see until it reads C.
+  if (!irq_level_) {
+    int64_t hz = std::min(periodic_hz(cmos_[kRegA] & kARateMask), kMaxTimerHz);
+    if ((b & kBPie) && hz) consider(next_period(now, hz));
+    if ((b & kBUie) && !set_mode()) consider((floor_div(now, kNsPerSec) + 1) * kNsPerSec);
+  }
+  // An alarm is still a wake event while the line is up for another reason.
+  if ((b & kBAie) && !(flags_ & kCAf) && !set_mode())
+    if (auto s = next_alarm(floor_div(now, kNsPerSec))) consider(*s * kNsPerSec);
+  if (next) *next -= offset_ns_;  // guest time to host time
+  return next;
+}
+
+uint64_t Rtc::take_alarms() {
+  std::lock_guard lock(mu_);
+  return std::exchange(alarms_pending_, 0);
+}
+
+bool Rtc::alarms_pending() {
+  std::lock_guard lock(mu_);
+  return alarms_pending_ != 0;
 }
 
 }  // namespace evmm

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "devices/acpi_pm.h"
 #include "devices/device_test_fakes.h"
 
 namespace evmm {
@@ -9,6 +10,7 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeInterruptLine;
+using testing::FakeVmControl;
 
 // 2026-11-21 23:59:59 UTC, a Saturday (computed independently with Python's calendar.timegm).
 constexpr int64_t kSat = 1795305599;
@@ -72,18 +74,30 @@ TEST_F(RtcTest, YearAndCenturyRollOver) {
   EXPECT_EQ(clock_regs(), (std::vector<uint8_t>{0x00, 0x00, 0x00, 0x07, 0x01, 0x01, 0x00, 0x20}));
 }
 
-TEST_F(RtcTest, UipDuringLast244MicrosecondsOfTheSecond) {
-  start_at(kSat * kNsPerSec + 999'755'999);
+// UIP rises 244 us before the 1984 us update cycle and falls when it ends, with the new second.
+TEST_F(RtcTest, UipCoversTheUpdateCycleOnceASecond) {
+  constexpr int64_t kWindow = 244'000 + 1'984'000;
+  start_at(kSat * kNsPerSec + kNsPerSec - kWindow - 1);
   EXPECT_EQ(get(0x0a) & 0x80, 0);
+  EXPECT_EQ(get(0), 0x59);
   clock.advance(1);
-  EXPECT_EQ(get(0x0a) & 0x80, 0x80);
-  clock.advance(243'999);
-  EXPECT_EQ(get(0x0a) & 0x80, 0x80);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "244 us before the cycle";
+  clock.advance(244'000);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "in the update cycle";
+  clock.advance(1'984'000 - 1);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "the last nanosecond of the cycle";
+  EXPECT_EQ(get(0), 0x59);
   clock.advance(1);
-  EXPECT_EQ(get(0x0a) & 0x80, 0) << "seconds rolled over";
-  EXPECT_EQ(get(0), 0x00);
+  EXPECT_EQ(get(0x0a) & 0x80, 0) << "the cycle ended";
+  EXPECT_EQ(get(0), 0x00) << "with the seconds rolled over";
+  clock.advance(kNsPerSec / 2);
+  EXPECT_EQ(get(0x0a) & 0x80, 0);
+  clock.advance(kNsPerSec / 2 - kWindow);
+  EXPECT_EQ(get(0x0a) & 0x80, 0x80) << "and again a second later";
   set(0x0a, 0xff);
-  EXPECT_EQ(get(0x0a), 0x7f) << "UIP is read-only; divider and rate bits are writable";
+  EXPECT_EQ(get(0x0a), 0xff) << "divider and rate bits are writable";
+  clock.advance(kWindow);
+  EXPECT_EQ(get(0x0a), 0x7f) << "UIP is read-only";
 }
 
 TEST_F(RtcTest, SetFreezesThenTimeRunsFromWhatGuestWrote) {
@@ -218,6 +232,94 @@ TEST_F(RtcTest, AlarmFoundInsideALongGapAndDontCare) {
   EXPECT_EQ(get(0x0c), 0x10);
 }
 
+// Every alarm byte of 0xc0-0xff is "don't care", alone or together (MC146818A, "Alarm").
+TEST_F(RtcTest, AlarmDontCareInEachByte) {
+  set(0x0a, 0x20);
+  for (uint8_t any : {0xc0, 0xd5, 0xff}) {
+    set(0x00, 0x59);  // each round from 23:59:59
+    set(0x02, 0x59);
+    set(0x04, 0x23);
+    set(0x01, any);
+    set(0x03, any);
+    set(0x05, any);
+    get(0x0c);
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << "every second matches " << int(any);
+    set(0x01, 0x30);  // seconds fixed: :30 of any minute of any hour
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+    clock.advance(29 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << int(any);
+    set(0x01, any);  // minutes fixed at one ahead: any second of that minute
+    uint8_t minute = get(0x02);
+    set(0x03, static_cast<uint8_t>(minute == 0x59 ? 0x00 : (minute & 0x0f) == 9 ? minute + 7 : minute + 1));
+    clock.advance(kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+    clock.advance(60 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0x20) << int(any);
+    set(0x03, any);
+    set(0x05, 0x25);  // hour 25 never comes, whatever the other bytes say
+    clock.advance(kNsPerSec);
+    get(0x0c);
+    clock.advance(2 * 86400 * kNsPerSec);
+    EXPECT_EQ(get(0x0c) & 0x20, 0) << int(any);
+  }
+}
+
+// Register C's flags do not depend on the enables; IRQF and the IRQ line are exactly
+// (PF & PIE) | (AF & AIE) | (UF & UIE) (MC146818A, Register C).
+TEST_F(RtcTest, IrqfIsTheEnabledFlags) {
+  struct Case {
+    uint8_t rate;      // register A
+    int64_t advance;   // ns
+    uint8_t flags;     // PF AF UF that elapse
+  };
+  const Case cases[] = {
+      {0x2f, kNsPerSec / 2, 0x40},  // 2 Hz, half a second: PF only
+      {0x20, kNsPerSec, 0x30},      // no rate, a second with an any-time alarm: UF and AF
+      {0x2f, kNsPerSec, 0x70},      // all three
+  };
+  set(0x01, 0xff);
+  set(0x03, 0xff);
+  set(0x05, 0xff);
+  for (const Case& c : cases) {
+    for (uint8_t enables = 0; enables < 8; ++enables) {
+      uint8_t b = static_cast<uint8_t>(0x02 | enables << 4);  // PIE AIE UIE are bits 6-4
+      set(0x0b, 0x02);
+      set(0x0a, c.rate);
+      // Start each case on a whole second, where the previous second's flags are cleared.
+      clock.advance(kNsPerSec - (clock.realtime_ns() % kNsPerSec));
+      get(0x0c);
+      irq.clear();
+      set(0x0b, b);
+      clock.advance(c.advance);
+      rtc->tick();
+      bool irqf = (c.flags & (enables << 4)) != 0;
+      EXPECT_EQ(irq.level(), irqf) << int(c.rate) << " " << int(enables);
+      EXPECT_EQ(get(0x0c), c.flags | (irqf ? 0x80 : 0)) << int(c.rate) << " " << int(enables);
+      EXPECT_FALSE(irq.level()) << "reading C drops the line";
+      EXPECT_EQ(get(0x0c), 0) << "and clears every flag";
+    }
+  }
+}
+
+// Setting an enable while its flag is set raises the line at once; clearing it drops the line.
+TEST_F(RtcTest, EnablesGateALatchedFlag) {
+  set(0x0a, 0x20);
+  set(0x01, 0xff);
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_FALSE(irq.level()) << "AF without AIE";
+  set(0x0b, 0x22);
+  EXPECT_TRUE(irq.level()) << "AIE with AF latched";
+  set(0x0b, 0x02);
+  EXPECT_FALSE(irq.level());
+  set(0x0b, 0x12);
+  EXPECT_TRUE(irq.level()) << "UF was latched too";
+  EXPECT_EQ(get(0x0c), 0xb0);
+  EXPECT_EQ(irq.levels(), (std::vector<bool>{true, false, true, false}));
+}
+
 TEST_F(RtcTest, PeriodicFlag) {
   EXPECT_EQ(get(0x0c), 0x00);
   clock.advance(500'000);  // half a 1024 Hz period
@@ -293,6 +395,193 @@ TEST_F(RtcTest, BadAccessesAreIgnoredAndCounted) {
   EXPECT_EQ(get(0x0d), 0x80);
   EXPECT_EQ(get(0x40), 0x12);
   EXPECT_EQ(rtc->stats().bad_accesses, 4u);
+}
+
+// ---- what drives the timer: next_event_ns() ----
+
+TEST_F(RtcTest, NoEventWhenNothingIsEnabled) {
+  // The reset state has a 1024 Hz rate and an alarm at midnight, but no enable: no timer.
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  set(0x0b, 0x0e);  // SQWE, binary, 24-hour: still no interrupt enable
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+}
+
+TEST_F(RtcTest, UpdateEventIsTheNextSecondInHostTime) {
+  set(0x0a, 0x20);
+  clock.advance(kNsPerSec / 4);
+  set(0x01, 0x30);
+  set(0x0b, 0x12);  // UIE
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec);
+  // The guest moves its clock: the deadline is still a whole guest second, in host time.
+  set(0x0b, 0x92);  // SET clears UIE ...
+  set(0x00, 0x10);
+  set(0x0b, 0x12);  // ... and leaving SET starts the second afresh
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec + kNsPerSec / 4);
+  clock.set_realtime((kSat + 1) * kNsPerSec + kNsPerSec / 4);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "IRQF is set: nothing to wait for until C is read";
+  EXPECT_TRUE(irq.level()) << "next_event_ns() raised the line as tick() does";
+  EXPECT_EQ(get(0x0c), 0x90);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 2) * kNsPerSec + kNsPerSec / 4);
+  set(0x0b, 0x92);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "SET stops updates";
+}
+
+TEST_F(RtcTest, PeriodicEventFollowsTheRate) {
+  set(0x0a, 0x2f);  // 2 Hz
+  set(0x0b, 0x42);  // PIE
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + kNsPerSec / 2);
+  set(0x0a, 0x2d);  // 8 Hz
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + kNsPerSec / 8);
+  set(0x0a, 0x2a);  // 64 Hz: 15625000 ns
+  clock.advance(15'625'000 - 1);
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + 15'625'000);
+  clock.advance(1);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  EXPECT_EQ(get(0x0c), 0xc0);
+  EXPECT_EQ(rtc->next_event_ns(), kSat * kNsPerSec + 2 * 15'625'000);
+  set(0x0a, 0x20);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "PIE with no rate";
+}
+
+// 8192 Hz sets PF at its own rate for a polling guest, but the timer wakes at most 1024 times a second.
+TEST_F(RtcTest, FastPeriodicRatesAreCappedForTheTimer) {
+  set(0x0a, 0x23);  // 8192 Hz
+  get(0x0c);
+  clock.advance(122'071);  // just past one 8192 Hz period (122070.3 ns)
+  EXPECT_EQ(get(0x0c) & 0x40, 0x40);
+  set(0x0b, 0x42);
+  int64_t now = clock.realtime_ns();
+  auto next = rtc->next_event_ns();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, kSat * kNsPerSec + 976'563) << "the next 1/1024 s, not the next 1/8192 s";
+  EXPECT_GE(*next - now, kNsPerSec / Rtc::kMaxTimerHz - 122'071);
+  clock.set_realtime(*next);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt);
+  EXPECT_TRUE(irq.level());
+  EXPECT_EQ(get(0x0c), 0xc0);
+}
+
+TEST_F(RtcTest, AlarmEventIsTheNextMatch) {
+  set(0x0b, 0x06);  // binary, 24-hour
+  set(0x01, 10);    // 00:00:10, tomorrow (it is 23:59:59)
+  set(0x03, 0);
+  set(0x05, 0);
+  set(0x0b, 0x26);  // AIE
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 11) * kNsPerSec);
+  set(0x05, 23);  // 23:00:10: nearly a day ahead
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 11 + 23 * 3600) * kNsPerSec);
+  set(0x01, 0xc0);  // 23:00:xx: the next 23:00:00
+  set(0x03, 0);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1 + 23 * 3600) * kNsPerSec);
+  set(0x05, 0xc0);
+  set(0x03, 0xc0);
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 1) * kNsPerSec) << "every second";
+  set(0x05, 24);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "hour 24 never comes";
+  set(0x05, 0xc0);
+  set(0x0b, 0xa6);  // SET, AIE
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "SET stops the update cycle and its alarm";
+}
+
+// The line may already be up for another reason; the alarm is still a wake event worth a timer.
+TEST_F(RtcTest, AlarmIsScheduledWhileTheLineIsUp) {
+  set(0x0a, 0x20);
+  set(0x0b, 0x06);
+  set(0x01, 5);
+  set(0x03, 0);
+  set(0x05, 0);
+  set(0x0b, 0x36);  // AIE and UIE
+  clock.advance(kNsPerSec);  // 00:00:00: UF raises the line
+  EXPECT_EQ(rtc->next_event_ns(), (kSat + 6) * kNsPerSec);
+  EXPECT_TRUE(irq.level());
+  clock.set_realtime((kSat + 6) * kNsPerSec);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_EQ(rtc->next_event_ns(), std::nullopt) << "AF is set: no more alarms until C is read";
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+  EXPECT_EQ(get(0x0c), 0xb0);
+}
+
+// ---- the alarm as an ACPI wake event ----
+
+struct RtcWakeTest : RtcTest {
+  FakeVmControl vm;
+  FakeInterruptLine sci;
+  std::unique_ptr<AcpiPm> pm;
+  void SetUp() override {
+    RtcTest::SetUp();
+    pm = std::make_unique<AcpiPm>(vm, sci, clock);
+    rtc->set_acpi_pm(pm.get());
+    set(0x0a, 0x20);
+    set(0x0b, 0x06);
+    set(0x01, 1);  // 00:00:01
+    set(0x03, 0);
+    set(0x05, 0);
+  }
+  uint16_t pm1_sts() {
+    uint8_t b[2] = {};
+    pm->read(AcpiPm::kStsOffset, b);
+    return static_cast<uint16_t>(b[0] | b[1] << 8);
+  }
+  void pm1_write(uint64_t offset, uint16_t v) {
+    uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
+    pm->write(offset, b);
+  }
+};
+
+TEST_F(RtcWakeTest, AlarmWithAieSetsRtcStsWhateverRtcEn) {
+  set(0x0b, 0x26);
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_EQ(pm1_sts() & AcpiPm::kRtcSts, 0) << "00:00:00 is no alarm";
+  clock.advance(kNsPerSec);
+  rtc->tick();
+  EXPECT_TRUE(irq.level());
+  EXPECT_EQ(pm1_sts(), AcpiPm::kRtcSts) << "RTC_STS is bit 10";
+  EXPECT_FALSE(sci.level()) << "RTC_EN is clear: status, but no SCI";
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_EQ(rtc->stats().alarms, 1u);
+  pm1_write(AcpiPm::kEnOffset, AcpiPm::kRtcSts);  // RTC_EN, bit 10 of PM1_EN
+  EXPECT_TRUE(sci.level());
+  pm1_write(AcpiPm::kStsOffset, AcpiPm::kRtcSts);  // write 1 to clear
+  EXPECT_FALSE(sci.level());
+  EXPECT_EQ(pm1_sts(), 0);
+  EXPECT_EQ(get(0x0c), 0xb0) << "the RTC's own flags are separate";
+}
+
+TEST_F(RtcWakeTest, AlarmNoticedByAGuestReadOfC) {
+  set(0x0b, 0x26);
+  pm1_write(AcpiPm::kEnOffset, AcpiPm::kRtcSts);
+  clock.advance(2 * kNsPerSec);
+  EXPECT_EQ(get(0x0c), 0xb0);
+  EXPECT_EQ(pm1_sts(), AcpiPm::kRtcSts);
+  EXPECT_TRUE(sci.level());
+  EXPECT_EQ(rtc->take_alarms(), 1u);
+}
+
+TEST_F(RtcWakeTest, AlarmWithoutAieIsNoWakeEvent) {
+  clock.advance(2 * kNsPerSec);
+  EXPECT_EQ(get(0x0c), 0x30);
+  EXPECT_EQ(pm1_sts(), 0);
+  EXPECT_EQ(rtc->take_alarms(), 0u);
+  EXPECT_FALSE(rtc->alarms_pending());
+}
+
+TEST_F(RtcTest, ChangeHookRunsAfterDataWritesAndReadsOfC) {
+  int calls = 0;
+  rtc->set_change_hook([&] { ++calls; });
+  uint8_t index = 0x0b, v = 0x02;
+  rtc->write(0, std::span<const uint8_t>(&index, 1));
+  EXPECT_EQ(calls, 0) << "index writes move nothing";
+  rtc->write(1, std::span<const uint8_t>(&v, 1));
+  EXPECT_EQ(calls, 1);
+  get(0x00);
+  get(0x0a);
+  EXPECT_EQ(calls, 1) << "reads other than C move nothing";
+  get(0x0c);
+  EXPECT_EQ(calls, 2);
+  set(0x01, 0x30);
+  EXPECT_EQ(calls, 3);
 }
 
 }  // namespace

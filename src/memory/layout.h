@@ -49,6 +49,7 @@ constexpr uint16_t kI8042DataPort = 0x60;
 constexpr uint16_t kI8042CmdPort = 0x64;
 constexpr uint16_t kRtcPort = 0x70;         // index at 0x70, data at 0x71
 constexpr uint8_t kRtcIrq = 8;
+constexpr uint8_t kCmosCentury = 0x32;      // the PC/AT's CMOS century byte, named by the FADT's CENTURY
 constexpr uint16_t kFwCfgPort = 0x510;      // selector (16-bit) at 0x510, data (8-bit) at 0x511
 constexpr uint16_t kFwCfgDmaPort = 0x514;
 // ACPI fixed hardware, where QEMU's PIIX4 PM puts it.

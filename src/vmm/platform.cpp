@@ -11,6 +11,7 @@
 #include "devices/fw_cfg.h"
 #include "devices/i8042.h"
 #include "devices/rtc.h"
+#include "devices/rtc_timer.h"
 #include "devices/serial.h"
 #include "event/eventfd_interrupt_line.h"
 #include "event/irq_notifier.h"
@@ -69,6 +70,10 @@ Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemo
   d->i8042_ = std::make_shared<I8042>(control);
   d->pm_ = std::make_shared<AcpiPm>(control, *d->sci_irq_, d->clock_);
   d->rtc_ = std::make_shared<Rtc>(*d->rtc_irq_, d->clock_);
+  // An RTC alarm sets RTC_STS (ACPI 6.0, 4.8.3.1.1), and the timer fires the RTC's interrupts.
+  d->rtc_->set_acpi_pm(d->pm_.get());
+  d->rtc_timer_ = TRY(RtcTimer::create(d->rtc_));
+  TRY(d->loop_->add(d->rtc_timer_));
   TRY(d->populate_fw_cfg(mem, cfg));
 
   TRY(pio.insert(kCom1Port, Serial::kRangeLen, d->serial_, "com1"));
@@ -109,6 +114,8 @@ Result<void> Devices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cf
   TRY(f.add_file("etc/e820", std::move(e820)));  // returns the file's key, unused here
   return {};
 }
+
+void Devices::set_rtc_alarm_handler(std::function<void()> handler) { rtc_timer_->set_alarm_handler(std::move(handler)); }
 
 Result<std::unique_ptr<ConsoleInput>> Devices::attach_console_input(int fd) {
   auto serial = serial_;

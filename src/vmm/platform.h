@@ -1,6 +1,7 @@
 // The PC platform's legacy devices, wired to their ports and interrupt lines.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "base/result.h"
@@ -26,6 +27,7 @@ class IrqNotifier;
 class FwCfg;
 class I8042;
 class Rtc;
+class RtcTimer;
 class Serial;
 
 class Devices {
@@ -39,7 +41,14 @@ class Devices {
   Result<std::unique_ptr<ConsoleInput>> attach_console_input(int fd);
 
   Serial& serial() { return *serial_; }
+  // The ACPI fixed hardware: the VMM's suspend policy hooks in with AcpiPm::set_sleep_handler, and
+  // a wake event sets its status (AcpiPm::raise_status(AcpiPm::kWakSts)).
   AcpiPm& pm() { return *pm_; }
+  Rtc& rtc() { return *rtc_; }
+  // The RTC alarm is a wakeup source. handler runs on the event-loop thread after each alarm the
+  // guest enabled (AF while register B's AIE); by then PM1_STS.RTC_STS is set, and the SCI raised
+  // if the guest set RTC_EN. Any thread; replaces the previous handler.
+  void set_rtc_alarm_handler(std::function<void()> handler);
   // The device event loop; its thread runs from create() until this object is destroyed.
   EventLoop& event_loop() { return *loop_; }
 
@@ -60,6 +69,7 @@ class Devices {
   std::shared_ptr<I8042> i8042_;
   std::shared_ptr<AcpiPm> pm_;
   std::shared_ptr<Rtc> rtc_;
+  std::shared_ptr<RtcTimer> rtc_timer_;
   std::shared_ptr<Doorbell> doorbell_;
 };
 

@@ -100,6 +100,11 @@ Result<void> Vm::setup_platform() {
   out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(cfg_.serial)));
   devices_ = TRY(Devices::create(vm_, mem_, pio_, mmio_, *ioevents_, *this, *out_, cfg_, &notifier_));
   devices_->pm().set_sleep_handler([this](uint8_t slp_typ) { on_sleep(slp_typ); });
+  // An RTC alarm wakes the VM from S3 when the guest enabled it as a wake source (PM1_EN.RTC_EN);
+  // outside S3 it is an interrupt like any other (IRQ8 through a notifying line).
+  devices_->set_rtc_alarm_handler([this] {
+    if (s3_.load() && (devices_->pm().enables() & AcpiPm::kRtcSts)) wake();
+  });
   auto pv = std::make_shared<PvControl>([] {
     if (Vcpu* v = Vcpu::current()) (void)v->set_mp_state(MpState::Suspended);
   });
