@@ -250,7 +250,6 @@ void Vm::on_sleep(uint8_t slp_typ) {
     LOG_WARN("guest asked for sleep type {}, which the DSDT does not declare; ignored", slp_typ);
     return;
   }
-  s3_entries_.fetch_add(1);
   switch (cfg_.on_suspend) {
     case OnSuspend::Ignore:
       LOG_INFO("guest asked for S3; --on-suspend=ignore");
@@ -294,7 +293,6 @@ Result<void> Vm::resume_from_s3(Vcpu& bsp) {
   }
   devices_->pm().raise_status(AcpiPm::kWakSts);
   s3_.store(false);
-  s3_resumes_.fetch_add(1);
   LOG_INFO("guest woke from ACPI S3 at waking vector {:#x}", vector);
   return {};
 }

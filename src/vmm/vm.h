@@ -95,11 +95,6 @@ class Vm final : public VmControl {
   // The platform wake button: ends ACPI S3 (the BSP resumes at the FACS waking vector); outside
   // S3, an API wake for every suspended vCPU. Any thread.
   void wake();
-  // True from the guest's S3 request until the wake that ends it.
-  bool sleeping() const { return s3_.load(); }
-  // Guest S3 requests seen, and S3 resumes done.
-  uint64_t s3_entries() const { return s3_entries_.load(); }
-  uint64_t s3_resumes() const { return s3_resumes_.load(); }
 
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
@@ -137,7 +132,6 @@ class Vm final : public VmControl {
   Vcpu::WakeHandler user_wake_handler_;
   std::atomic<bool> s3_{false};        // the guest is in S3
   std::atomic<bool> s3_wake_{false};   // a platform wake for S3 is pending
-  std::atomic<uint64_t> s3_entries_{0}, s3_resumes_{0};
 
   std::atomic<bool> stop_{false};
   EventFd stopped_;
