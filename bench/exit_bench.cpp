@@ -19,6 +19,7 @@
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/layout.h"
+#include "vcpu/cpu_setup.h"
 #include "vcpu/kick.h"
 #include "vcpu/vcpu.h"
 
@@ -61,14 +62,7 @@ struct SpinVm {
   }
   Result<VcpuFd> vcpu() {
     VcpuFd fd = TRY(vm.create_vcpu(0));
-    kvm_sregs s = TRY(fd.get_sregs());
-    s.cs.base = 0;
-    s.cs.selector = 0;
-    TRY(fd.set_sregs(s));
-    kvm_regs regs{};
-    regs.rip = 0x1000;
-    regs.rflags = 2;
-    TRY(fd.set_regs(regs));
+    TRY(set_real_mode_state(fd, 0, 0x1000));
     return fd;
   }
 };

@@ -59,7 +59,7 @@ void rt_idt_build(void)
     uint64_t gate = stub_gate(0);
     for (int v = 0; v < 256; v++, gate += 16)
         idt[2 * v] = gate;
-    idt[2 * RT_VEC_DF] |= 1ull << GATE_IST_SHIFT;
+    idt[2 * RT_VEC_DF] = stub_gate(RT_VEC_DF); /* with its IST */
 }
 
 void rt_idt_set_raw_gate(uint8_t vector, void (*entry)(void))

@@ -57,17 +57,23 @@ enum rtc_reg { RTC_SEC = 0x0, RTC_MIN = 0x2, RTC_HOUR = 0x4, RTC_DAY = 0x7, RTC_
 #define RTC_B_24H 0x02
 #define RTC_HOUR_PM 0x80 /* in 12-hour mode */
 
-static uint8_t cmos_read(uint8_t reg)
+uint8_t rt_cmos_read(uint8_t reg)
 {
     outb(0x70, reg);
     return inb(0x71);
+}
+
+void rt_cmos_write(uint8_t reg, uint8_t v)
+{
+    outb(0x70, reg);
+    outb(0x71, v);
 }
 
 static void rtc_snapshot(uint8_t r[6])
 {
     static const uint8_t regs[6] = {RTC_YEAR, RTC_MONTH, RTC_DAY, RTC_HOUR, RTC_MIN, RTC_SEC};
     for (int i = 0; i < 6; i++)
-        r[i] = cmos_read(regs[i]);
+        r[i] = rt_cmos_read(regs[i]);
 }
 
 static uint32_t from_bcd(uint8_t v) { return (v >> 4) * 10u + (v & 0xf); }
@@ -80,7 +86,7 @@ bool rt_rtc_read(struct rt_time *t)
     bool stable = false;
     for (int attempt = 0; attempt < 8 && !stable; attempt++) {
         int spins = 0;
-        while ((cmos_read(RTC_REG_A) & RTC_A_UIP) && ++spins < 10000)
+        while ((rt_cmos_read(RTC_REG_A) & RTC_A_UIP) && ++spins < 10000)
             ;
         memcpy(prev, now, sizeof(now));
         rtc_snapshot(now);
@@ -88,7 +94,7 @@ bool rt_rtc_read(struct rt_time *t)
     }
     if (!stable)
         return false;
-    uint8_t b = cmos_read(RTC_REG_B);
+    uint8_t b = rt_cmos_read(RTC_REG_B);
     bool pm = !(b & RTC_B_24H) && (now[3] & RTC_HOUR_PM);
     now[3] &= (uint8_t)~RTC_HOUR_PM;
     uint32_t v[6];

@@ -66,22 +66,11 @@ static inline uint16_t in16(uint16_t port)
     return v;
 }
 
-static uint8_t cmos_get(uint8_t reg)
-{
-    outb(0x70, reg);
-    return inb(0x71);
-}
-
-static void cmos_set(uint8_t reg, uint8_t v)
-{
-    outb(0x70, reg);
-    outb(0x71, v);
-}
 
 static void rtc_irq(struct rt_frame *f)
 {
     (void)f;
-    uint8_t c = cmos_get(REG_C);
+    uint8_t c = rt_cmos_read(REG_C);
     rtc_c_seen |= c;
     rtc_irqs++;
     rtc_irqf += (c & C_IRQF) != 0;
@@ -97,7 +86,7 @@ static bool rtc_irq_seen(void *arg)
 static void rtc_irq_setup(void)
 {
     irq_disable();
-    cmos_get(REG_C);
+    rt_cmos_read(REG_C);
     rtc_irqs = 0;
     rtc_irqf = 0;
     rtc_c_seen = 0;
@@ -109,22 +98,22 @@ void action_rtc_alarm(void)
 {
     bool irqs_were_on = read_rflags() & (1u << 9);
     rtc_irq_setup();
-    uint8_t a = cmos_get(REG_A), b = cmos_get(REG_B);
-    cmos_set(REG_A, A_DIVIDER); /* no periodic rate: the only flags are UF and AF */
-    cmos_set(REG_B, B_BINARY | B_24H);
-    for (int spins = 0; (cmos_get(REG_A) & A_UIP) && spins < 10000; spins++)
+    uint8_t a = rt_cmos_read(REG_A), b = rt_cmos_read(REG_B);
+    rt_cmos_write(REG_A, A_DIVIDER); /* no periodic rate: the only flags are UF and AF */
+    rt_cmos_write(REG_B, B_BINARY | B_24H);
+    for (int spins = 0; (rt_cmos_read(REG_A) & A_UIP) && spins < 10000; spins++)
         ;
-    uint32_t t = (cmos_get(REG_HOUR) * 60u + cmos_get(REG_MIN)) * 60u + cmos_get(REG_SEC);
+    uint32_t t = (rt_cmos_read(REG_HOUR) * 60u + rt_cmos_read(REG_MIN)) * 60u + rt_cmos_read(REG_SEC);
     t = (t + 2) % 86400;
-    cmos_set(REG_SEC_ALARM, (uint8_t)(t % 60));
-    cmos_set(REG_MIN_ALARM, (uint8_t)(t / 60 % 60));
-    cmos_set(REG_HOUR_ALARM, (uint8_t)(t / 3600));
-    cmos_get(REG_C);
-    cmos_set(REG_B, B_AIE | B_BINARY | B_24H);
+    rt_cmos_write(REG_SEC_ALARM, (uint8_t)(t % 60));
+    rt_cmos_write(REG_MIN_ALARM, (uint8_t)(t / 60 % 60));
+    rt_cmos_write(REG_HOUR_ALARM, (uint8_t)(t / 3600));
+    rt_cmos_read(REG_C);
+    rt_cmos_write(REG_B, B_AIE | B_BINARY | B_24H);
     bool got = rt_wait(rtc_irq_seen, NULL, 5000000); /* halts with sti;hlt; returns with IF=0 */
-    uint32_t h = cmos_get(REG_HOUR), m = cmos_get(REG_MIN), sec = cmos_get(REG_SEC);
-    cmos_set(REG_B, b);
-    cmos_set(REG_A, a);
+    uint32_t h = rt_cmos_read(REG_HOUR), m = rt_cmos_read(REG_MIN), sec = rt_cmos_read(REG_SEC);
+    rt_cmos_write(REG_B, b);
+    rt_cmos_write(REG_A, a);
     uint16_t pm1_sts = in16(PM1A_STS);
     outw(PM1A_STS, PM1_RTC_STS); /* write 1 to clear */
     if (irqs_were_on)
@@ -166,19 +155,19 @@ void action_rtc_pie(void)
     uint32_t hz = rs <= 2 ? 256u >> (rs - 1) : 65536u >> rs; /* MC146818A Table 5, 32.768 kHz time base */
     bool irqs_were_on = read_rflags() & (1u << 9);
     rtc_irq_setup();
-    uint8_t a = cmos_get(REG_A), b = cmos_get(REG_B);
-    cmos_set(REG_A, (uint8_t)(A_DIVIDER | rs));
+    uint8_t a = rt_cmos_read(REG_A), b = rt_cmos_read(REG_B);
+    rt_cmos_write(REG_A, (uint8_t)(A_DIVIDER | rs));
     stopwatch_start(250);
-    cmos_set(REG_B, b | B_PIE);
+    rt_cmos_write(REG_B, b | B_PIE);
     while (!stopwatch_done()) { /* each RTC interrupt, and the stopwatch's expiry, ends a hlt */
         irq_enable_and_halt();
         irq_disable();
     }
-    cmos_set(REG_B, b);
+    rt_cmos_write(REG_B, b);
     uint64_t ms = stopwatch_us() / 1000;
     rt_lapic_timer_stop();
-    cmos_get(REG_C);
-    cmos_set(REG_A, a);
+    rt_cmos_read(REG_C);
+    rt_cmos_write(REG_A, a);
     if (irqs_were_on)
         irq_enable();
     rt_printf("rtcpie: %u Hz, %u interrupts (%u with IRQF) in %lu ms, c 0x%x\n", hz, rtc_irqs, rtc_irqf, ms,

@@ -94,27 +94,40 @@ static struct bell parse_bell(const char *word)
     return b;
 }
 
+/* The ring instruction: a 4-byte outl or store of v. Inlined, so that CPL3 code may use it. */
+struct ringer {
+    bool mmio;
+    uint16_t port;
+    volatile uint32_t *bell;
+};
+static inline __attribute__((always_inline)) struct ringer ringer_for(const struct bell *b)
+{
+    return (struct ringer){.mmio = b->mmio, .port = (uint16_t)b->at, .bell = phys_ptr(b->at)};
+}
+static inline __attribute__((always_inline)) void ring(const struct ringer *r, uint32_t v)
+{
+    if (r->mmio)
+        *r->bell = v;
+    else
+        outl(r->port, v);
+}
+
 void action_doorbell(void)
 {
     struct bell b = parse_bell("doorbell");
-    bool mmio = b.mmio;
-    uint64_t n = b.n, at = b.at, gsi = b.gsi;
+    uint64_t n = b.n;
 
     uint64_t khz = rt_tsc_khz();
     bool irqs_were_on = read_rflags() & (1u << 9);
     irq_disable();
     rt_set_irq_handler(DOORBELL_VECTOR, bell_irq);
-    rt_ioapic_route((uint32_t)gsi, DOORBELL_VECTOR, rt_lapic_id());
-    volatile uint32_t *bell = phys_ptr(at);
-    uint16_t port = (uint16_t)at;
+    rt_ioapic_route((uint32_t)b.gsi, DOORBELL_VECTOR, rt_lapic_id());
+    struct ringer r = ringer_for(&b);
 
     for (uint32_t i = 0; i < n; i++) {
         uint32_t before = bell_irqs;
         uint64_t t0 = rdtsc();
-        if (mmio)
-            *bell = i + 1;
-        else
-            outl(port, i + 1);
+        ring(&r, i + 1);
         uint64_t t1 = rdtsc();
         while (bell_irqs == before) {
             irq_enable_and_halt();
@@ -130,7 +143,7 @@ void action_doorbell(void)
     sort_u64(ring_cycles, n);
     sort_u64(trip_cycles, n);
     rt_printf("doorbell: %s %lu round trips, ring p50 %lu p99 %lu cycles, round trip p50 %lu p99 %lu cycles\n",
-              mmio ? "mmio" : "pio", n, pct(ring_cycles, n, 50), pct(ring_cycles, n, 99), pct(trip_cycles, n, 50),
+              b.mmio ? "mmio" : "pio", n, pct(ring_cycles, n, 50), pct(ring_cycles, n, 99), pct(trip_cycles, n, 50),
               pct(trip_cycles, n, 99));
     rt_printf("doorbell: tsc %lu kHz, %u interrupts\n", khz, bell_irqs);
 }
@@ -138,9 +151,7 @@ void action_doorbell(void)
 /* ring3: the ring cost without instruction emulation. The loop runs at CPL3, where this host runs guest
  * code natively (rt_run_user), with IF=0 and no answer awaited: only the ring instruction is timed. */
 struct ring3 {
-    bool mmio;
-    uint16_t port;
-    volatile uint32_t *bell;
+    struct ringer r;
     uint32_t n;
 };
 
@@ -149,10 +160,7 @@ static void ring3_loop(void *p) /* CPL3: no runtime calls, no faults */
     const struct ring3 *r = p;
     for (uint32_t i = 0; i < r->n; i++) {
         uint64_t t0 = rdtsc();
-        if (r->mmio)
-            *r->bell = i + 1;
-        else
-            outl(r->port, i + 1);
+        ring(&r->r, i + 1);
         ring_cycles[i] = rdtsc() - t0;
     }
 }
@@ -161,7 +169,7 @@ void action_ring3(void)
 {
     struct bell b = parse_bell("ring3");
     uint64_t khz = rt_tsc_khz();
-    struct ring3 r = {.mmio = b.mmio, .port = (uint16_t)b.at, .bell = phys_ptr(b.at), .n = (uint32_t)b.n};
+    struct ring3 r = {.r = ringer_for(&b), .n = (uint32_t)b.n};
     rt_run_user(ring3_loop, &r);
     sort_u64(ring_cycles, b.n);
     rt_printf("ring3: %s %lu rings, p50 %lu p99 %lu cycles, tsc %lu kHz\n", b.mmio ? "mmio" : "pio", b.n,

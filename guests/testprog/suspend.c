@@ -58,17 +58,6 @@ void action_pvsuspend(void)
 
 extern const uint8_t s3_stub[], s3_stub_end[];
 
-static void cmos_write(uint8_t reg, uint8_t v)
-{
-    outb(0x70, reg);
-    outb(0x71, v);
-}
-static uint8_t cmos_read(uint8_t reg)
-{
-    outb(0x70, reg);
-    return inb(0x71);
-}
-
 void action_s3(void)
 {
     struct rt_acpi acpi;
@@ -82,13 +71,13 @@ void action_s3(void)
     if (as && (!rt_parse_u64(as, &secs) || secs == 0 || secs > 59))
         tp_fail(RT_EXIT_BAD_CMDLINE, "s3: bad alarm '%s' (1..59 seconds)", as);
     if (secs) {
-        cmos_write(0x0b, 0x06); /* binary, 24-hour, no interrupts while we set the alarm */
-        uint32_t now = cmos_read(0x00);
-        cmos_write(0x01, (uint8_t)((now + secs) % 60)); /* seconds alarm */
-        cmos_write(0x03, 0xff);                           /* any minute */
-        cmos_write(0x05, 0xff);                           /* any hour */
-        (void)cmos_read(0x0c);
-        cmos_write(0x0b, 0x26); /* AIE */
+        rt_cmos_write(0x0b, 0x06); /* binary, 24-hour, no interrupts while we set the alarm */
+        uint32_t now = rt_cmos_read(0x00);
+        rt_cmos_write(0x01, (uint8_t)((now + secs) % 60)); /* seconds alarm */
+        rt_cmos_write(0x03, 0xff);                           /* any minute */
+        rt_cmos_write(0x05, 0xff);                           /* any hour */
+        (void)rt_cmos_read(0x0c);
+        rt_cmos_write(0x0b, 0x26); /* AIE */
         outw(PM1A_EN, PM1_RTC);
     }
     irq_disable();

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "bus/io_bus.h"
 #include "devices/clock.h"
 #include "devices/vm_control.h"
 #include "event/interrupt_line.h"
@@ -80,5 +81,17 @@ class FakeClock : public Clock {
   std::atomic<int64_t> mono_{1'000'000'000};
   std::atomic<int64_t> real_{0};
 };
+
+// A CMOS/RTC register as a guest reaches it: the index at offset 0, then the data at offset 1.
+inline uint8_t cmos_get(BusDevice& rtc, uint8_t index) {
+  rtc.write(0, std::span<const uint8_t>(&index, 1));
+  uint8_t v = 0;
+  rtc.read(1, std::span(&v, 1));
+  return v;
+}
+inline void cmos_set(BusDevice& rtc, uint8_t index, uint8_t value) {
+  rtc.write(0, std::span<const uint8_t>(&index, 1));
+  rtc.write(1, std::span<const uint8_t>(&value, 1));
+}
 
 }  // namespace evmm::testing

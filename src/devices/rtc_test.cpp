@@ -25,16 +25,8 @@ struct RtcTest : ::testing::Test {
     clock.set_realtime(realtime_ns);
     rtc = std::make_unique<Rtc>(irq, clock);
   }
-  uint8_t get(uint8_t index) {
-    rtc->write(0, std::span<const uint8_t>(&index, 1));
-    uint8_t v = 0;
-    rtc->read(1, std::span(&v, 1));
-    return v;
-  }
-  void set(uint8_t index, uint8_t value) {
-    rtc->write(0, std::span<const uint8_t>(&index, 1));
-    rtc->write(1, std::span<const uint8_t>(&value, 1));
-  }
+  uint8_t get(uint8_t index) { return testing::cmos_get(*rtc, index); }
+  void set(uint8_t index, uint8_t value) { testing::cmos_set(*rtc, index, value); }
   std::vector<uint8_t> clock_regs() {
     return {get(0), get(2), get(4), get(6), get(7), get(8), get(9), get(0x32)};
   }

@@ -39,16 +39,8 @@ struct RtcTimerTest : ::testing::Test {
   }
   void TearDown() override { loop->stop(); }
 
-  uint8_t get(uint8_t index) {
-    rtc->write(0, std::span<const uint8_t>(&index, 1));
-    uint8_t v = 0;
-    rtc->read(1, std::span(&v, 1));
-    return v;
-  }
-  void set(uint8_t index, uint8_t value) {
-    rtc->write(0, std::span<const uint8_t>(&index, 1));
-    rtc->write(1, std::span<const uint8_t>(&value, 1));
-  }
+  uint8_t get(uint8_t index) { return testing::cmos_get(*rtc, index); }
+  void set(uint8_t index, uint8_t value) { testing::cmos_set(*rtc, index, value); }
   int run(int timeout_ms) {
     auto n = loop->run_once(timeout_ms);
     EXPECT_TRUE(n) << n.error().message();

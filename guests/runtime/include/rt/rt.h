@@ -147,6 +147,9 @@ struct rt_time {
     uint32_t year, month, day, hour, minute, second;
 };
 bool rt_rtc_read(struct rt_time *t); /* false if the RTC never leaves its update cycle */
+/* One CMOS/RTC register through the index (0x70) and data (0x71) ports; NMIs stay enabled. */
+uint8_t rt_cmos_read(uint8_t reg);
+void rt_cmos_write(uint8_t reg, uint8_t v);
 
 /* ACPI (spec 6.5 ch. 5) and MP (Intel MP spec 1.4) tables, found and checked by rt_acpi_scan(). */
 struct rt_acpi {
