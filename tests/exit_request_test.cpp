@@ -180,13 +180,36 @@ void stress(const std::vector<uint8_t>& code, bool exits_by_itself) {
               static_cast<unsigned long>(vm->vcpu->exit_requests().kicks()));
 }
 
+// Under ThreadSanitizer a kick may come too late for a guest that never exits by itself. TSan runs
+// an asynchronous signal's handler only when the thread next enters an intercepted call or an atomic
+// operation, so a kick that lands after before_run() armed the vCPU and before the KVM_RUN ioctl sets
+// immediate_exit only once KVM_RUN has returned. The spinning and the halted guest never make it
+// return, and the request stays pending (seen: 1,342 of 200,000 taken; a standalone program showed
+// KVM_RUN running on with immediate_exit still 0). Without TSan the handler runs before the thread
+// enters KVM_RUN (vcpu/kick.h). Under TSan, StressAbsorbedByPortExits checks the same accounting: its
+// port exits end each run, and the late handler runs then.
+#if defined(__SANITIZE_THREAD__)
+#define EVMM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EVMM_TSAN 1
+#endif
+#endif
+#ifdef EVMM_TSAN
+constexpr bool kKickHandlerIsDeferred = true;
+#else
+constexpr bool kKickHandlerIsDeferred = false;
+#endif
+
 TEST(ExitRequestKvm, StressSpinningGuest) {
   REQUIRE_KVM();
+  if (kKickHandlerIsDeferred) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kSpin, false);
 }
 
 TEST(ExitRequestKvm, StressHaltedInKernel) {
   REQUIRE_KVM();
+  if (kKickHandlerIsDeferred) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kHalt, false);
 }
 
