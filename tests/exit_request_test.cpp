@@ -12,6 +12,7 @@
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/layout.h"
+#include "testing/tsan.h"
 #include "tests/kvm_test_util.h"
 #include "vcpu/vcpu.h"
 
@@ -188,28 +189,15 @@ void stress(const std::vector<uint8_t>& code, bool exits_by_itself) {
 // KVM_RUN running on with immediate_exit still 0). Without TSan the handler runs before the thread
 // enters KVM_RUN (vcpu/kick.h). Under TSan, StressAbsorbedByPortExits checks the same accounting: its
 // port exits end each run, and the late handler runs then.
-#if defined(__SANITIZE_THREAD__)
-#define EVMM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EVMM_TSAN 1
-#endif
-#endif
-#ifdef EVMM_TSAN
-constexpr bool kKickHandlerIsDeferred = true;
-#else
-constexpr bool kKickHandlerIsDeferred = false;
-#endif
-
 TEST(ExitRequestKvm, StressSpinningGuest) {
   REQUIRE_KVM();
-  if (kKickHandlerIsDeferred) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
+  if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kSpin, false);
 }
 
 TEST(ExitRequestKvm, StressHaltedInKernel) {
   REQUIRE_KVM();
-  if (kKickHandlerIsDeferred) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
+  if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kHalt, false);
 }
 
