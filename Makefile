@@ -1,10 +1,14 @@
 # The README's two commands: `make run` and `make test`. Everything else is a helper.
 BUILD ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 TYPE ?= RelWithDebInfo
 CTEST_ARGS ?=
 JOBS ?= $(shell nproc)
+# What the sanitizer builds compile: the two test programs and what they run (evmm, the guests).
+TEST_TARGETS = evmm_unit_tests evmm_kvm_tests
 
-.PHONY: all deps configure build run test test-quick bench clean
+.PHONY: all deps configure build run test test-plain test-asan test-tsan test-quick bench clean
 
 all: build
 
@@ -23,10 +27,30 @@ run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
 	$(BUILD)/src/evmm run --kernel $(BUILD)/guests/demo.mb.elf --cpus 2
 
-test: build
+# The whole suite, one run after the other (also under make -j): the plain build, then the same
+# tests under ASan and UBSan, then the concurrency tests under TSan. Each build has its own dir.
+test:
+	@$(MAKE) --no-print-directory test-plain
+	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
+
+test-plain: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
 
-# The suite without the long cases (ctest label "long"); CI runs everything through `make test`.
+# Unit and KVM tests; the evmm children the KVM tests spawn are sanitized too. Any report aborts
+# the process that made it (testing/sanitizer_options.cpp), so it fails its test.
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) -DEVMM_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 1200 $(CTEST_ARGS)
+
+# The tests labelled "concurrency" (src/CMakeLists.txt, tests/CMakeLists.txt).
+test-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) -DEVMM_SANITIZE=thread >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
+	cd $(TSAN_BUILD) && ctest --output-on-failure --timeout 1200 -L concurrency $(CTEST_ARGS)
+
+# The plain suite without the long cases (ctest label "long"); CI runs everything through `make test`.
 test-quick: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 -LE long $(CTEST_ARGS)
 
@@ -38,4 +62,4 @@ bench: build
 	$(BUILD)/bench/evmm_doorbell_bench
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -12,6 +12,7 @@
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/layout.h"
+#include "testing/tsan.h"
 #include "tests/kvm_test_util.h"
 #include "vcpu/vcpu.h"
 
@@ -180,13 +181,23 @@ void stress(const std::vector<uint8_t>& code, bool exits_by_itself) {
               static_cast<unsigned long>(vm->vcpu->exit_requests().kicks()));
 }
 
+// Under ThreadSanitizer a kick may come too late for a guest that never exits by itself. TSan runs
+// an asynchronous signal's handler only when the thread next enters an intercepted call or an atomic
+// operation, so a kick that lands after before_run() armed the vCPU and before the KVM_RUN ioctl sets
+// immediate_exit only once KVM_RUN has returned. The spinning and the halted guest never make it
+// return, and the request stays pending (seen: 1,342 of 200,000 taken; a standalone program showed
+// KVM_RUN running on with immediate_exit still 0). Without TSan the handler runs before the thread
+// enters KVM_RUN (vcpu/kick.h). Under TSan, StressAbsorbedByPortExits checks the same accounting: its
+// port exits end each run, and the late handler runs then.
 TEST(ExitRequestKvm, StressSpinningGuest) {
   REQUIRE_KVM();
+  if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kSpin, false);
 }
 
 TEST(ExitRequestKvm, StressHaltedInKernel) {
   REQUIRE_KVM();
+  if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kHalt, false);
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "testing/tsan.h"
 #include "vcpu/exit_request_fd.h"
 
 namespace evmm {
@@ -21,7 +22,10 @@ bool immediate_exit(const kvm_run& run) { return __atomic_load_n(&run.immediate_
 struct Bound {
   kvm_run run{};
   ExitRequests req;
-  Bound() { EXPECT_TRUE(req.attach(&run)); }
+  Bound() {
+    testing::prepare_thread_for_kicks();
+    EXPECT_TRUE(req.attach(&run));
+  }
   ~Bound() { req.detach(); }
 };
 
