@@ -3,8 +3,11 @@ BUILD ?= build
 TYPE ?= RelWithDebInfo
 CTEST_ARGS ?=
 JOBS ?= $(shell nproc)
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
 
-.PHONY: all deps configure build run test test-quick bench clean
+.PHONY: all deps configure build run test test-quick bench fuzz clean
 
 all: build
 
@@ -36,6 +39,15 @@ bench: build
 	$(BUILD)/bench/evmm_exit_bench
 	$(BUILD)/bench/evmm_io_event_bench --benchmark_min_time=0.1
 	$(BUILD)/bench/evmm_doorbell_bench
+
+# Every libFuzzer target for FUZZ_SECONDS each (or only FUZZ_TARGETS), built with clang, ASan and
+# UBSan in their own build dir; exits non-zero on a crash and names the reproducer (fuzz/README.md).
+fuzz:
+	@scripts/deps.sh fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DEVMM_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD)
