@@ -25,8 +25,10 @@ for t in "${targets[@]}"; do
   seeds=(fuzz/corpus/"$t")
   [[ -d fuzz/regressions/$t ]] && seeds+=(fuzz/regressions/"$t")
   echo "fuzz: $t for ${seconds}s (log $log)"
-  # -timeout: one input running that long is a hang; -rss_limit_mb: a load must not eat the host.
-  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  # -timeout: one input running that long is a hang (the slowest legitimate one seen, an rtc input
+  # that lets a day pass before each of 1000 register C reads, takes 3 s under the sanitizers);
+  # -rss_limit_mb: a load must not eat the host.
+  "$bin" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$work" "${seeds[@]}" >"$log" 2>&1
   rc=$?
   # The last status line: executions, coverage (cov: edges, ft: features), corpus, exec/s.
