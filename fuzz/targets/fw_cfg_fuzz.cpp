@@ -5,7 +5,10 @@
 // DMA descriptor (control 4 bytes, length 2, target 2, each LE in the input) at address value & 0xfff0.
 // Invariants from fw_cfg.h: the data port returns the selected item byte by byte, then zeros, and
 // zeros for an unknown key; a 2-byte read returns all-ones; with DMA the registers read "QEMU CFG";
-// a finished DMA transfer leaves 0 or the error bit in its descriptor's control word.
+// a DMA transfer selects, skips or reads as its descriptor says (a read copies the item from the
+// current offset and zero-fills past its end), then leaves 0 in the control word, or the error bit
+// for a write or a target outside guest memory.
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,6 +46,70 @@ void put_be(std::vector<uint8_t>& out, uint64_t v, size_t n) {
   for (size_t i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * (n - 1 - i))));
 }
 
+using Items = std::map<uint16_t, std::vector<uint8_t>>;
+
+// What a guest reads for key: nullopt for the file directory, which is not modelled.
+std::optional<std::vector<uint8_t>> item(const Items& items, uint16_t key) {
+  if (key == fw_cfg::kFileDir) return std::nullopt;
+  auto it = items.find(key);
+  return it == items.end() ? std::vector<uint8_t>{} : it->second;
+}
+
+// What a DMA transfer should leave behind (fw_cfg.rst, "DMA interface").
+struct Transfer {
+  std::array<uint8_t, 4> control{};  // written back big-endian: 0, or the error bit
+  uint64_t target = 0;
+  std::optional<std::vector<uint8_t>> data;  // what a read puts at target, when it is known
+  std::optional<std::vector<uint8_t>> cur;   // the selected item afterwards
+  size_t cur_off = 0;
+};
+
+Transfer predict(const GuestMemory& mem, uint64_t desc, const Items& items,
+                 std::optional<std::vector<uint8_t>> cur, size_t cur_off) {
+  std::array<uint8_t, 16> d;
+  FUZZ_CHECK(mem.read(GuestAddress(desc), d));
+  auto be = [&](size_t at, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v = v << 8 | d[at + i];
+    return v;
+  };
+  uint64_t control = be(0, 4), length = be(4, 4);
+  Transfer t;
+  t.target = be(8, 8);
+  if (control & 0x08) {  // select
+    cur = item(items, static_cast<uint16_t>(control >> 16) & static_cast<uint16_t>(~fw_cfg::kWriteChannel));
+    cur_off = 0;
+  }
+  t.cur = cur;
+  t.cur_off = cur_off;
+  if (control & 0x10) {  // write: no item is writable
+    t.control[3] = 1;
+    return t;
+  }
+  bool read = control & 0x02, skip = control & 0x04;
+  if (!read && !skip) return t;
+  bool fits = length <= kMemBytes && t.target <= kMemBytes - length;
+  if (read && length > 0 && !fits) {
+    t.control[3] = 1;
+    t.cur.reset();  // how far a failed transfer got is not modelled
+    return t;
+  }
+  if (!cur) {
+    t.cur.reset();
+    return t;
+  }
+  size_t avail = cur->size() - std::min(cur_off, cur->size());
+  size_t n = std::min<uint64_t>(avail, length);
+  // The control word is written back last, over any data that landed on it.
+  bool hits_control = t.target < desc + 4 && desc < t.target + length;
+  if (read && !hits_control) {
+    t.data = std::vector<uint8_t>(length, 0);
+    std::copy_n(cur->begin() + static_cast<ptrdiff_t>(std::min(cur_off, cur->size())), n, t.data->begin());
+  }
+  t.cur_off = cur_off + n;
+  return t;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -57,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool dma = in.u8() & 1;
 
   // What the guest should read for each key; the file directory is left out (not modelled).
-  std::map<uint16_t, std::vector<uint8_t>> items{
+  Items items{
       {fw_cfg::kSignature, {'Q', 'E', 'M', 'U'}},
       {fw_cfg::kId, le_bytes(dma ? 3 : 1, 4)},
       {fw_cfg::kNbCpus, le_bytes(2, 2)},
@@ -83,7 +150,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The item the guest reads and how far it has read; nullopt once it cannot be known (the file
   // directory, or after a DMA transfer).
-  std::optional<std::vector<uint8_t>> cur = items[fw_cfg::kSignature];
+  std::optional<std::vector<uint8_t>> cur = item(items, fw_cfg::kSignature);
   size_t cur_off = 0;
   uint64_t dma_high = 0;
   fuzz::Op op;
@@ -104,34 +171,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         break;
       case fuzz::Op::Write: {
-        bus.write(platform::kFwCfgPort + op.offset, op.bytes());
-        if (op.width == 2 && op.offset == 0) {
-          auto key = static_cast<uint16_t>(op.value & ~uint64_t{fw_cfg::kWriteChannel});
-          auto it = items.find(key);
-          if (key == fw_cfg::kFileDir) cur.reset();
-          else cur = it == items.end() ? std::vector<uint8_t>{} : it->second;
-          cur_off = 0;
-        }
-        if (!dma) break;
-        // The address register is big-endian; the write of its low half (or all 8 bytes) runs the
-        // transfer, which may select another item.
+        // The DMA address register is big-endian; the write of its low half (or all 8 bytes) runs
+        // the transfer described at that address.
+        std::optional<uint64_t> desc;
         uint64_t be = 0;
         for (unsigned i = 0; i < op.width; ++i) be = be << 8 | op.data[i];
-        if (op.offset == 4 && op.width == 4) {
-          dma_high = be;
+        if (dma && op.offset == 8 && op.width == 4) desc = dma_high << 32 | be;
+        if (dma && op.offset == 4 && op.width == 8) desc = be;
+        std::optional<Transfer> expect;
+        if (desc && *desc <= kMemBytes - 16) expect = predict(mem, *desc, items, cur, cur_off);
+
+        bus.write(platform::kFwCfgPort + op.offset, op.bytes());
+
+        if (!dma || op.offset < FwCfg::kDmaOffset) {
+          if (op.width == 2 && op.offset == 0) {
+            auto key = static_cast<uint16_t>(op.value & ~uint64_t{fw_cfg::kWriteChannel});
+            cur = item(items, key);
+            cur_off = 0;
+          }
           break;
         }
-        std::optional<uint64_t> desc;
-        if (op.offset == 8 && op.width == 4) desc = dma_high << 32 | be;
-        if (op.offset == 4 && op.width == 8) desc = be;
+        if (op.offset == 4 && op.width == 4) dma_high = be;
         if (!desc) break;
         dma_high = 0;
-        cur.reset();
-        if (*desc <= kMemBytes - 16) {
-          uint8_t control[4];
-          FUZZ_CHECK(mem.read(GuestAddress(*desc), control));
-          FUZZ_CHECK(control[0] == 0 && control[1] == 0 && control[2] == 0 && control[3] <= 1);
+        if (!expect) {
+          cur.reset();  // the descriptor lies outside guest memory, or straddles its end
+          break;
         }
+        std::array<uint8_t, 4> control;
+        FUZZ_CHECK(mem.read(GuestAddress(*desc), control));
+        FUZZ_CHECK(control == expect->control);
+        if (expect->data) {
+          std::vector<uint8_t> got(expect->data->size());
+          FUZZ_CHECK(mem.read(GuestAddress(expect->target), got));
+          FUZZ_CHECK(got == *expect->data);
+        }
+        cur = expect->cur;
+        cur_off = expect->cur_off;
         break;
       }
       case fuzz::Op::Clock: {
