@@ -2,7 +2,7 @@
 // takes plain ELF images through the ELF loader. Input: the image file.
 // Invariants: every segment parse_elf returns lies inside the file, and a PT_LOAD's file size does
 // not exceed its memory size; a note found lies inside the file; load_image's result is checked as
-// for every loader, in the format detection chose.
+// for every loader, in the format detection chose, and a plain ELF's segments are in memory intact.
 #include <elf.h>
 
 #include "boot/elf.h"
@@ -34,5 +34,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.image = image;
   auto entry = load_image(mem, cfg);
   fuzz::check_load(mem, entry, entry ? entry->format : ImageFormat::ElfPlain);
+  if (entry && entry->format == ImageFormat::ElfPlain) fuzz::check_elf_loaded(mem, image, *boot::parse_elf(image));
   return 0;
 }

@@ -2,12 +2,15 @@
 // load result must satisfy (boot/boot.h, boot/image.h).
 #pragma once
 
+#include <elf.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "boot/boot.h"
+#include "boot/elf.h"
 #include "fuzz_input.h"
 #include "memory/guest_memory.h"
 #include "memory/layout.h"
@@ -48,6 +51,30 @@ inline void check_load(const GuestMemory& mem, const Result<BootEntry>& r, Image
   FUZZ_CHECK(r->rip < 4 * layout::GiB && r->rip >= layout::kHighRamStart);
   FUZZ_CHECK(mem.contains(GuestAddress(r->rip), 1));
   if (format == ImageFormat::Multiboot || format == ImageFormat::Pvh) FUZZ_CHECK(r->rbx == layout::kZeroPage);
+}
+
+// After a successful load, [paddr, +filesz) holds the file's bytes from offset and the rest up to
+// memsz reads zero: nothing written later (modules, boot data) landed on the image.
+inline void check_loaded(const GuestMemory& mem, std::span<const uint8_t> image, uint64_t offset, uint64_t filesz,
+                         uint64_t paddr, uint64_t memsz) {
+  std::vector<uint8_t> got(memsz);
+  FUZZ_CHECK(mem.read(GuestAddress(paddr), got));
+  std::vector<uint8_t> want(memsz, 0);
+  std::copy_n(image.begin() + static_cast<ptrdiff_t>(offset), filesz, want.begin());
+  FUZZ_CHECK(got == want);
+}
+
+inline void check_elf_loaded(const GuestMemory& mem, std::span<const uint8_t> image, const boot::ElfImage& elf) {
+  for (const auto& s : elf.segments)
+    if (s.type == PT_LOAD && s.memsz > 0) check_loaded(mem, image, s.offset, s.filesz, s.paddr, s.memsz);
+}
+
+// A module is in guest memory byte for byte, wherever the loader put it.
+inline void check_module(const GuestMemory& mem, uint64_t addr, uint64_t size, std::span<const uint8_t> want) {
+  FUZZ_CHECK(size == want.size());
+  std::vector<uint8_t> got(size);
+  FUZZ_CHECK(mem.read(GuestAddress(addr), got));
+  FUZZ_CHECK(std::equal(got.begin(), got.end(), want.begin(), want.end()));
 }
 
 }  // namespace evmm::fuzz
