@@ -3,6 +3,10 @@
 // Invariants from serial.h: every register is one byte wide (other widths read all-ones);
 // transmission is instantaneous (LSR always shows THRE and TEMT); a THR write outside loopback
 // reaches the sink at once and nothing else does; host input is refused without RTS or in loopback.
+// The receiver is modelled as a FIFO of 64 bytes (1 without FCR's FIFO enable), fed by host input
+// or, in loopback, by THR: push_input takes exactly what fits, RBR returns the bytes in order (the
+// last one again when empty), LSR.DR says whether any are left, and FCR clears them.
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -17,7 +21,8 @@ using namespace evmm;
 namespace {
 
 constexpr uint8_t kLcrDlab = 0x80, kMcrRts = 0x02, kMcrLoop = 0x10;
-constexpr uint8_t kLsrThre = 0x20, kLsrTemt = 0x40;
+constexpr uint8_t kLsrDr = 0x01, kLsrThre = 0x20, kLsrTemt = 0x40;
+constexpr uint8_t kFcrEnable = 0x01, kFcrClearRx = 0x02;
 
 }  // namespace
 
@@ -36,17 +41,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   IoBus bus("pio");
   FUZZ_CHECK(bus.insert(platform::kCom1Port, Serial::kRangeLen, serial, "com1"));
 
-  uint8_t lcr = 0, mcr = 0;  // as the guest last wrote them
+  uint8_t lcr = 0, mcr = 0, fcr = 0;  // as the guest last wrote them
+  std::deque<uint8_t> rx;             // what RBR will return, in order
+  uint8_t rbr = 0;                    // the last byte received
+  auto capacity = [&] { return (fcr & kFcrEnable) ? Serial::kRxFifoSize : size_t{1}; };
   fuzz::Op op;
   while (fuzz::next_op(in, &op)) {
     bool one_byte = op.width == 1 && op.offset < Serial::kRangeLen;
+    bool dlab = lcr & kLcrDlab;
     switch (op.kind) {
       case fuzz::Op::Read:
         bus.read(platform::kCom1Port + op.offset, op.bytes());
         if (!one_byte) {
           FUZZ_CHECK(fuzz::all_ones(op.bytes()));
+        } else if (op.offset == 0 && !dlab) {
+          if (!rx.empty()) {
+            rbr = rx.front();
+            rx.pop_front();
+          }
+          FUZZ_CHECK(op.data[0] == rbr);
         } else if (op.offset == 5) {
           FUZZ_CHECK((op.data[0] & (kLsrThre | kLsrTemt)) == (kLsrThre | kLsrTemt));
+          FUZZ_CHECK(((op.data[0] & kLsrDr) != 0) == !rx.empty());
         } else if (op.offset == 4) {
           FUZZ_CHECK(op.data[0] == (mcr & 0x1f));  // bits 5-7 read 0 on the 16550A
         } else if (op.offset == 3) {
@@ -56,9 +72,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::Write: {
         size_t before = sent.size();
         bus.write(platform::kCom1Port + op.offset, op.bytes());
-        bool tx = one_byte && op.offset == 0 && !(lcr & kLcrDlab) && !(mcr & kMcrLoop);
+        bool thr = one_byte && op.offset == 0 && !dlab;
+        bool tx = thr && !(mcr & kMcrLoop);
         FUZZ_CHECK(sent.size() == before + (tx ? 1 : 0));
         if (tx) FUZZ_CHECK(sent.back() == op.data[0]);
+        if (thr && (mcr & kMcrLoop) && rx.size() < capacity()) rx.push_back(op.data[0]);
+        if (one_byte && op.offset == 2) {
+          uint8_t v = op.data[0];
+          // Changing the FIFO enable bit, or FCR bit 1, empties the receiver (PC16550D, FCR).
+          if (((v ^ fcr) & kFcrEnable) || (v & kFcrClearRx)) rx.clear();
+          fcr = (v & kFcrEnable) ? v : 0;
+        }
         if (one_byte && op.offset == 3) lcr = op.data[0];
         if (one_byte && op.offset == 4) mcr = op.data[0] & 0x1f;
         break;
@@ -68,8 +92,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::Extra: {
         auto bytes = in.bytes((op.arg & 31) + 1u);
         size_t took = serial->push_input(bytes);
-        FUZZ_CHECK(took <= bytes.size() && took <= Serial::kRxFifoSize);
-        if (!(mcr & kMcrRts) || (mcr & kMcrLoop)) FUZZ_CHECK(took == 0);
+        bool accepting = (mcr & kMcrRts) && !(mcr & kMcrLoop);
+        size_t room = accepting ? capacity() - std::min(rx.size(), capacity()) : 0;
+        FUZZ_CHECK(took == std::min(room, bytes.size()));
+        rx.insert(rx.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(took));
         break;
       }
     }
