@@ -4,7 +4,10 @@
 // Invariants from rtc.h: both ports are one byte wide (other widths read all-ones); the index port
 // reads 0xff; the clock registers hold valid BCD unless register B selects binary; reading register
 // C reports IRQF exactly when an enabled flag is set, and leaves the IRQ line deasserted; the
-// clock spans 1900-2199, so at the end its century is sane.
+// clock spans 1900-2199, so at the end its century is sane; until the guest sets or stops the
+// clock, its registers show the fake wall time as gmtime() reads it.
+#include <time.h>
+
 #include <memory>
 
 #include "bus/io_bus.h"
@@ -31,6 +34,27 @@ bool is_clock_register(uint8_t index) {
 
 bool valid_bcd(uint8_t v) { return (v & 0x0f) <= 9 && (v >> 4) <= 9; }
 
+// What a clock register reads at wall time secs, by the C library's calendar rather than evmm's.
+uint8_t expected_clock_register(uint8_t index, int64_t secs, uint8_t reg_b) {
+  time_t t = static_cast<time_t>(secs);
+  tm f{};
+  FUZZ_CHECK(gmtime_r(&t, &f));
+  auto enc = [&](int v) { return static_cast<uint8_t>((reg_b & kBBinary) ? v : (v / 10) << 4 | v % 10); };
+  int year = f.tm_year + 1900;
+  switch (index) {
+    case 0x00: return enc(f.tm_sec);
+    case 0x02: return enc(f.tm_min);
+    case 0x04:
+      if (reg_b & kB24Hour) return enc(f.tm_hour);
+      return static_cast<uint8_t>(enc(f.tm_hour % 12 == 0 ? 12 : f.tm_hour % 12) | (f.tm_hour >= 12 ? 0x80 : 0));
+    case 0x06: return enc(f.tm_wday + 1);  // Sunday is 1
+    case 0x07: return enc(f.tm_mday);
+    case 0x08: return enc(f.tm_mon + 1);
+    case 0x09: return enc(year % 100);
+    default: return enc(year / 100);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -49,6 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   uint8_t index = 0;
   uint8_t reg_b = kB24Hour;  // what the device starts with, then what the guest wrote
+  bool host_time = true;     // until the guest sets the clock or stops it, it shows the host's time
   fuzz::Op op;
   while (fuzz::next_op(in, &op)) {
     bool one_byte = op.width == 1 && op.offset < Rtc::kRangeLen;
@@ -61,20 +86,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         } else if (index == kRegC) {
           FUZZ_CHECK(((v & kCIrqf) != 0) == ((v & reg_b & kCFlags) != 0));
           FUZZ_CHECK(!irq.level());
-        } else if (is_clock_register(index) && !(reg_b & kBBinary)) {
+        } else if (is_clock_register(index)) {
+          if (host_time) FUZZ_CHECK(v == expected_clock_register(index, clock.realtime_ns() / kNsPerSec, reg_b));
           // In 12-hour mode bit 7 of the hours is the PM flag, not part of the BCD value.
           if (index == 0x04 && !(reg_b & kB24Hour)) v &= 0x7f;
-          FUZZ_CHECK(valid_bcd(v));
+          if (!(reg_b & kBBinary)) FUZZ_CHECK(valid_bcd(v));
         }
         break;
       }
       case fuzz::Op::Write:
         bus.write(platform::kRtcPort + op.offset, op.bytes());
         if (one_byte && op.offset == 0) index = op.data[0] & 0x7f;
+        if (one_byte && op.offset == 1 && is_clock_register(index)) host_time = false;
         if (one_byte && op.offset == 1 && index == kRegB) {
           uint8_t v = op.data[0];
           if ((v & kBSet) && !(reg_b & kBSet)) v &= static_cast<uint8_t>(~kBUie);  // SET clears UIE
           reg_b = v;
+          if (v & kBSet) host_time = false;
         }
         break;
       case fuzz::Op::Clock:
