@@ -5,10 +5,14 @@ TSAN_BUILD ?= build-tsan
 TYPE ?= RelWithDebInfo
 CTEST_ARGS ?=
 JOBS ?= $(shell nproc)
-# What the sanitizer builds compile: the two test programs and what they run (evmm, the guests).
-TEST_TARGETS = evmm_unit_tests evmm_kvm_tests
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+# What the sanitizer builds compile: the test programs and what they run (evmm, the guests), and
+# the fuzz corpus replays, which ASan and UBSan check too.
+TEST_TARGETS = evmm_unit_tests evmm_kvm_tests fuzz_replays
 
-.PHONY: all deps configure build run test test-plain test-asan test-tsan test-quick bench clean
+.PHONY: all deps configure build run test test-plain test-asan test-tsan test-quick bench fuzz clean
 
 all: build
 
@@ -61,5 +65,14 @@ bench: build
 	$(BUILD)/bench/evmm_io_event_bench --benchmark_min_time=0.1
 	$(BUILD)/bench/evmm_doorbell_bench
 
+# Every libFuzzer target for FUZZ_SECONDS each (or only FUZZ_TARGETS), built with clang, ASan and
+# UBSan in their own build dir; exits non-zero on a crash and names the reproducer (fuzz/README.md).
+fuzz:
+	@scripts/deps.sh fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DEVMM_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

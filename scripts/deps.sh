@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages evmm needs that are missing. Idempotent, silent when nothing is
-# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench]
+# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench|fuzz]
 set -euo pipefail
 
 # One line each on why: README.md, "Dependencies".
 build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
             libbenchmark-dev libxen-dev)
 bench_pkgs=(qemu-system-x86)
+fuzz_pkgs=(clang libclang-rt-dev)
 
 want=("${build_pkgs[@]}")
-if [[ "${1:-build}" == bench ]]; then want+=("${bench_pkgs[@]}"); fi
+case "${1:-build}" in
+  bench) want+=("${bench_pkgs[@]}") ;;
+  fuzz) want+=("${fuzz_pkgs[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

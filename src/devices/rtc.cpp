@@ -29,6 +29,9 @@ constexpr uint8_t kHourPm = 0x80;
 // (MC146818A, Table 4 and Figure 11); the cycle ends when the seconds roll over.
 constexpr int64_t kUipWindowNs = 244'000 + 1'984'000;
 constexpr int64_t kSecsPerDay = 86'400;
+// 1900-01-01 00:00:00 and 2199-12-31 23:59:59 UTC, in seconds since 1970 (Python's calendar.timegm).
+constexpr int64_t kMinGuestSecs = -2'208'988'800;
+constexpr int64_t kMaxGuestSecs = 7'258'118'399;
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
@@ -101,6 +104,13 @@ Rtc::DateTime Rtc::now_fields() const {
 
 void Rtc::set_time(const DateTime& t, bool keep_phase) {
   int64_t secs = days_from_civil(t.year, t.month, t.day) * kSecsPerDay + t.hour * 3600 + t.minute * 60 + t.second;
+  // Guest time is int64 nanoseconds since 1970, which end in 1677 and 2262: a century of 00 or 99
+  // would overflow it. The clock spans 1900-2199 and takes a time outside at the nearest end.
+  if (secs < kMinGuestSecs || secs > kMaxGuestSecs) {
+    stats_.invalid_time_writes.fetch_add(1, std::memory_order_relaxed);
+    LOG_DEBUG("rtc: year {} is outside 1900-2199; clamped", t.year);
+    secs = std::clamp(secs, kMinGuestSecs, kMaxGuestSecs);
+  }
   int64_t phase = keep_phase ? floor_mod(guest_ns(), kNsPerSec) : 0;
   offset_ns_ = secs * kNsPerSec + phase - clock_.realtime_ns();
   last_check_ns_ = guest_ns();  // a jump in time is not an update, an alarm or a period

@@ -9,6 +9,8 @@
 // registers, or a SET/clear of register B's SET bit, move the offset so that the guest's time keeps
 // running from what it wrote. The clock fields are held in binary and encoded on every access in
 // the current BCD/binary and 12/24-hour modes of register B; the weekday is derived from the date.
+// The clock spans 1900-2199: a time written outside that (century 00, say) is clamped to its nearest
+// end and counted in invalid_time_writes.
 // The divider bits of register A are stored, but the time base always runs.
 //
 // The update cycle (MC146818A, "Update Cycle" and Figure 11): UIP rises 244 us before the cycle

@@ -151,6 +151,16 @@ TEST_F(RtcTest, OutOfRangeFieldsAreClampedAndCounted) {
   EXPECT_EQ(rtc->stats().invalid_time_writes, 2u);
 }
 
+TEST_F(RtcTest, TimesOutsideTheCenturiesKeptAreClampedToTheirEnds) {
+  set(0x32, 0x00);  // 0026-11-21: before 1900
+  EXPECT_EQ(clock_regs(), (std::vector<uint8_t>{0x00, 0x00, 0x00, 0x02, 0x01, 0x01, 0x00, 0x19}));
+  set(0x32, 0x99);  // 9900-01-01: after 2199
+  EXPECT_EQ(clock_regs(), (std::vector<uint8_t>{0x59, 0x59, 0x23, 0x03, 0x31, 0x12, 0x99, 0x21}));
+  EXPECT_EQ(rtc->stats().invalid_time_writes, 2u);
+  clock.advance(kNsPerSec);  // and the clock runs on from there
+  EXPECT_EQ(get(0x32), 0x22);
+}
+
 TEST_F(RtcTest, RegisterCReportsElapsedUpdatesAndClearsOnRead) {
   set(0x0a, 0x20);  // no periodic rate
   EXPECT_EQ(get(0x0c), 0x00);

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in fuzz/corpus/<target>/: small, valid or nearly valid inputs that put
+each fuzzer on the paths a real guest or image takes. Deterministic; run it after changing an input
+format and commit what it writes. Usage: fuzz/make_corpus.py [OUTDIR]"""
+
+import os
+import shutil
+import struct
+import sys
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+MiB = 1 << 20
+corpus = {}
+
+
+def seed(target, name, data):
+    corpus.setdefault(target, {})[name] = bytes(data)
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+MB_MAGIC = 0x1BADB002
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+NT_GNU_BUILD_ID = 3
+PT_LOAD, PT_NOTE = 1, 4
+SHT_NOTE = 7
+
+
+def mb_header(flags, header_addr=0, load_addr=0, load_end=0, bss_end=0, entry=0):
+    h = struct.pack("<III", MB_MAGIC, flags, (-(MB_MAGIC + flags)) & 0xFFFFFFFF)
+    if flags & (1 << 16) or flags & (1 << 2):
+        h += struct.pack("<5I", header_addr, load_addr, load_end, bss_end, entry)
+    if flags & (1 << 2):
+        h += struct.pack("<4I", 0, 1024, 768, 32)
+    return h
+
+
+def note(name, ntype, desc):
+    n = name.encode() + b"\0"
+    pad = lambda b: b + b"\0" * (-len(b) % 4)
+    return struct.pack("<III", len(n), len(desc), ntype) + pad(n) + pad(desc)
+
+
+def elf(is64, entry, segments, notes=b"", notes_in_section=False, extra=b""):
+    """segments: (paddr, vaddr, data, memsz). A PT_NOTE (or SHT_NOTE section) holds notes; extra
+    bytes (a multiboot header, say) go right after the program headers."""
+    ehsize, phsize, shsize = (64, 56, 64) if is64 else (52, 32, 40)
+    phnum = len(segments) + (1 if notes and not notes_in_section else 0)
+    off = ehsize + phnum * phsize
+    body = bytearray(extra)
+    extra_off = off
+    off += len(body)
+    notes_off = off
+    body += notes
+    off += len(notes)
+    phdrs = []
+    for paddr, vaddr, data, memsz in segments:
+        pad = -off % 16
+        body += b"\0" * pad
+        off += pad
+        phdrs.append((PT_LOAD, off, vaddr, paddr, len(data), memsz, 16))
+        body += data
+        off += len(data)
+    if notes and not notes_in_section:
+        phdrs.append((PT_NOTE, notes_off, 0, 0, len(notes), len(notes), 4))
+    shoff = shnum = 0
+    if notes and notes_in_section:
+        shoff, shnum = off, 2
+        if is64:
+            sh = b"\0" * 64 + struct.pack("<IIQQQQIIQQ", 0, SHT_NOTE, 0, 0, notes_off, len(notes), 0, 0, 4, 0)
+        else:
+            sh = b"\0" * 40 + struct.pack("<10I", 0, SHT_NOTE, 0, 0, notes_off, len(notes), 0, 0, 4, 0)
+        body += sh
+    ident = b"\x7fELF" + bytes([2 if is64 else 1, 1, 1]) + b"\0" * 9
+    if is64:
+        eh = ident + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, ehsize, shoff, 0, ehsize, phsize, phnum,
+                                 shsize if shnum else 0, shnum, 0)
+        ph = b"".join(struct.pack("<IIQQQQQQ", t, 7, o, v, p, fs, ms, a) for t, o, v, p, fs, ms, a in phdrs)
+    else:
+        eh = ident + struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, entry, ehsize, shoff, 0, ehsize, phsize, phnum,
+                                 shsize if shnum else 0, shnum, 0)
+        ph = b"".join(struct.pack("<8I", t, o, v, p, fs, ms, 7, a) for t, o, v, p, fs, ms, a in phdrs)
+    assert len(eh) == ehsize
+    image = eh + ph + bytes(body)
+    assert extra_off == ehsize + len(ph)
+    return image
+
+
+code = bytes(range(0x90, 0x90 + 64))  # stands in for the kernel's text
+
+# multiboot: the a.out kludge (flat binary) and ELF images carrying a header.
+KLUDGE = (1 << 16) | 3
+flat = bytearray(code * 4)
+flat[0:32] = mb_header(KLUDGE, header_addr=MiB, load_addr=MiB, load_end=0, bss_end=MiB + 0x2000, entry=MiB + 32)
+seed("multiboot", "kludge_flat", flat)
+flat2 = bytearray(code * 2 + b"\0" * 64)
+flat2[64:96] = mb_header(KLUDGE, header_addr=2 * MiB + 64, load_addr=2 * MiB, load_end=2 * MiB + 128, entry=2 * MiB)
+seed("multiboot", "kludge_load_end", flat2)
+seed("multiboot", "video_mode", mb_header(0x10007, MiB, MiB, 0, 0, MiB + 48) + code)
+seed("multiboot", "elf32", elf(False, MiB, [(MiB, MiB, code, 0x1000)], extra=mb_header(3)))
+seed("multiboot", "elf64_high", elf(True, 0xFFFFFFFF80100000, [(MiB, 0xFFFFFFFF80100000, code * 2, 0x200)],
+                                    extra=mb_header(2)))
+seed("multiboot", "bad_checksum", struct.pack("<III", MB_MAGIC, 0, 0) + code)
+late = bytearray(8192) + mb_header(KLUDGE, MiB, MiB, 0, 0, MiB)
+seed("multiboot", "header_past_8k", late)
+
+# PVH: the PHYS32_ENTRY note in a PT_NOTE segment or in a section, 4 or 8 bytes.
+pvh_note4 = note("Xen", XEN_ELFNOTE_PHYS32_ENTRY, struct.pack("<I", MiB))
+pvh_note8 = note("Xen", XEN_ELFNOTE_PHYS32_ENTRY, struct.pack("<Q", MiB + 16))
+gnu_note = note("GNU", NT_GNU_BUILD_ID, bytes(range(20)))
+seed("pvh", "elf64_note", elf(True, 0xFFFFFFFF81000000, [(MiB, 0xFFFFFFFF81000000, code, 0x3000)], gnu_note + pvh_note8))
+seed("pvh", "elf32_note", elf(False, MiB, [(MiB, MiB, code, 0x100), (MiB + 0x1000, MiB + 0x1000, code, 64)], pvh_note4))
+seed("pvh", "elf64_section_note", elf(True, MiB, [(MiB, MiB, code, 0x100)], pvh_note4, notes_in_section=True))
+seed("pvh", "bad_desc_size", elf(True, MiB, [(MiB, MiB, code, 0x100)], note("Xen", XEN_ELFNOTE_PHYS32_ENTRY, b"\1\2")))
+
+# Plain ELF, and one of each other format, since this target goes through load_image.
+seed("elf", "elf32_plain", elf(False, MiB + 4, [(MiB, MiB, code, 0x100)]))
+seed("elf", "elf64_two_segments", elf(True, 0xFFFFFFFF81000010, [(MiB, 0xFFFFFFFF81000000, code, 0x2000),
+                                                                (MiB + 0x4000, 0xFFFFFFFF81004000, code, 0x80)]))
+seed("elf", "elf64_build_id", elf(True, MiB, [(MiB, MiB, code, 0x100)], gnu_note, notes_in_section=True))
+seed("elf", "elf32_overlap", elf(False, MiB, [(MiB, MiB, code, 0x100), (MiB + 0x80, MiB + 0x80, code, 0x100)]))
+seed("elf", "pvh", corpus["pvh"]["elf64_note"])
+seed("elf", "multiboot", corpus["multiboot"]["kludge_flat"])
+seed("elf", "bzimage_magic", b"\0" * 0x202 + b"HdrS" + b"\0" * 16)
+
+# --- devices (fuzz/targets/device_ops.h) ----------------------------------------------------------
+
+LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
+
+
+def rd(off, width=1):
+    return bytes([(off << 4) | (LOG2[width] << 2)])
+
+
+def wr(off, value, width=1):
+    return bytes([(off << 4) | (LOG2[width] << 2) | 1]) + value.to_bytes(width, "little")
+
+
+def clock(ns16, shift):
+    return bytes([(shift << 2) | 2]) + ns16.to_bytes(2, "little")
+
+
+def extra(arg):
+    return bytes([(arg << 2) | 3])
+
+
+# Serial, as Linux's 8250 driver and evmm's guest runtime program it.
+init = wr(1, 0) + wr(3, 0x80) + wr(0, 1) + wr(1, 0) + wr(3, 0x03) + wr(2, 0xC7) + wr(4, 0x0B) + wr(1, 0x0F)
+seed("serial", "init_and_print", init + b"".join(wr(0, c) for c in b"hello\n") + rd(5) + rd(2) + rd(2))
+seed("serial", "input", init + extra(7) + b"abcdefgh" + rd(2) + rd(5) + rd(0) * 9 + rd(5) + rd(6))
+seed("serial", "loopback", init + wr(4, 0x1F) + rd(6) + wr(0, 0x55) + wr(0, 0xAA) + rd(5) + rd(0) + rd(0)
+     + wr(4, 0x0B) + rd(6) + b"".join(wr(0, i) for i in range(70)))
+seed("serial", "fifo_overrun", init + wr(4, 0x13) + b"".join(wr(0, i) for i in range(66)) + rd(5) + rd(2)
+     + wr(2, 0x06) + rd(2) + wr(2, 0x00) + extra(3) + b"xyzw")
+seed("serial", "bad_widths", rd(0, 2) + wr(0, 0x4142, 2) + rd(4, 4) + wr(5, 1) + wr(6, 1) + rd(7, 8) + wr(7, 0x99)
+     + rd(7) + rd(8) + wr(9, 1))
+
+# RTC: 4 bytes of wall time, then accesses at 0x70/0x71.
+def cmos_rd(index):
+    return wr(0, index) + rd(1)
+
+
+def cmos_wr(index, value):
+    return wr(0, index) + wr(1, value)
+
+
+now = struct.pack("<I", 1_700_000_000)
+seed("rtc", "read_clock", now + b"".join(cmos_rd(i) for i in (0x0A, 0, 2, 4, 6, 7, 8, 9, 0x32, 0x0B, 0x0D))
+     + clock(1000, 20) + cmos_rd(0))
+seed("rtc", "set_time_bcd", now + cmos_wr(0x0B, 0x82) + cmos_wr(0, 0x59) + cmos_wr(2, 0x59) + cmos_wr(4, 0x23)
+     + cmos_wr(7, 0x31) + cmos_wr(8, 0x12) + cmos_wr(9, 0x99) + cmos_wr(0x32, 0x20) + cmos_wr(0x0B, 0x02)
+     + clock(2000, 20) + cmos_rd(0) + cmos_rd(7) + cmos_rd(9))
+seed("rtc", "binary_12h", now + cmos_wr(0x0B, 0x04) + cmos_rd(4) + cmos_wr(4, 0x8B) + cmos_rd(4) + cmos_rd(6))
+seed("rtc", "periodic_irq", now + cmos_wr(0x0A, 0x26) + cmos_wr(0x0B, 0x42) + clock(5000, 10) + extra(0)
+     + cmos_rd(0x0C) + clock(5000, 10) + extra(0) + cmos_rd(0x0C))
+seed("rtc", "alarm_update", now + cmos_wr(1, 0xFF) + cmos_wr(3, 0xFF) + cmos_wr(5, 0xFF) + cmos_wr(0x0B, 0x32)
+     + clock(1000, 20) + extra(0) + cmos_rd(0x0C) + clock(1, 36) + cmos_rd(0x0C))
+seed("rtc", "nvram_and_bad", now + cmos_wr(0x40, 0x12) + cmos_rd(0x40) + cmos_wr(0x0C, 1) + cmos_wr(0x0D, 1)
+     + rd(0) + rd(0, 2) + wr(0, 0x8f0f, 2) + wr(0, 0x8F) + rd(1))
+
+# ACPI PM at 0x600: one byte of setup (bit 0: a sleep handler), then accesses.
+seed("acpi_pm", "timer", b"\0" + rd(8, 4) + clock(1000, 20) + rd(8, 4) + rd(8, 2) + rd(10, 1) + rd(11, 1))
+seed("acpi_pm", "sci_pwrbtn", b"\0" + wr(2, 0x0101, 2) + extra(0) + b"\x00\x01" + rd(0, 4) + wr(0, 0x0100, 2)
+     + rd(0, 4) + clock(3000, 20) + extra(1) + rd(0, 4) + wr(0, 1, 2))
+seed("acpi_pm", "s5", b"\0" + rd(4, 2) + wr(4, 0x2001, 2))
+seed("acpi_pm", "s3_handler", b"\1" + wr(4, 0x0400, 2) + wr(5, 0x24) + rd(4, 2))
+seed("acpi_pm", "bad", b"\0" + rd(6, 2) + rd(4, 4) + wr(8, 0, 4) + rd(0, 8) + wr(12, 1) + rd(5, 2))
+
+# fw_cfg at 0x510: one byte of setup (bit 0: DMA), then accesses.
+def select(key):
+    return wr(0, key, 2)
+
+
+seed("fw_cfg", "signature", b"\0" + select(0) + rd(1) * 5 + select(1) + rd(0) * 4 + rd(0, 2))
+seed("fw_cfg", "file_dir", b"\0" + select(0x19) + rd(1) * 140 + select(0x20) + rd(1) * 26 + select(0x4005)
+     + rd(1) * 2 + select(0x1234) + rd(1) + wr(1, 7))
+seed("fw_cfg", "dma", b"\1" + rd(4, 8) + rd(8, 4) + clock(0x100, 0) + (0x0019000A).to_bytes(4, "little")
+     + (64).to_bytes(2, "little") + (0x200).to_bytes(2, "little") + wr(4, 0, 4) + wr(8, 0x00010000, 4)
+     + rd(1) * 4)
+seed("fw_cfg", "dma_skip_select", b"\1" + clock(0x300, 0) + (0x00200008 | 4).to_bytes(4, "little")
+     + (8).to_bytes(2, "little") + (0).to_bytes(2, "little") + wr(4, 0x0003000000000000, 8) + rd(0) * 4
+     + extra(3) + (0x400).to_bytes(2, "little") + b"\x00\x00\x00\x02" + wr(8, 0x00040000, 4))
+
+# --- x86 -------------------------------------------------------------------------------------------
+
+insns = {
+    "int3": b"\xcc", "int80": b"\xcd\x80", "clac": b"\x0f\x01\xca", "stac": b"\x0f\x01\xcb", "fwait": b"\x9b",
+    "rdpid": b"\xf3\x0f\xc7\xf8", "rdpid_r9": b"\xf3\x41\x0f\xc7\xf9", "popcnt64": b"\xf3\x48\x0f\xb8\xc3",
+    "lzcnt16": b"\x66\xf3\x0f\xbd\xfe", "tzcnt_r11": b"\xf3\x4d\x0f\xbc\xcb", "prefixed": b"\x2e\x3e\xf3\x0f\xb8\xc1",
+    "unsupported": b"\x0f\xae\xf0", "truncated": b"\xf3\x0f",
+}
+for name, b in insns.items():
+    seed("x86_decode", name + "_64", b"\2" + b + b"\x90")
+    seed("x86_decode", name + "_32", b"\1" + b)
+seed("x86_decode", "long", b"\2" + b"\x66" * 16 + b"\xcc")
+
+# assist: mode, length, bytes, then patches (p, place, value).
+def patch_cpu(offset, value):
+    return bytes([0]) + offset.to_bytes(2, "little") + value.to_bytes(8, "little")
+
+
+def patch_mem(addr, value):
+    return bytes([1]) + addr.to_bytes(2, "little") + value.to_bytes(8, "little")
+
+
+for mode, mname in enumerate(["long", "prot", "real", "compat"]):
+    for name in ("int3", "int80", "clac", "rdpid", "popcnt64", "lzcnt16", "tzcnt_r11"):
+        b = insns[name]
+        seed("assist", f"{name}_{mname}", bytes([mode, len(b)]) + b)
+# rsp (kvm_regs offset 56) near the bottom of memory, and a gate that is not present.
+seed("assist", "int3_low_stack", bytes([0, 1]) + b"\xcc" + patch_cpu(56, 0x10))
+seed("assist", "int80_not_present", bytes([0, 2]) + b"\xcd\x80" + patch_mem(0x2000 + 0x80 * 16, 0x0000_0E00_0008_0000))
+
+
+def main():
+    for target, files in corpus.items():
+        d = os.path.join(OUT, target)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+    total = sum(len(b) for files in corpus.values() for b in files.values())
+    print(f"wrote {sum(len(f) for f in corpus.values())} seeds, {total} bytes, under {OUT}")
+
+
+main()

@@ -1,0 +1,104 @@
+// Completing an instruction the in-kernel emulator gave up on (vcpu/assist.h): decoding, then
+// int3/int n delivery through the guest's IDT, GDT, TSS and stack, or the register-only assists.
+// The guest memory is 64 KiB from 0 holding a plausible 64-bit world (GDT, IDT, TSS; see
+// vcpu/assist_test_env.h), addressed with identity translation.
+// Input: byte 0 picks the starting mode (% 4: long, protected, real, compatibility); byte 1 gives
+// the instruction length (% 16), then those bytes; then patches until the input ends, each one byte
+// p then 2 bytes of place and 8 bytes of value: p & 1 == 0 overwrites 8 bytes of the CPU state
+// (kvm_regs then kvm_sregs) at place % (size - 7); p & 1 == 1 writes guest memory at place.
+// Invariants from assist.h: a failure is EINVAL, EOPNOTSUPP or EFAULT (or rdpid's MSR error) with
+// a message, and changes neither the CPU state nor guest memory; a success clears RFLAGS.RF, and
+// only int3/int n change the segment registers or guest memory.
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "fuzz_input.h"
+#include "vcpu/assist.h"
+#include "vcpu/assist_test_env.h"
+#include "vcpu/x86_arch.h"
+
+using namespace evmm;
+using namespace evmm::assist_testing;
+
+namespace {
+
+constexpr uint64_t kMemBytes = 64 * 1024;
+
+// The world every input starts from: its GDT, and an IDT whose every gate leads to a present
+// 64-bit handler, with a TSS whose stack pointers lie in RAM.
+std::vector<uint8_t> world_image() {
+  FakeEnv env(kMemBytes);
+  write_gdt(env);
+  for (uint64_t v = 0; v < 256; ++v) {
+    uint64_t handler = 0xffffffff81000000 + v * 16;
+    env.poke_le(kIdtBase + v * 16, (handler & 0xffff) | uint64_t{kSelCode64} << 16 | uint64_t{0x8e} << 40 |
+                                       ((handler >> 16) & 0xffff) << 48, 8);
+    env.poke_le(kIdtBase + v * 16 + 8, handler >> 32, 8);
+  }
+  for (uint64_t i = 0; i < 7; ++i) env.poke_le(kTssBase + 36 + 8 * i, 0x8000 + i * 0x800, 8);
+  env.poke_le(0x10 * 4, 0x00001234, 4);  // a real-mode IVT entry
+  return env.snapshot();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fuzz_quiet_logs();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const std::vector<uint8_t> world = world_image();
+  static FakeEnv env(kMemBytes);
+  env.poke(0, world);
+  env.msrs[x86::kMsrTscAux] = 0x1234567890;
+
+  fuzz::Input in(data, size);
+  CpuState cpu;
+  switch (in.u8() % 4) {
+    case 0: cpu = long_mode_state(); break;
+    case 1: cpu = protected_mode_state(); break;
+    case 2: cpu = real_mode_state(); break;
+    default:
+      cpu = long_mode_state();
+      cpu.sregs.cs = flat_segment(kSelCode32, 0xb, false, true);
+      break;
+  }
+  auto insn = in.bytes(in.u8() % 16);
+  while (!in.done()) {
+    uint8_t p = in.u8();
+    uint64_t place = in.le(2);
+    uint8_t value[8];
+    uint64_t v = in.le(8);
+    std::memcpy(value, &v, 8);
+    if (p & 1) {
+      std::vector<uint8_t> b(value, value + std::min<uint64_t>(8, kMemBytes - place));
+      env.poke(place, b);
+    } else {
+      std::memcpy(reinterpret_cast<uint8_t*>(&cpu) + place % (sizeof cpu - 7), value, 8);
+    }
+  }
+
+  auto view = env.memory().slice(GuestAddress(0), kMemBytes);
+  FUZZ_CHECK(view);
+  std::vector<uint8_t> mem_before(view->begin(), view->end());
+  CpuState before = cpu;
+  auto r = complete_instruction(insn, cpu, env);
+  bool memory_same = std::memcmp(view->data(), mem_before.data(), kMemBytes) == 0;
+  if (!r) {
+    int code = r.error().code();
+    FUZZ_CHECK(code == EINVAL || code == EOPNOTSUPP || code == EFAULT);
+    FUZZ_CHECK(!r.error().message().empty());
+    FUZZ_CHECK(std::memcmp(&cpu, &before, sizeof cpu) == 0);
+    FUZZ_CHECK(memory_same);
+    return 0;
+  }
+  FUZZ_CHECK(*r < AssistKind::Count);
+  FUZZ_CHECK((cpu.regs.rflags & x86::rflags::kRF) == 0);
+  if (*r != AssistKind::Int3 && *r != AssistKind::IntN) {
+    FUZZ_CHECK(memory_same);
+    FUZZ_CHECK(std::memcmp(&cpu.sregs, &before.sregs, sizeof cpu.sregs) == 0);
+  }
+  return 0;
+}

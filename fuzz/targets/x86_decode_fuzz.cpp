@@ -1,0 +1,44 @@
+// The instruction decoder of the emulation assists (vcpu/x86_decode.h), on the bytes a guest left at
+// cs:rip. Input: one byte choosing the code size (value % 3: 16, 32, 64 bits), then the bytes.
+// Invariants from x86_decode.h: at most 15 bytes are looked at; a decoded instruction is 1 to 15
+// bytes long and lies inside the bytes given, with a known kind, operand size and registers;
+// failures are EINVAL (truncated or over-long) or EOPNOTSUPP (not an assisted instruction).
+#include <cerrno>
+
+#include "fuzz_input.h"
+#include "vcpu/x86_decode.h"
+
+using namespace evmm;
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fuzz_quiet_logs();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  fuzz::Input in(data, size);
+  static constexpr x86::CodeSize kModes[] = {x86::CodeSize::Bits16, x86::CodeSize::Bits32, x86::CodeSize::Bits64};
+  x86::CodeSize mode = kModes[in.u8() % 3];
+  auto bytes = in.rest();
+
+  auto d = x86::decode(bytes, mode);
+  if (!d) {
+    FUZZ_CHECK(d.error().code() == EINVAL || d.error().code() == EOPNOTSUPP);
+    FUZZ_CHECK(!d.error().message().empty());
+  } else {
+    FUZZ_CHECK(d->kind < AssistKind::Count);
+    FUZZ_CHECK(d->length >= 1 && d->length <= x86::kMaxInsnLength && d->length <= bytes.size());
+    FUZZ_CHECK(d->operand_bits == 16 || d->operand_bits == 32 || d->operand_bits == 64);
+    FUZZ_CHECK(d->reg < 16 && d->rm < 16);
+    if (d->kind == AssistKind::Int3) FUZZ_CHECK(d->vector == 3);
+    if (mode != x86::CodeSize::Bits64) FUZZ_CHECK(d->operand_bits != 64 && d->reg < 8 && d->rm < 8);
+  }
+  // Bytes past the 15th cannot change the answer.
+  if (bytes.size() > x86::kMaxInsnLength) {
+    auto first = x86::decode(bytes.first(x86::kMaxInsnLength), mode);
+    FUZZ_CHECK(first.has_value() == d.has_value());
+    if (d) FUZZ_CHECK(first->kind == d->kind && first->length == d->length);
+    else FUZZ_CHECK(first.error().code() == d.error().code());
+  }
+  return 0;
+}
