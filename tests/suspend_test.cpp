@@ -27,6 +27,8 @@ struct Guest {
   std::unique_ptr<Vm> vm;
   std::shared_ptr<EventFdInterruptLine> line;
 
+  int input_fd = -1;  // the serial input, if the test gives one
+
   std::string boot(const std::string& cmdline, unsigned cpus = 1, Vcpu::WakeHandler handler = nullptr) {
     auto k = System::open();
     if (!k) return k.error().message();
@@ -36,7 +38,7 @@ struct Guest {
     cfg.cmdline = cmdline;
     cfg.cpus = cpus;
     cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path};
+    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path, input_fd};
     auto v = Vm::create(*kvm, cfg);
     if (!v) return v.error().message;
     vm = std::move(*v);
@@ -96,11 +98,36 @@ TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
   Vcpu& v = g.vm->vcpu(0);
   ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
   g.raise();
+  ASSERT_TRUE(g.wait_for([&] { return !v.suspended(); }, 10s));
   VmOutcome out;
   std::string serial = g.finish(&out);
   EXPECT_EQ(out.exit_status, 1) << out.message << serial;
   // The wait took nothing from the LAPIC: the interrupt that woke the vCPU reached its handler.
   EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 1 serial 0")) << serial;
+  EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
+}
+
+// COM1's receive interrupt is a device interrupt too: bytes typed at a suspended guest wake it, and
+// its handler still gets them.
+TEST(Suspend, SerialInputWakesAndIsStillDelivered) {
+  REQUIRE_KVM();
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  Guest g;
+  g.input_fd = pipe_fds[0];
+  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  Vcpu& v = g.vm->vcpu(0);
+  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(v.suspended());
+  ASSERT_EQ(::write(pipe_fds[1], "hi\n", 3), 3);
+  ASSERT_TRUE(g.wait_for([&] { return !v.suspended(); }, 10s));
+  VmOutcome out;
+  std::string serial = g.finish(&out);
+  ::close(pipe_fds[1]);
+  ::close(pipe_fds[0]);
+  EXPECT_EQ(out.exit_status, 1) << out.message << serial;
+  EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 0 serial 3")) << serial;
   EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
 }
 

@@ -14,6 +14,10 @@ enum class OnSuspend { Suspend, Exit, Ignore };
 struct SerialConfig {
   enum class Kind { Stdio, File, None } kind = Kind::Stdio;
   std::string path;  // for File
+  // For File and None: the guest's input comes from this fd (a pipe, a socket, a file), read on
+  // the device event loop until EOF; -1 for none. The VM does not own it: keep it open while the
+  // VM runs. Stdio always reads standard input.
+  int input_fd = -1;
 };
 
 struct VmConfig {

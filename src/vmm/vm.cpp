@@ -151,7 +151,8 @@ Result<void> Vm::start() {
   if (!threads_.empty()) return make_error(EBUSY, "VM already started");
   // Threads inherit the mask: only vCPU threads take the kick signal.
   block_kick_signal();
-  if (cfg_.serial.kind == SerialConfig::Kind::Stdio) in_ = TRY(devices_->attach_console_input(STDIN_FILENO));
+  int input = cfg_.serial.kind == SerialConfig::Kind::Stdio ? STDIN_FILENO : cfg_.serial.input_fd;
+  if (input >= 0) in_ = TRY(devices_->attach_console_input(input));
   for (auto& v : vcpus_) {
     threads_.emplace_back([this, vcpu = v.get()] {
       unblock_kick_signal();
