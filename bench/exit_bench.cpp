@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/stats.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/layout.h"
@@ -86,15 +87,8 @@ struct Runner {
   }
 };
 
-struct Stats {
-  double p50, p99;
-};
-
-Stats percentiles(std::vector<uint64_t> v) {
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, size_t(q * double(v.size())))] / 1000.0; };
-  return {at(0.50), at(0.99)};
-}
+using bench::percentiles;
+using bench::Stats;
 
 // Pins the calling thread to one CPU: on a 2-core host, whether a vCPU thread shares the
 // requester's core swings the latency by half again, so both methods get the same placement.

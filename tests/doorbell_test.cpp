@@ -119,16 +119,5 @@ TEST(Doorbell, PlatformDeviceAnswersThroughTheCli) {
   }
 }
 
-// The demo's tour includes the event plane.
-TEST(Doorbell, DemoTourShowsTheEventPlane) {
-  REQUIRE_KVM();
-  auto r = boot("demo.mb.elf", "", 2);
-  EXPECT_EQ(r.exit_status, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("20 PIO + 20 MMIO rings caught by ioeventfd, 40 answered by irqfd on GSI 10 (device counted 40)"),
-            std::string::npos)
-      << r.out;
-  EXPECT_NE(r.out.find("all steps ok"), std::string::npos) << r.out;
-}
-
 }  // namespace
 }  // namespace evmm::testing

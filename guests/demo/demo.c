@@ -180,7 +180,6 @@ static volatile uint32_t bells;
 
 static void on_bell(struct rt_frame *f) { (void)f; bells++; }
 static bool bell_answered(void *before) { return bells != *(uint32_t *)before; }
-static void port_write32(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
 
 static bool step_doorbell(char *out, size_t cap)
 {
@@ -197,7 +196,7 @@ static bool step_doorbell(char *out, size_t cap)
         uint32_t before = bells;
         uint64_t t0 = rdtsc();
         if (i < RINGS)
-            port_write32(BELL_PORT, i);
+            outl(BELL_PORT, i);
         else
             mmio_write32(BELL_MMIO, i);
         uint64_t t1 = rdtsc();
@@ -207,7 +206,7 @@ static bool step_doorbell(char *out, size_t cap)
     }
     for (uint32_t i = 0; i < RINGS; i++) {
         uint64_t t0 = rdtsc();
-        port_write32(EXITING_PORT, i);
+        outl(EXITING_PORT, i);
         uint64_t t1 = rdtsc();
         if (t1 - t0 < exit_best)
             exit_best = t1 - t0;
@@ -225,10 +224,60 @@ static bool step_doorbell(char *out, size_t cap)
     return all_answered && bells == 2 * RINGS && device_count == 2 * RINGS;
 }
 
+/* Suspend and wake: vCPU 0 sets an RTC alarm for the next second (minutes and hours "don't care"),
+ * suspends itself through evmm's paravirtual call with IF=0, and is woken by the alarm's interrupt,
+ * which it then still takes. */
+#define RTC_VECTOR (RT_VEC_USER + 2)
+#define RTC_B_AIE 0x20
+#define RTC_C_AF 0x20
+static volatile uint32_t rtc_irqs;
+static volatile uint8_t rtc_c;
+
+static void on_rtc(struct rt_frame *f)
+{
+    (void)f;
+    rtc_c |= rt_cmos_read(0x0c); /* reading C acknowledges the interrupt */
+    rtc_irqs++;
+}
+static bool rtc_irq_seen(void *arg) { (void)arg; return rtc_irqs != 0; }
+
+static bool step_suspend(char *out, size_t cap)
+{
+    bool irqs_were_on = read_rflags() & (1u << 9);
+    irq_disable();
+    rt_set_irq_handler(RTC_VECTOR, on_rtc);
+    rt_ioapic_route(8, RTC_VECTOR, rt_lapic_id());
+    uint8_t b = rt_cmos_read(0x0b);
+    rt_cmos_write(0x0b, 0x06); /* binary, 24-hour, no interrupts while the alarm is set */
+    for (int spins = 0; (rt_cmos_read(0x0a) & 0x80) && spins < 10000; spins++)
+        ;
+    rt_cmos_write(0x01, (uint8_t)((rt_cmos_read(0x00) + 1) % 60));
+    rt_cmos_write(0x03, 0xff);
+    rt_cmos_write(0x05, 0xff);
+    (void)rt_cmos_read(0x0c);
+    rtc_irqs = 0;
+    rtc_c = 0;
+    rt_cmos_write(0x0b, 0x06 | RTC_B_AIE);
+    uint64_t t0 = rdtsc();
+    rt_pv_suspend();
+    uint64_t slept = rdtsc() - t0;
+    bool delivered = rt_wait(rtc_irq_seen, NULL, 100000); /* the pending alarm comes in at once */
+    rt_cmos_write(0x0b, b);
+    if (irqs_were_on)
+        irq_enable();
+    uint64_t khz = rt_tsc_khz(), ms = khz ? slept / khz : 0;
+    rt_snprintf(out, cap,
+                "vCPU 0 suspended itself for %lu ms; the RTC alarm woke it, and its interrupt was still "
+                "delivered (%u, register C 0x%x)",
+                ms, rtc_irqs, rtc_c);
+    return delivered && rtc_irqs == 1 && (rtc_c & RTC_C_AF) && ms <= 2000;
+}
+
 static const struct tour_step tour[] = {
     {"boot", step_boot}, {"cmdline", step_cmdline}, {"memory", step_memory}, {"modules", step_modules},
     {"cpu", step_cpu},   {"smp", step_smp},         {"acpi", step_acpi},     {"fw_cfg", step_fwcfg},
     {"rtc", step_rtc},   {"tsc", step_tsc},         {"timer", step_timer},   {"event", step_doorbell},
+    {"suspend", step_suspend},
 };
 
 int rt_main(void)

@@ -132,6 +132,11 @@ void rt_poweroff(void)
     give_up("ACPI S5 poweroff", RT_EXIT_POWER_FAILED);
 }
 
+void rt_pv_suspend(void)
+{
+    outb(0x6f4, 1); /* evmm's platform::kPvControlPort, kPvSuspend */
+}
+
 void rt_reset(void)
 {
     /* i8042 command 0xFE pulses the CPU reset line; the controller takes commands once its input buffer

@@ -30,7 +30,6 @@ static void bell_irq(struct rt_frame *f)
     bell_irqs++; /* the runtime EOIs after an irq handler */
 }
 
-static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
 
 /* Heapsort: O(n log n) matters when every instruction is emulated (an insertion sort of 2000 would not). */
 static void sift(uint64_t *a, size_t root, size_t n)

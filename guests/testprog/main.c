@@ -18,7 +18,7 @@ static const struct action actions[] = {
 const char *tp_value;
 
 /* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
-static const char *const params[] = {"n", "at", "gsi", "alarm"};
+static const char *const params[] = {"n", "at", "gsi", "alarm", "ack"};
 /* Actions that take word=value (they read the value from tp_value). */
 static const char *const valued[] = {"doorbell", "ring3", "rtcpie"};
 

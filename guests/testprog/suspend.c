@@ -1,15 +1,15 @@
 /* pvsuspend: the guest half of the suspend/wake tests (tests/suspend_test.cpp).
  *
- * pvsuspend [gsi=G]: routes IOAPIC pin G (default 11, edge) and COM1's IRQ4 to counting handlers,
- * then, with IF=0, writes evmm's paravirtual suspend (port 0x6f4, value 1): this vCPU is suspended
- * until the VMM resumes it. Afterwards it opens a 1 ms interrupt window, so interrupts
- * that woke it and are still pending are delivered now, and prints
+ * pvsuspend [gsi=G] [n=N] [ack=PORT]: routes IOAPIC pin G (default 11, edge) and COM1's IRQ4 to
+ * counting handlers, then, with IF=0, writes evmm's paravirtual suspend (port 0x6f4, value 1): this
+ * vCPU is suspended until the VMM resumes it. Once resumed it writes the round number (1..N) to
+ * PORT with a 32-bit out, if given, before anything else (the wake-latency benchmark's doorbell),
+ * then opens a 1 ms interrupt window, so interrupts that woke it and are still pending are
+ * delivered now. It does this N times (default 1) and prints
  *   pvsuspend: resumed, gsi <n> serial <bytes>
  * with the interrupts pin G's handler counted and the bytes COM1's interrupt handler received. */
 #include "testprog.h"
 
-#define PV_CONTROL_PORT 0x6f4
-#define PV_SUSPEND 1
 #define WAKE_GSI_DEFAULT 11
 #define WAKE_VECTOR (RT_VEC_USER + 0x11)
 
@@ -27,16 +27,26 @@ void action_pvsuspend(void)
     const char *gs = rt_arg("gsi");
     if (gs && (!rt_parse_u64(gs, &gsi) || gsi > 23))
         tp_fail(RT_EXIT_BAD_CMDLINE, "pvsuspend: bad gsi '%s' (0..23)", gs);
+    uint64_t rounds = 1, ack = 0;
+    const char *ns = rt_arg("n"), *as = rt_arg("ack");
+    if (ns && (!rt_parse_u64(ns, &rounds) || rounds == 0 || rounds > 1000000))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "pvsuspend: bad n '%s' (1..1000000)", ns);
+    if (as && (!rt_parse_u64(as, &ack) || ack == 0 || ack > 0xfffc))
+        tp_fail(RT_EXIT_BAD_CMDLINE, "pvsuspend: bad ack port '%s'", as);
     rt_set_irq_handler(WAKE_VECTOR, on_gsi);
     rt_ioapic_route((uint32_t)gsi, WAKE_VECTOR, rt_lapic_id());
     rt_serial_irq_enable();
     irq_disable();
     rt_printf("pvsuspend: suspending\n");
-    outb(PV_CONTROL_PORT, PV_SUSPEND);
-    /* Resumed. Whatever woke us is still pending: let it in. */
-    irq_enable(); /* a 1 ms window: the emulator may run a few instructions before it injects */
-    rt_sleep_us(1000);
-    irq_disable();
+    for (uint32_t round = 1; round <= rounds; round++) {
+        rt_pv_suspend();
+        if (ack)
+            outl((uint16_t)ack, round);
+        /* Resumed. Whatever woke us is still pending: let it in. */
+        irq_enable(); /* a 1 ms window: the emulator may run a few instructions before it injects */
+        rt_sleep_us(1000);
+        irq_disable();
+    }
     char c;
     while (rt_serial_irq_getc(&c))
         serial_irqs++;

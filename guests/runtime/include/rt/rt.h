@@ -96,6 +96,11 @@ __attribute__((noreturn)) void rt_exit(uint8_t code);
 __attribute__((noreturn)) void rt_poweroff(void);
 __attribute__((noreturn)) void rt_reset(void);
 __attribute__((noreturn)) void rt_triple_fault(void);
+/* evmm's paravirtual suspend (control port 0x6f4, value 1): this vCPU sleeps until the VMM resumes
+ * it, normally on a wakeup event aimed at it (an interrupt, an RTC alarm, an API wake); then it
+ * returns. Callers keep IF=0 so the interrupt that woke them is taken when they choose. Not under
+ * other VMMs, which ignore the port. */
+void rt_pv_suspend(void);
 
 /* ---- interrupts and exceptions ---- */
 struct rt_frame { /* layout fixed by isr.S */
