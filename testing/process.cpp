@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 namespace evmm::testing {
 
@@ -34,6 +35,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
+  std::thread watcher;
+  if (opts.while_running) watcher = std::thread(opts.while_running, pid);
   ::signal(SIGPIPE, SIG_IGN);
   size_t written = 0;
   int in_fd = in[1];
@@ -101,6 +104,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
     }
     ::usleep(1000);
   }
+  if (watcher.joinable()) watcher.join();
   res.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return res;
 }

@@ -2,7 +2,10 @@
 // For integration tests that drive the real evmm binary.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,9 @@ struct ProcessOptions {
   std::chrono::milliseconds timeout{60000};
   // Sent at timeout; SIGKILL follows 5 s later if the child is still there.
   int timeout_signal = 9;
+  // Runs on its own thread while the child does (to inspect /proc/<pid>, send signals); joined
+  // before run_process returns.
+  std::function<void(pid_t)> while_running;
 };
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& opts = {});

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <future>
 #include <vector>
 
 #include "base/log.h"
@@ -140,14 +141,23 @@ Result<int> EventLoop::run_once(int timeout_ms) {
   return dispatched;
 }
 
-Result<void> EventLoop::start() {
+Result<void> EventLoop::start(ThreadSetup setup) {
   if (thread_.joinable()) return make_error(EBUSY, "event loop already running");
   stopping_ = false;
-  // Signals belong to the vCPU and main threads; the loop thread inherits a full mask.
+  // Signals belong to the vCPU and main threads; the loop thread inherits a full mask, but for
+  // SIGSYS: the kernel ignores the handler of a blocked SIGSYS, so a seccomp trap would kill the
+  // process without saying which call it was (sandbox/seccomp.h).
   sigset_t all, old;
   sigfillset(&all);
+  sigdelset(&all, SIGSYS);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  thread_ = std::thread([this] {
+  std::promise<Result<void>> ready;
+  std::future<Result<void>> set_up = ready.get_future();
+  thread_ = std::thread([this, setup = std::move(setup), ready = std::move(ready)]() mutable {
+    Result<void> r = setup ? setup() : Result<void>{};
+    bool ok = r.has_value();
+    ready.set_value(std::move(r));
+    if (!ok) return;
     while (!stopping_.load()) {
       if (auto r = run_once(-1); !r) {
         LOG_ERROR("event loop: {}", r.error().message());
@@ -156,6 +166,10 @@ Result<void> EventLoop::start() {
     }
   });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (Result<void> r = set_up.get(); !r) {
+    thread_.join();
+    return r;
+  }
   return {};
 }
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,8 +57,11 @@ class EventLoop {
   // Dispatches one batch of ready events in the calling thread; for a loop without its own thread.
   // Returns the number of subscriber events dispatched. timeout_ms as epoll_wait.
   Result<int> run_once(int timeout_ms);
-  // Runs the loop on its own thread, with every signal blocked there, until stop().
-  Result<void> start();
+  // Runs the loop on its own thread, with every signal blocked there, until stop(). setup, if given,
+  // runs first on that thread (a seccomp filter, say); if it fails, the thread ends and start()
+  // returns its error.
+  using ThreadSetup = std::function<Result<void>()>;
+  Result<void> start(ThreadSetup setup = {});
   // Wakes and joins the loop thread. Idempotent; not callable from process().
   void stop();
 

@@ -29,6 +29,10 @@ struct VmConfig {
   SerialConfig serial;
   OnReset on_reset = OnReset::Reset;
   OnSuspend on_suspend = OnSuspend::Suspend;
+  // Per-thread seccomp filters (sandbox/seccomp.h) on the vCPU threads and the device event loop,
+  // installed before any guest code runs; ignored where seccomp::supported() is false. An embedder
+  // whose device callbacks make other system calls on those threads turns this off.
+  bool seccomp = true;
 };
 
 }  // namespace evmm

@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "kvm/system.h"
+#include "sandbox/seccomp.h"
 #include "vcpu/assist.h"
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
@@ -75,6 +76,14 @@ int cmd_run(const VmConfig& cfg, bool stats) {
     return exit_status::kHost;
   }
   UniqueFd sigfd_owner(sigfd);
+  // The main thread's filter, before the first VM exists: every thread evmm starts inherits it, and
+  // the vCPU and device threads narrow it further (sandbox/seccomp.h).
+  if (cfg.seccomp && seccomp::supported()) {
+    if (auto r = seccomp::install(seccomp::Role::Main); !r) {
+      fail_line(r.error().message());
+      return exit_status::kHost;
+    }
+  }
 
   std::optional<TerminalMode> term;
   if (cfg.serial.kind == SerialConfig::Kind::Stdio) term.emplace(STDIN_FILENO);
@@ -127,7 +136,7 @@ int main(int argc, char** argv) {
 
   VmConfig cfg;
   std::string serial = "stdio", on_reset = "reset", on_suspend = "suspend";
-  bool verbose = false, stats = false;
+  bool verbose = false, stats = false, no_seccomp = false;
   auto* run = app.add_subcommand("run", "Boot a guest image (multiboot, PVH or plain ELF; detected)");
   run->add_option("--kernel", cfg.kernel, "Guest image")->required();
   run->add_option("--initrd", cfg.initrd, "File loaded as module 0 (multiboot) or the first PVH module");
@@ -145,6 +154,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("-v,--verbose", verbose, "Log what evmm does");
   run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
+  run->add_flag("--no-seccomp", no_seccomp, "Run without the per-thread seccomp filters (for debugging)");
   auto* version = app.add_subcommand("version", "Print evmm's version");
   auto* caps = app.add_subcommand("caps", "Print the host KVM capabilities evmm uses");
 
@@ -172,6 +182,7 @@ int main(int argc, char** argv) {
     return exit_status::kUsage;
   }
   cfg.serial = *s;
+  cfg.seccomp = !no_seccomp;
   cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
   cfg.on_suspend = on_suspend == "exit" ? OnSuspend::Exit : on_suspend == "ignore" ? OnSuspend::Ignore : OnSuspend::Suspend;
   return cmd_run(cfg, stats);

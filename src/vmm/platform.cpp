@@ -16,6 +16,7 @@
 #include "event/eventfd_interrupt_line.h"
 #include "event/irq_notifier.h"
 #include "memory/layout.h"
+#include "sandbox/seccomp.h"
 #include "vmm/console.h"
 #include "vmm/kvm_irq_line.h"
 
@@ -31,7 +32,7 @@ Devices::~Devices() {
 // The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
 // host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
 // the kernel lowers the line at EOI and the re-assert is a new edge.
-Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier) {
+Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp) {
   loop_ = TRY(EventLoop::create());
   bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
   if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
@@ -53,7 +54,10 @@ Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier) {
   sci_irq_ = TRY(make(kSciIrq, Mode::Level));
   // The doorbell answers with edges, one per ring: a plain irqfd, no resample.
   doorbell_irq_ = TRY(make(kDoorbellGsi, Mode::Edge));
-  TRY(loop_->start());
+  // The loop runs device code a guest drives: it gets the device filter before its first event.
+  EventLoop::ThreadSetup sandbox;
+  if (seccomp) sandbox = [] { return seccomp::install(seccomp::Role::Device); };
+  TRY(loop_->start(std::move(sandbox)));
   return {};
 }
 
@@ -61,7 +65,7 @@ Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemo
                                                  IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
                                                  const VmConfig& cfg, IrqNotifier* notifier) {
   std::unique_ptr<Devices> d(new Devices());
-  TRY(d->create_lines(vm, notifier));
+  TRY(d->create_lines(vm, notifier, cfg.seccomp && seccomp::supported()));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
   d->serial_ = std::make_shared<Serial>(*d->com1_irq_, sink);
   d->debugcon_ = std::make_shared<DebugConsole>(sink);

@@ -55,7 +55,7 @@ class Devices {
  private:
   Devices() = default;
   // notifier: told after each assertion, so suspended vCPUs recheck (event/irq_notifier.h).
-  Result<void> create_lines(const VmFd& vm, IrqNotifier* notifier);
+  Result<void> create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
   SystemClock clock_;

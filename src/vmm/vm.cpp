@@ -10,6 +10,7 @@
 #include "devices/pv_control.h"
 #include "devices/serial.h"
 #include "memory/layout.h"
+#include "sandbox/seccomp.h"
 #include "vcpu/cpu_setup.h"
 #include "vcpu/kick.h"
 #include "vmm/console.h"
@@ -154,7 +155,11 @@ Result<void> Vm::start() {
   int input = cfg_.serial.kind == SerialConfig::Kind::Stdio ? STDIN_FILENO : cfg_.serial.input_fd;
   if (input >= 0) in_ = TRY(devices_->attach_console_input(input));
   for (auto& v : vcpus_) {
-    threads_.emplace_back([this, vcpu = v.get()] {
+    threads_.emplace_back([this, vcpu = v.get(), sandbox = cfg_.seccomp && seccomp::supported()] {
+      if (sandbox) {
+        if (auto r = seccomp::install(seccomp::Role::Vcpu); !r)
+          return finish({VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()});
+      }
       unblock_kick_signal();
       VcpuStop s = vcpu->run();
       switch (s.kind) {

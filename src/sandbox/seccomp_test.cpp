@@ -1,0 +1,137 @@
+// The seccomp filters on real threads: what each role may do still works, and a forbidden call kills
+// the process with one line naming the thread's role and the system call. Each case runs in a death
+// test's child, so the filters never reach the test binary itself.
+#include "sandbox/seccomp.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include "base/eventfd.h"
+#include "event/event_loop.h"
+
+namespace evmm::seccomp {
+namespace {
+
+#define SKIP_WITHOUT_SECCOMP() \
+  if (!supported()) GTEST_SKIP() << "seccomp filters are off in sanitizer builds"
+
+class SeccompTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+bool allows(Role role, const std::string& name) {
+  const auto& l = allowed(role);
+  return std::find(l.begin(), l.end(), name) != l.end();
+}
+
+TEST(SeccompLists, NoRoleMayExecuteOpenSocketsOrTrace) {
+  for (Role r : {Role::Main, Role::Vcpu, Role::Device})
+    for (const char* name : {"execve", "execveat", "socket", "connect", "ptrace", "fork", "vfork", "kill",
+                             "process_vm_writev", "mount", "bpf", "io_uring_setup"})
+      EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
+}
+
+TEST(SeccompLists, OnlyTheMainThreadOpensFilesOrStartsThreads) {
+  EXPECT_TRUE(allows(Role::Main, "openat"));
+  EXPECT_TRUE(allows(Role::Main, "clone"));
+  for (Role r : {Role::Vcpu, Role::Device})
+    for (const char* name : {"openat", "clone", "memfd_create", "eventfd2", "seccomp", "prctl"})
+      EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
+  // The main thread's filter is inherited by every thread, so it holds what they need.
+  for (Role r : {Role::Vcpu, Role::Device})
+    for (const auto& name : allowed(r)) EXPECT_TRUE(allows(Role::Main, name)) << name;
+}
+
+// A device thread, as the platform starts it: an event loop whose setup installs the device filter.
+// Its subscriber then makes a call devices never need.
+class ForbiddenCall final : public EventSubscriber {
+ public:
+  explicit ForbiddenCall(const EventFd& fd) : fd_(fd) {}
+  void init(EventOps& ops) override { (void)ops.add(fd_.fd(), EPOLLIN); }
+  void process(int, uint32_t, EventOps&) override {
+    (void)fd_.consume();
+    ::socket(AF_INET, SOCK_STREAM, 0);
+  }
+
+ private:
+  const EventFd& fd_;
+};
+
+void device_thread_opens_a_socket() {
+  auto loop = EventLoop::create();
+  auto fd = EventFd::create();
+  if (!loop || !fd) std::_Exit(3);
+  (void)(*loop)->add(std::make_shared<ForbiddenCall>(*fd));
+  if (!(*loop)->start([] { return install(Role::Device); })) std::_Exit(4);
+  (void)fd->signal();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  std::_Exit(0);  // not reached: the call kills the process
+}
+
+TEST_F(SeccompTest, AForbiddenCallFromADeviceThreadKillsWithItsName) {
+  SKIP_WITHOUT_SECCOMP();
+  EXPECT_EXIT(device_thread_opens_a_socket(), ::testing::KilledBySignal(SIGSYS),
+              "evmm: seccomp: a device thread made system call socket \\(41\\), which its filter forbids");
+}
+
+// What a vCPU thread does works under its filter; opening a file or making an fd does not.
+void vcpu_thread_makes_an_eventfd() {
+  std::thread t([] {
+    if (!install(Role::Vcpu)) std::_Exit(3);
+    (void)EventFd::create();  // eventfd2: only the main thread makes fds
+  });
+  t.join();
+  std::_Exit(0);
+}
+
+TEST_F(SeccompTest, VcpuFilterAllowsItsCallsAndKillsOnOpen) {
+  SKIP_WITHOUT_SECCOMP();
+  EXPECT_EXIT(vcpu_thread_makes_an_eventfd(), ::testing::KilledBySignal(SIGSYS), "a vcpu thread made system call eventfd2");
+  EXPECT_EXIT(
+      [] {
+        std::thread t([] {
+          if (!install(Role::Vcpu)) std::_Exit(3);
+          std::atomic<int> x{0};
+          x.fetch_add(1);
+          timespec ts{0, 1000};
+          ::nanosleep(&ts, nullptr);
+          [[maybe_unused]] auto n = ::write(STDERR_FILENO, "vcpu ok\n", 8);
+          ::open("/etc/hostname", O_RDONLY);
+        });
+        t.join();
+        std::_Exit(0);
+      }(),
+      ::testing::KilledBySignal(SIGSYS), "vcpu ok\n(.|\n)*a vcpu thread made system call openat");
+}
+
+// The main thread starts threads (clone3 answers ENOSYS, glibc falls back to clone with
+// CLONE_THREAD) and they install their own filters; it cannot fork.
+TEST_F(SeccompTest, MainFilterStartsFilteredThreadsButCannotFork) {
+  SKIP_WITHOUT_SECCOMP();
+  EXPECT_EXIT(
+      [] {
+        if (!install(Role::Main)) std::_Exit(3);
+        bool ok = false;
+        std::thread t([&ok] { ok = install(Role::Device).has_value(); });
+        t.join();
+        if (!ok) std::_Exit(4);
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, "thread ok\n", 10);
+        ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);  // fork
+        std::_Exit(0);
+      }(),
+      ::testing::KilledBySignal(SIGSYS), "thread ok\n(.|\n)*a main thread made system call clone \\(56\\)");
+}
+
+}  // namespace
+}  // namespace evmm::seccomp
