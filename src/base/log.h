@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -9,6 +10,13 @@
 namespace evmm {
 
 enum class LogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 };
+
+// Output is bounded, since guests can provoke warnings: at most kLogBurst lines at once and
+// kLogLinesPerSecond after that. The lines over it are dropped and counted, and the next line that
+// goes out says how many.
+constexpr int kLogBurst = 1000;
+constexpr int kLogLinesPerSecond = 100;
+uint64_t log_lines_dropped();
 
 // Set once at start-up by the embedding program; read by every thread.
 LogLevel log_level();

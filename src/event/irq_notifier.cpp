@@ -6,9 +6,9 @@ namespace evmm {
 
 void IrqNotifier::notify() {
   // Pairs with add_waiter(): a waiter that registered before the interrupt was raised is seen here;
-  // one that registers later finds the interrupt when it checks its LAPIC after registering.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  // one that registers later finds the interrupt when it checks its LAPIC after registering. The
+  // full barrier is a seq_cst read-modify-write rather than a fence, which TSan cannot model.
+  if (waiters_.fetch_add(0, std::memory_order_seq_cst) == 0) return;
   notifications_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   for (const EventFd* fd : fds_) (void)fd->signal();
@@ -19,8 +19,7 @@ void IrqNotifier::add_waiter(const EventFd* fd) {
     std::lock_guard lock(mu_);
     fds_.push_back(fd);
   }
-  waiters_.fetch_add(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  waiters_.fetch_add(1, std::memory_order_seq_cst);  // a full barrier before the LAPIC check
 }
 
 void IrqNotifier::remove_waiter(const EventFd* fd) {

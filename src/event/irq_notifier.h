@@ -23,7 +23,7 @@ namespace evmm {
 
 class IrqNotifier {
  public:
-  // Any thread, after an interrupt was raised. One relaxed load when no vCPU waits.
+  // Any thread, after an interrupt was raised. One atomic read-modify-write when no vCPU waits.
   void notify();
   // A waiter's eventfd gets one signal per notify() while it is registered. The fd must outlive
   // the registration.
