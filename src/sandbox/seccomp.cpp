@@ -52,6 +52,12 @@ constexpr uint64_t kKvmIoctlType = 0xae00;
 constexpr uint64_t kTerminalIoctls[] = {0x5401 /* TCGETS */, 0x5402 /* TCSETS */, 0x5403 /* TCSETSW */,
                                         0x5404 /* TCSETSF */, 0x5413 /* TIOCGWINSZ */};
 
+// One argument comparison, every field named: libseccomp's SCMP_A* macros leave datum_b out, which
+// clang's -Wmissing-field-initializers rejects.
+scmp_arg_cmp arg(unsigned n, scmp_compare op, uint64_t a, uint64_t b = 0) {
+  return scmp_arg_cmp{.arg = n, .op = op, .datum_a = a, .datum_b = b};
+}
+
 template <size_t N>
 void append(std::vector<std::string>& out, const char* const (&names)[N]) {
   for (const char* n : names) out.emplace_back(n);
@@ -103,19 +109,19 @@ Result<void> add(scmp_filter_ctx ctx, const std::string& name, Role role) {
   int nr = seccomp_syscall_resolve_name(name.c_str());
   if (nr == __NR_SCMP_ERROR) return make_error(EINVAL, "seccomp: no system call named {}", name);
   if (name == "ioctl") {
-    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, kKvmIoctlType));
+    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(1, SCMP_CMP_MASKED_EQ, 0xff00, kKvmIoctlType));
     if (r == 0 && role == Role::Main)
       for (uint64_t cmd : kTerminalIoctls)
-        if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A1(SCMP_CMP_EQ, cmd))) != 0) break;
+        if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(1, SCMP_CMP_EQ, cmd))) != 0) break;
     if (r != 0) return make_error(-r, "seccomp: rule for ioctl");
     return {};
   }
   int r = 0;
   if (name == "clone")  // threads only: no fork, no new namespaces
-    r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
   else if (name == "prctl")  // what installing a filter needs
     for (uint64_t op : {uint64_t(PR_SET_NO_NEW_PRIVS), uint64_t(PR_GET_SECCOMP), uint64_t(PR_SET_SECCOMP)}) {
-      if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, op))) != 0) break;
+      if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(0, SCMP_CMP_EQ, op))) != 0) break;
     }
   else
     r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
