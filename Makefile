@@ -12,7 +12,7 @@ FUZZ_TARGETS ?=
 # the fuzz corpus replays, which ASan and UBSan check too.
 TEST_TARGETS = evmm_unit_tests evmm_kvm_tests fuzz_replays
 
-.PHONY: all deps configure build run test test-plain test-asan test-tsan test-quick bench fuzz clean
+.PHONY: all deps configure build run test test-plain test-sanitizers test-asan test-tsan test-quick bench fuzz clean
 
 all: build
 
@@ -31,10 +31,12 @@ run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
 	$(BUILD)/src/evmm run --kernel $(BUILD)/guests/demo.mb.elf --cpus 2
 
-# The whole suite, one run after the other (also under make -j): the plain build, then the same
-# tests under ASan and UBSan, then the concurrency tests under TSan. Each build has its own dir.
-test:
-	@$(MAKE) --no-print-directory test-plain
+# The whole suite in the plain build. The sanitizer suites (test-sanitizers: the same tests under
+# ASan and UBSan, then the concurrency tests under TSan) take three builds, over 30 minutes with the
+# fuzz runs on a 2-core host, so .ci/run runs them after this rather than `make test` itself.
+test: test-plain
+
+test-sanitizers:
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-tsan
 
