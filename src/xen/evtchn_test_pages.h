@@ -1,0 +1,39 @@
+// A shared_info page in a plain buffer, for the event channel tests: vCPUs use their legacy
+// vcpu_info slots inside it, as a guest does before VCPUOP_register_vcpu_info.
+#pragma once
+
+#include <cstring>
+#include <vector>
+
+#include "xen/evtchn_2l.h"
+
+namespace evmm::testing {
+
+class BufferPages : public EvtchnPages {
+ public:
+  explicit BufferPages(XenWidth w) : layout_(evtchn_2l_layout(w)), page_(4096 / 8, 0) {}
+
+  std::span<uint8_t> shared_info() const override {
+    if (!placed) return {};
+    return {reinterpret_cast<uint8_t*>(page_.data()), 4096};
+  }
+  std::span<uint8_t> vcpu_info(uint32_t vcpu) const override {
+    if (!placed || vcpu >= layout_.legacy_vcpus) return {};
+    return shared_info().subspan(vcpu * layout_.vcpu_info_size + vcpu_info_shift, layout_.vcpu_info_size);
+  }
+
+  // The page as the headers describe it.
+  ::shared_info* si64() { return reinterpret_cast<::shared_info*>(page_.data()); }
+  shared_info_x86_32* si32() { return reinterpret_cast<shared_info_x86_32*>(page_.data()); }
+  uint8_t byte(size_t offset) const { return reinterpret_cast<const uint8_t*>(page_.data())[offset]; }
+  void clear() { std::memset(page_.data(), 0, 4096); }
+
+  bool placed = true;
+  size_t vcpu_info_shift = 0;  // moves every vcpu_info by this many bytes (to misalign it)
+
+ private:
+  const Evtchn2lLayout& layout_;
+  mutable std::vector<uint64_t> page_;  // uint64_t: 8-byte aligned, as a guest page is
+};
+
+}  // namespace evmm::testing
