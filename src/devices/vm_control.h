@@ -8,6 +8,7 @@ enum class StopReason {
   PowerOff,   // ACPI S5 or equivalent; status 0
   Reset,      // i8042 pulse-reset or similar; --on-reset picks reset or exit
   Crash,      // the guest reported a crash (status chosen by the device)
+  Suspend,    // the guest asked to be suspended and saved (Xen SHUTDOWN_suspend); evmm ends the VM
 };
 
 class VmControl {

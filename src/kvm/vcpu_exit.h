@@ -25,6 +25,13 @@ struct InternalError { uint32_t suberror; std::span<const __u64> data; };
 // KVM_INTERNAL_ERROR_EMULATION with the bytes of the instruction KVM could not emulate.
 struct EmulationFailure { std::span<const uint8_t> insn; };
 struct Unknown { uint32_t reason; };
+// KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR: an access to an MSR the VMM filters
+// (KVM_X86_SET_MSR_FILTER with KVM_MSR_EXIT_REASON_FILTER). value is what a WRMSR writes; a RDMSR
+// stores its result through *result. Setting *error makes the guest take #GP instead.
+struct Msr { bool write; uint32_t index; uint64_t value; __u64* result; __u8* error; };
+// KVM_EXIT_XEN of type KVM_EXIT_XEN_HCALL: a Xen hypercall the kernel intercepted for the VMM
+// (KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL). Store the result through *result.
+struct XenHypercall { bool longmode; uint32_t cpl; uint64_t nr; std::array<uint64_t, 6> args; __u64* result; };
 // An exit request (seed 000) made the run return; count requests were delivered, at least 1. Made by
 // the vCPU's run step (vcpu/exit_request.h), never by VcpuFd::run().
 struct Request { uint64_t count; };
@@ -36,6 +43,7 @@ struct Wakeup { uint32_t reasons; std::array<uint32_t, 8> vectors; };
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown, exit::Request, exit::Wakeup>;
+                              exit::EmulationFailure, exit::Unknown, exit::Request, exit::Wakeup, exit::Msr,
+                              exit::XenHypercall>;
 
 }  // namespace evmm

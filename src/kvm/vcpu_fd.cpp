@@ -75,6 +75,19 @@ Result<VcpuExit> VcpuFd::run() {
             std::span<const uint8_t>(ef.insn_bytes, std::min<size_t>(ef.insn_size, sizeof ef.insn_bytes))};
       return exit::InternalError{ie.suberror, std::span<const __u64>(ie.data, std::min<size_t>(ie.ndata, 16))};
     }
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR: {
+      auto& m = run_->msr;
+      bool write = run_->exit_reason == KVM_EXIT_X86_WRMSR;
+      return exit::Msr{write, m.index, write ? m.data : 0, &m.data, &m.error};
+    }
+    case KVM_EXIT_XEN: {
+      auto& x = run_->xen;
+      if (x.type != KVM_EXIT_XEN_HCALL) return exit::Unknown{run_->exit_reason};
+      std::array<uint64_t, 6> args;
+      std::copy(std::begin(x.u.hcall.params), std::end(x.u.hcall.params), args.begin());
+      return exit::XenHypercall{x.u.hcall.longmode != 0, x.u.hcall.cpl, x.u.hcall.input, args, &x.u.hcall.result};
+    }
     default:
       return exit::Unknown{run_->exit_reason};
   }

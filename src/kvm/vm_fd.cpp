@@ -88,6 +88,27 @@ Result<int> VmFd::signal_msi(const kvm_msi& msi) const {
   return r;
 }
 
+Result<void> VmFd::set_msr_filter(const kvm_msr_filter& filter) const {
+  if (::ioctl(fd_.get(), KVM_X86_SET_MSR_FILTER, &filter) < 0) return errno_error("KVM_X86_SET_MSR_FILTER");
+  return {};
+}
+
+Result<void> VmFd::xen_hvm_config(const kvm_xen_hvm_config& config) const {
+  if (::ioctl(fd_.get(), KVM_XEN_HVM_CONFIG, &config) < 0) return errno_error("KVM_XEN_HVM_CONFIG");
+  return {};
+}
+
+Result<void> VmFd::xen_hvm_set_attr(const kvm_xen_hvm_attr& attr) const {
+  if (::ioctl(fd_.get(), KVM_XEN_HVM_SET_ATTR, &attr) < 0) return errno_error("KVM_XEN_HVM_SET_ATTR type {}", attr.type);
+  return {};
+}
+
+Result<void> VmFd::xen_hvm_evtchn_send(const kvm_irq_routing_xen_evtchn& evtchn) const {
+  if (::ioctl(fd_.get(), KVM_XEN_HVM_EVTCHN_SEND, &evtchn) < 0)
+    return errno_error("KVM_XEN_HVM_EVTCHN_SEND port {}", evtchn.port);
+  return {};
+}
+
 Result<kvm_irqchip> VmFd::get_irqchip(uint32_t chip_id) const {
   kvm_irqchip chip{};
   chip.chip_id = chip_id;

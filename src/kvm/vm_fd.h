@@ -38,6 +38,13 @@ class VmFd {
   Result<kvm_clock_data> get_clock() const;
   Result<void> set_clock(const kvm_clock_data& data) const;
   Result<VcpuFd> create_vcpu(unsigned id) const;
+  // KVM_X86_SET_MSR_FILTER: replaces the whole MSR filter (needs KVM_CAP_X86_MSR_FILTER).
+  Result<void> set_msr_filter(const kvm_msr_filter& filter) const;
+  // Xen support in the kernel (KVM_CAP_XEN_HVM): KVM_XEN_HVM_CONFIG, KVM_XEN_HVM_SET_ATTR and
+  // KVM_XEN_HVM_EVTCHN_SEND. Hosts without it answer ENOTTY/EINVAL.
+  Result<void> xen_hvm_config(const kvm_xen_hvm_config& config) const;
+  Result<void> xen_hvm_set_attr(const kvm_xen_hvm_attr& attr) const;
+  Result<void> xen_hvm_evtchn_send(const kvm_irq_routing_xen_evtchn& evtchn) const;
 
   int fd() const { return fd_.get(); }
 

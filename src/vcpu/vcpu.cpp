@@ -150,6 +150,20 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
             return fail(VcpuStopKind::GuestError, fmt::format("KVM internal error, suberror {}", e.suberror));
           },
           [&](const exit::EmulationFailure& e) { return complete_emulation(e.insn, stop); },
+          [&](const exit::Msr& m) {
+            stats_.msr_exits.fetch_add(1, std::memory_order_relaxed);
+            uint64_t value = m.value;
+            bool ok = msr_handler_ && msr_handler_(*this, m.write, m.index, value);
+            if (ok && !m.write) *m.result = value;
+            *m.error = ok ? 0 : 1;  // #GP, as for an MSR the CPU does not have
+            return true;
+          },
+          [&](const exit::XenHypercall& h) {
+            if (!xen_hypercall_handler_)
+              return fail(VcpuStopKind::VmmError, "a Xen hypercall exit, but no Xen emulation is attached");
+            *h.result = xen_hypercall_handler_(*this, h);
+            return true;
+          },
           [&](const exit::Unknown& u) {
             return fail(VcpuStopKind::VmmError, fmt::format("unexpected KVM exit reason {}", u.reason));
           },
@@ -209,6 +223,26 @@ Result<exit::Wakeup> Vcpu::check_wakeup() {
   return w;
 }
 
+Result<Vcpu::SleepEnd> Vcpu::sleep_once(int fd, const timespec* timeout, const std::function<Result<bool>()>& done) {
+  sigset_t kick, old;
+  sigemptyset(&kick);
+  sigaddset(&kick, kick_signal());
+  // The kick signal is blocked from the immediate_exit check until ppoll unblocks it atomically: a
+  // kick that lands before the check is seen by it, one that lands after interrupts ppoll.
+  pthread_sigmask(SIG_BLOCK, &kick, &old);
+  struct Restore {
+    const sigset_t* old;
+    ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+  } restore{&old};
+  if (__atomic_load_n(&fd_.run_struct()->immediate_exit, __ATOMIC_RELAXED)) return SleepEnd::Kicked;
+  if (TRY(done())) return SleepEnd::Done;
+  pollfd p{fd, POLLIN, 0};
+  int r = ::ppoll(&p, 1, timeout, &old);
+  if (r < 0 && errno == EINTR) return SleepEnd::Kicked;
+  if (r < 0) return errno_error("vCPU {}: ppoll", id_);
+  return r > 0 ? SleepEnd::Readable : SleepEnd::TimedOut;
+}
+
 Result<VcpuExit> Vcpu::wait_suspended() {
   // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
   struct Registration {
@@ -222,32 +256,25 @@ Result<VcpuExit> Vcpu::wait_suspended() {
   // sleep until told. Bounded work per event; no polling otherwise.
   static constexpr long kSettleNs[] = {100'000, 1'000'000, 10'000'000};
   size_t settle = 0;
-  kvm_run* run = fd_.run_struct();
-  sigset_t kick, old;
-  sigemptyset(&kick);
-  sigaddset(&kick, kick_signal());
   for (;;) {
-    // The kick signal is blocked from the immediate_exit check until ppoll unblocks it atomically:
-    // a kick that lands before the check is seen by it, one that lands after interrupts ppoll.
-    pthread_sigmask(SIG_BLOCK, &kick, &old);
-    struct Restore {
-      const sigset_t* old;
-      ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
-    } restore{&old};
-    if (__atomic_load_n(&run->immediate_exit, __ATOMIC_RELAXED)) return exit::Interrupted{};
-    exit::Wakeup w = TRY(check_wakeup());
-    if (w.reasons) return w;
+    exit::Wakeup w{0, {}};
     timespec ts{0, settle < std::size(kSettleNs) ? kSettleNs[settle] : 0};
     bool timed = settle < std::size(kSettleNs);
     if (timed) ++settle;
-    pollfd p{wake_fd_->fd(), POLLIN, 0};
-    stats_.suspend_sleeps.fetch_add(1, std::memory_order_relaxed);
-    int r = ::ppoll(&p, 1, timed ? &ts : nullptr, &old);
-    if (r < 0 && errno == EINTR) return exit::Interrupted{};
-    if (r < 0) return errno_error("vCPU {}: ppoll while suspended", id_);
-    if (r > 0) {
-      (void)wake_fd_->consume();
-      settle = 0;
+    auto end = TRY(sleep_once(wake_fd_->fd(), timed ? &ts : nullptr, [&]() -> Result<bool> {
+      w = TRY(check_wakeup());
+      if (w.reasons) return true;
+      stats_.suspend_sleeps.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }));
+    switch (end) {
+      case SleepEnd::Done: return w;
+      case SleepEnd::Kicked: return exit::Interrupted{};
+      case SleepEnd::Readable:
+        (void)wake_fd_->consume();
+        settle = 0;
+        break;
+      case SleepEnd::TimedOut: break;
     }
   }
 }

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -31,6 +32,7 @@ struct VcpuStats {
   std::atomic<uint64_t> suspend_sleeps{0};    // times a suspended vCPU's thread blocked waiting
   std::atomic<uint64_t> wakeups{0};           // exit::Wakeup steps
   std::atomic<uint64_t> wakeups_resumed{0};   // ... that the VMM answered with Resume
+  std::atomic<uint64_t> msr_exits{0};         // filtered MSR accesses (exit::Msr)
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
@@ -111,6 +113,25 @@ class Vcpu {
   // Applies the VMM's answer to a Wakeup (vCPU thread).
   void settle_wakeup(const exit::Wakeup& w, WakeDecision d);
 
+  // ---- hooks for platform emulation (xen/) ----
+  //
+  // Accesses to MSRs the VM filters (KVM_X86_SET_MSR_FILTER) reach the handler on the vCPU thread:
+  // a write passes its value, a read fills it; false gives the guest #GP. Without a handler every
+  // such access takes #GP. Set before the vCPU runs.
+  using MsrHandler = std::function<bool(Vcpu&, bool write, uint32_t index, uint64_t& value)>;
+  void set_msr_handler(MsrHandler handler) { msr_handler_ = std::move(handler); }
+  // Xen hypercalls the kernel intercepted (KVM_EXIT_XEN); returns the guest's result. Before it runs.
+  using XenHypercallHandler = std::function<uint64_t(Vcpu&, const exit::XenHypercall&)>;
+  void set_xen_hypercall_handler(XenHypercallHandler handler) { xen_hypercall_handler_ = std::move(handler); }
+
+  // One interruptible sleep on the vCPU's own thread, for a device or hypercall that must wait
+  // (a Xen SCHEDOP_block or poll). With the kick signal blocked it returns Kicked if an exit
+  // request is pending, then Done if done() says so; otherwise it sleeps until fd is readable
+  // (Readable; fd is not consumed), the timeout passes (TimedOut; nullptr: none), or a kick
+  // arrives (Kicked). A request that ends the sleep stays pending: the run loop still sees it.
+  enum class SleepEnd { Done, Readable, TimedOut, Kicked };
+  Result<SleepEnd> sleep_once(int fd, const timespec* timeout, const std::function<Result<bool>()>& done);
+
   // For callers that drive the vCPU step by step (tests, benchmarks): bind the calling thread,
   // then run_once() from it, then unbind. run() does all three.
   Result<void> bind_thread();
@@ -149,6 +170,8 @@ class Vcpu {
   std::array<uint32_t, 8> suppressed_vectors_{};
   bool suppressed_nmi_ = false;
   WakeHandler wake_handler_;
+  MsrHandler msr_handler_;
+  XenHypercallHandler xen_hypercall_handler_;
 };
 
 }  // namespace evmm

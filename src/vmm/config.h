@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "xen/xen_config.h"
 
 namespace evmm {
 
@@ -33,6 +36,8 @@ struct VmConfig {
   // installed before any guest code runs; ignored where seccomp::supported() is false. An embedder
   // whose device callbacks make other system calls on those threads turns this off.
   bool seccomp = true;
+  // A Xen HVM environment for the guest (xen/xen_hvm.h): CPUID leaves, hypercalls, event channels.
+  std::optional<XenConfig> xen;
 };
 
 }  // namespace evmm

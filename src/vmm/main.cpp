@@ -155,6 +155,16 @@ int main(int argc, char** argv) {
   run->add_flag("-v,--verbose", verbose, "Log what evmm does");
   run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
   run->add_flag("--no-seccomp", no_seccomp, "Run without the per-thread seccomp filters (for debugging)");
+  bool xen = false, xen_after_kvm = false;
+  std::string xen_version = "4.17";
+  uint16_t xen_domid = 1;
+  auto* xen_opt = run->add_flag("--xen", xen, "Run the guest as a Xen HVM domain (CPUID leaves, hypercalls, event channels)");
+  run->add_option("--xen-version", xen_version, "The Xen version the guest sees, MAJOR.MINOR")
+      ->needs(xen_opt)->capture_default_str();
+  run->add_option("--xen-domid", xen_domid, "The guest's domain id")
+      ->needs(xen_opt)->check(CLI::Range(1, 0x7fef))->capture_default_str();
+  run->add_flag("--xen-after-kvm", xen_after_kvm,
+                "Keep KVM's CPUID leaves at 0x40000000 and put Xen's at 0x40000100")->needs(xen_opt);
   auto* version = app.add_subcommand("version", "Print evmm's version");
   auto* caps = app.add_subcommand("caps", "Print the host KVM capabilities evmm uses");
 
@@ -183,6 +193,20 @@ int main(int argc, char** argv) {
   }
   cfg.serial = *s;
   cfg.seccomp = !no_seccomp;
+  if (xen) {
+    XenConfig x;
+    unsigned major, minor;
+    char tail;
+    if (std::sscanf(xen_version.c_str(), "%u.%u%c", &major, &minor, &tail) != 2 || major > 0xffff || minor > 0xffff) {
+      std::fprintf(stderr, "evmm: --xen-version wants MAJOR.MINOR, such as 4.17, not '%s'\n", xen_version.c_str());
+      return exit_status::kUsage;
+    }
+    x.cpuid.major = static_cast<uint16_t>(major);
+    x.cpuid.minor = static_cast<uint16_t>(minor);
+    x.cpuid.domid = xen_domid;
+    x.cpuid.offset = xen_after_kvm ? 0x100 : 0;
+    cfg.xen = x;
+  }
   cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
   cfg.on_suspend = on_suspend == "exit" ? OnSuspend::Exit : on_suspend == "ignore" ? OnSuspend::Ignore : OnSuspend::Suspend;
   return cmd_run(cfg, stats);

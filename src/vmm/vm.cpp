@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "boot/acpi_lookup.h"
@@ -135,7 +136,13 @@ Result<void> Vm::create_vcpus(const System& kvm) {
   auto exit_fds = TRY(ExitFdWatcher::create());
   for (unsigned id = 0; id < cfg_.cpus; ++id) {
     auto fd = TRY(vm_.create_vcpu(id));
-    TRY(configure_vcpu(fd, cpuid, id, cfg_.cpus));
+    if (cfg_.xen) {
+      CpuidTable table = cpuid;
+      add_xen_cpuid_leaves(table, cfg_.xen->cpuid, id);
+      TRY(configure_vcpu(fd, table, id, cfg_.cpus));
+    } else {
+      TRY(configure_vcpu(fd, cpuid, id, cfg_.cpus));
+    }
     // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
     if (id == 0) TRY(set_entry_state(fd, entry_));
     vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
@@ -145,6 +152,33 @@ Result<void> Vm::create_vcpus(const System& kvm) {
   }
   gate_ = std::make_unique<PauseGate>(cfg_.cpus);
   for (auto& v : vcpus_) v->attach_pause_gate(*gate_);
+  if (cfg_.xen) TRY(setup_xen());
+  return {};
+}
+
+Result<void> Vm::setup_xen() {
+  const VcpuFd& bsp = vcpus_.at(0)->fd();
+  XenHvm::Env env{
+      .vm = &vm_,
+      .mem = &mem_,
+      .vcpus = cfg_.cpus,
+      .tsc_khz = TRY(bsp.get_tsc_khz()),
+      .console = [out = out_.get()](std::span<const uint8_t> b) { out->write(b); },
+      .control = this,
+      .notifier = &notifier_,
+  };
+  xen_ = TRY(XenHvm::create(std::move(env), *cfg_.xen));
+  TRY(xen_->install(pio_));
+  for (auto& v : vcpus_) xen_->attach(*v);
+  TRY(devices_->event_loop().add(xen_->timers()));
+  // Xen system time starts now; the guest TSC is read on the BSP, whose clock the others share.
+  constexpr uint32_t kTsc = 0x10;
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  auto tsc = TRY(bsp.get_msrs(std::span<const uint32_t>(&kTsc, 1)));
+  xen_->set_time_reference(tsc.at(0), uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec));
+  LOG_INFO("Xen {}.{} HVM: CPUID leaves at {:#x}, hypercall MSR {:#x}, domid {}", cfg_.xen->cpuid.major,
+           cfg_.xen->cpuid.minor, xen_cpuid_base(cfg_.xen->cpuid), cfg_.xen->cpuid.hypercall_msr, cfg_.xen->cpuid.domid);
   return {};
 }
 
@@ -201,6 +235,8 @@ void Vm::request_stop(StopReason reason, int status) {
       return finish({VmOutcome::Kind::Reset, exit_status::kReset, "guest requested a reset"});
     case StopReason::Crash:
       return finish({VmOutcome::Kind::Crash, exit_status::kGuestCrash, "guest reported a crash"});
+    case StopReason::Suspend:
+      return finish({VmOutcome::Kind::Suspended, exit_status::kSuspended, "guest asked to be suspended"});
   }
 }
 

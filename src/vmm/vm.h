@@ -24,6 +24,7 @@
 #include "memory/guest_memory.h"
 #include "vcpu/vcpu.h"
 #include "vmm/config.h"
+#include "xen/xen_hvm.h"
 
 namespace evmm {
 
@@ -96,6 +97,10 @@ class Vm final : public VmControl {
   // S3, an API wake for every suspended vCPU. Any thread.
   void wake();
 
+  // The Xen HVM emulation, when the config asked for it (else nullptr): its event channels are
+  // where an embedder binds backend ports.
+  XenHvm* xen() { return xen_.get(); }
+
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
 
@@ -104,6 +109,7 @@ class Vm final : public VmControl {
   Result<void> setup_platform();
   Result<void> load_guest();
   Result<void> create_vcpus(const System& kvm);
+  Result<void> setup_xen();
   void finish(VmOutcome outcome);
   WakeDecision on_wakeup(Vcpu& vcpu, const exit::Wakeup& w);
   // ACPI PM1a_CNT with SLP_EN and a sleep type other than S5 (vCPU thread).
@@ -122,6 +128,7 @@ class Vm final : public VmControl {
   std::unique_ptr<Devices> devices_;
   std::unique_ptr<ConsoleInput> in_;
   BootEntry entry_{};
+  std::unique_ptr<XenHvm> xen_;  // after devices_: its timers live on their event loop
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 

@@ -45,7 +45,8 @@ bool virq_is_global(uint32_t virq) {
 
 struct EvtchnState {
   EvtchnState(const EvtchnPages& pages, EventChannels::Options o)
-      : bits(o.width, pages), opts(std::move(o)), ports(bits.layout().max_ports), virq_ports(opts.vcpus) {
+      : pages(pages), bits(o.width, pages), opts(std::move(o)), ports(kEvtchn2lLayout64.max_ports),
+        virq_ports(opts.vcpus) {
     ports[0].state = PortState::Reserved;  // Xen's evtchn_init: port 0 is never handed out
   }
 
@@ -67,7 +68,9 @@ struct EvtchnState {
   }
 
   void deliver(uint32_t port, uint32_t vcpu) {
-    switch (bits.set_pending(port, vcpu)) {
+    Delivery d = bits.set_pending(port, vcpu);
+    if (opts.on_pending) opts.on_pending(vcpu, port);
+    switch (d) {
       case Delivery::Upcall:
         opts.inject(vcpu);
         break;
@@ -202,10 +205,11 @@ struct EvtchnState {
     return c.generation;
   }
 
-  Evtchn2l bits;
+  const EvtchnPages& pages;
+  Evtchn2l bits;  // replaced only by set_width, under the exclusive lock
   EventChannels::Options opts;
   mutable std::shared_mutex mu;
-  std::vector<Port> ports;  // max_ports entries, never resized: send does not allocate
+  std::vector<Port> ports;  // entries for the widest layout, never resized: send does not allocate
   std::vector<std::array<uint32_t, NR_VIRQS>> virq_ports;  // [vcpu][virq] -> port; 0 = unbound
   std::vector<kvm_xen_hvm_attr> committed;
   std::atomic<uint64_t> lost{0};
@@ -274,8 +278,27 @@ EventChannels::~EventChannels() = default;
 EventChannels::EventChannels(EventChannels&&) noexcept = default;
 EventChannels& EventChannels::operator=(EventChannels&&) noexcept = default;
 
-uint32_t EventChannels::max_ports() const { return state_->max_ports(); }
+uint32_t EventChannels::max_ports() const {
+  std::shared_lock lock(state_->mu);
+  return state_->max_ports();
+}
 const Evtchn2l& EventChannels::bits() const { return state_->bits; }
+
+XenWidth EventChannels::width() const {
+  std::shared_lock lock(state_->mu);
+  return state_->bits.layout().word_bits == 64 ? XenWidth::Bits64 : XenWidth::Bits32;
+}
+
+Result<void> EventChannels::set_width(XenWidth width) {
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
+  const uint32_t max = evtchn_2l_layout(width).max_ports;
+  for (uint32_t p = max; p < s.ports.size(); p++)
+    if (s.ports[p].state != PortState::Free)
+      return make_error(EBUSY, "Xen event channels: port {} is in use, beyond the {} ports of the new layout", p, max);
+  s.bits = Evtchn2l(width, s.pages);
+  return {};
+}
 
 int EventChannels::alloc_unbound(evtchn_alloc_unbound& op) {
   auto& s = *state_;

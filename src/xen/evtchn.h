@@ -101,6 +101,9 @@ class EventChannels {
     domid_t backend_domid = 0;  // the domain the VMM's backends appear as (dom0, as with a toolstack)
     EvtchnInjector inject{};    // required
     EvtchnKernelCommit kernel_commit{};  // empty when there is no kernel fast path
+    // Told after every set_pending, masked or not, under the shared lock (any thread): what a
+    // vCPU blocked in SCHEDOP_poll waits for. Optional; must not call back into the table.
+    std::function<void(uint32_t vcpu, uint32_t port)> on_pending{};
   };
 
   // pages must outlive the table and every backend handle's raise(). EINVAL for no vCPUs, no
@@ -112,6 +115,11 @@ class EventChannels {
 
   uint32_t max_ports() const;
   const Evtchn2l& bits() const;
+  // The guest's width decides the layout of its pages and the number of ports (4096 or 1024). Xen
+  // latches it from the guest's mode when the guest sets up its interface; so does the VMM. EBUSY
+  // when a port beyond the new limit is in use.
+  XenWidth width() const;
+  Result<void> set_width(XenWidth width);
 
   // Guest operations: 0 or a negative Xen errno (see the table at the top).
   int alloc_unbound(evtchn_alloc_unbound& op);

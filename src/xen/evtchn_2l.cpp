@@ -106,28 +106,28 @@ struct SharedWords {
 }  // namespace
 
 Delivery Evtchn2l::set_pending(uint32_t port, uint32_t vcpu) const {
-  SharedWords s{layout_, pages_};
-  return layout_.word_bits == 64 ? s.set_pending<uint64_t>(port, vcpu) : s.set_pending<uint32_t>(port, vcpu);
+  SharedWords s{*layout_, *pages_};
+  return layout_->word_bits == 64 ? s.set_pending<uint64_t>(port, vcpu) : s.set_pending<uint32_t>(port, vcpu);
 }
 
 Delivery Evtchn2l::unmask(uint32_t port, uint32_t vcpu) const {
-  SharedWords s{layout_, pages_};
-  return layout_.word_bits == 64 ? s.unmask<uint64_t>(port, vcpu) : s.unmask<uint32_t>(port, vcpu);
+  SharedWords s{*layout_, *pages_};
+  return layout_->word_bits == 64 ? s.unmask<uint64_t>(port, vcpu) : s.unmask<uint32_t>(port, vcpu);
 }
 
 void Evtchn2l::clear_pending(uint32_t port) const {
-  SharedWords s{layout_, pages_};
-  layout_.word_bits == 64 ? s.clear_pending<uint64_t>(port) : s.clear_pending<uint32_t>(port);
+  SharedWords s{*layout_, *pages_};
+  layout_->word_bits == 64 ? s.clear_pending<uint64_t>(port) : s.clear_pending<uint32_t>(port);
 }
 
 bool Evtchn2l::is_pending(uint32_t port) const {
-  SharedWords s{layout_, pages_};
-  return layout_.word_bits == 64 ? s.is_set(s.pending<uint64_t>(), port) : s.is_set(s.pending<uint32_t>(), port);
+  SharedWords s{*layout_, *pages_};
+  return layout_->word_bits == 64 ? s.is_set(s.pending<uint64_t>(), port) : s.is_set(s.pending<uint32_t>(), port);
 }
 
 bool Evtchn2l::is_masked(uint32_t port) const {
-  SharedWords s{layout_, pages_};
-  return layout_.word_bits == 64 ? s.is_set(s.mask<uint64_t>(), port) : s.is_set(s.mask<uint32_t>(), port);
+  SharedWords s{*layout_, *pages_};
+  return layout_->word_bits == 64 ? s.is_set(s.mask<uint64_t>(), port) : s.is_set(s.mask<uint32_t>(), port);
 }
 
 }  // namespace evmm

@@ -36,9 +36,9 @@ enum class Delivery : uint8_t {
 
 class Evtchn2l {
  public:
-  Evtchn2l(XenWidth width, const EvtchnPages& pages) : layout_(evtchn_2l_layout(width)), pages_(pages) {}
+  Evtchn2l(XenWidth width, const EvtchnPages& pages) : layout_(&evtchn_2l_layout(width)), pages_(&pages) {}
 
-  const Evtchn2lLayout& layout() const { return layout_; }
+  const Evtchn2lLayout& layout() const { return *layout_; }
 
   // Raises port for vcpu, in Xen's order: test-and-set the pending bit, and only on a 0 -> 1 edge of
   // an unmasked port test-and-set the vCPU's selector bit for the port's word, and only on a 0 -> 1
@@ -56,8 +56,8 @@ class Evtchn2l {
   bool is_masked(uint32_t port) const;
 
  private:
-  const Evtchn2lLayout& layout_;
-  const EvtchnPages& pages_;
+  const Evtchn2lLayout* layout_;
+  const EvtchnPages* pages_;
 };
 
 }  // namespace evmm

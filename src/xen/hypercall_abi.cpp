@@ -1,0 +1,30 @@
+#include "xen/hypercall_abi.h"
+
+#include <algorithm>
+
+namespace evmm {
+
+HypercallArgs decode_hypercall(const kvm_regs& r, XenWidth width) {
+  if (width == XenWidth::Bits64) return {r.rax, {r.rdi, r.rsi, r.rdx, r.r10, r.r8}};
+  auto lo = [](uint64_t v) { return v & 0xffffffffu; };
+  return {lo(r.rax), {lo(r.rbx), lo(r.rcx), lo(r.rdx), lo(r.rsi), lo(r.rdi)}};
+}
+
+void write_hypercall_page(std::span<uint8_t, kXenPageSize> page, XenWidth width) {
+  std::fill(page.begin(), page.end(), uint8_t{0xcc});
+  for (uint32_t nr = 0; nr < kXenPageSize / kXenHypercallStubSize; nr++) {
+    uint8_t* p = page.data() + nr * kXenHypercallStubSize;
+    *p++ = 0xb8;  // mov $nr, %eax
+    for (int i = 0; i < 4; i++) *p++ = static_cast<uint8_t>(nr >> (8 * i));
+    *p++ = 0xe5;  // in $port, %eax
+    *p++ = static_cast<uint8_t>(kXenHypercallPort);
+    if (width == XenWidth::Bits64) {
+      *p++ = 0x48;  // movslq %eax, %rax
+      *p++ = 0x63;
+      *p++ = 0xc0;
+    }
+    *p++ = 0xc3;  // ret
+  }
+}
+
+}  // namespace evmm

@@ -1,0 +1,178 @@
+// Xen HVM emulation in userspace (DESIGN.md §3, seed 002): a guest built for Xen finds Xen by
+// CPUID, installs a hypercall page through an MSR, maps shared_info, registers vcpu_info, and uses
+// event channels, timers and the console, on a host kernel without Xen support.
+//
+// The pieces:
+//   CPUID    xen/xen_cpuid.h: the leaves at 0x40000000 (or 0x40000100).
+//   MSR      the guest's write of the hypercall page's address to the MSR from CPUID is filtered
+//            (KVM_X86_SET_MSR_FILTER, KVM_CAP_X86_USER_SPACE_MSR) and reaches on_msr() on its vCPU
+//            thread, which writes the stubs of xen/hypercall_abi.h there.
+//   calls    every stub reads kXenHypercallPort; the read runs hypercall() on the calling vCPU's
+//            thread, with guest pointers translated page by page (xen/guest_va.h).
+//   events   xen/evtchn.h holds the port table; its pages are guest memory (shared_info wherever
+//            the guest put it, vcpu_info wherever each vCPU registered it). The upcall is an MSI
+//            to the target vCPU's APIC ID through the in-kernel LAPIC, so the guest's handler ends
+//            with an EOI, for the per-domain callback vector too (Xen injects that one without the
+//            LAPIC; a guest that does not EOI it blocks its lower-priority interrupts here).
+//            IPIs, loopback ports and VIRQs raised by a hypercall are delivered by the calling
+//            vCPU's thread; nothing else is woken.
+//   timers   per-vCPU singleshot timers are timerfds on the device event loop; they raise VIRQ_TIMER.
+//   time     Xen system time is nanoseconds since the VM was created, on CLOCK_MONOTONIC; each
+//            vcpu_info's vcpu_time_info maps the guest TSC onto it.
+//
+// Where the host kernel has Xen support (KVM_CAP_XEN_HVM with hypercall interception and
+// EVTCHN_SEND), the same port table also feeds the kernel's delivery: see XenKernelPath below. It is
+// chosen at run time, and never on hosts without the capability.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "bus/io_bus.h"
+#include "devices/byte_sink.h"
+#include "devices/vm_control.h"
+#include "event/event_loop.h"
+#include "event/irq_notifier.h"
+#include "kvm/system.h"
+#include "kvm/vcpu_exit.h"
+#include "kvm/vm_fd.h"
+#include "memory/guest_memory.h"
+#include "xen/evtchn.h"
+#include "xen/guest_va.h"
+#include "xen/hypercall_abi.h"
+#include "xen/xen_config.h"
+#include "xen/xen_cpuid.h"
+
+namespace evmm {
+
+class Vcpu;
+
+struct XenStats {
+  uint64_t hypercalls = 0;
+  uint64_t unknown_hypercalls = 0;  // answered -ENOSYS
+  uint64_t faults = 0;              // answered -EFAULT: a guest pointer that did not translate
+  uint64_t console_bytes = 0;
+  uint64_t bad_msr_writes = 0;      // hypercall page writes refused with #GP
+  uint64_t upcalls = 0;             // upcall vectors injected
+  uint64_t lost_upcalls = 0;        // an upcall for a vCPU with no vector set
+  uint64_t timer_fires = 0;
+  EvtchnStats evtchn;
+};
+
+// Conversion of guest TSC ticks into Xen system time, as vcpu_time_info expresses it:
+// ns = ((ticks << shift) * mul) >> 32, with a negative shift shifting right.
+struct XenTimeScale {
+  uint32_t mul;
+  int8_t shift;
+};
+XenTimeScale xen_time_scale(uint64_t tsc_khz);
+uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s);
+
+enum class XenWait { Done, Readable, TimedOut, Kicked };
+
+// What a hypercall needs from the vCPU that made it. The VMM's is a Vcpu; tests and the fuzzer
+// supply their own.
+class XenCaller {
+ public:
+  virtual ~XenCaller() = default;
+  virtual uint32_t vcpu() const = 0;
+  virtual XenWidth width() const = 0;
+  virtual const GuestVa& va() const = 0;
+  // One sleep on the caller's thread: Done if done() holds (checked first), else until fd is
+  // readable (not consumed), the deadline (host CLOCK_MONOTONIC ns, 0 = none) passes, or the vCPU
+  // is asked to exit (its exit request stays pending).
+  virtual Result<XenWait> wait(int fd, uint64_t deadline_mono_ns, const std::function<bool()>& done) = 0;
+};
+
+class XenHvm {
+ public:
+  struct Env {
+    const VmFd* vm = nullptr;  // KVM_SIGNAL_MSI for upcalls, the MSR filter; null in unit tests
+    const GuestMemory* mem = nullptr;
+    uint32_t vcpus = 1;
+    uint64_t tsc_khz = 0;      // the guest TSC's rate (KVM_GET_TSC_KHZ)
+    ByteSink console;          // console_io output
+    VmControl* control = nullptr;  // SCHEDOP_shutdown
+    IrqNotifier* notifier = nullptr;
+    // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.
+    std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};
+  };
+
+  static Result<std::unique_ptr<XenHvm>> create(Env env, XenConfig cfg);
+  ~XenHvm();
+  XenHvm(const XenHvm&) = delete;
+  XenHvm& operator=(const XenHvm&) = delete;
+
+  const XenConfig& config() const { return cfg_; }
+  // The CPUID leaves for one vCPU (before it runs).
+  void add_cpuid(CpuidTable& table, uint32_t vcpu) const { add_xen_cpuid_leaves(table, cfg_.cpuid, vcpu); }
+  // Claims the hypercall port on pio and makes KVM hand the hypercall MSR's writes to userspace.
+  Result<void> install(IoBus& pio);
+  // The per-vCPU hooks: the MSR handler and, on the kernel path, hypercall exits. Before it runs.
+  void attach(Vcpu& vcpu);
+  // The timers' subscriber, for the device event loop.
+  std::shared_ptr<EventSubscriber> timers();
+
+  // Anchors Xen system time: guest TSC tsc at host CLOCK_MONOTONIC mono_ns (read together on
+  // vCPU 0 before it runs). Until then system time reads 0 at every TSC value.
+  void set_time_reference(uint64_t tsc, uint64_t mono_ns);
+
+  EventChannels& event_channels() { return *evtchn_; }
+  XenStats stats() const;
+
+  // ---- the guest interface ----
+  // A filtered MSR access (vCPU thread). False: #GP.
+  bool on_msr(uint32_t vcpu, XenWidth mode, bool write, uint32_t index, uint64_t value);
+  // One hypercall; returns the value for the guest's RAX (a negative Xen errno on failure).
+  int64_t hypercall(XenCaller& caller, const HypercallArgs& call);
+
+  // Xen system time now, in ns.
+  uint64_t system_time_ns() const;
+
+ private:
+  struct VcpuState;
+  class Pages;
+  class Timers;
+  class HypercallPort;
+  XenHvm(Env env, XenConfig cfg);
+
+  // The hypercall families.
+  int64_t xen_version(XenCaller& c, uint64_t cmd, uint64_t arg);
+  int64_t console_io(XenCaller& c, uint64_t cmd, uint64_t count, uint64_t buffer);
+  int64_t sched_op(XenCaller& c, uint64_t cmd, uint64_t arg);
+  int64_t memory_op(XenCaller& c, uint64_t cmd, uint64_t arg);
+  int64_t hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg);
+  int64_t vcpu_op(XenCaller& c, uint64_t cmd, uint64_t vcpuid, uint64_t arg);
+  int64_t event_channel_op(XenCaller& c, uint64_t cmd, uint64_t arg);
+  int64_t set_timer(XenCaller& c, uint64_t timeout_abs_ns);
+  int64_t poll(XenCaller& c, uint64_t arg);
+  int64_t block(XenCaller& c);
+
+  void latch_width(XenWidth w);
+  void inject(uint32_t vcpu);
+  void on_pending(uint32_t vcpu, uint32_t port);
+  void write_time(uint32_t vcpu);
+  void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns);
+
+  Env env_;
+  XenConfig cfg_;
+  std::unique_ptr<Pages> pages_;
+  std::vector<std::unique_ptr<VcpuState>> vcpus_;
+  std::optional<EventChannels> evtchn_;
+  std::shared_ptr<Timers> timers_;
+  XenTimeScale scale_{};
+  uint64_t start_mono_ns_ = 0;  // system time 0
+  std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
+  std::atomic<uint64_t> callback_param_{0};  // HVM_PARAM_CALLBACK_IRQ as the guest set it
+
+  struct Counters;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace evmm
