@@ -15,19 +15,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "base/eventfd.h"
 #include "bench/stats.h"
-#include "event/eventfd_interrupt_line.h"
 #include "kvm/system.h"
+#include "tests/suspend_harness.h"
 #include "vmm/vm.h"
 
 using namespace evmm;
@@ -37,91 +34,30 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint16_t kAckPort = 0x6fc;
-constexpr uint32_t kWakeGsi = 11;  // pvsuspend's default pin
 
 uint64_t ns_between(Clock::time_point a, Clock::time_point b) {
   return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// One booted VM with the serial input pipe, the irqfd line and the ack doorbell a wake case needs.
-struct WakeVm {
-  std::string serial_path = fmt::format("/tmp/evmm-suspend-bench-{}.txt", ::getpid());
-  int input[2] = {-1, -1};
-  std::optional<System> kvm;
-  std::unique_ptr<Vm> vm;
-  std::shared_ptr<EventFdInterruptLine> line;
-  std::shared_ptr<const EventFd> ack;
-  std::optional<IoEventRegistration> ack_reg;
-
-  ~WakeVm() {
-    ack_reg.reset();
-    line.reset();  // deassigns its irqfd, so before the VM goes
-    vm.reset();
-    for (int fd : input)
-      if (fd >= 0) ::close(fd);
-    ::unlink(serial_path.c_str());
-  }
-
-  std::string boot(const std::string& image, unsigned n) {
-    if (::pipe(input) != 0) return "pipe failed";
-    auto k = System::open();
-    if (!k) return k.error().message();
-    kvm.emplace(std::move(*k));
-    VmConfig cfg;
-    cfg.kernel = image;
-    cfg.cmdline = fmt::format("pvsuspend n={} ack={} exit=0", n, kAckPort);
-    cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path, input[0]};
-    auto v = Vm::create(*kvm, cfg);
-    if (!v) return v.error().message;
-    vm = std::move(*v);
-    auto l = EventFdInterruptLine::create(vm->vm_fd(), kWakeGsi, EventFdInterruptLine::Mode::Edge);
-    if (!l) return l.error().message();
-    line = *l;
-    auto a = EventFd::create();
-    if (!a) return a.error().message();
-    ack = std::make_shared<const EventFd>(std::move(*a));
-    size_t in_kernel = vm->io_events().stats().in_kernel;
-    auto r = vm->io_events().add(IoSpace::Pio, kAckPort, 4, IoMatch::any(), ack);
-    if (!r) return r.error().message();
-    ack_reg.emplace(std::move(*r));
-    if (vm->io_events().stats().in_kernel == in_kernel) return "the ack doorbell is not in KVM";
-    if (auto s = vm->start(); !s) return s.error().message();
-    return {};
-  }
-};
-
 struct WakeCase {
   const char* name;
-  std::function<void(WakeVm&)> fire;
+  std::function<void(suspend::Guest&)> fire;
   std::vector<uint64_t> ns;
   std::string error;
 };
 
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
-  for (auto end = Clock::now() + limit; Clock::now() < end;) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(50us);
-  }
-  return cond();
-}
-
 void run_wake(const std::string& image, unsigned n, WakeCase& c) {
-  WakeVm w;
-  if (auto e = w.boot(image, n); !e.empty()) {
+  suspend::Guest w;
+  if (auto e = w.boot(image, {.cmdline = fmt::format("pvsuspend n={} ack={} exit=0", n, kAckPort),
+                              .serial_input = true,
+                              .ack_port = kAckPort});
+      !e.empty()) {
     c.error = "boot: " + e;
     return;
   }
   Vcpu& v = w.vm->vcpu(0);
   for (unsigned i = 0; i < n; ++i) {
-    if (!wait_until([&] { return v.suspended(); }, 10s)) {
+    if (!suspend::wait_for([&] { return v.suspended(); }, 10s, 50us)) {
       c.error = fmt::format("round {}: the guest never suspended", i + 1);
       break;
     }
@@ -143,11 +79,12 @@ void run_wake(const std::string& image, unsigned n, WakeCase& c) {
     w.vm->wait();
     return;
   }
-  VmOutcome out = w.vm->wait();
+  VmOutcome out;
+  std::string serial = w.finish(&out);
   if (out.exit_status != 1) c.error = fmt::format("guest ended with status {}: {}", out.exit_status, out.message);
   if (v.stats().wakeups_resumed.load() != n)
     c.error = fmt::format("{} wakeups resumed, expected {}", v.stats().wakeups_resumed.load(), n);
-  if (c.error.empty() && slurp(w.serial_path).find("pvsuspend: resumed") == std::string::npos)
+  if (c.error.empty() && serial.find("pvsuspend: resumed") == std::string::npos)
     c.error = "the guest did not report";
 }
 
@@ -204,14 +141,9 @@ int main(int argc, char** argv) {
   }
   std::string image = std::string(EVMM_GUEST_DIR) + "/testprog.mb.elf";
   WakeCase cases[] = {
-      {"api wake", [](WakeVm& w) { w.vm->wake(); }, {}, {}},
-      {"irqfd interrupt",
-       [](WakeVm& w) {
-         w.line->trigger();
-         w.vm->irq_notifier().notify();
-       },
-       {}, {}},
-      {"serial input", [](WakeVm& w) { (void)!::write(w.input[1], "x", 1); }, {}, {}},
+      {"api wake", [](suspend::Guest& w) { w.vm->wake(); }, {}, {}},
+      {"irqfd interrupt", [](suspend::Guest& w) { w.raise(); }, {}, {}},
+      {"serial input", [](suspend::Guest& w) { (void)!::write(w.serial_in.get(), "x", 1); }, {}, {}},
   };
   bool ok = true;
   for (auto& c : cases) {

@@ -1,84 +1,31 @@
 // evmm's Suspended MP state, wakeup events and the VMM's decision, and VM pause/resume, with the VMM
-// in-process (libevmm) and the testprog guest's `pvsuspend` word (guests/README.md).
+// in-process (libevmm) and the testprog guest's `pvsuspend` word (guests/README.md); the VM is built by
+// tests/suspend_harness.h.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <csignal>
 #include <thread>
 
-#include "event/eventfd_interrupt_line.h"
-#include "kvm/system.h"
 #include "tests/kvm_test_util.h"
-#include "vmm/vm.h"
+#include "tests/suspend_harness.h"
 
 namespace evmm::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-constexpr uint32_t kWakeGsi = 11;
-
-struct Guest {
-  std::string serial_path = ::testing::TempDir() + "/suspend-serial-" + std::to_string(::getpid()) + ".txt";
-  std::optional<System> kvm;
-  std::unique_ptr<Vm> vm;
-  std::shared_ptr<EventFdInterruptLine> line;
-
-  int input_fd = -1;  // the serial input, if the test gives one
-
-  std::string boot(const std::string& cmdline, unsigned cpus = 1, Vcpu::WakeHandler handler = nullptr) {
-    auto k = System::open();
-    if (!k) return k.error().message();
-    kvm.emplace(std::move(*k));
-    VmConfig cfg;
-    cfg.kernel = guest("testprog.mb.elf");
-    cfg.cmdline = cmdline;
-    cfg.cpus = cpus;
-    cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path, input_fd};
-    auto v = Vm::create(*kvm, cfg);
-    if (!v) return v.error().message;
-    vm = std::move(*v);
-    auto l = EventFdInterruptLine::create(vm->vm_fd(), kWakeGsi, EventFdInterruptLine::Mode::Edge);
-    if (!l) return l.error().message();
-    line = *l;
-    if (handler) vm->set_wake_handler(std::move(handler));
-    if (auto s = vm->start(); !s) return s.error().message();
-    return {};
-  }
-  // The device's interrupt, announced to suspended vCPUs as the platform's lines do.
-  void raise() {
-    line->trigger();
-    vm->irq_notifier().notify();
-  }
-  bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 20s) {
-    for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(2ms);
-    }
-    return cond();
-  }
-  std::string finish(VmOutcome* out = nullptr) {
-    VmOutcome o = vm->wait();
-    if (out) *out = o;
-    std::ifstream f(serial_path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    ::unlink(serial_path.c_str());
-    return ss.str();
-  }
-  ~Guest() { ::unlink(serial_path.c_str()); }
-};
+using suspend::Guest;
+using suspend::wait_for;
 
 TEST(Suspend, ApiWakeResumesWhereTheGuestStopped) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
   Vcpu& v = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   std::this_thread::sleep_for(100ms);
   EXPECT_TRUE(v.suspended());  // nothing else wakes it
   EXPECT_EQ(v.stats().wakeups.load(), 0u);
@@ -94,11 +41,11 @@ TEST(Suspend, ApiWakeResumesWhereTheGuestStopped) {
 TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
   Vcpu& v = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   g.raise();
-  ASSERT_TRUE(g.wait_for([&] { return !v.suspended(); }, 10s));
+  ASSERT_TRUE(wait_for([&] { return !v.suspended(); }, 10s));
   VmOutcome out;
   std::string serial = g.finish(&out);
   EXPECT_EQ(out.exit_status, 1) << out.message << serial;
@@ -111,21 +58,16 @@ TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
 // its handler still gets them.
 TEST(Suspend, SerialInputWakesAndIsStillDelivered) {
   REQUIRE_KVM();
-  int pipe_fds[2];
-  ASSERT_EQ(::pipe(pipe_fds), 0);
   Guest g;
-  g.input_fd = pipe_fds[0];
-  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0", .serial_input = true}), "");
   Vcpu& v = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(v.suspended());
-  ASSERT_EQ(::write(pipe_fds[1], "hi\n", 3), 3);
-  ASSERT_TRUE(g.wait_for([&] { return !v.suspended(); }, 10s));
+  ASSERT_EQ(::write(g.serial_in.get(), "hi\n", 3), 3);
+  ASSERT_TRUE(wait_for([&] { return !v.suspended(); }, 10s));
   VmOutcome out;
   std::string serial = g.finish(&out);
-  ::close(pipe_fds[1]);
-  ::close(pipe_fds[0]);
   EXPECT_EQ(out.exit_status, 1) << out.message << serial;
   EXPECT_TRUE(has(serial, "pvsuspend: resumed, gsi 0 serial 3")) << serial;
   EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
@@ -137,16 +79,15 @@ TEST(Suspend, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
   REQUIRE_KVM();
   Guest g;
   std::atomic<int> decisions{0};
-  ASSERT_EQ(g.boot("pvsuspend exit=0", 1,
-                   [&](Vcpu&, const exit::Wakeup& w) {
-                     ++decisions;
-                     return (w.reasons & wake::kApi) ? WakeDecision::Resume : WakeDecision::StaySuspended;
-                   }),
-            "");
+  auto resume_on_api_wake = [&](Vcpu&, const exit::Wakeup& w) {
+    ++decisions;
+    return (w.reasons & wake::kApi) ? WakeDecision::Resume : WakeDecision::StaySuspended;
+  };
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0", .wake_handler = resume_on_api_wake}), "");
   Vcpu& v = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   g.raise();
-  ASSERT_TRUE(g.wait_for([&] { return v.stats().wakeups.load() == 1; }));
+  ASSERT_TRUE(wait_for([&] { return v.stats().wakeups.load() == 1; }));
   uint64_t sleeps = v.stats().suspend_sleeps.load(), told = g.vm->irq_notifier().notifications();
   // More notifications for the same pending vector: each costs a look at the LAPIC, never a Wakeup.
   for (int i = 0; i < 5; ++i) g.vm->irq_notifier().notify();
@@ -170,9 +111,9 @@ TEST(Suspend, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
 TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
   Vcpu& v = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return v.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   uint64_t before = v.stats().request_exits.load();
   auto fd = v.make_exit_fd();
   ASSERT_TRUE(fd);
@@ -183,7 +124,7 @@ TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
     }
     std::this_thread::sleep_for(200us);
   }
-  ASSERT_TRUE(g.wait_for([&] { return v.exit_requests().pending() == 0; }));
+  ASSERT_TRUE(wait_for([&] { return v.exit_requests().pending() == 0; }));
   EXPECT_GT(v.stats().request_exits.load(), before);
   EXPECT_EQ(v.stats().wakeups.load(), 0u);
   EXPECT_TRUE(v.suspended());
@@ -198,9 +139,9 @@ TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
 TEST(Suspend, MpStatesReadBackThroughKvmAndEvmm) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("pvsuspend exit=0", 2), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0", .cpus = 2}), "");
   Vcpu& bsp = g.vm->vcpu(0);
-  ASSERT_TRUE(g.wait_for([&] { return bsp.suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return bsp.suspended(); }));
   // The BSP is out of KVM_RUN: its state reads without waiting. The AP was never started.
   EXPECT_EQ(*bsp.mp_state(), MpState::Suspended);
   ASSERT_TRUE(g.vm->pause());
@@ -217,7 +158,7 @@ TEST(Suspend, MpStatesReadBackThroughKvmAndEvmm) {
 TEST(Pause, PauseAndResumeUnderLoadLosesNoInterrupt) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("smp doorbell=pio n=400 exit=0", 2), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "smp doorbell=pio n=400 exit=0", .cpus = 2}), "");
   std::this_thread::sleep_for(50ms);
   int paused = 0;
   int64_t max_jump_ns = 0;
@@ -247,13 +188,13 @@ TEST(Pause, PauseAndResumeUnderLoadLosesNoInterrupt) {
 TEST(Pause, ErrorsAreDistinct) {
   REQUIRE_KVM();
   Guest g;
-  ASSERT_EQ(g.boot("pvsuspend exit=0"), "");
+  ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
   EXPECT_EQ(g.vm->resume().error().code(), EINVAL);
   ASSERT_TRUE(g.vm->pause());
   EXPECT_EQ(g.vm->pause().error().code(), EBUSY);
   ASSERT_TRUE(g.vm->resume());
   // A wake only reaches a vCPU that is suspended already; an earlier one would be stale.
-  ASSERT_TRUE(g.wait_for([&] { return g.vm->vcpu(0).suspended(); }));
+  ASSERT_TRUE(wait_for([&] { return g.vm->vcpu(0).suspended(); }));
   g.vm->wake();
   g.finish();
 }
