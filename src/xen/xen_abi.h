@@ -12,6 +12,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#if __XEN_INTERFACE_VERSION__ != 0x00040e00
+#error "build with -D__XEN_INTERFACE_VERSION__=0x00040e00 (libevmm's compile definitions)"
+#endif
 #include <xen/errno.h>
 #include <xen/event_channel.h>
 #include <xen/foreign/x86_32.h>

@@ -390,7 +390,7 @@ void XenHvm::write_time(uint32_t vcpu) {
   v.system_time = ref_system_ns_.load();
   v.tsc_to_system_mul = scale_.mul;
   v.tsc_shift = scale_.shift;
-  v.pad1[0] = XEN_PVCLOCK_TSC_STABLE_BIT;  // the flags byte (pvclock's)
+  v.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
   std::memcpy(reinterpret_cast<uint8_t*>(t) + sizeof(uint32_t), reinterpret_cast<uint8_t*>(&v) + sizeof(uint32_t),
               sizeof v - sizeof(uint32_t));
   __atomic_store_n(&t->version, (version | 1) + 1, __ATOMIC_SEQ_CST);
@@ -544,7 +544,7 @@ int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
   if (c.width() == XenWidth::Bits64) {
     sched_poll p;
     if (int r = c.va().read_obj(arg, &p)) return r;
-    ports_gva = reinterpret_cast<uint64_t>(p.ports);
+    ports_gva = reinterpret_cast<uint64_t>(p.ports.p);
     nr = p.nr_ports;
     timeout = p.timeout;
   } else {
@@ -657,7 +657,7 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         xen_memory_map m;
         if (int r = va.read_obj(arg, &m)) return r;
         nr = m.nr_entries;
-        buffer = reinterpret_cast<uint64_t>(m.buffer);
+        buffer = reinterpret_cast<uint64_t>(m.buffer.p);
       } else {
         MemoryMap32 m;
         if (int r = va.read_obj(arg, &m)) return r;
