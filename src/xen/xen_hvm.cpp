@@ -96,10 +96,13 @@ XenTimeScale xen_time_scale(uint64_t tsc_khz) {
   // ns per tick = 1e6 / khz. Find shift so that mul = 2^32 * 1e6 / (khz << shift) lies in
   // [2^31, 2^32): the most precision mul can carry.
   int shift = 0;
+  // mul = 2^32 * 1e6 / (khz * 2^shift), exactly, for either sign of shift.
   auto mul_for = [&](int sh) {
     unsigned __int128 num = (unsigned __int128)1'000'000u << 32;
-    unsigned __int128 den = sh >= 0 ? (unsigned __int128)tsc_khz << sh : (unsigned __int128)tsc_khz >> -sh;
-    return den ? num / den : ~(unsigned __int128)0;
+    unsigned __int128 den = tsc_khz;
+    if (sh >= 0) den <<= sh;
+    else num <<= -sh;
+    return num / den;
   };
   while (mul_for(shift) >= ((unsigned __int128)1 << 32) && shift < 31) shift++;
   while (mul_for(shift - 1) < ((unsigned __int128)1 << 32) && shift > -31) shift--;
