@@ -232,6 +232,48 @@ seed("assist", "int3_low_stack", bytes([0, 1]) + b"\xcc" + patch_cpu(56, 0x10))
 seed("assist", "int80_not_present", bytes([0, 2]) + b"\xcd\x80" + patch_mem(0x2000 + 0x80 * 16, 0x0000_0E00_0008_0000))
 
 
+# --- Xen hypercalls (targets/xen_hypercall_fuzz.cpp) ----------------------------------------------
+
+def xmem(addr, data):
+    return b"\0" + addr.to_bytes(3, "little") + bytes([len(data)]) + data
+
+
+def hcall(nr, *args):
+    args = list(args) + [0] * (5 - len(args))
+    return b"\1" + bytes([nr]) + b"".join((a & 0xFFFFFFFF).to_bytes(4, "little") for a in args)
+
+
+def xmsr(value):
+    return b"\2" + value.to_bytes(4, "little")
+
+
+ARG, SHARED, VINFO = 0x10000, 0x20000, 0x21000
+HV_CONSOLE, HV_VERSION, HV_MEMORY, HV_SCHED, HV_EVTCHN, HV_HVM, HV_VCPU, HV_TIMER = 18, 17, 12, 29, 32, 34, 24, 15
+physmap64 = struct.pack("<HHIQQ", 0x7FF0, 0, 0, 0, SHARED >> 12)   # DOMID_SELF, shared_info, idx 0
+physmap32 = struct.pack("<HHIII", 0x7FF0, 0, 0, 0, SHARED >> 12)
+callback = struct.pack("<HHIQ", 0x7FF0, 0, 0, (2 << 56) | 0xF3)     # HVM_PARAM_CALLBACK_IRQ, vector
+vinfo = struct.pack("<QII", VINFO >> 12, 64, 0)
+for width, physmap in ((0, physmap64), (1, physmap32)):
+    setup = (xmsr(0x5000) + xmem(ARG, physmap) + hcall(HV_MEMORY, 7, ARG) + xmem(ARG + 0x100, callback)
+             + hcall(HV_HVM, 0, ARG + 0x100) + xmem(ARG + 0x200, vinfo) + hcall(HV_VCPU, 10, 0, ARG + 0x200))
+    seed("xen_hypercall", f"console_{width}", bytes([width]) + xmem(0x1FF8, b"hello, xen\n")
+         + hcall(HV_CONSOLE, 0, 11, 0x1FF8) + hcall(HV_CONSOLE, 0, 0xFFFFFFFF, 0x800000 - 8) + hcall(HV_VERSION, 0)
+         + hcall(HV_VERSION, 1, ARG) + hcall(HV_VERSION, 6, ARG) + hcall(99))
+    seed("xen_hypercall", f"ipi_send_{width}", bytes([width]) + setup + xmem(ARG, struct.pack("<II", 0, 0))
+         + hcall(HV_EVTCHN, 7, ARG) + xmem(ARG + 0x300, struct.pack("<I", 1)) + hcall(HV_EVTCHN, 4, ARG + 0x300)
+         + hcall(HV_EVTCHN, 9, ARG + 0x300) + hcall(HV_EVTCHN, 5, ARG + 0x300) + hcall(HV_EVTCHN, 3, ARG + 0x300))
+    seed("xen_hypercall", f"loopback_virq_{width}", bytes([width | 2]) + setup
+         + xmem(ARG, struct.pack("<HHI", 0x7FF0, 0x7FF0, 0)) + hcall(HV_EVTCHN, 6, ARG)
+         + xmem(ARG + 0x40, struct.pack("<HII", 0x7FF0, 1, 0)) + hcall(HV_EVTCHN, 0, ARG + 0x40)
+         + xmem(ARG + 0x80, struct.pack("<III", 0, 1, 0)) + hcall(HV_EVTCHN, 1, ARG + 0x80)
+         + xmem(ARG + 0xC0, struct.pack("<QI", 10**6, 1)) + hcall(HV_VCPU, 8, 1, ARG + 0xC0) + hcall(HV_TIMER, 5, 0))
+    seed("xen_hypercall", f"poll_block_shutdown_{width}", bytes([width]) + setup
+         + xmem(0x12000, struct.pack("<I", 1))
+         + xmem(ARG, struct.pack("<QIIQ", 0x12000, 1, 0, 1000) if width == 0 else struct.pack("<IIQ", 0x12000, 1, 1000))
+         + hcall(HV_SCHED, 3, ARG) + hcall(HV_SCHED, 1) + xmem(ARG + 0x20, struct.pack("<I", 2))
+         + hcall(HV_SCHED, 2, ARG + 0x20))
+
+
 def main():
     for target, files in corpus.items():
         d = os.path.join(OUT, target)

@@ -18,8 +18,10 @@ constexpr uint64_t kHole = 0x800000, kHoleSize = 0x100000, kReadOnly = 0x7ff000;
 
 class FakeCaller final : public XenCaller {
  public:
-  FakeCaller(const GuestMemory& mem, uint32_t vcpu, XenWidth width)
+  // sleeps: false makes every wait end at once (TimedOut), for the fuzzer.
+  FakeCaller(const GuestMemory& mem, uint32_t vcpu, XenWidth width, bool sleeps = true)
       : vcpu_(vcpu),
+        sleeps_(sleeps),
         width_(width),
         va_(mem,
             [](uint64_t gva) -> std::optional<GuestPage> {
@@ -33,6 +35,7 @@ class FakeCaller final : public XenCaller {
   const GuestVa& va() const override { return va_; }
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
     if (done()) return XenWait::Done;
+    if (!sleeps_) return XenWait::TimedOut;
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t n = uint64_t(now.tv_sec) * 1'000'000'000u + uint64_t(now.tv_nsec);
@@ -46,6 +49,7 @@ class FakeCaller final : public XenCaller {
 
  private:
   uint32_t vcpu_;
+  bool sleeps_;
   XenWidth width_;
   GuestVa va_;
 };
