@@ -20,6 +20,9 @@ struct XenConfig {
   XenCpuidConfig cpuid;             // leaves offset, version, MSR, domid
   std::string extraversion = ".0";  // XENVER_extraversion, appended to major.minor
   uint16_t backend_domid = 0;       // the domain the VMM's backends appear as
+  // Use the host kernel's Xen support (KVM_CAP_XEN_HVM) when it has enough of it; false: always
+  // the userspace path.
+  bool kernel_accel = true;
 };
 
 }  // namespace evmm

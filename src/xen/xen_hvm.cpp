@@ -290,7 +290,9 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
       .domid = x->cfg_.cpuid.domid,
       .backend_domid = x->cfg_.backend_domid,
       .inject = [self](uint32_t vcpu) { self->inject(vcpu); },
-      .kernel_commit = {},
+      .kernel_commit = [self](std::span<const kvm_xen_hvm_attr> ports) -> Result<void> {
+        return self->kernel_path_ ? self->commit_kernel_ports(ports) : Result<void>{};
+      },
       .on_pending = [self](uint32_t vcpu, uint32_t port) { self->on_pending(vcpu, port); },
   };
   x->evtchn_.emplace(TRY(EventChannels::create(*x->pages_, std::move(opts))));
@@ -298,7 +300,34 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
   return x;
 }
 
+bool XenHvm::kernel_support_usable(int flags) {
+  constexpr int kNeeded = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL | KVM_XEN_HVM_CONFIG_SHARED_INFO |
+                          KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
+  return flags > 0 && (flags & kNeeded) == kNeeded;
+}
+
+Result<void> XenHvm::commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports) {
+  // One reset, then every port: the kernel's table is replaced as a whole.
+  kvm_xen_hvm_attr reset{};
+  reset.type = KVM_XEN_ATTR_TYPE_EVTCHN;
+  reset.u.evtchn.flags = KVM_XEN_EVTCHN_RESET;
+  TRY(env_.vm->xen_hvm_set_attr(reset));
+  for (const auto& p : ports) TRY(env_.vm->xen_hvm_set_attr(p));
+  return {};
+}
+
 Result<void> XenHvm::install(IoBus& pio) {
+  if (env_.vm && cfg_.kernel_accel && kernel_support_usable(env_.vm->check_extension(KVM_CAP_XEN_HVM))) {
+    kvm_xen_hvm_config c{};
+    c.flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL | KVM_XEN_HVM_CONFIG_EVTCHN_SEND;
+    c.msr = cfg_.cpuid.hypercall_msr;
+    TRY(env_.vm->xen_hvm_config(c));
+    kernel_path_ = true;
+    // The table exists already; from now on its kernel ports go to KVM too.
+    TRY(commit_kernel_ports(evtchn_->kernel_ports()));
+    LOG_INFO("Xen: using the kernel's Xen support (KVM_CAP_XEN_HVM)");
+    return {};
+  }
   TRY(pio.insert(kXenHypercallPort, 4, std::make_shared<HypercallPort>(*this), "xen-hypercall"));
   if (!env_.vm) return {};
   // Writes of the hypercall MSR exit to userspace; everything else stays with KVM.
@@ -316,6 +345,11 @@ Result<void> XenHvm::install(IoBus& pio) {
 void XenHvm::attach(Vcpu& vcpu) {
   vcpu.set_msr_handler([this](Vcpu& v, bool write, uint32_t index, uint64_t& value) {
     return on_msr(v.id(), vcpu_mode(v), write, index, value);
+  });
+  vcpu.set_xen_hypercall_handler([this](Vcpu& v, const exit::XenHypercall& h) {
+    XenWidth width = h.longmode ? XenWidth::Bits64 : XenWidth::Bits32;
+    VcpuCaller caller(v, *env_.mem, width);
+    return static_cast<uint64_t>(hypercall(caller, {h.nr, {h.args[0], h.args[1], h.args[2], h.args[3], h.args[4]}}));
   });
 }
 
@@ -643,6 +677,12 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         else std::memcpy(page->data(), before.data(), kPage);
         pages_->shared_info_.store(gpa, std::memory_order_release);
         for (uint32_t v = 0; v < vcpus_.size(); v++) write_time(v);
+        if (kernel_path_) {
+          kvm_xen_hvm_attr a{};
+          a.type = KVM_XEN_ATTR_TYPE_SHARED_INFO;
+          a.u.shared_info.gfn = m.gpfn;
+          if (!env_.vm->xen_hvm_set_attr(a)) return -XEN_EINVAL;
+        }
         return 0;
       }
       if (m.space == XENMAPSPACE_grant_table) {
@@ -703,6 +743,12 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         if (p.value != 0 && (p.value & 0xff) < kMinVector) return -XEN_EINVAL;
         latch_width(c.width());
         callback_param_.store(p.value, std::memory_order_release);
+        if (kernel_path_) {
+          kvm_xen_hvm_attr a{};
+          a.type = KVM_XEN_ATTR_TYPE_UPCALL_VECTOR;
+          a.u.vector = static_cast<uint8_t>(p.value);
+          if (!env_.vm->xen_hvm_set_attr(a)) return -XEN_EINVAL;
+        }
         return 0;
       }
       switch (p.index) {

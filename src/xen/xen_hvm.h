@@ -20,9 +20,13 @@
 //   time     Xen system time is nanoseconds since the VM was created, on CLOCK_MONOTONIC; each
 //            vcpu_info's vcpu_time_info maps the guest TSC onto it.
 //
-// Where the host kernel has Xen support (KVM_CAP_XEN_HVM with hypercall interception and
-// EVTCHN_SEND), the same port table also feeds the kernel's delivery: see XenKernelPath below. It is
-// chosen at run time, and never on hosts without the capability.
+// Where the host kernel has Xen support (KVM_CAP_XEN_HVM with hypercall interception, shared_info
+// and EVTCHN_SEND), install() chooses the kernel path at run time instead: KVM_XEN_HVM_CONFIG makes
+// KVM own the hypercall MSR and page and hand hypercalls over as KVM_EXIT_XEN, which run through
+// the same hypercall() and the same port table; the table commits the ports the kernel should
+// deliver itself (IPIs, loopback, backend eventfds) as KVM_XEN_ATTR_TYPE_EVTCHN entries, and
+// shared_info and the callback vector are handed to KVM as they are set. Hosts without the
+// capability (such as the development hosts) never take it, so it is built but not exercised there.
 #pragma once
 
 #include <atomic>
@@ -116,6 +120,10 @@ class XenHvm {
   Result<void> install(IoBus& pio);
   // The per-vCPU hooks: the MSR handler and, on the kernel path, hypercall exits. Before it runs.
   void attach(Vcpu& vcpu);
+  // Whether install() chose the kernel's Xen support.
+  bool kernel_path() const { return kernel_path_; }
+  // What the kernel path needs of KVM_CAP_XEN_HVM's flags.
+  static bool kernel_support_usable(int xen_hvm_flags);
   // The timers' subscriber, for the device event loop.
   std::shared_ptr<EventSubscriber> timers();
 
@@ -170,6 +178,8 @@ class XenHvm {
   uint64_t start_mono_ns_ = 0;  // system time 0
   std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
   std::atomic<uint64_t> callback_param_{0};  // HVM_PARAM_CALLBACK_IRQ as the guest set it
+  bool kernel_path_ = false;
+  Result<void> commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports);
 
   struct Counters;
   std::unique_ptr<Counters> counters_;

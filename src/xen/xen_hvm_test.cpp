@@ -373,3 +373,18 @@ TEST_P(Xen, HypercallPageMsr) {
 
 }  // namespace
 }  // namespace evmm
+
+namespace evmm {
+namespace {
+
+TEST(XenKernelPath, ChosenOnlyWhenTheKernelHasEveryPieceItNeeds) {
+  EXPECT_FALSE(XenHvm::kernel_support_usable(0));   // KVM_CAP_XEN_HVM absent, as on the dev hosts
+  EXPECT_FALSE(XenHvm::kernel_support_usable(-1));  // an error from KVM_CHECK_EXTENSION
+  EXPECT_FALSE(XenHvm::kernel_support_usable(KVM_XEN_HVM_CONFIG_HYPERCALL_MSR | KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL));
+  EXPECT_FALSE(XenHvm::kernel_support_usable(KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL | KVM_XEN_HVM_CONFIG_SHARED_INFO));
+  EXPECT_TRUE(XenHvm::kernel_support_usable(KVM_XEN_HVM_CONFIG_HYPERCALL_MSR | KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL |
+                                            KVM_XEN_HVM_CONFIG_SHARED_INFO | KVM_XEN_HVM_CONFIG_EVTCHN_SEND));
+}
+
+}  // namespace
+}  // namespace evmm
