@@ -12,7 +12,7 @@ FUZZ_TARGETS ?=
 # the fuzz corpus replays, which ASan and UBSan check too.
 TEST_TARGETS = evmm_unit_tests evmm_kvm_tests fuzz_replays
 
-.PHONY: all deps configure build run test test-plain test-sanitizers test-asan test-tsan test-quick bench fuzz clean
+.PHONY: all deps configure build run run-xen test test-plain test-sanitizers test-asan test-tsan test-quick bench fuzz clean
 
 all: build
 
@@ -30,6 +30,13 @@ build: configure
 run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
 	$(BUILD)/src/evmm run --kernel $(BUILD)/guests/demo.mb.elf --cpus 2
+
+# The Xen HVM tour: the Xen test guest discovers Xen, then exercises the console, IPIs, loopback,
+# timers, masking, polling and port exhaustion, and shuts down with SHUTDOWN_poweroff.
+run-xen: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
+	$(BUILD)/src/evmm run --xen --cpus 2 --kernel $(BUILD)/guests/xen64.pvh.elf \
+	  --cmdline "hello console ipi loopback timer mask poll block exhaust rebind"
 
 # The whole suite in the plain build. The sanitizer suites (test-sanitizers: the same tests under
 # ASan and UBSan, then the concurrency tests under TSan) take three builds, over 30 minutes with the
