@@ -398,6 +398,14 @@ void XenHvm::inject(uint32_t vcpu) {
   if (env_.notifier) env_.notifier->notify();
 }
 
+void XenHvm::reassert_upcall(uint32_t vcpu) {
+  // Xen asserts the new callback for a vCPU whose upcall is already flagged (hvm_assert_evtchn_irq):
+  // events that arrived before the guest chose a vector are not stranded behind the flag.
+  auto info = pages_->vcpu_info(vcpu);
+  size_t off = pages_->layout().upcall_pending_offset;
+  if (info.size() > off && __atomic_load_n(&info[off], __ATOMIC_SEQ_CST)) inject(vcpu);
+}
+
 void XenHvm::on_pending(uint32_t, uint32_t) {
   // A poller waits for any of its ports, whichever vCPU they are bound to (Xen's poll_mask).
   for (auto& v : vcpus_)
@@ -743,6 +751,7 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         if (p.value != 0 && (p.value & 0xff) < kMinVector) return -XEN_EINVAL;
         latch_width(c.width());
         callback_param_.store(p.value, std::memory_order_release);
+        for (uint32_t v = 0; v < vcpus_.size(); v++) reassert_upcall(v);
         if (kernel_path_) {
           kvm_xen_hvm_attr a{};
           a.type = KVM_XEN_ATTR_TYPE_UPCALL_VECTOR;
@@ -768,6 +777,7 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
       if (u.vector < kMinVector) return -XEN_EINVAL;
       if (u.vcpu >= vcpus_.size()) return -XEN_ENOENT;
       vcpus_[u.vcpu]->upcall_vector.store(u.vector, std::memory_order_release);
+      reassert_upcall(u.vcpu);
       return 0;
     }
     default: return enosys(counters_->unknown);

@@ -165,6 +165,7 @@ class XenHvm {
   void latch_width(XenWidth w);
   void inject(uint32_t vcpu);
   void on_pending(uint32_t vcpu, uint32_t port);
+  void reassert_upcall(uint32_t vcpu);
   void write_time(uint32_t vcpu);
   void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns);
 
