@@ -425,20 +425,21 @@ void XenHvm::write_time(uint32_t vcpu) {
   auto info = pages_->vcpu_info(vcpu);
   size_t off = time_offset(pages_->width.load());
   if (info.size() < off + sizeof(vcpu_time_info)) return;
-  auto* t = reinterpret_cast<vcpu_time_info*>(info.data() + off);
-  // The seqlock protocol of vcpu_time_info: odd while being written.
-  uint32_t version = __atomic_load_n(&t->version, __ATOMIC_RELAXED);
-  __atomic_store_n(&t->version, (version | 1) + 0, __ATOMIC_SEQ_CST);
-  vcpu_time_info v{};
-  v.version = version | 1;
-  v.tsc_timestamp = ref_tsc_.load();
-  v.system_time = ref_system_ns_.load();
-  v.tsc_to_system_mul = scale_.mul;
-  v.tsc_shift = scale_.shift;
-  v.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
-  std::memcpy(reinterpret_cast<uint8_t*>(t) + sizeof(uint32_t), reinterpret_cast<uint8_t*>(&v) + sizeof(uint32_t),
-              sizeof v - sizeof(uint32_t));
-  __atomic_store_n(&t->version, (version | 1) + 1, __ATOMIC_SEQ_CST);
+  // A 32-bit guest's vcpu_info may sit at any 4-byte boundary, so the struct is written bytewise;
+  // its version word is 4-byte aligned either way. The seqlock protocol: odd while being written.
+  uint8_t* t = info.data() + off;
+  auto* version = reinterpret_cast<uint32_t*>(t);
+  uint32_t v = __atomic_load_n(version, __ATOMIC_RELAXED) | 1;
+  __atomic_store_n(version, v, __ATOMIC_SEQ_CST);
+  vcpu_time_info f{};
+  f.tsc_timestamp = ref_tsc_.load();
+  f.system_time = ref_system_ns_.load();
+  f.tsc_to_system_mul = scale_.mul;
+  f.tsc_shift = scale_.shift;
+  f.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
+  constexpr size_t kBody = offsetof(vcpu_time_info, tsc_timestamp);
+  std::memcpy(t + kBody, reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody);
+  __atomic_store_n(version, v + 1, __ATOMIC_SEQ_CST);
 }
 
 void XenHvm::arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) {

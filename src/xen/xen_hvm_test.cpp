@@ -173,8 +173,10 @@ TEST_P(Xen, SharedInfoVcpuInfoAndTheUpcall) {
   EXPECT_TRUE(rec.take_upcalls().empty());
   EXPECT_EQ(xen->stats().lost_upcalls, 1u);
 
-  // Registering vcpu_info copies the legacy slot and flags an upcall so the guest rescans.
+  // Choosing a vector re-asserts the upcall the event flagged before there was one.
   set_callback_vector(0xf3);
+  EXPECT_EQ(rec.take_upcalls(), (std::vector<std::pair<uint32_t, uint8_t>>{{0, 0xf3}}));
+  // Registering vcpu_info copies the legacy slot and flags an upcall so the guest rescans.
   put(kArg, vcpu_register_vcpu_info{kVcpuInfo >> 12, 64, 0});
   EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_register_vcpu_info, 0, kArg), 0);
   EXPECT_EQ(get<uint8_t>(kVcpuInfo + 64 + layout().upcall_pending_offset), 1);
