@@ -1,6 +1,7 @@
 /* C entry for every CPU, and the boot information of either protocol normalised into rt_boot.
- * Multiboot v1: spec 0.6.96 s3.3 (boot information format). PVH: Xen's struct hvm_start_info.
- * Width-agnostic: guests/xen/rt32 builds this file with -m32 too. */
+ * Multiboot v1: spec 0.6.96 s3.3 (boot information format). PVH: Xen's struct hvm_start_info. A plain
+ * ELF image (no PVH note, no multiboot header) is entered at rt_entry_pvh with nothing in EBX: no boot
+ * information at all. Width-agnostic: guests/xen/rt32 builds this file with -m32 too. */
 #include "internal.h"
 
 #include <xen/arch-x86/hvm/start_info.h> /* needs <stdint.h> first: it includes nothing itself */
@@ -107,7 +108,12 @@ void rt_boot_normalise(void)
 {
     const char *cmdline;
     rt_boot.image_format = rt_image_format;
-    if (rt_boot_protocol == RT_BOOT_PVH) {
+    if (rt_boot_protocol == RT_BOOT_ELF) {
+        /* Entered like Xen's domain builder enters hvmloader: no start info, so nothing to read. */
+        rt_boot.protocol = RT_BOOT_ELF;
+        rt_boot.protocol_name = "elf";
+        cmdline = "";
+    } else if (rt_boot_protocol == RT_BOOT_PVH) {
         rt_boot.protocol = RT_BOOT_PVH;
         rt_boot.protocol_name = "pvh";
         cmdline = from_pvh(phys_ptr(rt_boot_info_addr));

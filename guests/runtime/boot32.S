@@ -1,8 +1,10 @@
-/* 32-bit entry points (Multiboot v1 and PVH), the AP trampoline, and the switch to long mode.
+/* 32-bit entry points (Multiboot v1, PVH and plain ELF), the AP trampoline, and the switch to long mode.
  *
  * Both boot protocols enter in flat 32-bit protected mode with paging off (Multiboot 0.6.96 s3.2;
- * Xen docs/misc/pvh.pandoc). The image is linked at its physical load address and memory is identity
- * mapped, so every address here is both physical and virtual. */
+ * Xen docs/misc/pvh.pandoc). So does a plain ELF image, which has neither header: the loader enters it
+ * at e_entry (rt_entry_pvh in such an image) with every register zero, the stack pointer included. The
+ * image is linked at its physical load address and memory is identity mapped, so every address here is
+ * both physical and virtual. */
 #include "rt/layout.h"
 
 #define MSR_EFER 0xc0000080
@@ -33,10 +35,14 @@ rt_entry_multiboot:
 
     .globl rt_entry_pvh
 rt_entry_pvh:
-    /* EBX = struct hvm_start_info; the stack pointer is undefined. */
+    /* EBX = struct hvm_start_info; the stack pointer is undefined. EBX = 0 is a plain ELF entry: no
+     * start info (rt_boot_protocol values are enum rt_boot_protocol in rt.h). */
     cli
     movl %ebx, rt_boot_info_addr
-    movl $1, rt_boot_protocol
+    movl $1, rt_boot_protocol /* RT_BOOT_PVH */
+    testl %ebx, %ebx
+    jnz bsp_common
+    movl $2, rt_boot_protocol /* RT_BOOT_ELF */
 
 bsp_common:
     /* The loader's segments are undefined beyond "flat": load ours before relying on any. */

@@ -45,8 +45,11 @@ enum rt_vector {
     RT_VEC_SPURIOUS = 0xff,
 };
 
-/* ---- boot information, normalised across Multiboot v1 and PVH ---- */
-enum rt_boot_protocol { RT_BOOT_MULTIBOOT, RT_BOOT_PVH };
+/* ---- boot information, normalised across Multiboot v1, PVH and plain ELF ---- */
+/* RT_BOOT_ELF: a plain ELF entered at rt_entry_pvh with EBX = 0, as evmm enters an image that has neither
+ * a PVH note nor a multiboot header. No command line, memory map or modules. The values are those
+ * boot32.S stores in rt_boot_protocol. */
+enum rt_boot_protocol { RT_BOOT_MULTIBOOT = 0, RT_BOOT_PVH = 1, RT_BOOT_ELF = 2 };
 
 /* Types follow the E820 convention, which Multiboot's mmap and PVH's memmap share (1 = usable RAM). */
 struct rt_mmap_entry {
@@ -63,8 +66,8 @@ struct rt_arg {
 };
 struct rt_boot {
     enum rt_boot_protocol protocol;
-    const char *protocol_name; /* "multiboot" or "pvh" */
-    const char *image_format;  /* "mb.elf", "mb.bin" or "pvh.elf": which header this image carries */
+    const char *protocol_name; /* "multiboot", "pvh" or "elf" */
+    const char *image_format;  /* "mb.elf", "mb.bin", "pvh.elf" or "elf": which header this image carries */
     const char *cmdline;       /* never NULL */
     uint32_t n_mmap;
     struct rt_mmap_entry mmap[RT_MAX_MMAP];
