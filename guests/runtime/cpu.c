@@ -35,6 +35,7 @@ static struct __attribute__((packed, aligned(16))) {
 static uint8_t df_stacks[RT_MAX_CPUS][DF_STACK_SIZE] __attribute__((aligned(16)));
 static rt_handler handlers[256];
 static bool needs_eoi[256];
+static void (*fatal_hook)(void);
 
 static const char *const exception_names[32] = {
     "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "",
@@ -118,8 +119,12 @@ __attribute__((noreturn)) static void fatal(struct rt_frame *f)
     rt_panic_printf("FATAL: unexpected %s vector %lu err 0x%lx rip 0x%lx cr2 0x%lx cs 0x%lx rflags 0x%lx rsp 0x%lx "
                     "ss 0x%lx lapic %u\n",
                     name, f->vector, f->error, f->rip, read_cr2(), f->cs, f->rflags, f->rsp, f->ss, rt_lapic_id());
+    if (fatal_hook)
+        fatal_hook();
     rt_exit(RT_EXIT_FATAL);
 }
+
+void rt_on_fatal(void (*fn)(void)) { fatal_hook = fn; }
 
 void rt_isr_dispatch(struct rt_frame *f)
 {

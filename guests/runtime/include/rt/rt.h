@@ -114,6 +114,10 @@ struct rt_frame { /* layout fixed by isr.S */
 typedef void (*rt_handler)(struct rt_frame *);
 void rt_set_handler(uint8_t vector, rt_handler h); /* exceptions and int n: no EOI */
 void rt_set_irq_handler(uint8_t vector, rt_handler h); /* APIC-delivered: EOI after the handler */
+/* fn runs on an unexpected exception or interrupt, after the FATAL line and before the debug-exit with
+ * RT_EXIT_FATAL, which follows if fn returns. For a program with a better way to report a crash (the Xen
+ * guest's SCHEDOP_shutdown). */
+void rt_on_fatal(void (*fn)(void));
 
 /* ---- local APIC (xAPIC MMIO at 0xFEE00000) and IOAPIC ---- */
 uint32_t rt_lapic_id(void);
