@@ -106,11 +106,19 @@ __attribute__((noreturn)) void rt_triple_fault(void);
 void rt_pv_suspend(void);
 
 /* ---- interrupts and exceptions ---- */
+#ifdef __x86_64__
 struct rt_frame { /* layout fixed by isr.S */
     uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
     uint64_t vector, error;
     uint64_t rip, cs, rflags, rsp, ss; /* pushed by the CPU */
 };
+#else /* the 32-bit runtime of guests/xen/rt32, which implements the part of this API the Xen guest uses */
+struct rt_frame { /* layout fixed by rt32/isr32.S: pusha order, then the stub's and the CPU's pushes */
+    uint32_t edi, esi, ebp, esp_at_pusha, ebx, edx, ecx, eax;
+    uint32_t vector, error;
+    uint32_t eip, cs, eflags; /* pushed by the CPU; no stack switch at CPL0 */
+};
+#endif
 typedef void (*rt_handler)(struct rt_frame *);
 void rt_set_handler(uint8_t vector, rt_handler h); /* exceptions and int n: no EOI */
 void rt_set_irq_handler(uint8_t vector, rt_handler h); /* APIC-delivered: EOI after the handler */
