@@ -1,5 +1,5 @@
-/* The 32-bit runtime's entry points: the BSP's (PVH or plain ELF), the APs' real-mode trampoline, the GDT
- * and the per-CPU stacks. Unlike guests/runtime/boot32.S nothing here leaves 32-bit protected mode: paging
+/* The 32-bit runtime's entry points: the BSP's (PVH or plain ELF) and the APs' after the runtime's
+ * real-mode trampoline (runtime/ap_trampoline.S), the GDT and the per-CPU stacks. Unlike guests/runtime/boot32.S nothing here leaves 32-bit protected mode: paging
  * stays off, so every address is physical, the LAPIC's at 0xFEE00000 included.
  *
  * Entry state (Xen docs/misc/pvh.pandoc; evmm's plain ELF loader): flat 32-bit protected mode, paging
@@ -8,7 +8,6 @@
  * (runtime/boot.c, built with -m32). */
 #include "rt/layout.h"
 
-#define CR0_PE (1 << 0)
 #define CR0_NW (1 << 29)
 #define CR0_CD (1 << 30)
 #define EFLAGS_RESERVED 0x2 /* bit 1 reads as 1; everything else clear: IF=0, DF=0 */
@@ -36,7 +35,8 @@ rt_entry_pvh:
     jmp cpu_common
 
     /* APs arrive here from the trampoline, in protected mode on our GDT. */
-rt32_ap_entry:
+    .globl rt_ap_entry32
+rt_ap_entry32:
     movl $RT_SEL_DATA, %eax
     movl %eax, %ds
     movl %eax, %es
@@ -67,27 +67,6 @@ park:
     hlt
     jmp park
 
-/* Real-mode AP trampoline, copied to RT_AP_TRAMPOLINE (SIPI vector 0x08) by the runtime's smp.c. It
- * loads our GDT and goes straight to 32-bit protected mode. Position-independent apart from absolute
- * addresses of the image. */
-    .section .text.trampoline, "ax"
-    .code16
-    .globl rt_ap_trampoline, rt_ap_trampoline_end
-rt_ap_trampoline:
-    cli
-    movw %cs, %ax
-    movw %ax, %ds
-    lgdtl ap_gdt_ptr - rt_ap_trampoline
-    movl %cr0, %eax
-    orl $CR0_PE, %eax
-    movl %eax, %cr0
-    ljmpl $RT_SEL_CODE32, $rt32_ap_entry
-    .balign 4
-ap_gdt_ptr:
-    .word rt32_gdt_end - rt32_gdt - 1
-    .long rt32_gdt
-rt_ap_trampoline_end:
-
     .data
     .globl rt_boot_magic, rt_boot_info_addr, rt_boot_protocol
     .balign 4
@@ -99,16 +78,18 @@ rt_ap_next_index: .long 1 /* APs take indices 1, 2, ... in arrival order */
     /* Flat 4 GiB segments at the 64-bit runtime's selectors (rt/layout.h); the accessed bits are preset
      * so loading them writes nothing back. */
     .balign 16
-rt32_gdt:
+    .globl rt_gdt, rt_gdt_end, rt_gdt_limit
+rt_gdt:
     .quad 0
     .quad 0                  /* 0x08: the 64-bit runtime's code64; unused */
     .quad 0x00cf93000000ffff /* 0x10 RT_SEL_DATA: data */
     .quad 0x00cf9b000000ffff /* 0x18 RT_SEL_CODE32: 32-bit code */
-rt32_gdt_end:
+rt_gdt_end:
+    .set rt_gdt_limit, rt_gdt_end - rt_gdt - 1 /* for the AP trampoline (ap_trampoline.S) */
     .balign 8
 rt32_gdt_ptr:
-    .word rt32_gdt_end - rt32_gdt - 1
-    .long rt32_gdt
+    .word rt_gdt_end - rt_gdt - 1
+    .long rt_gdt
 
     .bss
     .balign RT_STACK_SIZE
