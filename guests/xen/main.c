@@ -53,13 +53,19 @@ void xt_printf(const char *fmt, ...)
     va_end(ap);
 }
 
-void xt_step(const char *fmt, ...)
+/* "<tag> <word>: <text>\n" */
+static void word_line(const char *tag, const char *fmt, va_list ap)
 {
     char prefix[40];
-    rt_snprintf(prefix, sizeof(prefix), "-- %s: ", xen.word);
+    rt_snprintf(prefix, sizeof(prefix), "%s %s: ", tag, xen.word);
+    vprint(prefix, fmt, ap, "\n");
+}
+
+void xt_step(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vprint(prefix, fmt, ap, "\n");
+    word_line("--", fmt, ap);
     va_end(ap);
 }
 
@@ -77,11 +83,9 @@ void xt_shutdown(unsigned int reason)
 
 void xt_fail(const char *fmt, ...)
 {
-    char prefix[40];
-    rt_snprintf(prefix, sizeof(prefix), "FAIL %s: ", xen.word);
     va_list ap;
     va_start(ap, fmt);
-    vprint(prefix, fmt, ap, "\n");
+    word_line("FAIL", fmt, ap);
     va_end(ap);
     if (!xen.hypercalls)
         rt_exit(XT_EXIT_NO_HCALL);
