@@ -190,6 +190,18 @@ bool xt_wait_count(uint32_t port, uint32_t above, uint64_t timeout_ns)
     return xt_wait(count_is_above, &c, timeout_ns);
 }
 
+static bool counts_are_above(void *arg)
+{
+    struct count_above *c = arg;
+    return count_is_above(&c[0]) && count_is_above(&c[1]);
+}
+
+bool xt_wait_counts(uint32_t port0, uint32_t above0, uint32_t port1, uint32_t above1, uint64_t timeout_ns)
+{
+    struct count_above c[2] = {{port0, above0}, {port1, above1}};
+    return xt_wait(counts_are_above, c, timeout_ns);
+}
+
 void xt_mask(uint32_t port)
 {
     __atomic_fetch_or(&xt_shared->evtchn_mask[port / XEN_WORD_BITS], (xen_ulong_t)1 << (port % XEN_WORD_BITS),

@@ -2,12 +2,6 @@
  * common/sched/core.c): ipi, loopback, exhaust, rebind, poll, backend, bench-backend. */
 #include "xentest.h"
 
-static bool counts_moved(void *arg)
-{
-    const uint32_t *c = arg; /* port 0, count 0, port 1, count 1 */
-    return xt_port_count(c[0]) > c[1] && xt_port_count(c[2]) > c[3];
-}
-
 /* ---- ipi ---- */
 
 static volatile int ipi_reply_rc;
@@ -36,14 +30,14 @@ void word_ipi(const char *value)
     ipi_reply_rc = 0;
     xt_step("%u round trips: send on port %u (cpu 1), cpu 1 answers on port %u (cpu 0)", n, p1, p0);
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t c[4] = {p0, xt_port_count(p0), p1, xt_port_count(p1)};
+        uint32_t c0 = xt_port_count(p0), c1 = xt_port_count(p1);
         int rc = xt_send(p1);
         if (rc != 0)
             xt_fail("round %u: EVTCHNOP_send(%u) returned %d", i, p1, rc);
-        if (!xt_wait(counts_moved, c, 1000 * XT_MS))
+        if (!xt_wait_counts(p0, c0, p1, c1, 1000 * XT_MS))
             xt_fail("round %u: no answer within 1 s (cpu 1 handled %u -> %u, cpu 0 handled %u -> %u, reply rc %d; "
                     "%s)",
-                    i, c[3], xt_port_count(p1), c[1], xt_port_count(p0), ipi_reply_rc, xt_event_state(p0, 0));
+                    i, c1, xt_port_count(p1), c0, xt_port_count(p0), ipi_reply_rc, xt_event_state(p0, 0));
         if (ipi_reply_rc)
             xt_fail("round %u: cpu 1's EVTCHNOP_send(%u) returned %d", i, p0, ipi_reply_rc);
     }

@@ -74,12 +74,6 @@ static void bench_reply(uint32_t port)
         bench_reply_rc = rc;
 }
 
-static bool counts_moved(void *arg)
-{
-    const uint32_t *c = arg;
-    return xt_port_count(c[0]) > c[1] && xt_port_count(c[2]) > c[3];
-}
-
 void word_bench_ipi(const char *value)
 {
     (void)value;
@@ -94,13 +88,13 @@ void word_bench_ipi(const char *value)
         bench_reply_rc = 0;
         xt_step("%u sends on port %u (cpu 1), answered on port %u (cpu 0)", n, p1, p0);
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t c[4] = {p0, xt_port_count(p0), p1, xt_port_count(p1)};
+            uint32_t c0 = xt_port_count(p0), c1 = xt_port_count(p1);
             uint64_t t0 = rdtsc();
             bench_t0 = t0;
             int rc = xt_send(p1);
             if (rc != 0)
                 xt_fail("round %u: EVTCHNOP_send(%u) returned %d", i, p1, rc);
-            if (!xt_wait(counts_moved, c, 1000 * XT_MS))
+            if (!xt_wait_counts(p0, c0, p1, c1, 1000 * XT_MS))
                 xt_fail("round %u: no answer within 1 s (%s)", i, xt_event_state(p0, 0));
             if (bench_reply_rc)
                 xt_fail("round %u: cpu 1's EVTCHNOP_send(%u) returned %d", i, p0, bench_reply_rc);

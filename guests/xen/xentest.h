@@ -74,6 +74,8 @@ uint32_t xt_port_count(uint32_t port);     /* upcalls that found port pending si
 uint64_t xt_port_time(uint32_t port);      /* system time of the last such upcall (0: none yet) */
 uint32_t xt_ports_held(void);              /* ports the guest holds */
 bool xt_wait_count(uint32_t port, uint32_t above, uint64_t timeout_ns); /* until count > above */
+/* Until both counts passed theirs: an IPI's arrival on one CPU and the answer on the other. */
+bool xt_wait_counts(uint32_t port0, uint32_t above0, uint32_t port1, uint32_t above1, uint64_t timeout_ns);
 void xt_mask(uint32_t port);               /* sets the mask bit (lock or) */
 bool xt_pending(uint32_t port);            /* the evtchn_pending bit */
 extern uint64_t xt_upcall_tsc[RT_MAX_CPUS]; /* rdtsc on entry to the last upcall on each CPU */
