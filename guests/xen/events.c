@@ -52,6 +52,8 @@ uint64_t xt_now(void)
         __asm__ volatile("" ::: "memory");
     } while (((version & 1) || version != t->version) && ++tries < 100000);
     uint64_t delta = tsc - stamp;
+    if ((int64_t)delta < 0) /* a stamp ahead of this CPU's TSC: no time passed, rather than 2^64 ns */
+        delta = 0;
     delta = shift >= 0 ? delta << shift : delta >> -shift;
     return system + scale(delta, mul);
 }
