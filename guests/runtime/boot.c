@@ -1,5 +1,7 @@
 /* C entry for every CPU, and the boot information of either protocol normalised into rt_boot.
- * Multiboot v1: spec 0.6.96 s3.3 (boot information format). PVH: Xen's struct hvm_start_info. */
+ * Multiboot v1: spec 0.6.96 s3.3 (boot information format). PVH: Xen's struct hvm_start_info. A plain
+ * ELF image (no PVH note, no multiboot header) is entered at rt_entry_pvh with nothing in EBX: no boot
+ * information at all. Width-agnostic: guests/xen/rt32 builds this file with -m32 too. */
 #include "internal.h"
 
 #include <xen/arch-x86/hvm/start_info.h> /* needs <stdint.h> first: it includes nothing itself */
@@ -28,7 +30,7 @@ struct __attribute__((packed)) mb_mmap_entry {
 struct rt_boot rt_boot;
 static char cmdline_copy[1024], args_buf[1024];
 
-static const char *phys_str(uint64_t paddr) { return paddr ? (const char *)paddr : ""; }
+static const char *phys_str(uint64_t paddr) { return paddr ? (const char *)phys_ptr(paddr) : ""; }
 
 static void add_mmap(uint64_t start, uint64_t len, uint32_t type)
 {
@@ -46,7 +48,7 @@ static const char *from_multiboot(const struct mb_info *mbi)
 {
     if (mbi->flags & MB_INFO_MMAP) {
         for (uint32_t off = 0; off + sizeof(struct mb_mmap_entry) <= mbi->mmap_length;) {
-            const struct mb_mmap_entry *e = (const void *)(uint64_t)(mbi->mmap_addr + off);
+            const struct mb_mmap_entry *e = phys_ptr(mbi->mmap_addr + off);
             add_mmap(e->addr, e->len, e->type);
             off += e->size + 4;
         }
@@ -56,7 +58,7 @@ static const char *from_multiboot(const struct mb_info *mbi)
         add_mmap(0x100000, (uint64_t)mbi->mem_upper << 10, 1);
     }
     if (mbi->flags & MB_INFO_MODS) {
-        const struct mb_module *m = (const void *)(uint64_t)mbi->mods_addr;
+        const struct mb_module *m = phys_ptr(mbi->mods_addr);
         for (uint32_t i = 0; i < mbi->mods_count; i++)
             add_module(m[i].mod_start, m[i].mod_end - m[i].mod_start, phys_str(m[i].string));
     }
@@ -68,11 +70,11 @@ static const char *from_pvh(const struct hvm_start_info *si)
     if (si->magic != XEN_HVM_START_MAGIC_VALUE)
         return NULL;
     if (si->version >= 1) { /* the memory map arrived with version 1 */
-        const struct hvm_memmap_table_entry *e = (const void *)si->memmap_paddr;
+        const struct hvm_memmap_table_entry *e = phys_ptr(si->memmap_paddr);
         for (uint32_t i = 0; i < si->memmap_entries; i++)
             add_mmap(e[i].addr, e[i].size, e[i].type);
     }
-    const struct hvm_modlist_entry *m = (const void *)si->modlist_paddr;
+    const struct hvm_modlist_entry *m = phys_ptr(si->modlist_paddr);
     for (uint32_t i = 0; i < si->nr_modules; i++)
         add_module(m[i].paddr, m[i].size, phys_str(m[i].cmdline_paddr));
     rt_boot.rsdp = si->rsdp_paddr;
@@ -106,10 +108,15 @@ void rt_boot_normalise(void)
 {
     const char *cmdline;
     rt_boot.image_format = rt_image_format;
-    if (rt_boot_protocol == RT_BOOT_PVH) {
+    if (rt_boot_protocol == RT_BOOT_ELF) {
+        /* Entered like Xen's domain builder enters hvmloader: no start info, so nothing to read. */
+        rt_boot.protocol = RT_BOOT_ELF;
+        rt_boot.protocol_name = "elf";
+        cmdline = "";
+    } else if (rt_boot_protocol == RT_BOOT_PVH) {
         rt_boot.protocol = RT_BOOT_PVH;
         rt_boot.protocol_name = "pvh";
-        cmdline = from_pvh((const void *)(uint64_t)rt_boot_info_addr);
+        cmdline = from_pvh(phys_ptr(rt_boot_info_addr));
         if (!cmdline) {
             rt_printf("FATAL: bad PVH start info magic at 0x%x\n", rt_boot_info_addr);
             rt_exit(RT_EXIT_FATAL);
@@ -121,7 +128,7 @@ void rt_boot_normalise(void)
             rt_printf("FATAL: bad multiboot magic 0x%x in EAX\n", rt_boot_magic);
             rt_exit(RT_EXIT_FATAL);
         }
-        cmdline = from_multiboot((const void *)(uint64_t)rt_boot_info_addr);
+        cmdline = from_multiboot(phys_ptr(rt_boot_info_addr));
     }
     /* Copied so that nothing the program does to low memory can change it. */
     size_t n = strlen(cmdline);

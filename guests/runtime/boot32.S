@@ -1,8 +1,11 @@
-/* 32-bit entry points (Multiboot v1 and PVH), the AP trampoline, and the switch to long mode.
+/* 32-bit entry points (Multiboot v1, PVH and plain ELF) and the switch to long mode; the APs come here
+ * from the real-mode trampoline (ap_trampoline.S).
  *
  * Both boot protocols enter in flat 32-bit protected mode with paging off (Multiboot 0.6.96 s3.2;
- * Xen docs/misc/pvh.pandoc). The image is linked at its physical load address and memory is identity
- * mapped, so every address here is both physical and virtual. */
+ * Xen docs/misc/pvh.pandoc). So does a plain ELF image, which has neither header: the loader enters it
+ * at e_entry (rt_entry_pvh in such an image) with every register zero, the stack pointer included. The
+ * image is linked at its physical load address and memory is identity mapped, so every address here is
+ * both physical and virtual. */
 #include "rt/layout.h"
 
 #define MSR_EFER 0xc0000080
@@ -33,10 +36,14 @@ rt_entry_multiboot:
 
     .globl rt_entry_pvh
 rt_entry_pvh:
-    /* EBX = struct hvm_start_info; the stack pointer is undefined. */
+    /* EBX = struct hvm_start_info; the stack pointer is undefined. EBX = 0 is a plain ELF entry: no
+     * start info (rt_boot_protocol values are enum rt_boot_protocol in rt.h). */
     cli
     movl %ebx, rt_boot_info_addr
-    movl $1, rt_boot_protocol
+    movl $1, rt_boot_protocol /* RT_BOOT_PVH */
+    testl %ebx, %ebx
+    jnz bsp_common
+    movl $2, rt_boot_protocol /* RT_BOOT_ELF */
 
 bsp_common:
     /* The loader's segments are undefined beyond "flat": load ours before relying on any. */
@@ -109,26 +116,6 @@ long64:
     hlt
     jmp 2b
 
-/* Real-mode AP trampoline, copied to RT_AP_TRAMPOLINE by smp.c. It only reaches protected mode; the
- * rest is shared with the BSP above. Position-independent apart from absolute addresses of the image. */
-    .section .text.trampoline, "ax"
-    .code16
-    .globl rt_ap_trampoline, rt_ap_trampoline_end
-rt_ap_trampoline:
-    cli
-    movw %cs, %ax
-    movw %ax, %ds
-    lgdtl ap_gdt_ptr - rt_ap_trampoline
-    movl %cr0, %eax
-    orl $CR0_PE, %eax
-    movl %eax, %cr0
-    ljmpl $RT_SEL_CODE32, $rt_ap_entry32
-    .balign 4
-ap_gdt_ptr:
-    .word rt_gdt_end - rt_gdt - 1
-    .long rt_gdt
-rt_ap_trampoline_end:
-
     .data
     .globl rt_boot_magic, rt_boot_info_addr, rt_boot_protocol, rt_ap_next_index
     .balign 4
@@ -139,7 +126,7 @@ rt_ap_next_index: .long 1 /* APs take indices 1, 2, ... in arrival order */
 
     /* Flat segments; the accessed bits are preset so loading them writes nothing back. */
     .balign 16
-    .globl rt_gdt, rt_gdt_end, rt_gdt_ptr
+    .globl rt_gdt, rt_gdt_end, rt_gdt_limit, rt_gdt_ptr
 rt_gdt:
     .quad 0
     .quad 0x00af9b000000ffff /* 0x08: 64-bit code */
@@ -150,6 +137,7 @@ rt_gdt:
     .quad 0x00cff3000000ffff /* RT_SEL_UDATA: data, DPL 3 (rt_run_user) */
     .quad 0x00affb000000ffff /* RT_SEL_UCODE64: 64-bit code, DPL 3 */
 rt_gdt_end:
+    .set rt_gdt_limit, rt_gdt_end - rt_gdt - 1 /* for the AP trampoline (ap_trampoline.S) */
     .balign 8
     /* One pointer for both modes: 32-bit lgdt reads the low 4 bytes of the base, 64-bit all 8. */
 rt_gdt_ptr:

@@ -1,5 +1,5 @@
-/* Descriptor tables and interrupt dispatch: one shared IDT, a GDT with a TSS per CPU, and handlers that
- * programs install per vector. Everything runs at CPL0 except rt_run_user's callers (user.c). */
+/* Descriptor tables: one shared IDT, a GDT with a TSS per CPU. dispatch.c routes the vectors to the
+ * handlers programs install. Everything runs at CPL0 except rt_run_user's callers (user.c). */
 #include "internal.h"
 
 /* 64-bit TSS (SDM vol. 3 s8.7). Only IST1 is used, so a double fault gets a fresh stack. */
@@ -33,13 +33,6 @@ static struct __attribute__((packed, aligned(16))) {
     uint8_t iomap[65536 / 8 + 1];
 } tss[RT_MAX_CPUS];
 static uint8_t df_stacks[RT_MAX_CPUS][DF_STACK_SIZE] __attribute__((aligned(16)));
-static rt_handler handlers[256];
-static bool needs_eoi[256];
-
-static const char *const exception_names[32] = {
-    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS", "#GP", "#PF", "",
-    "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "",    "",    "",    "",    "",    "",    "#HV", "#VC", "#SX", "",
-};
 
 static uint64_t stub_gate(int vector)
 {
@@ -100,36 +93,10 @@ void rt_cpu_init(uint32_t index)
 
 void rt_cpu_set_rsp0(uint32_t index, void *top) { tss[index].t.rsp[0] = (uint64_t)top; }
 
-void rt_set_handler(uint8_t vector, rt_handler h)
+void rt_print_fatal(const struct rt_frame *f)
 {
-    needs_eoi[vector] = false;
-    handlers[vector] = h;
-}
-
-void rt_set_irq_handler(uint8_t vector, rt_handler h)
-{
-    needs_eoi[vector] = true;
-    handlers[vector] = h;
-}
-
-__attribute__((noreturn)) static void fatal(struct rt_frame *f)
-{
-    const char *name = f->vector < 32 ? exception_names[f->vector] : "interrupt";
     rt_panic_printf("FATAL: unexpected %s vector %lu err 0x%lx rip 0x%lx cr2 0x%lx cs 0x%lx rflags 0x%lx rsp 0x%lx "
                     "ss 0x%lx lapic %u\n",
-                    name, f->vector, f->error, f->rip, read_cr2(), f->cs, f->rflags, f->rsp, f->ss, rt_lapic_id());
-    rt_exit(RT_EXIT_FATAL);
-}
-
-void rt_isr_dispatch(struct rt_frame *f)
-{
-    uint8_t v = (uint8_t)f->vector;
-    /* A spurious LAPIC interrupt is not in service and must not be acknowledged (SDM vol. 3 s11.9). */
-    if (v == RT_VEC_SPURIOUS && !handlers[v])
-        return;
-    if (!handlers[v])
-        fatal(f);
-    handlers[v](f);
-    if (needs_eoi[v])
-        rt_lapic_eoi();
+                    rt_vector_name(f->vector), f->vector, f->error, f->rip, read_cr2(), f->cs, f->rflags, f->rsp,
+                    f->ss, rt_lapic_id());
 }

@@ -26,5 +26,10 @@ void rt_console_lock(void);
 void rt_console_unlock(void);
 /* Printing from a fatal path: does not wait for a console lock its own CPU may hold. */
 void rt_panic_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* dispatch.c: the stubs' entry into C, and the name of an exception vector ("interrupt" above 31). */
+void rt_isr_dispatch(struct rt_frame *f);
+const char *rt_vector_name(uint64_t vector);
+/* The FATAL line for an unexpected vector, in each runtime's own frame layout (cpu.c, xen/rt32/cpu32.c). */
+void rt_print_fatal(const struct rt_frame *f);
 
 #endif

@@ -72,10 +72,17 @@ const void *rt_find_u64(const void *start, size_t bytes, uint64_t value)
 {
     const uint64_t *p = start;
     size_t n = bytes / 8;
+#ifdef __x86_64__
     bool found = false;
     if (n)
         __asm__ volatile("repne scasq" : "+D"(p), "+c"(n), "=@ccz"(found) : "a"(value) : "memory");
     return found ? p - 1 : NULL;
+#else /* no scasq outside long mode (the 32-bit runtime of guests/xen/rt32) */
+    for (; n; n--, p++)
+        if (*p == value)
+            return p;
+    return NULL;
+#endif
 }
 
 const void *rt_find_u32(const void *start, size_t bytes, uint32_t value)

@@ -1,5 +1,7 @@
 /* A small printf: %s %c %d %i %u %x %X %p with l/ll/z, width, precision for %s, '0' and '-' flags.
- * Output goes to COM1, one call at a time under a lock so that lines from different CPUs do not interleave. */
+ * Output goes to COM1, one call at a time under a lock so that lines from different CPUs do not interleave.
+ * The length modifiers follow the C types, so the same code serves the 32-bit runtime (guests/xen/rt32),
+ * where long and size_t are 32 bits. */
 #include "internal.h"
 
 struct out {
@@ -68,7 +70,8 @@ int rt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
         fmt = pct;
         bool left = false;
         char pad = ' ';
-        int width = 0, longs = 0, precision = -1;
+        int width = 0, precision = -1;
+        enum { LEN_INT, LEN_LONG, LEN_LLONG, LEN_SIZE } len = LEN_INT;
         for (;; fmt++) {
             if (fmt[1] == '-')
                 left = true;
@@ -87,27 +90,33 @@ int rt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
         }
         while (fmt[1] == 'l' || fmt[1] == 'z') {
             fmt++;
-            longs++;
+            len = *fmt == 'z' ? LEN_SIZE : len == LEN_INT ? LEN_LONG : LEN_LLONG;
         }
         if (left)
             pad = ' ';
         switch (*++fmt) {
         case 'd':
         case 'i': {
-            int64_t v = longs ? va_arg(ap, int64_t) : va_arg(ap, int);
+            int64_t v = len == LEN_LONG    ? va_arg(ap, long)
+                        : len == LEN_LLONG ? va_arg(ap, long long)
+                        : len == LEN_SIZE  ? (int64_t)va_arg(ap, size_t) /* no signed size_t in C */
+                                           : va_arg(ap, int);
             put_number(&o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0, 10, false, width, left, pad);
             break;
         }
         case 'u':
         case 'x':
         case 'X': {
-            uint64_t v = longs ? va_arg(ap, uint64_t) : va_arg(ap, unsigned);
+            uint64_t v = len == LEN_LONG    ? va_arg(ap, unsigned long)
+                         : len == LEN_LLONG ? va_arg(ap, unsigned long long)
+                         : len == LEN_SIZE  ? va_arg(ap, size_t)
+                                            : va_arg(ap, unsigned);
             put_number(&o, v, false, *fmt == 'u' ? 10 : 16, *fmt == 'X', width, left, pad);
             break;
         }
         case 'p':
             put_run(&o, "0x", 2);
-            put_number(&o, (uint64_t)va_arg(ap, void *), false, 16, false, width, left, pad);
+            put_number(&o, (uintptr_t)va_arg(ap, void *), false, 16, false, width, left, pad);
             break;
         case 'c': {
             char c = (char)va_arg(ap, int);

@@ -9,6 +9,11 @@
 #define ICR_ALL_BUT_SELF (3u << 18)
 /* Generous: it is wall-clock time, and on a loaded host a vCPU thread can wait long for a core. */
 #define RT_SMP_TIMEOUT_US 5000000
+#ifdef __x86_64__
+#define RT_SP "rsp"
+#else /* the 32-bit runtime of guests/xen/rt32 builds this file too */
+#define RT_SP "esp"
+#endif
 
 struct mailbox {
     void (*volatile fn)(void *);
@@ -30,9 +35,9 @@ static bool started;
 uint32_t rt_cpu_index(void)
 {
     /* Each CPU runs on its own 16 KiB-aligned stack from rt_stacks, so the stack pointer names the CPU. */
-    uint64_t sp;
-    __asm__("movq %%rsp, %0" : "=r"(sp));
-    uint64_t i = (sp - (uint64_t)rt_stacks) >> RT_STACK_SHIFT;
+    uintptr_t sp;
+    __asm__("mov %%" RT_SP ", %0" : "=r"(sp));
+    uintptr_t i = (sp - (uintptr_t)rt_stacks) >> RT_STACK_SHIFT;
     return i < RT_MAX_CPUS ? (uint32_t)i : 0;
 }
 

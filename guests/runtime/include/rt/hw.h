@@ -1,5 +1,6 @@
 /* Inline access to the x86 hardware the runtime and programs touch: ports, MSRs, CPUID, control registers.
- * Every port access is a VM exit (~10 us on the slow host), so callers keep them few. */
+ * Every port access is a VM exit (~10 us on the slow host), so callers keep them few. Width-agnostic: the
+ * 32-bit runtime of the Xen test guests (guests/xen/rt32) builds the runtime's C with -m32 too. */
 #ifndef RT_HW_H
 #define RT_HW_H
 
@@ -43,17 +44,17 @@ static inline uint64_t rdtsc(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static inline uint64_t read_cr2(void)
+static inline uintptr_t read_cr2(void)
 {
-    uint64_t v;
+    uintptr_t v;
     __asm__ volatile("mov %%cr2, %0" : "=r"(v));
     return v;
 }
 
-static inline uint64_t read_rflags(void)
+static inline uintptr_t read_rflags(void)
 {
-    uint64_t v;
-    __asm__ volatile("pushfq; popq %0" : "=r"(v));
+    uintptr_t v;
+    __asm__ volatile("pushf; pop %0" : "=r"(v));
     return v;
 }
 
@@ -67,12 +68,12 @@ static inline void irq_enable_and_halt(void) { __asm__ volatile("sti; hlt" ::: "
  * -Warray-bounds otherwise flags accesses through integer-derived pointers. */
 static inline void *phys_ptr(uint64_t paddr)
 {
-    void *p = (void *)paddr;
+    void *p = (void *)(uintptr_t)paddr;
     __asm__("" : "+r"(p));
     return p;
 }
 
-static inline uint32_t mmio_read32(uint64_t addr) { return *(volatile uint32_t *)addr; }
-static inline void mmio_write32(uint64_t addr, uint32_t v) { *(volatile uint32_t *)addr = v; }
+static inline uint32_t mmio_read32(uint64_t addr) { return *(volatile uint32_t *)(uintptr_t)addr; }
+static inline void mmio_write32(uint64_t addr, uint32_t v) { *(volatile uint32_t *)(uintptr_t)addr = v; }
 
 #endif

@@ -45,8 +45,11 @@ enum rt_vector {
     RT_VEC_SPURIOUS = 0xff,
 };
 
-/* ---- boot information, normalised across Multiboot v1 and PVH ---- */
-enum rt_boot_protocol { RT_BOOT_MULTIBOOT, RT_BOOT_PVH };
+/* ---- boot information, normalised across Multiboot v1, PVH and plain ELF ---- */
+/* RT_BOOT_ELF: a plain ELF entered at rt_entry_pvh with EBX = 0, as evmm enters an image that has neither
+ * a PVH note nor a multiboot header. No command line, memory map or modules. The values are those
+ * boot32.S stores in rt_boot_protocol. */
+enum rt_boot_protocol { RT_BOOT_MULTIBOOT = 0, RT_BOOT_PVH = 1, RT_BOOT_ELF = 2 };
 
 /* Types follow the E820 convention, which Multiboot's mmap and PVH's memmap share (1 = usable RAM). */
 struct rt_mmap_entry {
@@ -63,8 +66,8 @@ struct rt_arg {
 };
 struct rt_boot {
     enum rt_boot_protocol protocol;
-    const char *protocol_name; /* "multiboot" or "pvh" */
-    const char *image_format;  /* "mb.elf", "mb.bin" or "pvh.elf": which header this image carries */
+    const char *protocol_name; /* "multiboot", "pvh" or "elf" */
+    const char *image_format;  /* "mb.elf", "mb.bin", "pvh.elf" or "elf": which header this image carries */
     const char *cmdline;       /* never NULL */
     uint32_t n_mmap;
     struct rt_mmap_entry mmap[RT_MAX_MMAP];
@@ -103,14 +106,26 @@ __attribute__((noreturn)) void rt_triple_fault(void);
 void rt_pv_suspend(void);
 
 /* ---- interrupts and exceptions ---- */
+#ifdef __x86_64__
 struct rt_frame { /* layout fixed by isr.S */
     uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
     uint64_t vector, error;
     uint64_t rip, cs, rflags, rsp, ss; /* pushed by the CPU */
 };
+#else /* the 32-bit runtime of guests/xen/rt32, which implements the part of this API the Xen guest uses */
+struct rt_frame { /* layout fixed by rt32/isr32.S: pusha order, then the stub's and the CPU's pushes */
+    uint32_t edi, esi, ebp, esp_at_pusha, ebx, edx, ecx, eax;
+    uint32_t vector, error;
+    uint32_t eip, cs, eflags; /* pushed by the CPU; no stack switch at CPL0 */
+};
+#endif
 typedef void (*rt_handler)(struct rt_frame *);
 void rt_set_handler(uint8_t vector, rt_handler h); /* exceptions and int n: no EOI */
 void rt_set_irq_handler(uint8_t vector, rt_handler h); /* APIC-delivered: EOI after the handler */
+/* fn runs on an unexpected exception or interrupt, after the FATAL line and before the debug-exit with
+ * RT_EXIT_FATAL, which follows if fn returns. For a program with a better way to report a crash (the Xen
+ * guest's SCHEDOP_shutdown). */
+void rt_on_fatal(void (*fn)(void));
 
 /* ---- local APIC (xAPIC MMIO at 0xFEE00000) and IOAPIC ---- */
 uint32_t rt_lapic_id(void);
