@@ -31,12 +31,12 @@ run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
 	$(BUILD)/src/evmm run --kernel $(BUILD)/guests/demo.mb.elf --cpus 2
 
-# The Xen HVM tour: the Xen test guest discovers Xen, then exercises the console, IPIs, loopback,
-# timers, masking, polling and port exhaustion, and shuts down with SHUTDOWN_poweroff.
+# The Xen HVM tour: the Xen test guest discovers Xen, then exercises IPIs, loopback, timers,
+# masking, polling, blocking and port exhaustion, and shuts down with SHUTDOWN_poweroff.
 run-xen: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target evmm guests
 	$(BUILD)/src/evmm run --xen --cpus 2 --kernel $(BUILD)/guests/xen64.pvh.elf \
-	  --cmdline "hello console ipi loopback timer mask poll block exhaust rebind"
+	  --cmdline "quiet hello ipi loopback timer mask poll block exhaust rebind"
 
 # The whole suite in the plain build. The sanitizer suites (test-sanitizers: the same tests under
 # ASan and UBSan, then the concurrency tests under TSan) take three builds, over 30 minutes with the

@@ -131,6 +131,17 @@ TEST_P(XenEachImage, DefaultListOnOneCpu) {
   expect_default_list(GetParam(), 1, run_guest(GetParam(), "", 1, true));
 }
 
+// What `make run-xen` shows: the words it passes, without progress lines, ending in a poweroff.
+TEST(XenGuest, RunXenTourIsQuietAndPowersOff) {
+  REQUIRE_KVM();
+  auto r = run_guest(kPvhImages[0], "quiet hello ipi loopback timer mask poll block exhaust rebind", 2, true);
+  EXPECT_EQ(r.exit_status, 0) << r.out << r.err;
+  EXPECT_FALSE(has(r.out, "-- ")) << r.out;
+  for (const char* line : {"ipi: 20 round trips between cpu 0 and cpu 1 ok", "mask: pending while masked, delivered on unmask",
+                           "block: woke after", "rebind: eexist einval enoent ok"})
+    EXPECT_TRUE(has(r.out, line)) << line << "\n" << r.out;
+}
+
 // The CPUID flags: Xen's leaves after KVM's at 0x40000100, another version, another domid; the
 // guest scans in steps of 0x100 as Linux does and reports what it found.
 TEST(XenGuest, CpuidLeavesVersionAndDomidAreConfigurable) {

@@ -61,8 +61,13 @@ static void word_line(const char *tag, const char *fmt, va_list ap)
     vprint(prefix, fmt, ap, "\n");
 }
 
+/* The `quiet` word (seen before anything runs) turns the progress lines off. */
+static bool quiet;
+
 void xt_step(const char *fmt, ...)
 {
+    if (quiet)
+        return;
     va_list ap;
     va_start(ap, fmt);
     word_line("--", fmt, ap);
@@ -334,7 +339,7 @@ static bool has_char(const char *s, char c) { return s && memchr(s, c, strlen(s)
 /* Parameters and the words run before discovery are not actions here; neither is a file name. */
 static bool is_action(const struct rt_arg *a)
 {
-    if (!strcmp(a->key, "n") || !strcmp(a->key, "rtcheck") || !strcmp(a->key, "rtcheck-ud"))
+    if (!strcmp(a->key, "n") || !strcmp(a->key, "rtcheck") || !strcmp(a->key, "rtcheck-ud") || !strcmp(a->key, "quiet"))
         return false;
     return !(has_char(a->key, '/') || has_char(a->key, '.') || has_char(a->value, '/') || has_char(a->value, '.'));
 }
@@ -365,7 +370,9 @@ int rt_main(void)
     rt_on_fatal(fatal_hook);
     for (uint32_t i = 0; i < rt_boot.n_args; i++) {
         const char *key = rt_boot.args[i].key;
-        if (!strcmp(key, "rtcheck")) {
+        if (!strcmp(key, "quiet")) {
+            quiet = true;
+        } else if (!strcmp(key, "rtcheck")) {
             xen.word = "rtcheck";
             rtcheck();
         } else if (!strcmp(key, "rtcheck-ud")) {
