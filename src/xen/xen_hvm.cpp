@@ -149,7 +149,6 @@ class XenHvm::Pages final : public EvtchnPages {
   std::atomic<XenWidth> width{XenWidth::Bits64};
   std::atomic<uint64_t> shared_info_{kNone};
   std::vector<std::atomic<uint64_t>> vcpu_info_;
-  std::array<std::atomic<uint64_t>, kGrantFrames> grant_frames_{};
 };
 
 struct XenHvm::VcpuState {
@@ -481,7 +480,8 @@ int64_t enosys(std::atomic<uint64_t>& unknown) {
 
 int64_t XenHvm::hypercall(XenCaller& c, const HypercallArgs& h) {
   counters_->hypercalls.fetch_add(1, std::memory_order_relaxed);
-  if (c.vcpu() < vcpus_.size()) vcpus_[c.vcpu()]->up.store(true);
+  if (c.vcpu() >= vcpus_.size()) return -XEN_EINVAL;  // a caller the VM does not have
+  vcpus_[c.vcpu()]->up.store(true);
   const auto& a = h.a;
   int64_t r;
   switch (h.nr) {
@@ -695,9 +695,10 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         return 0;
       }
       if (m.space == XENMAPSPACE_grant_table) {
+        // The frame is placed (zeroed: no grants); grant_table_op stays -ENOSYS until grant tables
+        // exist. Version 1 only: there are no status frames.
         if ((m.idx & XENMAPIDX_grant_table_status) || m.idx >= kGrantFrames) return -XEN_EINVAL;
         std::fill(page->begin(), page->end(), uint8_t{0});
-        pages_->grant_frames_[m.idx].store(gpa);
         return 0;
       }
       return -XEN_EINVAL;  // gmfn spaces: evmm's guest memory does not move

@@ -48,17 +48,17 @@ struct Xen : ::testing::TestWithParam<XenWidth> {
   }
   const Evtchn2lLayout& layout() const { return evtchn_2l_layout(width()); }
 
-  // Maps shared_info the way the guest width lays the struct out.
-  void map_shared_info(uint64_t gpa = kShared) {
+  // XENMEM_add_to_physmap with the struct laid out for the guest's width.
+  int64_t add_to_physmap(uint32_t space, uint32_t idx, uint64_t gpa, domid_t dom = DOMID_SELF) {
     if (width() == XenWidth::Bits64) {
-      put(kArg, xen_add_to_physmap{DOMID_SELF, 0, XENMAPSPACE_shared_info, 0, gpa >> 12});
+      put(kArg, xen_add_to_physmap{dom, 0, space, idx, gpa >> 12});
     } else {
-      struct { uint16_t domid, size; uint32_t space, idx, gpfn; } m{DOMID_SELF, 0, XENMAPSPACE_shared_info, 0,
-                                                                   static_cast<uint32_t>(gpa >> 12)};
+      struct { uint16_t domid, size; uint32_t space, idx, gpfn; } m{dom, 0, space, idx, static_cast<uint32_t>(gpa >> 12)};
       put(kArg, m);
     }
-    ASSERT_EQ(call(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, kArg), 0);
+    return call(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, kArg);
   }
+  void map_shared_info(uint64_t gpa = kShared) { ASSERT_EQ(add_to_physmap(XENMAPSPACE_shared_info, 0, gpa), 0); }
   void set_callback_vector(uint8_t vector) {
     put(kArg, xen_hvm_param{.domid = DOMID_SELF, .pad = 0, .index = HVM_PARAM_CALLBACK_IRQ,
                              .value = (uint64_t{HVM_PARAM_CALLBACK_TYPE_VECTOR} << 56) | vector});
@@ -229,10 +229,19 @@ TEST_P(Xen, MovingSharedInfoKeepsItsContents) {
   map_shared_info(0x30000);
   EXPECT_EQ(get<uint8_t>(0x30000 + layout().pending_offset) & 2, 2);
   // idx must be 0; the page must be RAM; only the guest's own domain.
-  put(kArg, xen_add_to_physmap{DOMID_SELF, 0, XENMAPSPACE_shared_info, 1, 0x30});
-  if (width() == XenWidth::Bits64) {
-    EXPECT_EQ(call(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, kArg), -XEN_EINVAL);
-  }
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_shared_info, 1, 0x30000), -XEN_EINVAL);
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_shared_info, 0, 0xfee00000), -XEN_EINVAL);
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_shared_info, 0, 0x30000, 3), -XEN_ESRCH);
+}
+
+TEST_P(Xen, GrantFramesArePlacedButGrantOpsAreNotThereYet) {
+  ASSERT_TRUE(mem.fill(GuestAddress(0x40000), 0xaa, 4096));
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_grant_table, 0, 0x40000), 0);
+  EXPECT_EQ(get<uint64_t>(0x40000 + 128), 0u);  // a fresh frame: no grants
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_grant_table, 4, 0x41000), -XEN_EINVAL);
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_grant_table, XENMAPIDX_grant_table_status, 0x41000), -XEN_EINVAL);
+  EXPECT_EQ(add_to_physmap(XENMAPSPACE_gmfn, 0, 0x41000), -XEN_EINVAL);
+  EXPECT_EQ(call(__HYPERVISOR_grant_table_op, 2 /* GNTTABOP_setup_table */, kArg, 1), -XEN_ENOSYS);
 }
 
 TEST_P(Xen, HvmParamsAnswerAsADomainWithoutStoreOrConsole) {
