@@ -135,6 +135,13 @@ TEST_P(Xen, VersionAndItsSubOps) {
   put(kArg, xen_feature_info{XENFEAT_NR_SUBMAPS, 0});
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_get_features, kArg), -XEN_EINVAL);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_capabilities, kArg), 0);
+  EXPECT_STREQ(reinterpret_cast<const char*>(mem.slice(GuestAddress(kArg), 64)->data()),
+               "hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p");
+  EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_changeset, kArg), 0);
+  EXPECT_STREQ(reinterpret_cast<const char*>(mem.slice(GuestAddress(kArg), 64)->data()), "evmm");
+  EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_compile_info, kArg), 0);
+  EXPECT_STREQ(get<xen_compile_info_t>(kArg).compiler, "evmm");
+  EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_guest_handle, kArg), 0);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_pagesize), 4096);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_commandline, kArg), -XEN_EPERM);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_extraversion, kHole), -XEN_EFAULT);
@@ -366,6 +373,16 @@ TEST_P(Xen, SingleshotTimerRaisesVirqTimer) {
   std::this_thread::sleep_for(std::chrono::milliseconds(40));
   EXPECT_EQ(xen->stats().timer_fires, 1u);
   loop->stop();
+}
+
+TEST_P(Xen, VcpuIsUpOnceItRuns) {
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 0), 1);
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 1), 0);  // vCPU 1 has not run anything yet
+  EXPECT_EQ(call(__HYPERVISOR_sched_op, SCHEDOP_yield, 0, 0, 1), 0);
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 1), 1);
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_is_up, 2), -XEN_ENOENT);
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_stop_periodic_timer, 0), 0);
+  EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_get_runstate_info, 0, kArg), -XEN_ENOSYS);
 }
 
 TEST_P(Xen, HypercallPageMsr) {
