@@ -98,7 +98,8 @@ class Vm final : public VmControl {
   void wake();
 
   // The Xen HVM emulation, when the config asked for it (else nullptr): its event channels are
-  // where an embedder binds backend ports.
+  // where an embedder binds backend ports. A backend handle's raise() answers ENOTCONN once the Vm
+  // is gone; stop raising before destroying the Vm, as a raise that races the destructor is not safe.
   XenHvm* xen() { return xen_.get(); }
 
   // The GSI routing table (PC wiring plus MSI routes).
@@ -125,10 +126,12 @@ class Vm final : public VmControl {
   std::unique_ptr<IoEventRegistry> ioevents_;
   std::unique_ptr<IrqRoutingTable> routing_;
   std::unique_ptr<ConsoleOutput> out_;
+  // Before devices_, so destroyed after it: its timers run on the devices' event loop, which stops
+  // in ~Devices. It writes console_io to out_.
+  std::unique_ptr<XenHvm> xen_;
   std::unique_ptr<Devices> devices_;
   std::unique_ptr<ConsoleInput> in_;
   BootEntry entry_{};
-  std::unique_ptr<XenHvm> xen_;  // after devices_: its timers live on their event loop
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 
