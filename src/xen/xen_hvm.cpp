@@ -215,6 +215,17 @@ class VcpuCaller final : public XenCaller {
   uint32_t vcpu() const override { return v_.id(); }
   XenWidth width() const override { return width_; }
   const GuestVa& va() const override { return va_; }
+  bool interrupt_pending() const override {
+    // Any vector in the LAPIC's IRR: 8 32-bit registers 16 bytes apart from offset 0x200.
+    auto lapic = v_.fd().get_lapic();
+    if (!lapic) return true;  // cannot tell: do not block
+    for (size_t i = 0; i < 8; i++) {
+      uint32_t irr;
+      std::memcpy(&irr, lapic->regs + 0x200 + 16 * i, sizeof irr);
+      if (irr) return true;
+    }
+    return false;
+  }
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
     timespec ts{};
     if (deadline) {
@@ -569,18 +580,29 @@ int64_t XenHvm::console_io(XenCaller& c, uint64_t cmd, uint64_t count, uint64_t 
 int64_t XenHvm::block(XenCaller& c) {
   auto& v = *vcpus_[c.vcpu()];
   const size_t off = pages_->layout().upcall_pending_offset;
-  auto upcall_pending = [&] {
+  // Xen HVM: the vCPU blocks until an event channel upcall or any interrupt is pending for it.
+  auto event_pending = [&] {
     auto info = pages_->vcpu_info(c.vcpu());
-    return info.size() > off && __atomic_load_n(&info[off], __ATOMIC_SEQ_CST) != 0;
+    if (info.size() > off && __atomic_load_n(&info[off], __ATOMIC_SEQ_CST) != 0) return true;
+    return c.interrupt_pending();
   };
   v.waiting.store(true);
   if (env_.notifier) env_.notifier->add_waiter(&v.wake);
-  // One sleep: any wake-up ends it, as SCHEDOP_block may return early; the guest checks again.
-  auto r = c.wait(v.wake.fd(), 0, upcall_pending);
+  // Upcalls and the interrupts evmm raises signal the wake fd. Those KVM raises by itself (the
+  // in-kernel LAPIC timer, IPIs between vCPUs) announce nothing, so the LAPIC is looked at again
+  // every millisecond. Any wake-up ends the block, as SCHEDOP_block may return early.
+  constexpr uint64_t kRecheckNs = 1'000'000;
+  for (;;) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    auto r = c.wait(v.wake.fd(), uint64_t(now.tv_sec) * 1'000'000'000u + uint64_t(now.tv_nsec) + kRecheckNs,
+                    event_pending);
+    if (!r) LOG_WARN("vCPU {}: SCHEDOP_block: {}", c.vcpu(), r.error().message());
+    if (!r || *r != XenWait::TimedOut) break;
+  }
   if (env_.notifier) env_.notifier->remove_waiter(&v.wake);
   v.waiting.store(false);
   (void)v.wake.consume();
-  if (!r) LOG_WARN("vCPU {}: SCHEDOP_block: {}", c.vcpu(), r.error().message());
   return 0;
 }
 

@@ -18,7 +18,8 @@ constexpr uint64_t kHole = 0x800000, kHoleSize = 0x100000, kReadOnly = 0x7ff000;
 
 class FakeCaller final : public XenCaller {
  public:
-  // sleeps: false makes every wait end at once (TimedOut), for the fuzzer.
+  // sleeps: false makes every wait end at once as if the vCPU were asked to exit (Kicked), which
+  // ends every waiting hypercall: for the fuzzer.
   FakeCaller(const GuestMemory& mem, uint32_t vcpu, XenWidth width, bool sleeps = true)
       : vcpu_(vcpu),
         sleeps_(sleeps),
@@ -35,7 +36,7 @@ class FakeCaller final : public XenCaller {
   const GuestVa& va() const override { return va_; }
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
     if (done()) return XenWait::Done;
-    if (!sleeps_) return XenWait::TimedOut;
+    if (!sleeps_) return XenWait::Kicked;
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t n = uint64_t(now.tv_sec) * 1'000'000'000u + uint64_t(now.tv_nsec);
