@@ -230,6 +230,18 @@ TEST_P(XenPvhImage, IpiRoundTrips) {
   EXPECT_TRUE(has(r.out, "ipi: 5 round trips between cpu 0 and cpu 1 ok\n")) << r.out;
 }
 
+// An interrupt KVM raises by itself (the in-kernel LAPIC timer) ends SCHEDOP_block too.
+TEST_P(XenPvhImage, BlockWakesOnTheLapicTimer) {
+  REQUIRE_KVM();
+  auto r = run_guest(GetParam(), "block-lapic", 1, true);
+  SCOPED_TRACE(r.out + r.err);
+  EXPECT_EQ(r.exit_status, 0);
+  Lines lines(r.out);
+  auto m = lines.expect("block-lapic: woke after ([0-9]+) us, lapic timer handler ran ([0-9]+)");
+  EXPECT_GE(num(m, 1), 5000u);
+  EXPECT_EQ(num(m, 2), 1u);
+}
+
 TEST_P(XenPvhImage, BlockWakesOnTheTimer) {
   REQUIRE_KVM();
   auto r = run_guest(GetParam(), "block", 1, true);

@@ -325,7 +325,7 @@ static const struct word {
     {"hello", word_hello, false},       {"console", word_console, false},   {"ipi", word_ipi, false},
     {"loopback", word_loopback, false}, {"timer", word_timer, false},       {"mask", word_mask, false},
     {"exhaust", word_exhaust, false},   {"rebind", word_rebind, false},     {"poll", word_poll, false},
-    {"block", word_block, false},       {"bench-ipi", word_bench_ipi, false}, {"backend", word_backend, true},
+    {"block", word_block, false},       {"block-lapic", word_block_lapic, false},       {"bench-ipi", word_bench_ipi, false}, {"backend", word_backend, true},
     {"bench-backend", word_bench_backend, true}, {"shutdown", word_shutdown, true}, {"fatal", word_fatal, false},
 };
 

@@ -102,3 +102,39 @@ void word_block(const char *value)
                 xt_us_since(t0, woke), xt_event_state(t, 0));
     xt_printf("block: woke after %u us, timer handler ran %u\n", xt_us_since(t0, woke), xt_port_count(t) - before);
 }
+
+/* SCHEDOP_block with no event channel involved: the in-kernel LAPIC timer's interrupt must end it. */
+#define BLOCK_LAPIC_VECTOR 0x50
+
+static volatile uint32_t lapic_ticks;
+
+static void on_lapic_timer(struct rt_frame *f)
+{
+    (void)f;
+    lapic_ticks++;
+}
+
+void word_block_lapic(const char *value)
+{
+    (void)value;
+    rt_set_irq_handler(BLOCK_LAPIC_VECTOR, on_lapic_timer);
+    uint32_t before = lapic_ticks;
+    uint64_t t0 = xt_now();
+    xt_step("LAPIC timer one-shot 10000 us ahead (vector 0x%x, no event channel), then SCHEDOP_block", BLOCK_LAPIC_VECTOR);
+    rt_lapic_timer_start(BLOCK_LAPIC_VECTOR, 10 * 1000 * 1000, false); /* KVM's APIC timer counts ns */
+    irq_enable();
+    long brc = HYPERVISOR_sched_op(SCHEDOP_block, NULL);
+    irq_disable();
+    uint64_t woke = xt_now();
+    if (brc != 0)
+        xt_fail("SCHEDOP_block returned %ld", brc);
+    for (int i = 0; i < 1000 && lapic_ticks == before; i++) {
+        irq_enable();
+        cpu_relax();
+        irq_disable();
+    }
+    if (lapic_ticks == before)
+        xt_fail("SCHEDOP_block returned after %u us but the LAPIC timer's handler never ran", xt_us_since(t0, woke));
+    rt_lapic_timer_stop();
+    xt_printf("block-lapic: woke after %u us, lapic timer handler ran %u\n", xt_us_since(t0, woke), lapic_ticks - before);
+}

@@ -107,6 +107,7 @@ void word_bench_backend(const char *value);
 void word_timer(const char *value);
 void word_mask(const char *value);
 void word_block(const char *value);
+void word_block_lapic(const char *value);
 void word_bench_ipi(const char *value);
 void rtcheck(void); /* before discovery, on COM1 */
 

@@ -215,16 +215,9 @@ class VcpuCaller final : public XenCaller {
   uint32_t vcpu() const override { return v_.id(); }
   XenWidth width() const override { return width_; }
   const GuestVa& va() const override { return va_; }
-  bool interrupt_pending() const override {
-    // Any vector in the LAPIC's IRR: 8 32-bit registers 16 bytes apart from offset 0x200.
-    auto lapic = v_.fd().get_lapic();
-    if (!lapic) return true;  // cannot tell: do not block
-    for (size_t i = 0; i < 8; i++) {
-      uint32_t irr;
-      std::memcpy(&irr, lapic->regs + 0x200 + 16 * i, sizeof irr);
-      if (irr) return true;
-    }
-    return false;
+  Result<void> halt() override {
+    // Set between the exit and the next KVM_RUN, which first completes the hypercall's port read.
+    return v_.fd().set_mp_state(kvm_mp_state{KVM_MP_STATE_HALTED});
   }
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
     timespec ts{};
@@ -578,31 +571,11 @@ int64_t XenHvm::console_io(XenCaller& c, uint64_t cmd, uint64_t count, uint64_t 
 }
 
 int64_t XenHvm::block(XenCaller& c) {
-  auto& v = *vcpus_[c.vcpu()];
-  const size_t off = pages_->layout().upcall_pending_offset;
-  // Xen HVM: the vCPU blocks until an event channel upcall or any interrupt is pending for it.
-  auto event_pending = [&] {
-    auto info = pages_->vcpu_info(c.vcpu());
-    if (info.size() > off && __atomic_load_n(&info[off], __ATOMIC_SEQ_CST) != 0) return true;
-    return c.interrupt_pending();
-  };
-  v.waiting.store(true);
-  if (env_.notifier) env_.notifier->add_waiter(&v.wake);
-  // Upcalls and the interrupts evmm raises signal the wake fd. Those KVM raises by itself (the
-  // in-kernel LAPIC timer, IPIs between vCPUs) announce nothing, so the LAPIC is looked at again
-  // every millisecond. Any wake-up ends the block, as SCHEDOP_block may return early.
-  constexpr uint64_t kRecheckNs = 1'000'000;
-  for (;;) {
-    timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    auto r = c.wait(v.wake.fd(), uint64_t(now.tv_sec) * 1'000'000'000u + uint64_t(now.tv_nsec) + kRecheckNs,
-                    event_pending);
-    if (!r) LOG_WARN("vCPU {}: SCHEDOP_block: {}", c.vcpu(), r.error().message());
-    if (!r || *r != XenWait::TimedOut) break;
-  }
-  if (env_.notifier) env_.notifier->remove_waiter(&v.wake);
-  v.waiting.store(false);
-  (void)v.wake.consume();
+  // Xen HVM blocks the vCPU until an event can be delivered to it: an upcall or any other
+  // interrupt, with the guest's interrupt flag deciding, which is exactly what a halted vCPU waits
+  // for in KVM. So the hypercall returns 0 and the vCPU re-enters KVM halted; KVM wakes it for
+  // the upcall's MSI, its LAPIC timer, an IPI, and everything else a HLT would wake for.
+  if (auto r = c.halt(); !r) LOG_WARN("vCPU {}: SCHEDOP_block: {}", c.vcpu(), r.error().message());
   return 0;
 }
 

@@ -88,8 +88,8 @@ class XenCaller {
   virtual uint32_t vcpu() const = 0;
   virtual XenWidth width() const = 0;
   virtual const GuestVa& va() const = 0;
-  // Whether an interrupt is pending in the caller's LAPIC (SCHEDOP_block wakes for it).
-  virtual bool interrupt_pending() const { return false; }
+  // Makes the caller's vCPU halt in KVM once the hypercall returns, as a HLT would (SCHEDOP_block).
+  virtual Result<void> halt() = 0;
   // One sleep on the caller's thread: Done if done() holds (checked first), else until fd is
   // readable (not consumed), the deadline (host CLOCK_MONOTONIC ns, 0 = none) passes, or the vCPU
   // is asked to exit (its exit request stays pending).

@@ -344,6 +344,10 @@ TEST_P(Xen, ShutdownReasonsStopTheVm) {
   EXPECT_EQ(reasons, (std::vector<StopReason>{StopReason::PowerOff, StopReason::Reset, StopReason::Crash,
                                               StopReason::Crash, StopReason::Suspend}));
   EXPECT_EQ(call(__HYPERVISOR_sched_op, SCHEDOP_yield), 0);
+  // SCHEDOP_block returns at once and leaves the vCPU to halt in KVM.
+  auto c = caller();
+  EXPECT_EQ(xen->hypercall(c, {__HYPERVISOR_sched_op, {SCHEDOP_block, 0, 0, 0, 0}}), 0);
+  EXPECT_EQ(c.halts, 1);
   EXPECT_EQ(call(__HYPERVISOR_sched_op, SCHEDOP_remote_shutdown, kArg), -XEN_EPERM);
   EXPECT_EQ(call(__HYPERVISOR_sched_op, 42), -XEN_ENOSYS);
 }

@@ -34,6 +34,11 @@ class FakeCaller final : public XenCaller {
   uint32_t vcpu() const override { return vcpu_; }
   XenWidth width() const override { return width_; }
   const GuestVa& va() const override { return va_; }
+  Result<void> halt() override {
+    halts++;
+    return {};
+  }
+  int halts = 0;  // SCHEDOP_block's requests to halt
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
     if (done()) return XenWait::Done;
     if (!sleeps_) return XenWait::Kicked;
