@@ -181,7 +181,7 @@ struct EvtchnState {
     if (!opts.kernel_commit) return;
     std::vector<kvm_xen_hvm_attr> next = build_kernel_ports();
     if (next.size() == committed.size() &&
-        std::memcmp(next.data(), committed.data(), next.size() * sizeof(kvm_xen_hvm_attr)) == 0)
+        (next.empty() || std::memcmp(next.data(), committed.data(), next.size() * sizeof(kvm_xen_hvm_attr)) == 0))
       return;
     if (auto r = opts.kernel_commit(next); !r) {
       kernel_commit_errors.fetch_add(1, std::memory_order_relaxed);
