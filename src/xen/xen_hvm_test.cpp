@@ -64,9 +64,10 @@ struct Xen : ::testing::TestWithParam<XenWidth> {
                              .value = (uint64_t{HVM_PARAM_CALLBACK_TYPE_VECTOR} << 56) | vector});
     ASSERT_EQ(call(__HYPERVISOR_hvm_op, HVMOP_set_param, kArg), 0);
   }
+  // Read as the guest does, atomically: the timer tests set bits from the event loop's thread.
   bool pending(uint32_t port) {
-    uint8_t byte = get<uint8_t>(kShared + layout().pending_offset + port / 8);
-    return byte & (1u << (port % 8));
+    uint8_t* byte = mem.slice(GuestAddress(kShared + layout().pending_offset + port / 8), 1)->data();
+    return __atomic_load_n(byte, __ATOMIC_SEQ_CST) & (1u << (port % 8));
   }
 
   GuestMemory mem;
