@@ -2,8 +2,8 @@
 // status, for the 64- and 32-bit images, with the PVH note and as plain ELF. The words and their lines
 // are documented in guests/README.md.
 //
-// Most tests need evmm's Xen emulation (`evmm run --xen`); until evmm has that option they are skipped
-// with a message that says so. NoXenWithoutTheFlag and the *WithoutXen tests run without it.
+// Most tests run the guest under evmm's Xen emulation (`evmm run --xen`); NoXenWithoutTheFlag and the
+// *WithoutXen tests run it without, which also checks the guest runtimes on their own.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
