@@ -39,22 +39,13 @@ rt_entry_pvh:
     /* EBX = struct hvm_start_info; the stack pointer is undefined. EBX = 0 is a plain ELF entry: no
      * start info (rt_boot_protocol values are enum rt_boot_protocol in rt.h). */
     cli
-    movl %ebx, rt_boot_info_addr
-    movl $1, rt_boot_protocol /* RT_BOOT_PVH */
-    testl %ebx, %ebx
-    jnz bsp_common
-    movl $2, rt_boot_protocol /* RT_BOOT_ELF */
+    RT_RECORD_PVH_ENTRY
 
 bsp_common:
     /* The loader's segments are undefined beyond "flat": load ours before relying on any. */
     lgdt rt_gdt_ptr
     ljmp $RT_SEL_CODE32, $1f
-1:  movl $RT_SEL_DATA, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+1:  RT_LOAD_DATA_SEGMENTS
     movl $(rt_stacks + RT_STACK_SIZE), %esp
     xorl %edi, %edi /* CPU index 0 */
     jmp enter_long_mode
@@ -62,12 +53,7 @@ bsp_common:
     /* APs arrive here from the trampoline in protected mode on our GDT. */
     .globl rt_ap_entry32
 rt_ap_entry32:
-    movl $RT_SEL_DATA, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+    RT_LOAD_DATA_SEGMENTS
     movl $1, %edi
     lock xaddl %edi, rt_ap_next_index
     cmpl $RT_MAX_CPUS, %edi

@@ -17,19 +17,10 @@
     .globl rt_entry_pvh
 rt_entry_pvh:
     cli
-    movl %ebx, rt_boot_info_addr
-    movl $1, rt_boot_protocol /* RT_BOOT_PVH */
-    testl %ebx, %ebx
-    jnz 1f
-    movl $2, rt_boot_protocol /* RT_BOOT_ELF: no start info */
-1:  lgdt rt32_gdt_ptr
-    ljmp $RT_SEL_CODE32, $2f
-2:  movl $RT_SEL_DATA, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+    RT_RECORD_PVH_ENTRY
+    lgdt rt32_gdt_ptr
+    ljmp $RT_SEL_CODE32, $1f
+1:  RT_LOAD_DATA_SEGMENTS
     movl $(rt_stacks + RT_STACK_SIZE), %esp
     xorl %eax, %eax /* CPU index 0 */
     jmp cpu_common
@@ -37,12 +28,7 @@ rt_entry_pvh:
     /* APs arrive here from the trampoline, in protected mode on our GDT. */
     .globl rt_ap_entry32
 rt_ap_entry32:
-    movl $RT_SEL_DATA, %eax
-    movl %eax, %ds
-    movl %eax, %es
-    movl %eax, %ss
-    movl %eax, %fs
-    movl %eax, %gs
+    RT_LOAD_DATA_SEGMENTS
     /* An AP leaves INIT with CD and NW set; caches off would make KVM map our memory uncached. */
     movl %cr0, %eax
     andl $~(CR0_CD | CR0_NW), %eax

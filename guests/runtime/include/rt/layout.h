@@ -19,4 +19,29 @@
 #define RT_LAPIC_BASE 0xfee00000
 #define RT_IOAPIC_BASE 0xfec00000
 
+#ifdef __ASSEMBLER__
+/* Both runtimes' 32-bit entry code (runtime/boot32.S, xen/rt32/entry32.S). */
+
+/* The PVH or plain ELF entry's record of how it was booted: EBX is the hvm_start_info, or 0 for a
+ * plain ELF, which has none (values of enum rt_boot_protocol in rt.h). */
+.macro RT_RECORD_PVH_ENTRY
+    movl %ebx, rt_boot_info_addr
+    movl $1, rt_boot_protocol /* RT_BOOT_PVH */
+    testl %ebx, %ebx
+    jnz .Lrt_pvh_recorded\@
+    movl $2, rt_boot_protocol /* RT_BOOT_ELF */
+.Lrt_pvh_recorded\@:
+.endm
+
+/* Loads the runtime's flat data selector into every data segment register; clobbers EAX. */
+.macro RT_LOAD_DATA_SEGMENTS
+    movl $RT_SEL_DATA, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %ss
+    movl %eax, %fs
+    movl %eax, %gs
+.endm
+#endif
+
 #endif
