@@ -22,7 +22,6 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -38,6 +37,7 @@
 #include "event/io_event_registry.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
+#include "tests/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::doorbell {
@@ -139,23 +139,18 @@ inline RunResult run(const std::string& image, const Options& o) {
   auto kvm = System::open();
   if (!kvm) return fail("open /dev/kvm: " + kvm.error().message());
 
-  char serial_path[] = "/tmp/evmm-doorbell-XXXXXX";
-  int sfd = ::mkstemp(serial_path);
-  if (sfd < 0) return fail("mkstemp failed");
-  ::close(sfd);
+  testing::SerialFile serial;
+  if (auto e = serial.create("evmm-doorbell"); !e.empty()) return fail(e);
 
   VmConfig cfg;
   cfg.kernel = image;
   cfg.cmdline = fmt::format("{}={} n={} at={:#x} gsi={}", o.cpl3 ? "ring3" : "doorbell", o.space == IoSpace::Pio ? "pio" : "mmio", o.n,
                             o.space == IoSpace::Pio ? kPort : kMmio, kGsi);
   cfg.memory_mib = 64;
-  cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path};
+  cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path()};
 
   auto vm = Vm::create(*kvm, cfg);
-  if (!vm) {
-    ::unlink(serial_path);
-    return fail("Vm::create: " + vm.error().message);
-  }
+  if (!vm) return fail("Vm::create: " + vm.error().message);
   const VmFd& vmfd = (*vm)->vm_fd();
 
   auto line = EventFdInterruptLine::create(vmfd, kGsi, EventFdInterruptLine::Mode::Edge);
@@ -196,11 +191,7 @@ inline RunResult run(const std::string& image, const Options& o) {
   (*loop)->stop();
   res.rings = dev->rings, res.wakeups = dev->wakeups, res.triggers = dev->triggers;
 
-  std::ifstream f(serial_path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  res.serial = ss.str();
-  ::unlink(serial_path);
+  res.serial = serial.contents();
   res.guest = parse(res.serial);
   return res;
 }

@@ -4,15 +4,12 @@
 // request a pipe into COM1 and an ioeventfd on the port the guest acknowledges each resume on (`ack=`).
 #pragma once
 
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -21,6 +18,7 @@
 #include "event/eventfd_interrupt_line.h"
 #include "event/io_event_registry.h"
 #include "kvm/system.h"
+#include "tests/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::suspend {
@@ -40,7 +38,7 @@ struct Options {
 // One VM. Members are destroyed in reverse order, so each is declared after what it needs: the ack
 // registration and the irqfd go before the Vm, the Vm before the pipe it reads.
 struct Guest {
-  std::string serial_path;
+  testing::SerialFile serial;
   UniqueFd com1_in, serial_in;  // the pipe's read end (COM1's) and write end (the caller's)
   std::optional<System> kvm;
   std::unique_ptr<Vm> vm;
@@ -51,17 +49,10 @@ struct Guest {
   Guest() = default;
   Guest(const Guest&) = delete;
   Guest& operator=(const Guest&) = delete;
-  ~Guest() {
-    if (!serial_path.empty()) ::unlink(serial_path.c_str());
-  }
 
   // Empty once the vCPUs run, else what failed.
   std::string boot(const std::string& image, const Options& o) {
-    char path[] = "/tmp/evmm-suspend-XXXXXX";
-    int fd = ::mkstemp(path);
-    if (fd < 0) return "mkstemp failed";
-    ::close(fd);
-    serial_path = path;
+    if (auto e = serial.create("evmm-suspend"); !e.empty()) return e;
     if (o.serial_input) {
       int fds[2];
       if (::pipe(fds) != 0) return "pipe failed";
@@ -76,7 +67,7 @@ struct Guest {
     cfg.cmdline = o.cmdline;
     cfg.cpus = o.cpus;
     cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path, com1_in.get()};
+    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path(), com1_in.get()};
     auto v = Vm::create(*kvm, cfg);
     if (!v) return v.error().message;
     vm = std::move(*v);
@@ -108,10 +99,7 @@ struct Guest {
   std::string finish(VmOutcome* out = nullptr) {
     VmOutcome o = vm->wait();
     if (out) *out = o;
-    std::ifstream f(serial_path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return serial.contents();
   }
 };
 

@@ -6,24 +6,21 @@
 #pragma once
 
 #include <poll.h>
-#include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/eventfd.h"
 #include "kvm/system.h"
+#include "tests/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::xen_test {
@@ -53,7 +50,7 @@ struct Options {
 
 // One VM. Members are destroyed in reverse order: the reader thread stops before the port and the Vm.
 struct Guest {
-  std::string serial_path;
+  testing::SerialFile serial;
   std::optional<System> kvm;
   std::unique_ptr<Vm> vm;
   std::shared_ptr<const EventFd> backend_fd;
@@ -70,16 +67,11 @@ struct Guest {
   Guest& operator=(const Guest&) = delete;
   ~Guest() {
     stop_reader();
-    if (!serial_path.empty()) ::unlink(serial_path.c_str());
   }
 
   // Empty once the vCPUs run, else what failed.
   std::string boot(const std::string& image, const Options& o) {
-    char path[] = "/tmp/evmm-xen-XXXXXX";
-    int fd = ::mkstemp(path);
-    if (fd < 0) return "mkstemp failed";
-    ::close(fd);
-    serial_path = path;
+    if (auto e = serial.create("evmm-xen"); !e.empty()) return e;
     auto k = System::open();
     if (!k) return k.error().message();
     kvm.emplace(std::move(*k));
@@ -88,7 +80,7 @@ struct Guest {
     cfg.cmdline = o.cmdline;
     cfg.cpus = o.cpus;
     cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial_path, -1};
+    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path(), -1};
     cfg.xen = XenConfig{};
     auto v = Vm::create(*kvm, cfg);
     if (!v) return v.error().message;
@@ -136,10 +128,7 @@ struct Guest {
     VmOutcome o = vm->wait();
     stop_reader();
     if (out) *out = o;
-    std::ifstream f(serial_path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return serial.contents();
   }
 };
 
