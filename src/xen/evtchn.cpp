@@ -67,9 +67,8 @@ struct EvtchnState {
     return -XEN_ENOSPC;
   }
 
-  void deliver(uint32_t port, uint32_t vcpu) {
-    Delivery d = bits.set_pending(port, vcpu);
-    if (opts.on_pending) opts.on_pending(vcpu, port);
+  // What a set_pending or unmask left to do for vcpu.
+  void finish_delivery(Delivery d, uint32_t vcpu) {
     switch (d) {
       case Delivery::Upcall:
         opts.inject(vcpu);
@@ -82,18 +81,15 @@ struct EvtchnState {
     }
   }
 
+  void deliver(uint32_t port, uint32_t vcpu) {
+    Delivery d = bits.set_pending(port, vcpu);
+    if (opts.on_pending) opts.on_pending(vcpu, port);
+    finish_delivery(d, vcpu);
+  }
+
   void unmask(uint32_t port) {
     uint32_t vcpu = ports[port].vcpu;
-    switch (bits.unmask(port, vcpu)) {
-      case Delivery::Upcall:
-        opts.inject(vcpu);
-        break;
-      case Delivery::Lost:
-        lost.fetch_add(1, std::memory_order_relaxed);
-        break;
-      case Delivery::None:
-        break;
-    }
+    finish_delivery(bits.unmask(port, vcpu), vcpu);
   }
 
   void signal_backend(const Port& c) {
