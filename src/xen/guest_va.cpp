@@ -19,38 +19,37 @@ std::optional<std::span<uint8_t>> GuestVa::piece(uint64_t gva, uint64_t n, bool 
   return *host;
 }
 
-int GuestVa::copy(uint64_t gva, uint64_t len, bool write, uint8_t* buf) const {
+int GuestVa::walk(uint64_t gva, uint64_t len, bool write,
+                  const std::function<bool(std::span<uint8_t>, uint64_t)>& fn) const {
   uint64_t done = 0;
   while (done < len) {
     uint64_t at = (gva + done) & mask_;
     uint64_t n = std::min(len - done, kPage - (at % kPage));
     auto host = piece(at, n, write);
     if (!host) return -XEN_EFAULT;
-    if (write) std::memcpy(host->data(), buf + done, n);
-    else std::memcpy(buf + done, host->data(), n);
+    if (!fn(*host, done)) return 0;
     done += n;
   }
   return 0;
 }
 
-int GuestVa::read(uint64_t gva, std::span<uint8_t> out) const { return copy(gva, out.size(), false, out.data()); }
+int GuestVa::read(uint64_t gva, std::span<uint8_t> out) const {
+  return walk(gva, out.size(), false, [&](std::span<uint8_t> host, uint64_t done) {
+    std::memcpy(out.data() + done, host.data(), host.size());
+    return true;
+  });
+}
 
 int GuestVa::write(uint64_t gva, std::span<const uint8_t> in) const {
-  return copy(gva, in.size(), true, const_cast<uint8_t*>(in.data()));
+  return walk(gva, in.size(), true, [&](std::span<uint8_t> host, uint64_t done) {
+    std::memcpy(host.data(), in.data() + done, host.size());
+    return true;
+  });
 }
 
 int GuestVa::for_each_piece(uint64_t gva, uint64_t len,
                             const std::function<bool(std::span<const uint8_t>)>& fn) const {
-  uint64_t done = 0;
-  while (done < len) {
-    uint64_t at = (gva + done) & mask_;
-    uint64_t n = std::min(len - done, kPage - (at % kPage));
-    auto host = piece(at, n, false);
-    if (!host) return -XEN_EFAULT;
-    if (!fn(*host)) return 0;
-    done += n;
-  }
-  return 0;
+  return walk(gva, len, false, [&](std::span<uint8_t> host, uint64_t) { return fn(host); });
 }
 
 }  // namespace evmm

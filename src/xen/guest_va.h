@@ -44,7 +44,9 @@ class GuestVa {
  private:
   // The host bytes for [gva, gva+n) within one page, n <= the rest of that page.
   std::optional<std::span<uint8_t>> piece(uint64_t gva, uint64_t n, bool write) const;
-  int copy(uint64_t gva, uint64_t len, bool write, uint8_t* buf) const;
+  // Hands [gva, gva+len) to fn a page-bounded piece at a time, with the offset of each piece; -EFAULT
+  // at the first piece that does not translate, 0 when done or when fn returns false.
+  int walk(uint64_t gva, uint64_t len, bool write, const std::function<bool(std::span<uint8_t>, uint64_t)>& fn) const;
 
   const GuestMemory& mem_;
   GuestTranslate translate_;
