@@ -77,6 +77,19 @@ void word_mask(const char *value)
     xt_timer_port_close();
 }
 
+/* SCHEDOP_block with IF=1, which must return 0; the system time it returned at. Interrupts are off again
+ * afterwards, so the caller decides when the pending one is taken. */
+static uint64_t block_with_interrupts_on(void)
+{
+    irq_enable();
+    long brc = HYPERVISOR_sched_op(SCHEDOP_block, NULL);
+    irq_disable();
+    uint64_t woke = xt_now();
+    if (brc != 0)
+        xt_fail("SCHEDOP_block returned %ld", brc);
+    return woke;
+}
+
 void word_block(const char *value)
 {
     (void)value;
@@ -88,12 +101,7 @@ void word_block(const char *value)
         xt_fail("VCPUOP_set_singleshot_timer returned %d", rc);
     /* Xen's HVM SCHEDOP_block returns once an event is pending for the vCPU; with IF=1 the upcall is
      * taken as soon as the hypercall returns. */
-    irq_enable();
-    long brc = HYPERVISOR_sched_op(SCHEDOP_block, NULL);
-    irq_disable();
-    uint64_t woke = xt_now();
-    if (brc != 0)
-        xt_fail("SCHEDOP_block returned %ld", brc);
+    uint64_t woke = block_with_interrupts_on();
     if (woke + XT_EARLY_SLACK_NS < t0 + 10 * XT_MS)
         xt_fail("SCHEDOP_block returned after %u us, before the 10000 us timer (handler ran %u)",
                 xt_us_since(t0, woke), xt_port_count(t) - before);
@@ -122,12 +130,7 @@ void word_block_lapic(const char *value)
     uint64_t t0 = xt_now();
     xt_step("LAPIC timer one-shot 10000 us ahead (vector 0x%x, no event channel), then SCHEDOP_block", BLOCK_LAPIC_VECTOR);
     rt_lapic_timer_start(BLOCK_LAPIC_VECTOR, 10 * 1000 * 1000, false); /* KVM's APIC timer counts ns */
-    irq_enable();
-    long brc = HYPERVISOR_sched_op(SCHEDOP_block, NULL);
-    irq_disable();
-    uint64_t woke = xt_now();
-    if (brc != 0)
-        xt_fail("SCHEDOP_block returned %ld", brc);
+    uint64_t woke = block_with_interrupts_on();
     for (int i = 0; i < 1000 && lapic_ticks == before; i++) {
         irq_enable();
         cpu_relax();
