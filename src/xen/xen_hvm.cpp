@@ -155,7 +155,7 @@ struct XenHvm::VcpuState {
   VcpuState(EventFd w, UniqueFd t) : wake(std::move(w)), timer(std::move(t)) {}
   std::atomic<uint8_t> upcall_vector{0};  // HVMOP_set_evtchn_upcall_vector; 0: the domain's callback
   std::atomic<bool> up{false};
-  std::atomic<bool> waiting{false};       // in SCHEDOP_block or SCHEDOP_poll
+  std::atomic<bool> waiting{false};       // in SCHEDOP_poll
   EventFd wake;
   UniqueFd timer;                          // singleshot timer (CLOCK_MONOTONIC timerfd)
 };
@@ -382,7 +382,6 @@ void XenHvm::inject(uint32_t vcpu) {
     uint64_t cb = callback_param_.load(std::memory_order_acquire);
     if ((cb >> 56) == HVM_PARAM_CALLBACK_TYPE_VECTOR) vector = static_cast<uint8_t>(cb);
   }
-  if (v.waiting.load()) (void)v.wake.signal();
   if (!vector) {
     // No upcall set up yet: the pending bits stay for the guest to find when it sets one.
     counters_->lost.fetch_add(1, std::memory_order_relaxed);
