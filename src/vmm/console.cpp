@@ -40,6 +40,12 @@ void ConsoleOutput::write(std::span<const uint8_t> bytes) {
   }
 }
 
+namespace {
+// The live TerminalMode, for restore_for_exit(): a signal handler can reach nothing else. One
+// process has one controlling terminal, so there is at most one.
+std::atomic<const TerminalMode*> g_live_terminal{nullptr};
+}  // namespace
+
 TerminalMode::TerminalMode(int fd) : fd_(fd) {
   if (!::isatty(fd) || ::tcgetattr(fd, &saved_) < 0) return;
   termios raw = saved_;
@@ -48,10 +54,17 @@ TerminalMode::TerminalMode(int fd) : fd_(fd) {
   raw.c_cc[VMIN] = 1;
   raw.c_cc[VTIME] = 0;
   changed_ = ::tcsetattr(fd, TCSANOW, &raw) == 0;
+  if (changed_) g_live_terminal.store(this);
 }
 
 TerminalMode::~TerminalMode() {
-  if (changed_) ::tcsetattr(fd_, TCSANOW, &saved_);
+  if (!changed_) return;
+  g_live_terminal.store(nullptr);
+  ::tcsetattr(fd_, TCSANOW, &saved_);
+}
+
+void TerminalMode::restore_for_exit() noexcept {
+  if (const TerminalMode* t = g_live_terminal.load()) ::tcsetattr(t->fd_, TCSANOW, &t->saved_);
 }
 
 class ConsoleInput::Feeder final : public EventSubscriber {

@@ -38,6 +38,10 @@ class TerminalMode {
   TerminalMode& operator=(const TerminalMode&) = delete;
   ~TerminalMode();
 
+  // Puts back the terminal settings of the TerminalMode that lives now, if any, from a signal
+  // handler that is about to _exit (async-signal-safe: only tcsetattr).
+  static void restore_for_exit() noexcept;
+
  private:
   int fd_;
   bool changed_ = false;

@@ -25,9 +25,10 @@ namespace {
 VmOutcome host_error(const Error& e) { return {VmOutcome::Kind::HostError, exit_status::kHost, e.message()}; }
 VmOutcome image_error(const Error& e) { return {VmOutcome::Kind::ImageError, exit_status::kImage, e.message()}; }
 
-// Reads a whole file, refusing one larger than limit before reading it.
+// Reads a whole file, refusing one larger than limit before reading it. O_NONBLOCK keeps open()
+// from waiting for a FIFO's writer, so a FIFO or device is refused at once instead of hanging.
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t limit, const char* what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return errno_error("{} {}", what, path);
   UniqueFd f(fd);
   struct stat st;
