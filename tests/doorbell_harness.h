@@ -37,7 +37,7 @@
 #include "event/io_event_registry.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
-#include "tests/serial_file.h"
+#include "testing/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::doorbell {

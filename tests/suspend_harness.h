@@ -18,7 +18,7 @@
 #include "event/eventfd_interrupt_line.h"
 #include "event/io_event_registry.h"
 #include "kvm/system.h"
-#include "tests/serial_file.h"
+#include "testing/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::suspend {

@@ -20,7 +20,7 @@
 
 #include "base/eventfd.h"
 #include "kvm/system.h"
-#include "tests/serial_file.h"
+#include "testing/serial_file.h"
 #include "vmm/vm.h"
 
 namespace evmm::xen_test {

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "devices/acpi_pm.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {

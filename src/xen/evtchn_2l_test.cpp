@@ -6,7 +6,7 @@
 #include <barrier>
 #include <thread>
 
-#include "xen/evtchn_test_pages.h"
+#include "testing/evtchn_test_pages.h"
 
 namespace evmm {
 namespace {

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "xen/evtchn_test_pages.h"
+#include "testing/evtchn_test_pages.h"
 
 namespace evmm {
 namespace {

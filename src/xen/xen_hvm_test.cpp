@@ -16,7 +16,7 @@
 
 #include "boot/boot.h"
 #include "event/event_loop.h"
-#include "xen/xen_test_caller.h"
+#include "testing/xen_test_caller.h"
 
 namespace evmm {
 namespace {
