@@ -71,6 +71,7 @@ bench: build
 	@scripts/deps.sh bench
 	$(BUILD)/bench/evmm_startup_bench
 	$(BUILD)/bench/evmm_exit_bench
+	$(BUILD)/bench/evmm_pio_exit_bench
 	$(BUILD)/bench/evmm_io_event_bench --benchmark_min_time=0.1
 	$(BUILD)/bench/evmm_doorbell_bench
 	$(BUILD)/bench/evmm_suspend_bench
