@@ -3,6 +3,7 @@
 
 1. Layering: a file under src/<dir>/ includes "<other>/..." only when <other> is not above <dir> in
    src/LAYERS (the one place the order is written down). Every directory under src/ must be listed.
+   Only tests (*_test.cpp) in src/ include "testing/...": libevmm ships no test code.
 2. Size: no source file (.c .cpp .h .S) under src/, tests/, testing/, bench/, fuzz/ or guests/ is
    longer than 600 lines (STYLE.md: a file over 600 lines is a sign to split it).
 
@@ -49,11 +50,16 @@ def layer_violations(root, layers):
         if len(rel.parts) < 3 or rel.parts[1] not in rank:
             continue
         here = rel.parts[1]
-        for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+        is_test = f.name.endswith("_test.cpp")
+        for line in f.read_text(errors="replace").splitlines():
             m = INCLUDE.match(line)
-            if m and m.group(1) in rank and rank[m.group(1)] > rank[here]:
-                target = line.split('"')[1]
+            if not m:
+                continue
+            target = line.split('"')[1]
+            if m.group(1) in rank and rank[m.group(1)] > rank[here]:
                 found.append(f"include-up {rel} includes {target} ({m.group(1)} is above {here})")
+            elif m.group(1) == "testing" and not is_test:
+                found.append(f"test-include {rel} includes {target} (only *_test.cpp may)")
     return found
 
 

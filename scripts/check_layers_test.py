@@ -36,13 +36,17 @@ def run(files, allow=None):
 CLEAN = {"src/vcpu/v.h": '#include "kvm/k.h"\n#include "base/b.h"\n#include <vector>\n',
          "src/kvm/k.h": '#include "base/b.h"\n', "src/base/b.h": "int x;\n"}
 UP = dict(CLEAN, **{"src/kvm/bad.cpp": '// fine\n  #  include "vcpu/v.h"\n'})
+TESTING = dict(CLEAN, **{"src/vcpu/v_test.cpp": '#include "testing/fake.h"\n',
+                        "src/vcpu/v.cpp": '#include "testing/fake.h"\n'})
 LONG = dict(CLEAN, **{"tests/big_test.cpp": "x\n" * 601, "guests/ok.S": "x\n" * 600})
 
 CASES = [
-    # (name, files, allowlist, expected exit status, text the output must contain)
+    # (name, files, allowlist, expected exit status, text the output must contain[, text it must not])
     ("a clean tree passes", CLEAN, None, 0, "ok"),
     ("an include pointing up fails", UP, None, 1, "include-up src/kvm/bad.cpp includes vcpu/v.h"),
     ("a file over 600 lines fails", LONG, None, 1, "too-long tests/big_test.cpp"),
+    ("library code including testing/ fails", TESTING, None, 1, "test-include src/vcpu/v.cpp includes testing/fake.h",
+     "v_test.cpp"),
     ("a directory missing from LAYERS fails", dict(CLEAN, **{"src/extra/e.h": ""}), None, 1, "unlisted-dir src/extra"),
     ("an allowlisted violation passes", UP, "# temporary\ninclude-up src/kvm/bad.cpp includes vcpu/v.h\n", 0,
      "allowed (temporary)"),
@@ -52,9 +56,9 @@ CASES = [
 
 def main():
     failed = 0
-    for name, files, allow, want_rc, want_text in CASES:
+    for name, files, allow, want_rc, want_text, *absent in CASES:
         rc, out = run(files, allow)
-        ok = rc == want_rc and want_text in out
+        ok = rc == want_rc and want_text in out and not any(a in out for a in absent)
         print(f"{'ok  ' if ok else 'FAIL'} {name}: exit {rc} (want {want_rc})")
         if not ok:
             print(out)
