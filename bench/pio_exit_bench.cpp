@@ -127,13 +127,13 @@ bool set_guest_state(int vcpu_fd, uint64_t batch) {
 
 // One VM with one vCPU in that state: KVM's supported CPUID (long mode needs LM in it) and the
 // in-kernel irqchip, as evmm's VMs have.
-struct TestVm {
+struct LoopVm {
   VmFd vm;
   GuestMemory mem;
   VcpuFd vcpu;
   uint64_t taken = 0;  // samples read so far
 
-  static Result<std::unique_ptr<TestVm>> create(const System& kvm, uint64_t batch) {
+  static Result<std::unique_ptr<LoopVm>> create(const System& kvm, uint64_t batch) {
     VmFd vm = TRY(kvm.create_vm());
     GuestMemory mem = TRY(GuestMemory::create({{GuestAddress(0), kMemSize}}));
     TRY(mem.write(GuestAddress(0), guest_image()));
@@ -146,7 +146,7 @@ struct TestVm {
     VcpuFd vcpu = TRY(vm.create_vcpu(0));
     TRY(vcpu.set_cpuid2(TRY(kvm.supported_cpuid())));
     if (!set_guest_state(vcpu.fd(), batch)) return make_error(errno, "setting the CPL3 guest state");
-    return std::unique_ptr<TestVm>(new TestVm{std::move(vm), std::move(mem), std::move(vcpu)});
+    return std::unique_ptr<LoopVm>(new LoopVm{std::move(vm), std::move(mem), std::move(vcpu)});
   }
 
   // Appends the samples (TSC cycles) the guest stored since the last call; the vCPU is not running.
@@ -201,9 +201,9 @@ int main_impl(int argc, char** argv) {
   pin_to(1);
   auto kvm = System::open();
   if (!kvm) return fail(kvm.error().message());
-  auto raw = TestVm::create(*kvm, batch);
+  auto raw = LoopVm::create(*kvm, batch);
   if (!raw) return fail(raw.error().message());
-  auto ev = TestVm::create(*kvm, batch);
+  auto ev = LoopVm::create(*kvm, batch);
   if (!ev) return fail(ev.error().message());
   auto khz = (*raw)->vcpu.get_tsc_khz();
   if (!khz || *khz == 0) return fail("KVM_GET_TSC_KHZ failed");
