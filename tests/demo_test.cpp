@@ -10,7 +10,7 @@
 namespace evmm::testing {
 namespace {
 
-TEST(Demo, TourPassesEveryStepAndPowersOff) {
+TEST(DemoConcurrent, TourPassesEveryStepAndPowersOff) {
   REQUIRE_KVM();
   auto r = boot("demo.mb.elf", "", 2);
   EXPECT_EQ(r.exit_status, 0) << r.out << r.err;

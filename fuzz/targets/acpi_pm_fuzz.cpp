@@ -11,7 +11,7 @@
 #include "bus/io_bus.h"
 #include "device_ops.h"
 #include "devices/acpi_pm.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "memory/layout.h"
 
 using namespace evmm;

@@ -12,7 +12,7 @@
 
 #include "bus/io_bus.h"
 #include "device_ops.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "devices/rtc.h"
 #include "memory/layout.h"
 

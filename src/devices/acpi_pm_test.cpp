@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "memory/layout.h"
 
 namespace evmm {

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {
