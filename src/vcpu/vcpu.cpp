@@ -44,20 +44,12 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 
 }  // namespace
 
-namespace {
-thread_local Vcpu* t_current = nullptr;
-}  // namespace
-
-Vcpu* Vcpu::current() { return t_current; }
-
 Result<void> Vcpu::bind_thread() {
   TRY(requests_.attach(fd_.run_struct()));
-  t_current = this;
   return {};
 }
 
 void Vcpu::unbind_thread() {
-  t_current = nullptr;
   requests_.detach();
 }
 
@@ -102,25 +94,25 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           [&](const exit::IoIn& io) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
             for (size_t off = 0; off + io.size <= io.data.size(); off += io.size)
-              pio_.read(io.port, io.data.subspan(off, io.size));
+              pio_.read(io.port, io.data.subspan(off, io.size), id_);
             return true;
           },
           [&](const exit::IoOut& io) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
             for (size_t off = 0; off + io.size <= io.data.size(); off += io.size) {
               auto d = io.data.subspan(off, io.size);
-              if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d);
+              if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d, id_);
             }
             return true;
           },
           [&](const exit::MmioRead& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            mmio_.read(m.addr, m.data);
+            mmio_.read(m.addr, m.data, id_);
             return true;
           },
           [&](const exit::MmioWrite& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data);
+            if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data, id_);
             return true;
           },
           [&](const exit::Interrupted&) {

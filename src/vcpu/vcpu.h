@@ -69,10 +69,6 @@ class Vcpu {
   const VcpuFd& fd() const { return fd_; }
   const VcpuStats& stats() const { return stats_; }
 
-  // The vCPU whose thread is the calling thread (bound by run() or bind_thread()), or nullptr: lets
-  // a device that runs on a vCPU thread act on the vCPU that accessed it.
-  static Vcpu* current();
-
   // Runs the vCPU on the calling thread until the stop flag is set or the vCPU cannot go on. An
   // exit request returns control here, where the stop flag is checked.
   VcpuStop run();

@@ -107,8 +107,8 @@ Result<void> Vm::setup_platform() {
   devices_->set_rtc_alarm_handler([this] {
     if (s3_.load() && (devices_->pm().enables() & AcpiPm::kRtcSts)) wake();
   });
-  auto pv = std::make_shared<PvControl>([] {
-    if (Vcpu* v = Vcpu::current()) (void)v->set_mp_state(MpState::Suspended);
+  auto pv = std::make_shared<PvControl>([this](uint32_t vcpu) {
+    if (vcpu < vcpus_.size()) (void)vcpus_[vcpu]->set_mp_state(MpState::Suspended);
   });
   TRY(pio_.insert(platform::kPvControlPort, PvControl::kRangeLen, pv, "pv-control"));
   return {};
@@ -166,6 +166,7 @@ Result<void> Vm::setup_xen() {
       .console = [out = out_.get()](std::span<const uint8_t> b) { out->write(b); },
       .control = this,
       .notifier = &notifier_,
+      .vcpu = [this](uint32_t index) { return index < vcpus_.size() ? vcpus_[index].get() : nullptr; },
   };
   xen_ = TRY(XenHvm::create(std::move(env), *cfg_.xen));
   TRY(xen_->install(pio_));

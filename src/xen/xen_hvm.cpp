@@ -246,10 +246,11 @@ class VcpuCaller final : public XenCaller {
 class XenHvm::HypercallPort final : public BusDevice {
  public:
   explicit HypercallPort(XenHvm& xen) : xen_(xen) {}
-  void read(uint64_t, std::span<uint8_t> data) override {
+  void read(const BusRead& io) override {
+    std::span<uint8_t> data = io.data;
     std::fill(data.begin(), data.end(), uint8_t{0xff});
-    Vcpu* v = Vcpu::current();
-    if (!v || data.size() != 4) return;  // not a stub's 4-byte read on a vCPU thread
+    Vcpu* v = xen_.env_.vcpu ? xen_.env_.vcpu(io.vcpu) : nullptr;
+    if (!v || data.size() != 4) return;  // not a stub's 4-byte read by a vCPU the VM knows
     auto regs = v->fd().get_regs();
     if (!regs) {
       LOG_ERROR("vCPU {}: Xen hypercall: {}", v->id(), regs.error().message());
@@ -260,7 +261,7 @@ class XenHvm::HypercallPort final : public BusDevice {
     auto result = static_cast<uint32_t>(xen_.hypercall(caller, decode_hypercall(*regs, width)));
     std::memcpy(data.data(), &result, 4);
   }
-  void write(uint64_t, std::span<const uint8_t>) override {}
+  void write(const BusWrite&) override {}
 
  private:
   XenHvm& xen_;

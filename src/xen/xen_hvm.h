@@ -106,6 +106,8 @@ class XenHvm {
     ByteSink console;          // console_io output
     VmControl* control = nullptr;  // SCHEDOP_shutdown
     IrqNotifier* notifier = nullptr;
+    // The VM's vCPU by index (nullptr: none), for hypercalls that arrive as reads of the port.
+    std::function<Vcpu*(uint32_t index)> vcpu{};
     // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.
     std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};
   };
