@@ -59,7 +59,10 @@ Result<ExitFd> Vcpu::make_exit_fd() {
 }
 
 Result<RunStep> Vcpu::run_once() {
-  auto step = requests_.step([this]() -> Result<VcpuExit> { return suspended() ? wait_suspended() : fd_.run(); });
+  auto step = requests_.step([this]() -> Result<StepExit> {
+    if (suspended()) return wait_suspended();
+    return fd_.run().map([](VcpuExit e) { return to_step_exit(std::move(e)); });
+  });
   if (step) {
     stats_.runs.fetch_add(1, std::memory_order_relaxed);
     stats_.requests_taken.fetch_add(step->requests, std::memory_order_relaxed);
@@ -84,7 +87,7 @@ VcpuStop Vcpu::run() {
   return stop;
 }
 
-bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
+bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
   auto fail = [&](VcpuStopKind kind, std::string msg) {
     *stop = {kind, fmt::format("vCPU {}: {}", id_, msg)};
     return false;
@@ -235,7 +238,7 @@ Result<Vcpu::SleepEnd> Vcpu::sleep_once(int fd, const timespec* timeout, const s
   return r > 0 ? SleepEnd::Readable : SleepEnd::TimedOut;
 }
 
-Result<VcpuExit> Vcpu::wait_suspended() {
+Result<StepExit> Vcpu::wait_suspended() {
   // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
   struct Registration {
     IrqNotifier* n;

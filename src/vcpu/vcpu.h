@@ -19,6 +19,7 @@
 #include "vcpu/exit_request_fd.h"
 #include "vcpu/mp_state.h"
 #include "vcpu/pause_gate.h"
+#include "vcpu/run_step.h"
 
 namespace evmm {
 
@@ -137,10 +138,10 @@ class Vcpu {
 
  private:
   // One exit; returns false with *stop filled when the loop must end.
-  bool handle_exit(const VcpuExit& exit, VcpuStop* stop);
+  bool handle_exit(const StepExit& exit, VcpuStop* stop);
   bool complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop);
   // The suspended run step: blocks until a wakeup event or a kick.
-  Result<VcpuExit> wait_suspended();
+  Result<StepExit> wait_suspended();
   // Wakeup events present now (reasons 0: none).
   Result<exit::Wakeup> check_wakeup();
 
