@@ -58,11 +58,9 @@ Result<ExitFd> Vcpu::make_exit_fd() {
   return exit_fds_->add(requests_);
 }
 
-Result<RunStep> Vcpu::run_once() {
-  auto step = requests_.step([this]() -> Result<StepExit> {
-    if (suspended()) return wait_suspended();
-    return fd_.run().map([](VcpuExit e) { return to_step_exit(std::move(e)); });
-  });
+template <class Enter>
+Result<RunStep> Vcpu::counted_step(Enter&& enter) {
+  auto step = requests_.step(std::forward<Enter>(enter));
   if (step) {
     stats_.runs.fetch_add(1, std::memory_order_relaxed);
     stats_.requests_taken.fetch_add(step->requests, std::memory_order_relaxed);
@@ -70,21 +68,57 @@ Result<RunStep> Vcpu::run_once() {
   return step;
 }
 
+Result<RunStep> Vcpu::run_once() {
+  return counted_step([this]() -> Result<StepExit> {
+    if (suspended()) return wait_suspended();
+    return fd_.run().map([](VcpuExit e) { return to_step_exit(std::move(e)); });
+  });
+}
+
 VcpuStop Vcpu::run() {
   if (auto r = bind_thread(); !r) return {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, r.error().message())};
-  VcpuStop stop{VcpuStopKind::Requested, {}};
-  while (!stop_.load()) {
-    if (gate_ && gate_->park_if_closed()) continue;  // paused; the stop flag may have been set meanwhile
-    auto step = run_once();
-    if (!step) {
-      stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
-      break;
+  stop_reason_ = {VcpuStopKind::Requested, {}};
+  State state = next_state();
+  while (state != State::Stopping) {
+    switch (state) {
+      case State::Running: state = running_step(); break;
+      case State::Paused: state = paused_step(); break;
+      case State::Suspended: state = suspended_step(); break;
+      case State::Stopping: break;
     }
-    if (!handle_exit(step->exit, &stop)) break;
   }
+  return stopping();
+}
+
+Vcpu::State Vcpu::next_state() const {
+  if (stop_.load()) return State::Stopping;
+  if (hooks_.pause_gate && hooks_.pause_gate->closed()) return State::Paused;
+  return suspended() ? State::Suspended : State::Running;
+}
+
+Vcpu::State Vcpu::running_step() { return finish_step(counted_step([this] { return fd_.run(); })); }
+
+Vcpu::State Vcpu::paused_step() {
+  // Returns at once if the gate opened meanwhile; the stop flag may have been set while parked.
+  hooks_.pause_gate->park_if_closed();
+  return next_state();
+}
+
+Vcpu::State Vcpu::suspended_step() { return finish_step(counted_step([this] { return wait_suspended(); })); }
+
+VcpuStop Vcpu::stopping() {
   unbind_thread();
-  if (gate_) gate_->leave();
-  return stop;
+  if (hooks_.pause_gate) hooks_.pause_gate->leave();
+  return stop_reason_;
+}
+
+Vcpu::State Vcpu::finish_step(Result<RunStep> step) {
+  if (!step) {
+    stop_reason_ = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
+    return State::Stopping;
+  }
+  if (!handle_exit(step->exit, &stop_reason_)) return State::Stopping;
+  return next_state();
 }
 
 bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
@@ -104,7 +138,7 @@ bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
             for (size_t off = 0; off + io.size <= io.data.size(); off += io.size) {
               auto d = io.data.subspan(off, io.size);
-              if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d, id_);
+              if (!hooks_.io_events || !hooks_.io_events->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d, id_);
             }
             return true;
           },
@@ -115,20 +149,20 @@ bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
           },
           [&](const exit::MmioWrite& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data, id_);
+            if (!hooks_.io_events || !hooks_.io_events->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data, id_);
             return true;
           },
           [&](const exit::Interrupted&) {
             stats_.interrupted.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
-          // Back in the loop, which checks the stop flag (and, later, pause requests).
+          // The step ended early; the state machine now picks the next state.
           [&](const exit::Request&) {
             stats_.request_exits.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
           [&](const exit::Wakeup& w) {
-            settle_wakeup(w, wake_handler_ ? wake_handler_(*this, w) : WakeDecision::Resume);
+            settle_wakeup(w, hooks_.wake ? hooks_.wake(*this, w) : WakeDecision::Resume);
             return true;
           },
           // With the in-kernel LAPIC the kernel handles HLT; one that reaches us is resumed.
@@ -148,15 +182,15 @@ bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
           [&](const exit::Msr& m) {
             stats_.msr_exits.fetch_add(1, std::memory_order_relaxed);
             uint64_t value = m.value;
-            bool ok = msr_handler_ && msr_handler_(*this, m.write, m.index, value);
+            bool ok = hooks_.msr && hooks_.msr(*this, m.write, m.index, value);
             if (ok && !m.write) *m.result = value;
             *m.error = ok ? 0 : 1;  // #GP, as for an MSR the CPU does not have
             return true;
           },
           [&](const exit::XenHypercall& h) {
-            if (!xen_hypercall_handler_)
+            if (!hooks_.hypercall)
               return fail(VcpuStopKind::VmmError, "a Xen hypercall exit, but no Xen emulation is attached");
-            *h.result = xen_hypercall_handler_(*this, h);
+            *h.result = hooks_.hypercall(*this, h);
             return true;
           },
           [&](const exit::Unknown& u) {
@@ -245,7 +279,7 @@ Result<StepExit> Vcpu::wait_suspended() {
     const EventFd* fd;
     Registration(IrqNotifier* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
     ~Registration() { if (n) n->remove_waiter(fd); }
-  } reg(notifier_, &*wake_fd_);
+  } reg(hooks_.irq_notifier, &*wake_fd_);
   // KVM injects irqfd writes from a workqueue, so an interrupt announced a moment ago may not be in
   // the IRR yet: after entering and after each notification, look again 0.1, 1 and 10 ms later, then
   // sleep until told. Bounded work per event; no polling otherwise.

@@ -134,6 +134,8 @@ Result<void> Vm::load_guest() {
 Result<void> Vm::create_vcpus(const System& kvm) {
   auto cpuid = TRY(kvm.supported_cpuid());
   auto exit_fds = TRY(ExitFdWatcher::create());
+  std::vector<VcpuFd> fds;
+  fds.reserve(cfg_.cpus);
   for (unsigned id = 0; id < cfg_.cpus; ++id) {
     auto fd = TRY(vm_.create_vcpu(id));
     if (cfg_.xen) {
@@ -145,19 +147,24 @@ Result<void> Vm::create_vcpus(const System& kvm) {
     }
     // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
     if (id == 0) TRY(set_entry_state(fd, entry_));
-    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
-    vcpus_.back()->attach_io_events(*ioevents_);
-    vcpus_.back()->attach_irq_notifier(notifier_);
-    vcpus_.back()->set_wake_handler([this](Vcpu& v, const exit::Wakeup& w) { return on_wakeup(v, w); });
+    fds.push_back(std::move(fd));
   }
+  // A vCPU's hooks are fixed when it is built, so Xen, which owns some of them, comes first.
+  if (cfg_.xen) TRY(setup_xen(fds.front()));
   gate_ = std::make_unique<PauseGate>(cfg_.cpus);
-  for (auto& v : vcpus_) v->attach_pause_gate(*gate_);
-  if (cfg_.xen) TRY(setup_xen());
+  for (unsigned id = 0; id < cfg_.cpus; ++id) {
+    VcpuHooks hooks;
+    hooks.io_events = ioevents_.get();
+    hooks.irq_notifier = &notifier_;
+    hooks.pause_gate = gate_.get();
+    hooks.wake = [this](Vcpu& v, const exit::Wakeup& w) { return on_wakeup(v, w); };
+    if (xen_) xen_->add_vcpu_hooks(hooks);
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fds[id]), mem_, pio_, mmio_, stop_, exit_fds, std::move(hooks)));
+  }
   return {};
 }
 
-Result<void> Vm::setup_xen() {
-  const VcpuFd& bsp = vcpus_.at(0)->fd();
+Result<void> Vm::setup_xen(const VcpuFd& bsp) {
   XenHvm::Env env{
       .vm = &vm_,
       .mem = &mem_,
@@ -170,14 +177,13 @@ Result<void> Vm::setup_xen() {
   };
   xen_ = TRY(XenHvm::create(std::move(env), *cfg_.xen));
   TRY(xen_->install(pio_));
-  for (auto& v : vcpus_) xen_->attach(*v);
   TRY(devices_->event_loop().add(xen_->timers()));
   // Xen system time starts now; the guest TSC is read on the BSP, whose clock the others share.
   constexpr uint32_t kTsc = 0x10;
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   auto tsc = TRY(bsp.get_msrs(std::span<const uint32_t>(&kTsc, 1)));
-  xen_->set_time_reference(tsc.at(0), uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec));
+  xen_->set_time_reference(tsc.front(), uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec));
   LOG_INFO("Xen {}.{} HVM: CPUID leaves at {:#x}, hypercall MSR {:#x}, domid {}", cfg_.xen->cpuid.major,
            cfg_.xen->cpuid.minor, xen_cpuid_base(cfg_.xen->cpuid), cfg_.xen->cpuid.hypercall_msr, cfg_.xen->cpuid.domid);
   return {};

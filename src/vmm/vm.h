@@ -110,7 +110,7 @@ class Vm final : public VmControl {
   Result<void> setup_platform();
   Result<void> load_guest();
   Result<void> create_vcpus(const System& kvm);
-  Result<void> setup_xen();
+  Result<void> setup_xen(const VcpuFd& bsp);
   void finish(VmOutcome outcome);
   WakeDecision on_wakeup(Vcpu& vcpu, const exit::Wakeup& w);
   // ACPI PM1a_CNT with SLP_EN and a sleep type other than S5 (vCPU thread).

@@ -346,15 +346,15 @@ Result<void> XenHvm::install(IoBus& pio) {
   return {};
 }
 
-void XenHvm::attach(Vcpu& vcpu) {
-  vcpu.set_msr_handler([this](Vcpu& v, bool write, uint32_t index, uint64_t& value) {
+void XenHvm::add_vcpu_hooks(VcpuHooks& hooks) {
+  hooks.msr = [this](Vcpu& v, bool write, uint32_t index, uint64_t& value) {
     return on_msr(v.id(), vcpu_mode(v), write, index, value);
-  });
-  vcpu.set_xen_hypercall_handler([this](Vcpu& v, const exit::XenHypercall& h) {
+  };
+  hooks.hypercall = [this](Vcpu& v, const exit::XenHypercall& h) {
     XenWidth width = h.longmode ? XenWidth::Bits64 : XenWidth::Bits32;
     VcpuCaller caller(v, *env_.mem, width);
     return static_cast<uint64_t>(hypercall(caller, {h.nr, {h.args[0], h.args[1], h.args[2], h.args[3], h.args[4]}}));
-  });
+  };
 }
 
 std::shared_ptr<EventSubscriber> XenHvm::timers() { return timers_; }
