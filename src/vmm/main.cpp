@@ -14,6 +14,7 @@
 #include "vcpu/assist.h"
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
+#include "vmm/required_caps.h"
 #include "vmm/vm.h"
 
 namespace evmm {

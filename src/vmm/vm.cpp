@@ -17,6 +17,7 @@
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
 #include "vmm/platform.h"
+#include "vmm/required_caps.h"
 
 namespace evmm {
 
