@@ -74,7 +74,7 @@ class Vm final : public VmControl {
   const VmFd& vm_fd() const { return vm_; }
   // The vCPUs, for an embedder's per-vCPU calls (exit requests, exit fds, KVM state). index < vcpu_count().
   unsigned vcpu_count() const { return static_cast<unsigned>(vcpus_.size()); }
-  Vcpu& vcpu(unsigned index) { return *vcpus_.at(index); }
+  Vcpu& vcpu(unsigned index) { return *vcpus_[index]; }
   // ---- pause and resume (DESIGN.md §5) ----
   // Every vCPU leaves guest mode through an exit request and parks between run steps; the KVM clock
   // is saved. EBUSY when already paused or not running, ETIMEDOUT (and the VM runs on) when a vCPU
