@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "base/discard.h"
 #include "base/log.h"
 #include "vcpu/kick.h"
 
@@ -220,7 +221,7 @@ Result<void> Vcpu::set_mp_state(MpState s) {
 
 void Vcpu::wake() {
   api_wake_.store(true, std::memory_order_release);
-  if (wake_fd_) (void)wake_fd_->signal();
+  if (wake_fd_) discard_error(wake_fd_->signal(), stats_.discarded_errors, "vCPU {}: signalling its wake eventfd", id_);
 }
 
 void Vcpu::settle_wakeup(const exit::Wakeup& w, WakeDecision d) {
@@ -300,7 +301,7 @@ Result<StepExit> Vcpu::wait_suspended() {
       case SleepEnd::Done: return w;
       case SleepEnd::Kicked: return exit::Interrupted{};
       case SleepEnd::Readable:
-        (void)wake_fd_->consume();
+        discard_error(wake_fd_->consume(), stats_.discarded_errors, "vCPU {}: reading its wake eventfd", id_);
         settle = 0;
         break;
       case SleepEnd::TimedOut: break;

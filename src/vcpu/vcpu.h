@@ -43,6 +43,7 @@ struct VcpuStats {
   std::atomic<uint64_t> wakeups{0};           // exit::Wakeup steps
   std::atomic<uint64_t> wakeups_resumed{0};   // ... that the VMM answered with Resume
   std::atomic<uint64_t> msr_exits{0};         // filtered MSR accesses (exit::Msr)
+  std::atomic<uint64_t> discarded_errors{0};  // failures with no caller to report to (base/discard.h)
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 

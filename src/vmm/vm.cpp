@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/discard.h"
 #include "base/log.h"
 #include "boot/acpi_lookup.h"
 #include "boot/boot.h"
@@ -109,7 +110,8 @@ Result<void> Vm::setup_platform() {
     if (s3_.load() && (devices_->pm().enables() & AcpiPm::kRtcSts)) wake();
   });
   auto pv = std::make_shared<PvControl>([this](uint32_t vcpu) {
-    if (vcpu < vcpus_.size()) (void)vcpus_[vcpu]->set_mp_state(MpState::Suspended);
+    if (vcpu < vcpus_.size())
+      discard_error(vcpus_[vcpu]->set_mp_state(MpState::Suspended), discarded_errors_, "pv-control: suspending vCPU {}", vcpu);
   });
   TRY(pio_.insert(platform::kPvControlPort, PvControl::kRangeLen, pv, "pv-control"));
   return {};
@@ -230,7 +232,7 @@ void Vm::finish(VmOutcome outcome) {
   }
   stop_.store(true);
   for (auto& v : vcpus_) v->request_exit();
-  (void)stopped_.signal();
+  discard_error(stopped_.signal(), discarded_errors_, "signalling the VM's stopped eventfd");
 }
 
 void Vm::request_stop(StopReason reason, int status) {
@@ -312,7 +314,8 @@ void Vm::on_sleep(uint8_t slp_typ) {
   LOG_INFO("guest entered ACPI S3: every vCPU suspended until a wake event");
   s3_wake_.store(false);
   s3_.store(true);
-  for (auto& v : vcpus_) (void)v->set_mp_state(MpState::Suspended);
+  for (auto& v : vcpus_)
+    discard_error(v->set_mp_state(MpState::Suspended), discarded_errors_, "S3: suspending vCPU {}", v->id());
 }
 
 WakeDecision Vm::on_wakeup(Vcpu& vcpu, const exit::Wakeup& w) {
@@ -354,6 +357,7 @@ VmOutcome Vm::wait() {
   threads_.clear();
   if (in_) {
     devices_->serial().set_rx_space_callback(nullptr);
+    discarded_errors_ += in_->discarded_errors();  // the input's counts join the VM's as it goes
     in_.reset();
   }
   std::lock_guard lock(outcome_mu_);
@@ -365,10 +369,12 @@ VmStats Vm::stats() const {
   for (auto& v : vcpus_) {
     s.pio_exits += v->stats().pio_exits.load();
     s.mmio_exits += v->stats().mmio_exits.load();
+    s.discarded_errors += v->stats().discarded_errors.load();
     for (size_t i = 0; i < s.assists.size(); ++i) s.assists[i] += v->stats().assists[i].load();
   }
   s.unclaimed_pio = pio_.stats().unclaimed_reads.load() + pio_.stats().unclaimed_writes.load();
   s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();
+  s.discarded_errors += discarded_errors_.load();
   return s;
 }
 

@@ -46,6 +46,7 @@ struct VmOutcome {
 // Counters a user or a test can read after (or during) a run.
 struct VmStats {
   uint64_t pio_exits = 0, mmio_exits = 0, unclaimed_pio = 0, unclaimed_mmio = 0;
+  uint64_t discarded_errors = 0;  // failures logged and ignored where no caller could act (base/discard.h)
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
@@ -144,6 +145,7 @@ class Vm final : public VmControl {
   std::atomic<bool> s3_wake_{false};   // a platform wake for S3 is pending
 
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> discarded_errors_{0};  // the Vm's own; VmStats adds the vCPUs'
   EventFd stopped_;
   std::mutex outcome_mu_;
   std::optional<VmOutcome> outcome_;
