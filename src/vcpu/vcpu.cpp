@@ -45,14 +45,9 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 
 }  // namespace
 
-Result<void> Vcpu::bind_thread() {
-  TRY(requests_.attach(fd_.run_struct()));
-  return {};
-}
+Result<void> Vcpu::bind_thread() { return requests_.attach(fd_.run_struct()); }
 
-void Vcpu::unbind_thread() {
-  requests_.detach();
-}
+void Vcpu::unbind_thread() { requests_.detach(); }
 
 Result<ExitFd> Vcpu::make_exit_fd() {
   if (!exit_fds_) return make_error(ENOTSUP, "vCPU {}: no exit fd watcher", id_);
