@@ -176,8 +176,8 @@ bool raw_batch(int vcpu_fd, kvm_run* run) {
 struct BatchEnd final : BusDevice {
   std::atomic<bool>& stop;
   explicit BatchEnd(std::atomic<bool>& s) : stop(s) {}
-  void read(uint64_t, std::span<uint8_t>) override {}
-  void write(uint64_t, std::span<const uint8_t>) override { stop.store(true); }
+  void read(const BusRead&) override {}
+  void write(const BusWrite&) override { stop.store(true); }
 };
 
 void pin_to(int cpu) {

@@ -136,7 +136,7 @@ TEST_F(RtcTimerConcurrent, AlarmRunsTheHandlerOnTheLoopThread) {
   }
   EXPECT_TRUE(irq.level());
   uint8_t sts[2] = {};
-  pm.read(AcpiPm::kStsOffset, sts);
+  pm.read({AcpiPm::kStsOffset, sts, 0});
   EXPECT_EQ(sts[1] & 0x04, 0x04) << "RTC_STS was set before the handler ran";
   EXPECT_EQ(get(0x0c), 0xb0);
   std::this_thread::sleep_for(50ms);

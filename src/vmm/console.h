@@ -63,6 +63,8 @@ class ConsoleInput {
 
   // Called by the device when the guest made room (any thread).
   void notify_space();
+  // Failures logged and ignored on the loop's thread (base/discard.h).
+  uint64_t discarded_errors() const;
 
  private:
   class Feeder;
