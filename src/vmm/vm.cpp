@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "boot/acpi_lookup.h"
 #include "boot/boot.h"
+#include "boot/cpu_entry.h"
 #include "devices/acpi_pm.h"
 #include "devices/pv_control.h"
 #include "devices/serial.h"
