@@ -6,7 +6,7 @@
 #include "vcpu/kick.h"
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
-#include "vmm/platform.h"
+#include "vmm/platform_devices.h"
 #include "vmm/vm_builder.h"
 
 namespace evmm {

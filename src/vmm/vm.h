@@ -33,7 +33,7 @@ namespace evmm {
 
 class ConsoleInput;
 class ConsoleOutput;
-class Devices;
+class PlatformDevices;
 
 // Counters a user or a test can read after (or during) a run.
 struct VmStats {
@@ -113,11 +113,11 @@ class Vm final : public VmControl {
   std::unique_ptr<IrqRoutingTable> routing_;
   std::unique_ptr<ConsoleOutput> out_;
   // Before devices_, so destroyed after it: its timers run on the devices' event loop, which stops
-  // in ~Devices. It writes console_io to out_.
+  // in ~PlatformDevices. It writes console_io to out_.
   std::unique_ptr<XenHvm> xen_;
   // Before devices_, so destroyed after it: the PM's sleep handler and the RTC alarm call it.
   std::unique_ptr<SleepPolicy> sleep_;
-  std::unique_ptr<Devices> devices_;
+  std::unique_ptr<PlatformDevices> devices_;
   std::unique_ptr<ConsoleInput> in_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;

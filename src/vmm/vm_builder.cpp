@@ -13,7 +13,7 @@
 #include "vcpu/kick.h"
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
-#include "vmm/platform.h"
+#include "vmm/platform_devices.h"
 #include "vmm/sleep_policy.h"
 
 namespace evmm {
@@ -90,7 +90,7 @@ Result<void> VmBuilder::setup_platform() {
 
   vm.ioevents_ = std::make_unique<IoEventRegistry>(&vm.vm_);
   vm.out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(vm.cfg_.serial)));
-  vm.devices_ = TRY(Devices::create(vm.vm_, vm.mem_, vm.pio_, vm.mmio_, *vm.ioevents_, vm, *vm.out_, vm.cfg_, &vm.notifier_));
+  vm.devices_ = TRY(PlatformDevices::create(vm.vm_, vm.mem_, vm.pio_, vm.mmio_, *vm.ioevents_, vm, *vm.out_, vm.cfg_, &vm.notifier_));
   vm.sleep_ = std::make_unique<SleepPolicy>(vm.cfg_.on_suspend, vm.mem_, vm.vcpus_, vm.devices_->pm(),
                                             [&vm](VmOutcome o) { vm.finish(std::move(o)); });
   vm.devices_->pm().set_sleep_handler([s = vm.sleep_.get()](uint8_t slp_typ) { s->on_sleep(slp_typ); });
