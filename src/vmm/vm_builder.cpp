@@ -116,7 +116,7 @@ Result<void> VmBuilder::load_guest() {
     boot.modules.push_back({initrd, cfg.initrd});
   }
   auto entry = TRY_CTX(load_image(mem, boot), cfg.kernel);
-  TRY(write_firmware_tables(mem, cfg.cpus));
+  TRY(write_platform_tables(mem, cfg.cpus));
   TRY(write_boot_tables(mem, entry.mode));
   entry_ = entry;
   LOG_INFO("{}: {} image, entry {:#x}", cfg.kernel, to_string(entry.format), entry.rip);
