@@ -246,9 +246,9 @@ Result<Vcpu::SleepEnd> Vcpu::sleep_once(int fd, const timespec* timeout, const s
 Result<VcpuExit> Vcpu::wait_suspended() {
   // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
   struct Registration {
-    IrqNotifier* n;
+    InterruptAnnouncer* n;
     const EventFd* fd;
-    Registration(IrqNotifier* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
+    Registration(InterruptAnnouncer* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
     ~Registration() { if (n) n->remove_waiter(fd); }
   } reg(notifier_, &*wake_fd_);
   // KVM injects irqfd writes from a workqueue, so an interrupt announced a moment ago may not be in

@@ -11,7 +11,7 @@
 
 #include "bus/io_bus.h"
 #include "event/io_event_registry.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "kvm/vcpu_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/assist.h"
@@ -60,8 +60,8 @@ class Vcpu {
   // semantics (a match consumes the write); reads always go to the bus. Call before the vCPU runs.
   void attach_io_events(const IoEventRegistry& registry) { ioevents_ = &registry; }
   // Where the VM's interrupt paths announce interrupts: a suspended vCPU rechecks its LAPIC when
-  // told (event/irq_notifier.h). Without it only wake() wakes a suspended vCPU. Before it runs.
-  void attach_irq_notifier(IrqNotifier& notifier) { notifier_ = &notifier; }
+  // told (event/interrupt_announcer.h). Without it only wake() wakes a suspended vCPU. Before it runs.
+  void attach_irq_notifier(InterruptAnnouncer& notifier) { notifier_ = &notifier; }
   // run() parks at this gate between steps while the VM is paused. Before it runs.
   void attach_pause_gate(PauseGate& gate) { gate_ = &gate; }
 
@@ -89,7 +89,7 @@ class Vcpu {
   // event aimed at it and returns exit::Wakeup, or until a kick or exit request, which always ends
   // the wait as exit::Request (or exit::Interrupted), never as a Wakeup. Wakeup events: wake(); a
   // vector newly pending in its LAPIC IRR, raised through evmm's interrupt paths (InterruptLine,
-  // irqfd, MSI; see IrqNotifier); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
+  // irqfd, MSI; see InterruptAnnouncer); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
   // resumes the vCPU, the interrupt that woke it is delivered as usual.
   //
   // run() hands each Wakeup to the wake handler (default: Resume). Resume makes the vCPU runnable;
@@ -156,14 +156,14 @@ class Vcpu {
   const IoEventRegistry* ioevents_ = nullptr;
   const std::atomic<bool>& stop_;
   std::shared_ptr<ExitFdWatcher> exit_fds_;
-  IrqNotifier* notifier_ = nullptr;
+  InterruptAnnouncer* notifier_ = nullptr;
   PauseGate* gate_ = nullptr;
   VcpuStats stats_;
   ExitRequests requests_;
 
   std::atomic<bool> suspended_{false};
   std::atomic<bool> api_wake_{false};
-  // wake() and the IrqNotifier signal it; empty only if eventfd() failed, and then the vCPU cannot
+  // wake() and the InterruptAnnouncer signal it; empty only if eventfd() failed, and then the vCPU cannot
   // be suspended.
   std::optional<EventFd> wake_fd_ = [] { auto fd = EventFd::create(); return fd ? std::optional<EventFd>(std::move(*fd)) : std::nullopt; }();
   // vCPU thread only: what a StaySuspended answer suppressed.

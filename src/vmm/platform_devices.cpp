@@ -14,7 +14,7 @@
 #include "devices/rtc_timer.h"
 #include "devices/serial.h"
 #include "event/eventfd_interrupt_line.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
 #include "vmm/console.h"
@@ -32,7 +32,7 @@ PlatformDevices::~PlatformDevices() {
 // The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
 // host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
 // the kernel lowers the line at EOI and the re-assert is a new edge.
-Result<void> PlatformDevices::create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp) {
+Result<void> PlatformDevices::create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp) {
   loop_ = TRY(EventLoop::create());
   bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
   if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
@@ -46,7 +46,7 @@ Result<void> PlatformDevices::create_lines(const VmFd& vm, IrqNotifier* notifier
     } else {
       line = std::make_shared<KvmIrqLine>(vm, gsi);
     }
-    if (notifier) return std::make_shared<NotifyingInterruptLine>(line, *notifier);
+    if (notifier) return std::make_shared<AnnouncingInterruptLine>(line, *notifier);
     return line;
   };
   com1_irq_ = TRY(make(kCom1Irq, Mode::Level));
@@ -63,7 +63,7 @@ Result<void> PlatformDevices::create_lines(const VmFd& vm, IrqNotifier* notifier
 
 Result<std::unique_ptr<PlatformDevices>> PlatformDevices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
                                                  IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg, IrqNotifier* notifier) {
+                                                 const VmConfig& cfg, InterruptAnnouncer* notifier) {
   std::unique_ptr<PlatformDevices> d(new PlatformDevices());
   TRY(d->create_lines(vm, notifier, cfg.seccomp && seccomp::supported()));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };

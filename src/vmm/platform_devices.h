@@ -23,7 +23,7 @@ class DebugConsole;
 class DebugExit;
 class Doorbell;
 class IoEventRegistry;
-class IrqNotifier;
+class InterruptAnnouncer;
 class FwCfg;
 class I8042;
 class Rtc;
@@ -34,7 +34,7 @@ class PlatformDevices {
  public:
   static Result<std::unique_ptr<PlatformDevices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
                                                  IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg, IrqNotifier* notifier = nullptr);
+                                                 const VmConfig& cfg, InterruptAnnouncer* notifier = nullptr);
   ~PlatformDevices();
 
   // Feeds fd (stdin) to COM1 with back-pressure.
@@ -54,8 +54,8 @@ class PlatformDevices {
 
  private:
   PlatformDevices() = default;
-  // notifier: told after each assertion, so suspended vCPUs recheck (event/irq_notifier.h).
-  Result<void> create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp);
+  // notifier: told after each assertion, so suspended vCPUs recheck (event/interrupt_announcer.h).
+  Result<void> create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
   SystemClock clock_;

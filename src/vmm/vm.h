@@ -17,7 +17,7 @@
 #include "bus/io_bus.h"
 #include "devices/vm_control.h"
 #include "event/io_event_registry.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "event/irq_routing.h"
 #include "kvm/memory_slot.h"
 #include "kvm/system.h"
@@ -81,7 +81,7 @@ class Vm final : public VmControl {
   // ---- suspend and wake (DESIGN.md §5, vcpu/vcpu.h) ----
   // An embedder that raises interrupts on its own irqfds or with KVM_SIGNAL_MSI calls notify() on
   // this afterwards, so that a suspended vCPU sees them; the platform's own lines already do.
-  IrqNotifier& irq_notifier() { return notifier_; }
+  InterruptAnnouncer& interrupt_announcer() { return notifier_; }
   // The VMM's answer to each Wakeup (before start(); vCPU thread). Without one: Resume, except in
   // ACPI S3, where only a platform wake (wake(), or an RTC alarm with RTC_EN) resumes the VM.
   void set_wake_handler(Vcpu::WakeHandler handler) { sleep_->set_wake_handler(std::move(handler)); }
@@ -122,7 +122,7 @@ class Vm final : public VmControl {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 
-  IrqNotifier notifier_;
+  InterruptAnnouncer notifier_;
   std::unique_ptr<PauseGate> gate_;
   mutable std::mutex pause_mu_;
   std::optional<kvm_clock_data> paused_clock_;  // set while paused

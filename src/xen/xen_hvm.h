@@ -42,7 +42,7 @@
 #include "devices/byte_sink.h"
 #include "devices/vm_control.h"
 #include "event/event_loop.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "kvm/system.h"
 #include "kvm/vcpu_exit.h"
 #include "kvm/vm_fd.h"
@@ -105,7 +105,7 @@ class XenHvm {
     uint64_t tsc_khz = 0;      // the guest TSC's rate (KVM_GET_TSC_KHZ)
     ByteSink console;          // console_io output
     VmControl* control = nullptr;  // SCHEDOP_shutdown
-    IrqNotifier* notifier = nullptr;
+    InterruptAnnouncer* notifier = nullptr;
     // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.
     std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};
   };
