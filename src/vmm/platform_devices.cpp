@@ -62,7 +62,7 @@ Result<void> PlatformDevices::create_lines(const VmFd& vm, InterruptAnnouncer* n
 }
 
 Result<std::unique_ptr<PlatformDevices>> PlatformDevices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
-                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
+                                                 IoEventRegistry& ioevents, VmStopHandler& control, ConsoleOutput& out,
                                                  const VmConfig& cfg, InterruptAnnouncer* notifier) {
   std::unique_ptr<PlatformDevices> d(new PlatformDevices());
   TRY(d->create_lines(vm, notifier, cfg.seccomp && seccomp::supported()));

@@ -7,7 +7,7 @@
 #include "base/result.h"
 #include "bus/io_bus.h"
 #include "devices/clock.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
@@ -33,7 +33,7 @@ class Serial;
 class PlatformDevices {
  public:
   static Result<std::unique_ptr<PlatformDevices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
-                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
+                                                 IoEventRegistry& ioevents, VmStopHandler& control, ConsoleOutput& out,
                                                  const VmConfig& cfg, InterruptAnnouncer* notifier = nullptr);
   ~PlatformDevices();
 

@@ -15,7 +15,7 @@
 
 #include "base/eventfd.h"
 #include "bus/io_bus.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "event/io_event_registry.h"
 #include "event/interrupt_announcer.h"
 #include "event/irq_routing.h"
@@ -41,7 +41,7 @@ struct VmStats {
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
-class Vm final : public VmControl {
+class Vm final : public VmStopHandler {
  public:
   // A VM that cannot be built fails with the outcome the process should report.
   static tl::expected<std::unique_ptr<Vm>, VmOutcome> create(const System& kvm, const VmConfig& cfg);
@@ -53,7 +53,7 @@ class Vm final : public VmControl {
   // Joins every thread and returns how the VM ended. Call after start().
   VmOutcome wait();
 
-  // VmControl: a device asks to stop. Thread-safe; the first request wins.
+  // VmStopHandler: a device asks to stop. Thread-safe; the first request wins.
   void request_stop(StopReason reason, int exit_status) override;
   // The host asks to stop (a signal, the API).
   void interrupt(std::string why);

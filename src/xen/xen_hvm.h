@@ -40,7 +40,7 @@
 #include "base/result.h"
 #include "bus/io_bus.h"
 #include "devices/byte_sink.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "event/event_loop.h"
 #include "event/interrupt_announcer.h"
 #include "kvm/system.h"
@@ -104,7 +104,7 @@ class XenHvm {
     uint32_t vcpus = 1;
     uint64_t tsc_khz = 0;      // the guest TSC's rate (KVM_GET_TSC_KHZ)
     ByteSink console;          // console_io output
-    VmControl* control = nullptr;  // SCHEDOP_shutdown
+    VmStopHandler* control = nullptr;  // SCHEDOP_shutdown
     InterruptAnnouncer* notifier = nullptr;
     // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.
     std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};
