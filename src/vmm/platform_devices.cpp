@@ -18,7 +18,7 @@
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
 #include "vmm/console.h"
-#include "vmm/kvm_irq_line.h"
+#include "event/kvm_irq_line.h"
 
 namespace evmm {
 
