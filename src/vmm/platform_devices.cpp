@@ -15,10 +15,10 @@
 #include "devices/serial.h"
 #include "event/eventfd_interrupt_line.h"
 #include "event/interrupt_announcer.h"
+#include "event/kvm_irq_line.h"
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
 #include "vmm/console.h"
-#include "event/kvm_irq_line.h"
 
 namespace evmm {
 

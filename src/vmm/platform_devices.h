@@ -8,11 +8,11 @@
 #include "bus/io_bus.h"
 #include "devices/clock.h"
 #include "devices/vm_stop_handler.h"
+#include "event/event_loop.h"
+#include "event/interrupt_line.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
-#include "event/event_loop.h"
-#include "event/interrupt_line.h"
 
 namespace evmm {
 
