@@ -171,18 +171,16 @@ class XenHvm::Timers final : public EventSubscriber {
  public:
   explicit Timers(XenHvm& xen) : xen_(xen) {}
   void init(EventOps& ops) override {
-    for (auto& v : xen_.vcpus_)
-      if (auto r = ops.add(v->timer.get(), EPOLLIN); !r) LOG_ERROR("Xen timers: {}", r.error().message());
+    // The token is the vCPU index.
+    for (uint32_t i = 0; i < xen_.vcpus_.size(); i++)
+      if (auto r = ops.add(xen_.vcpus_[i]->timer.get(), EPOLLIN, i); !r) LOG_ERROR("Xen timers: {}", r.error().message());
   }
-  void process(int fd, uint32_t, EventOps&) override {
-    for (uint32_t i = 0; i < xen_.vcpus_.size(); i++) {
-      if (xen_.vcpus_[i]->timer.get() != fd) continue;
-      uint64_t expirations;
-      if (::read(fd, &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed meanwhile
-      xen_.counters_->timer_fires.fetch_add(1, std::memory_order_relaxed);
-      xen_.evtchn_->raise_virq(i, VIRQ_TIMER);
-      return;
-    }
+  void process(const Event& ev, EventOps&) override {
+    auto i = static_cast<uint32_t>(ev.token);
+    uint64_t expirations;
+    if (::read(ev.fd, &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed meanwhile
+    xen_.counters_->timer_fires.fetch_add(1, std::memory_order_relaxed);
+    xen_.evtchn_->raise_virq(i, VIRQ_TIMER);
   }
 
  private:
