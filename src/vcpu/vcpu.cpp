@@ -11,6 +11,7 @@
 #include "base/discard.h"
 #include "base/log.h"
 #include "vcpu/kick.h"
+#include "vcpu/register_dump.h"
 
 namespace evmm {
 
@@ -104,6 +105,12 @@ Vcpu::State Vcpu::paused_step() {
 Vcpu::State Vcpu::suspended_step() { return finish_step(counted_step([this] { return wait_suspended(); })); }
 
 VcpuStop Vcpu::stopping() {
+  if (stop_reason_.kind == VcpuStopKind::TripleFault || stop_reason_.kind == VcpuStopKind::GuestError) {
+    if (auto snap = snapshot_vcpu(fd_, mem_))
+      stop_reason_.dump = format_register_dump(id_, *snap);
+    else
+      stop_reason_.dump = fmt::format("  vCPU {}: registers unreadable: {}\n", id_, snap.error().message());
+  }
   unbind_thread();
   if (hooks_.pause_gate) hooks_.pause_gate->leave();
   return stop_reason_;

@@ -80,6 +80,9 @@ enum class VcpuStopKind {
 struct VcpuStop {
   VcpuStopKind kind;
   std::string message;  // one line, empty for Requested
+  // TripleFault and GuestError: the vCPU's registers, segments, events and code bytes as it stopped
+  // (vcpu/register_dump.h), so that a VMM developer sees where the guest was.
+  std::string dump{};
 };
 
 class Vcpu {

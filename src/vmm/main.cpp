@@ -149,6 +149,7 @@ int cmd_run(const VmConfig& cfg, bool stats) {
     }
     bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
     if (!quiet && !out.message.empty()) fail_line(out.message);
+    if (!out.details.empty()) std::fputs(out.details.c_str(), stderr);
     return out.exit_status;
   }
 }

@@ -41,10 +41,10 @@ Result<void> Vm::start() {
         case VcpuStopKind::Requested:
           break;
         case VcpuStopKind::TripleFault:
-          finish({VmOutcome::Kind::TripleFault, exit_status::kGuestFault, s.message});
+          finish({VmOutcome::Kind::TripleFault, exit_status::kGuestFault, s.message, s.dump});
           break;
         case VcpuStopKind::GuestError:
-          finish({VmOutcome::Kind::GuestError, exit_status::kGuestFault, s.message});
+          finish({VmOutcome::Kind::GuestError, exit_status::kGuestFault, s.message, s.dump});
           break;
         case VcpuStopKind::VmmError:
           finish({VmOutcome::Kind::VmmError, exit_status::kVmmError, s.message});

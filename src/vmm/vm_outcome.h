@@ -14,6 +14,9 @@ struct VmOutcome {
   } kind;
   int exit_status;
   std::string message;  // one line for the user; empty for a clean power-off
+  // When the guest stopped the VM (a triple fault, an instruction nobody can complete): the stopping
+  // vCPU's register dump (vcpu/register_dump.h), lines indented by two spaces; otherwise empty.
+  std::string details{};
 };
 
 }  // namespace evmm
