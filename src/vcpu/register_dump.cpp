@@ -89,11 +89,11 @@ Result<VcpuSnapshot> snapshot_vcpu(const VcpuFd& vcpu, const GuestMemory& mem) {
   return s;
 }
 
-std::string format_register_dump(unsigned vcpu_id, const VcpuSnapshot& s) {
+std::string format_register_dump(unsigned vcpu_id, const VcpuSnapshot& s, std::string_view evmm_state) {
   const kvm_regs& r = s.regs;
   const kvm_sregs& sr = s.sregs;
-  std::string out = fmt::format("  vCPU {}: {}\n", vcpu_id,
-                                s.mp_state ? mp_state_name(*s.mp_state) : "MP state unreadable");
+  std::string out = fmt::format("  vCPU {}: {}{}{}\n", vcpu_id, s.mp_state ? mp_state_name(*s.mp_state) : "MP state unreadable",
+                                evmm_state.empty() ? "" : ", evmm: ", evmm_state);
   out += fmt::format("  RAX={:016x} RBX={:016x} RCX={:016x} RDX={:016x}\n", r.rax, r.rbx, r.rcx, r.rdx);
   out += fmt::format("  RSI={:016x} RDI={:016x} RBP={:016x} RSP={:016x}\n", r.rsi, r.rdi, r.rbp, r.rsp);
   out += fmt::format("  R8 ={:016x} R9 ={:016x} R10={:016x} R11={:016x}\n", r.r8, r.r9, r.r10, r.r11);

@@ -35,6 +35,7 @@ inline constexpr size_t kCodeBytes = 16;
 Result<VcpuSnapshot> snapshot_vcpu(const VcpuFd& vcpu, const GuestMemory& mem);
 
 // The block, one register group a line, ending in a newline; every line starts with "  ".
-std::string format_register_dump(unsigned vcpu_id, const VcpuSnapshot& s);
+// evmm_state, when given, is evmm's own view of the vCPU (its Suspended state), named beside KVM's.
+std::string format_register_dump(unsigned vcpu_id, const VcpuSnapshot& s, std::string_view evmm_state = {});
 
 }  // namespace evmm

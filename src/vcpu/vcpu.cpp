@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -122,7 +123,40 @@ Vcpu::State Vcpu::finish_step(Result<RunStep> step) {
     return State::Stopping;
   }
   if (!handle_exit(step->exit, &stop_reason_)) return State::Stopping;
+  if (step->requests && dump_wanted_.exchange(false)) serve_dump();
   return next_state();
+}
+
+void Vcpu::serve_dump() {
+  uint64_t seq;
+  {
+    std::lock_guard lock(dump_mu_);
+    seq = dump_seq_;
+  }
+  std::string text;
+  if (auto snap = snapshot_vcpu(fd_, mem_))
+    text = format_register_dump(id_, *snap, suspended() ? "suspended" : "");
+  else
+    text = fmt::format("  vCPU {}: registers unreadable: {}\n", id_, snap.error().message());
+  std::lock_guard lock(dump_mu_);
+  if (seq != dump_seq_) return;
+  dump_reply_ = std::move(text);
+  dump_cv_.notify_all();
+}
+
+Result<std::string> Vcpu::dump_registers(std::chrono::milliseconds timeout) {
+  std::lock_guard call(dump_call_mu_);
+  std::unique_lock lock(dump_mu_);
+  dump_reply_.reset();
+  ++dump_seq_;
+  dump_wanted_.store(true);
+  request_exit();
+  if (!dump_cv_.wait_for(lock, timeout, [&] { return dump_reply_.has_value(); })) {
+    dump_wanted_.store(false);
+    return make_error(ETIMEDOUT, "vCPU {} did not take its register dump within {} ms (paused or not running)", id_,
+                      timeout.count());
+  }
+  return std::exchange(*dump_reply_, {});
 }
 
 bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {

@@ -12,9 +12,12 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -104,6 +107,10 @@ class Vcpu {
 
   // Makes the vCPU return to the VMM (see vcpu/exit_request.h for the rules); any thread.
   void request_exit() { requests_.request(); }
+  // The vCPU's register dump (vcpu/register_dump.h), taken by its own thread between two steps
+  // without stopping it: an exit request ends the KVM_RUN or suspended wait it is in. Any thread;
+  // ETIMEDOUT when the thread does not get there in time (the VM is paused, or the vCPU not running).
+  Result<std::string> dump_registers(std::chrono::milliseconds timeout);
   // An eventfd that makes this vCPU exit when written; one per waker. Needs the VM's watcher.
   Result<ExitFd> make_exit_fd();
   const ExitRequests& exit_requests() const { return requests_; }
@@ -181,6 +188,15 @@ class Vcpu {
   const std::atomic<bool>& stop_;
   std::shared_ptr<ExitFdWatcher> exit_fds_;
   const VcpuHooks hooks_;
+  // dump_registers(): one request at a time (dump_call_mu_); the vCPU thread answers through
+  // dump_reply_ after a step that consumed an exit request, so other steps pay nothing.
+  void serve_dump();
+  std::mutex dump_call_mu_;
+  std::mutex dump_mu_;
+  std::condition_variable dump_cv_;
+  std::atomic<bool> dump_wanted_{false};
+  uint64_t dump_seq_ = 0;  // the request being answered; a late answer to an earlier one is dropped
+  std::optional<std::string> dump_reply_;
   VcpuStop stop_reason_{VcpuStopKind::Requested, {}};  // vCPU thread: why run() ends
   VcpuStats stats_;
   ExitRequests requests_;

@@ -80,8 +80,8 @@ tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const Syste
   return vm;
 }
 
-// Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop and SIGUSR1 into the
-// platform's wake button (it ends ACPI S3).
+// Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop, SIGUSR1 into the
+// platform's wake button (it ends ACPI S3), and SIGUSR2 into every vCPU's register dump on stderr.
 VmOutcome run_once(Vm& vm, int sigfd) {
   if (auto r = vm.start(); !r) return {VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()};
   pollfd fds[2] = {{vm.stopped_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
@@ -91,10 +91,14 @@ VmOutcome run_once(Vm& vm, int sigfd) {
     if (fds[1].revents) {
       signalfd_siginfo si;
       if (::read(sigfd, &si, sizeof si) != sizeof si) continue;
-      if (si.ssi_signo == SIGUSR1)
+      if (si.ssi_signo == SIGUSR1) {
         vm.wake();
-      else
+      } else if (si.ssi_signo == SIGUSR2) {
+        std::string dump = "evmm: register dump (SIGUSR2)\n" + vm.dump_vcpus();
+        std::fputs(dump.c_str(), stderr);
+      } else {
         vm.interrupt(fmt::format("stopped by signal {}", si.ssi_signo));
+      }
     }
   }
   return vm.wait();
@@ -111,6 +115,7 @@ int cmd_run(const VmConfig& cfg, bool stats) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts, so all inherit it
   signal(SIGPIPE, SIG_IGN);                  // a closed output pipe is an error to count, not a death
   int sigfd = ::signalfd(-1, &set, SFD_CLOEXEC);

@@ -124,6 +124,15 @@ tl::expected<std::unique_ptr<Vm>, VmOutcome> Vm::create(const System& kvm, const
 
 void Vm::wake() { sleep_->wake(); }
 
+std::string Vm::dump_vcpus(std::chrono::milliseconds timeout) {
+  std::string out;
+  for (auto& v : vcpus_) {
+    auto d = v->dump_registers(timeout);
+    out += d ? *d : fmt::format("  vCPU {}: {}\n", v->id(), d.error().message());
+  }
+  return out;
+}
+
 void Vm::interrupt(std::string why) { finish({VmOutcome::Kind::Interrupted, exit_status::kInterrupted, std::move(why)}); }
 
 VmOutcome Vm::wait() {

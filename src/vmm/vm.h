@@ -89,6 +89,9 @@ class Vm final : public VmStopHandler {
   // The platform wake button: ends ACPI S3 (the BSP resumes at the FACS waking vector); outside
   // S3, an API wake for every suspended vCPU. Any thread.
   void wake();
+  // Every vCPU's register dump (vcpu/register_dump.h), taken without stopping the VM; a vCPU that
+  // does not answer within timeout (a paused VM) gets a line saying so. Any thread but a vCPU's.
+  std::string dump_vcpus(std::chrono::milliseconds timeout = std::chrono::seconds(1));
 
   // The Xen HVM emulation, when the config asked for it (else nullptr): its event channels are
   // where an embedder binds backend ports. A backend handle's raise() answers ENOTCONN once the Vm
