@@ -88,16 +88,9 @@ struct Runner {
 };
 
 using bench::percentiles;
+using bench::pin_to;
 using bench::Stats;
 
-// Pins the calling thread to one CPU: on a 2-core host, whether a vCPU thread shares the
-// requester's core swings the latency by half again, so both methods get the same placement.
-void pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu % std::max(1, static_cast<int>(std::thread::hardware_concurrency())), &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
 
 int main_impl(int argc, char** argv) {
   pin_to(0);

@@ -180,12 +180,6 @@ struct BatchEnd final : BusDevice {
   void write(const BusWrite&) override { stop.store(true); }
 };
 
-void pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu % std::max(1, static_cast<int>(std::thread::hardware_concurrency())), &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
 
 int main_impl(int argc, char** argv) {
   const size_t rounds = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 40;
@@ -198,7 +192,7 @@ int main_impl(int argc, char** argv) {
     std::fprintf(stderr, "pio_exit_bench: %s\n", what.c_str());
     return 1;
   };
-  pin_to(1);
+  bench::pin_to(1);
   auto kvm = System::open();
   if (!kvm) return fail(kvm.error().message());
   auto raw = LoopVm::create(*kvm, batch);

@@ -2,18 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/cpuid_leaf.h"
+
 namespace evmm {
 namespace {
 
-kvm_cpuid_entry2 leaf(uint32_t fn, uint32_t eax = 0, uint32_t ebx = 0, uint32_t ecx = 0, uint32_t edx = 0) {
-  kvm_cpuid_entry2 e{};
-  e.function = fn;
-  e.eax = eax;
-  e.ebx = ebx;
-  e.ecx = ecx;
-  e.edx = edx;
-  return e;
-}
+using ::evmm::testing::leaf;
 
 // A table shaped like KVM_GET_SUPPORTED_CPUID on an AMD host.
 CpuidTable amd_table() {

@@ -2,18 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/cpuid_leaf.h"
+
 namespace evmm {
 namespace {
 
-kvm_cpuid_entry2 leaf(uint32_t fn, uint32_t eax, uint32_t ebx, uint32_t ecx, uint32_t edx) {
-  kvm_cpuid_entry2 e{};
-  e.function = fn;
-  e.eax = eax;
-  e.ebx = ebx;
-  e.ecx = ecx;
-  e.edx = edx;
-  return e;
-}
+using ::evmm::testing::leaf;
 
 TEST(CpuidTiming, AddsTheLeafAndRaisesKvmsMaxLeaf) {
   CpuidTable t({leaf(0x40000000, 0x40000001, 0x4b4d564b, 0x564b4d56, 0x4d), leaf(0x40000001, 0x1, 0, 0, 0)});
