@@ -123,13 +123,13 @@ class XenHvm::Pages final : public EvtchnPages {
     for (auto& v : vcpu_info_) v.store(kNone);
   }
 
-  std::span<uint8_t> shared_info() const override {
+  GuestSlice shared_info() const override {
     uint64_t gpa = shared_info_.load(std::memory_order_acquire);
     if (gpa == kNone) return {};
     return at(gpa, layout().shared_info_size);
   }
 
-  std::span<uint8_t> vcpu_info(uint32_t vcpu) const override {
+  GuestSlice vcpu_info(uint32_t vcpu) const override {
     if (vcpu >= vcpu_info_.size()) return {};
     uint64_t gpa = vcpu_info_[vcpu].load(std::memory_order_acquire);
     if (gpa != kNone) return at(gpa, layout().vcpu_info_size);
@@ -140,9 +140,9 @@ class XenHvm::Pages final : public EvtchnPages {
   }
 
   const Evtchn2lLayout& layout() const { return evtchn_2l_layout(width.load()); }
-  std::span<uint8_t> at(uint64_t gpa, uint64_t len) const {
+  GuestSlice at(uint64_t gpa, uint64_t len) const {
     auto s = mem_.slice(GuestAddress(gpa), len);
-    return s ? *s : std::span<uint8_t>{};
+    return s ? *s : GuestSlice{};
   }
 
   const GuestMemory& mem_;
@@ -405,7 +405,7 @@ void XenHvm::reassert_upcall(uint32_t vcpu) {
   // events that arrived before the guest chose a vector are not stranded behind the flag.
   auto info = pages_->vcpu_info(vcpu);
   size_t off = pages_->layout().upcall_pending_offset;
-  if (info.size() > off && __atomic_load_n(&info[off], __ATOMIC_SEQ_CST)) inject(vcpu);
+  if (info.load<uint8_t>(off, std::memory_order_seq_cst).value_or(0)) inject(vcpu);
 }
 
 void XenHvm::on_pending(uint32_t, uint32_t) {
@@ -429,10 +429,10 @@ void XenHvm::write_time(uint32_t vcpu) {
   if (info.size() < off + sizeof(vcpu_time_info)) return;
   // A 32-bit guest's vcpu_info may sit at any 4-byte boundary, so the struct is written bytewise;
   // its version word is 4-byte aligned either way. The seqlock protocol: odd while being written.
-  uint8_t* t = info.data() + off;
-  auto* version = reinterpret_cast<uint32_t*>(t);
-  uint32_t v = __atomic_load_n(version, __ATOMIC_RELAXED) | 1;
-  __atomic_store_n(version, v, __ATOMIC_SEQ_CST);
+  auto version = info.load<uint32_t>(off, std::memory_order_relaxed);
+  if (!version) return;
+  uint32_t v = *version | 1;
+  (void)info.store<uint32_t>(off, v, std::memory_order_seq_cst);
   vcpu_time_info f{};
   f.tsc_timestamp = ref_tsc_.load();
   f.system_time = ref_system_ns_.load();
@@ -440,8 +440,9 @@ void XenHvm::write_time(uint32_t vcpu) {
   f.tsc_shift = scale_.shift;
   f.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
   constexpr size_t kBody = offsetof(vcpu_time_info, tsc_timestamp);
-  std::memcpy(t + kBody, reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody);
-  __atomic_store_n(version, v + 1, __ATOMIC_SEQ_CST);
+  // SAFETY: f is a trivially copyable local; its bytes from kBody on are the body.
+  (void)info.copy_in(off + kBody, std::span(reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody));
+  (void)info.store<uint32_t>(off, v + 1, std::memory_order_seq_cst);
 }
 
 void XenHvm::arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) {
@@ -467,7 +468,9 @@ bool XenHvm::on_msr(uint32_t vcpu, XenWidth mode, bool write, uint32_t index, ui
              page ? "no such page index" : "not guest RAM");
     return false;
   }
-  write_hypercall_page(std::span<uint8_t, kXenPageSize>(page->data(), kXenPageSize), mode);
+  std::array<uint8_t, kXenPageSize> stubs;
+  write_hypercall_page(stubs, mode);
+  (void)page->copy_in(0, stubs);  // a whole page inside guest RAM, checked above
   latch_width(mode);
   vcpus_[vcpu]->up.store(true);
   LOG_DEBUG("vCPU {}: Xen hypercall page at {:#x} ({}-bit)", vcpu, gpa, mode == XenWidth::Bits64 ? 64 : 32);
@@ -675,9 +678,10 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         // The one shared_info moves: what the guest saw at the old place is seen at the new.
         uint64_t old = pages_->shared_info_.load();
         if (old == gpa) return 0;
-        auto before = old == kNone ? std::span<uint8_t>{} : pages_->at(old, kPage);
-        if (before.empty()) std::fill(page->begin(), page->end(), uint8_t{0});
-        else std::memcpy(page->data(), before.data(), kPage);
+        auto before = old == kNone ? GuestSlice{} : pages_->at(old, kPage);
+        // Both are whole pages inside guest RAM, checked above, so neither copy can fail.
+        if (before.empty()) (void)page->fill(0, 0, kPage);
+        else (void)page->copy_from(before);
         pages_->shared_info_.store(gpa, std::memory_order_release);
         for (uint32_t v = 0; v < vcpus_.size(); v++) write_time(v);
         if (kernel_path_) {
@@ -692,7 +696,7 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         // The frame is placed (zeroed: no grants); grant_table_op stays -ENOSYS until grant tables
         // exist. Version 1 only: there are no status frames.
         if ((m.idx & XENMAPIDX_grant_table_status) || m.idx >= kGrantFrames) return -XEN_EINVAL;
-        std::fill(page->begin(), page->end(), uint8_t{0});
+        (void)page->fill(0, 0, kPage);  // a whole page inside guest RAM, checked above
         return 0;
       }
       return -XEN_EINVAL;  // gmfn spaces: evmm's guest memory does not move
@@ -800,10 +804,11 @@ int64_t XenHvm::vcpu_op(XenCaller& c, uint64_t cmd, uint64_t vcpuid, uint64_t ar
       // Xen's map_vcpu_info: the new place starts as a copy of the old, with every selector bit
       // and the upcall flag set, so that the guest rescans whatever was pending.
       auto old = pages_->vcpu_info(v);
-      if (old.empty()) std::fill(dst.begin(), dst.end(), uint8_t{0});
-      else std::memmove(dst.data(), old.data(), dst.size());
-      std::memset(dst.data() + layout.pending_sel_offset, 0xff, layout.word_bits / 8);
-      dst[layout.upcall_pending_offset] = 1;
+      // dst is vcpu_info_size bytes, as old is, and holds both fields: no step below can fail.
+      if (old.empty()) (void)dst.fill(0, 0, dst.size());
+      else (void)dst.copy_from(old);
+      (void)dst.fill(layout.pending_sel_offset, 0xff, layout.word_bits / 8);
+      (void)dst.store<uint8_t>(layout.upcall_pending_offset, 1, std::memory_order_relaxed);
       pages_->vcpu_info_[v].store(gpa, std::memory_order_release);
       write_time(v);
       inject(v);
