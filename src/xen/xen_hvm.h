@@ -50,8 +50,10 @@
 #include "xen/evtchn.h"
 #include "xen/guest_va.h"
 #include "xen/hypercall_abi.h"
+#include "xen/shared_pages.h"
 #include "xen/xen_config.h"
 #include "xen/xen_cpuid.h"
+#include "xen/xen_time.h"
 
 namespace evmm {
 
@@ -68,15 +70,6 @@ struct XenStats {
   uint64_t timer_fires = 0;
   EvtchnStats evtchn;
 };
-
-// Conversion of guest TSC ticks into Xen system time, as vcpu_time_info expresses it:
-// ns = ((ticks << shift) * mul) >> 32, with a negative shift shifting right.
-struct XenTimeScale {
-  uint32_t mul;
-  int8_t shift;
-};
-XenTimeScale xen_time_scale(uint64_t tsc_khz);
-uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s);
 
 enum class XenWait { Done, Readable, TimedOut, Kicked };
 
@@ -147,7 +140,6 @@ class XenHvm {
 
  private:
   struct VcpuState;
-  class Pages;
   class Timers;
   class HypercallPort;
   XenHvm(Env env, XenConfig cfg);
@@ -173,7 +165,7 @@ class XenHvm {
 
   Env env_;
   XenConfig cfg_;
-  std::unique_ptr<Pages> pages_;
+  std::unique_ptr<XenSharedPages> pages_;
   std::vector<std::unique_ptr<VcpuState>> vcpus_;
   std::optional<EventChannels> evtchn_;
   std::shared_ptr<Timers> timers_;
