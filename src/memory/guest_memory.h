@@ -71,12 +71,14 @@ class GuestMemory {
   Result<T> read_obj(GuestAddress addr) const {
     static_assert(std::is_trivially_copyable_v<T>);
     T v;
+    // SAFETY: v is a trivially copyable local of sizeof v bytes.
     TRY(read(addr, std::span(reinterpret_cast<uint8_t*>(&v), sizeof v)));
     return v;
   }
   template <typename T>
   Result<void> write_obj(GuestAddress addr, const T& v) const {
     static_assert(std::is_trivially_copyable_v<T>);
+    // SAFETY: v is a trivially copyable object of sizeof v bytes.
     return write(addr, std::span(reinterpret_cast<const uint8_t*>(&v), sizeof v));
   }
 

@@ -24,7 +24,7 @@ class BufferPages : public EvtchnPages {
   }
 
   // The page as the headers describe it: the test's own buffer, not guest RAM.
-  // SAFETY: page_ is 4096 bytes at an 8-byte boundary, as every view below needs.
+  // SAFETY (these four): page_ is 4096 bytes at an 8-byte boundary, as every view of it needs.
   uint8_t* raw() const { return reinterpret_cast<uint8_t*>(page_.data()); }
   ::shared_info* si64() { return reinterpret_cast<::shared_info*>(page_.data()); }
   shared_info_x86_32* si32() { return reinterpret_cast<shared_info_x86_32*>(page_.data()); }

@@ -24,7 +24,7 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         if (p.value != 0 && type != HVM_PARAM_CALLBACK_TYPE_VECTOR) return -XEN_EOPNOTSUPP;  // GSI and INTx callbacks
         if (p.value != 0 && (p.value & 0xff) < kXenMinVector) return -XEN_EINVAL;
         latch_width(c.width());
-        callback_param_.store(p.value, std::memory_order_release);
+        upcalls_->set_callback_param(p.value);
         for (uint32_t v = 0; v < vcpus_.size(); v++) reassert_upcall(v);
         if (kernel_path_) {
           kvm_xen_hvm_attr a{};
@@ -35,7 +35,7 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         return 0;
       }
       switch (p.index) {
-        case HVM_PARAM_CALLBACK_IRQ: p.value = callback_param_.load(); break;
+        case HVM_PARAM_CALLBACK_IRQ: p.value = upcalls_->callback_param(); break;
         // No xenstore and no PV console: a domain without those services.
         case HVM_PARAM_STORE_PFN:
         case HVM_PARAM_STORE_EVTCHN: p.value = 0; break;
@@ -50,7 +50,7 @@ int64_t XenHvm::hvm_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
       if (int r = va.read_obj(arg, &u)) return r;
       if (u.vector < kXenMinVector) return -XEN_EINVAL;
       if (u.vcpu >= vcpus_.size()) return -XEN_ENOENT;
-      vcpus_[u.vcpu]->upcall_vector.store(u.vector, std::memory_order_release);
+      upcalls_->set_vcpu_vector(u.vcpu, u.vector);
       reassert_upcall(u.vcpu);
       return 0;
     }

@@ -81,6 +81,7 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         xen_memory_map m;
         if (int r = va.read_obj(arg, &m)) return r;
         nr = m.nr_entries;
+        // SAFETY: only the handle's value, a guest address, is taken; nothing is dereferenced.
         buffer = reinterpret_cast<uint64_t>(m.buffer.p);
       } else {
         MemoryMap32 m;

@@ -26,12 +26,19 @@ int64_t XenHvm::block(XenCaller& c) {
   return 0;
 }
 
+void XenHvm::on_pending(uint32_t, uint32_t) {
+  // A poller waits for any of its ports, whichever vCPU they are bound to (Xen's poll_mask).
+  for (auto& v : vcpus_)
+    if (v->waiting.load()) (void)v->wake.signal();
+}
+
 int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
   uint64_t ports_gva, timeout;
   uint32_t nr;
   if (c.width() == XenWidth::Bits64) {
     sched_poll p;
     if (int r = c.va().read_obj(arg, &p)) return r;
+    // SAFETY: only the handle's value, a guest address, is taken; nothing is dereferenced.
     ports_gva = reinterpret_cast<uint64_t>(p.ports.p);
     nr = p.nr_ports;
     timeout = p.timeout;
@@ -44,6 +51,7 @@ int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
   }
   if (nr > kMaxPollPorts) return -XEN_EINVAL;
   std::array<evtchn_port_t, kMaxPollPorts> ports;
+  // SAFETY: ports holds kMaxPollPorts >= nr trivially copyable port numbers.
   if (int r = c.va().read(ports_gva, std::span<uint8_t>(reinterpret_cast<uint8_t*>(ports.data()), nr * sizeof(evtchn_port_t))))
     return r;
   const uint32_t max = evtchn_->max_ports();

@@ -21,13 +21,14 @@ int64_t XenHvm::vcpu_op(XenCaller& c, uint64_t cmd, uint64_t vcpuid, uint64_t ar
       if (int r = va.read_obj(arg, &info)) return r;
       if (int r = pages_->register_vcpu_info(v, info.mfn, info.offset)) return r;
       write_time(v);
-      inject(v);
+      upcalls_->inject(v);
       return 0;
     }
     case VCPUOP_set_singleshot_timer: {
       if (v != c.vcpu()) return -XEN_EINVAL;  // a vCPU sets only its own
       vcpu_set_singleshot_timer t{};
       size_t size = c.width() == XenWidth::Bits64 ? sizeof t : kSingleshotTimerSize32;
+      // SAFETY: t is a trivially copyable local of at least size bytes; the guest fills its head.
       if (int r = va.read(arg, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&t), size))) return r;
       if ((t.flags & VCPU_SSHOTTMR_future) && t.timeout_abs_ns < system_time_ns()) return -XEN_ETIME;
       arm_timer(v, std::max<uint64_t>(t.timeout_abs_ns, 1));

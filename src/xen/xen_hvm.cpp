@@ -16,6 +16,8 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
   x->start_mono_ns_ = mono_ns();
   x->scale_ = xen_time_scale(x->env_.tsc_khz);
   x->pages_ = std::make_unique<XenSharedPages>(*x->env_.mem, x->env_.vcpus);
+  x->upcalls_ = std::make_unique<XenUpcalls>(
+      x->env_.vcpus, XenUpcalls::Sink{x->env_.vm, x->env_.notifier, x->env_.inject_override});
   for (uint32_t i = 0; i < x->env_.vcpus; i++) {
     int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (t < 0) return errno_error("Xen: timerfd_create");
@@ -28,7 +30,7 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
       .vcpus = x->env_.vcpus,
       .domid = x->cfg_.cpuid.domid,
       .backend_domid = x->cfg_.backend_domid,
-      .inject = [self](uint32_t vcpu) { self->inject(vcpu); },
+      .inject = [self](uint32_t vcpu) { self->upcalls_->inject(vcpu); },
       .kernel_commit = [self](std::span<const kvm_xen_hvm_attr> ports) -> Result<void> {
         return self->kernel_path_ ? self->commit_kernel_ports(ports) : Result<void>{};
       },
@@ -57,8 +59,8 @@ Result<void> XenHvm::commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports
 
 XenStats XenHvm::stats() const {
   auto& c = *counters_;
-  return {c.hypercalls.load(), c.unknown.load(), c.faults.load(),   c.console_bytes.load(),
-          c.bad_msr.load(),    c.upcalls.load(), c.lost.load(),     c.timer_fires.load(),
+  return {c.hypercalls.load(), c.unknown.load(),     c.faults.load(),      c.console_bytes.load(),
+          c.bad_msr.load(),    upcalls_->injected(), upcalls_->lost(), c.timer_fires.load(),
           evtchn_->stats()};
 }
 

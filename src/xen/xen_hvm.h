@@ -51,6 +51,7 @@
 #include "xen/guest_va.h"
 #include "xen/hypercall_abi.h"
 #include "xen/shared_pages.h"
+#include "xen/upcall.h"
 #include "xen/xen_config.h"
 #include "xen/xen_cpuid.h"
 #include "xen/xen_time.h"
@@ -157,22 +158,21 @@ class XenHvm {
   int64_t block(XenCaller& c);
 
   void latch_width(XenWidth w);
-  void inject(uint32_t vcpu);
   void on_pending(uint32_t vcpu, uint32_t port);
-  void reassert_upcall(uint32_t vcpu);
+  void reassert_upcall(uint32_t vcpu) { upcalls_->reassert(vcpu, *pages_, pages_->layout()); }
   void write_time(uint32_t vcpu);
   void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns);
 
   Env env_;
   XenConfig cfg_;
   std::unique_ptr<XenSharedPages> pages_;
+  std::unique_ptr<XenUpcalls> upcalls_;
   std::vector<std::unique_ptr<VcpuState>> vcpus_;
   std::optional<EventChannels> evtchn_;
   std::shared_ptr<Timers> timers_;
   XenTimeScale scale_{};
   uint64_t start_mono_ns_ = 0;  // system time 0
   std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
-  std::atomic<uint64_t> callback_param_{0};  // HVM_PARAM_CALLBACK_IRQ as the guest set it
   bool kernel_path_ = false;
   Result<void> commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports);
 

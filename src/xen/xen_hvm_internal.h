@@ -33,7 +33,6 @@ inline constexpr uint8_t kXenMinVector = 0x10;  // Xen refuses vectors below 16 
 
 struct XenHvm::VcpuState {
   VcpuState(EventFd w, UniqueFd t) : wake(std::move(w)), timer(std::move(t)) {}
-  std::atomic<uint8_t> upcall_vector{0};  // HVMOP_set_evtchn_upcall_vector; 0: the domain's callback
   std::atomic<bool> up{false};
   std::atomic<bool> waiting{false};       // in SCHEDOP_poll
   EventFd wake;
@@ -41,7 +40,7 @@ struct XenHvm::VcpuState {
 };
 
 struct XenHvm::Counters {
-  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0}, upcalls{0}, lost{0},
+  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0},
       timer_fires{0};
 };
 

@@ -73,6 +73,7 @@ struct Xen : ::testing::TestWithParam<XenWidth> {
   // The NUL-terminated string at gpa, within n bytes.
   std::string string_at(uint64_t gpa, size_t n) {
     std::string b(n, '\0');
+    // SAFETY: b holds n chars, which the read fills as bytes.
     EXPECT_TRUE(mem.read(GuestAddress(gpa), std::span(reinterpret_cast<uint8_t*>(b.data()), n)));
     return b.substr(0, b.find('\0'));
   }
