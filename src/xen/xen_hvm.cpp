@@ -19,10 +19,7 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
   x->upcalls_ = std::make_unique<XenUpcalls>(
       x->env_.vcpus, XenUpcalls::Sink{x->env_.vm, x->env_.notifier, x->env_.inject_override});
   for (uint32_t i = 0; i < x->env_.vcpus; i++) {
-    int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (t < 0) return errno_error("Xen: timerfd_create");
-    UniqueFd timer(t);
-    x->vcpus_.push_back(std::make_unique<VcpuState>(TRY(EventFd::create()), std::move(timer)));
+    x->vcpus_.push_back(std::make_unique<VcpuState>(TRY(EventFd::create())));
   }
   XenHvm* self = x.get();
   EventChannels::Options opts{
@@ -37,7 +34,9 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
       .on_pending = [self](uint32_t vcpu, uint32_t port) { self->on_pending(vcpu, port); },
   };
   x->evtchn_.emplace(TRY(EventChannels::create(*x->pages_, std::move(opts))));
-  x->timers_ = std::make_shared<Timers>(*x);
+  x->timers_ = TRY(XenTimers::create(x->env_.vcpus, x->start_mono_ns_, [self](uint32_t vcpu) {
+    self->evtchn_->raise_virq(vcpu, VIRQ_TIMER);
+  }));
   return x;
 }
 
@@ -60,7 +59,7 @@ Result<void> XenHvm::commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports
 XenStats XenHvm::stats() const {
   auto& c = *counters_;
   return {c.hypercalls.load(), c.unknown.load(),     c.faults.load(),      c.console_bytes.load(),
-          c.bad_msr.load(),    upcalls_->injected(), upcalls_->lost(), c.timer_fires.load(),
+          c.bad_msr.load(),    upcalls_->injected(), upcalls_->lost(), timers_->fires(),
           evtchn_->stats()};
 }
 

@@ -55,6 +55,7 @@
 #include "xen/xen_config.h"
 #include "xen/xen_cpuid.h"
 #include "xen/xen_time.h"
+#include "xen/xen_timers.h"
 
 namespace evmm {
 
@@ -141,7 +142,6 @@ class XenHvm {
 
  private:
   struct VcpuState;
-  class Timers;
   class HypercallPort;
   XenHvm(Env env, XenConfig cfg);
 
@@ -161,7 +161,7 @@ class XenHvm {
   void on_pending(uint32_t vcpu, uint32_t port);
   void reassert_upcall(uint32_t vcpu) { upcalls_->reassert(vcpu, *pages_, pages_->layout()); }
   void write_time(uint32_t vcpu);
-  void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns);
+  void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) { timers_->arm(vcpu, timeout_abs_ns); }
 
   Env env_;
   XenConfig cfg_;
@@ -169,7 +169,7 @@ class XenHvm {
   std::unique_ptr<XenUpcalls> upcalls_;
   std::vector<std::unique_ptr<VcpuState>> vcpus_;
   std::optional<EventChannels> evtchn_;
-  std::shared_ptr<Timers> timers_;
+  std::shared_ptr<XenTimers> timers_;
   XenTimeScale scale_{};
   uint64_t start_mono_ns_ = 0;  // system time 0
   std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};

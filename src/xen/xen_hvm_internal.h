@@ -32,27 +32,14 @@ inline constexpr uint64_t kXenPage = kXenPageSize;
 inline constexpr uint8_t kXenMinVector = 0x10;  // Xen refuses vectors below 16 (exceptions)
 
 struct XenHvm::VcpuState {
-  VcpuState(EventFd w, UniqueFd t) : wake(std::move(w)), timer(std::move(t)) {}
+  explicit VcpuState(EventFd w) : wake(std::move(w)) {}
   std::atomic<bool> up{false};
   std::atomic<bool> waiting{false};       // in SCHEDOP_poll
   EventFd wake;
-  UniqueFd timer;                          // singleshot timer (CLOCK_MONOTONIC timerfd)
 };
 
 struct XenHvm::Counters {
-  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0},
-      timer_fires{0};
-};
-
-// The singleshot timers: one timerfd per vCPU on the device loop (xen_time.cpp).
-class XenHvm::Timers final : public EventSubscriber {
- public:
-  explicit Timers(XenHvm& xen) : xen_(xen) {}
-  void init(EventOps& ops) override;
-  void process(int fd, uint32_t, EventOps&) override;
-
- private:
-  XenHvm& xen_;
+  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0};
 };
 
 // An unknown hypercall or sub-op: counted, and answered as Xen answers it.

@@ -1,5 +1,5 @@
-// Xen system time and the singleshot timers (QEMU: the timer half of hw/i386/kvm/xen_evtchn.c and
-// kvm_xen_set_vcpu_timer): vcpu_time_info in each vcpu_info, and a timerfd per vCPU raising VIRQ_TIMER.
+// Xen system time (Xen's public xen.h, struct vcpu_time_info): the TSC scale, and vcpu_time_info
+// written into each vcpu_info under its seqlock.
 #include "xen/xen_hvm_internal.h"
 
 namespace evmm {
@@ -46,24 +46,6 @@ uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s) {
   return static_cast<uint64_t>(((unsigned __int128)ticks * s.mul) >> 32);
 }
 
-// The timers: one timerfd per vCPU on the device loop, raising VIRQ_TIMER.
-
-void XenHvm::Timers::init(EventOps& ops) {
-  for (auto& v : xen_.vcpus_)
-    if (auto r = ops.add(v->timer.get(), EPOLLIN); !r) LOG_ERROR("Xen timers: {}", r.error().message());
-}
-
-void XenHvm::Timers::process(int fd, uint32_t, EventOps&) {
-  for (uint32_t i = 0; i < xen_.vcpus_.size(); i++) {
-    if (xen_.vcpus_[i]->timer.get() != fd) continue;
-    uint64_t expirations;
-    if (::read(fd, &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed meanwhile
-    xen_.counters_->timer_fires.fetch_add(1, std::memory_order_relaxed);
-    xen_.evtchn_->raise_virq(i, VIRQ_TIMER);
-    return;
-  }
-}
-
 std::shared_ptr<EventSubscriber> XenHvm::timers() { return timers_; }
 
 void XenHvm::set_time_reference(uint64_t tsc, uint64_t mono) {
@@ -93,17 +75,6 @@ void XenHvm::write_time(uint32_t vcpu) {
   // SAFETY: f is a trivially copyable local; its bytes from kBody on are the body.
   (void)info.copy_in(off + kBody, std::span(reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody));
   (void)info.store<uint32_t>(off, v + 1, std::memory_order_seq_cst);
-}
-
-void XenHvm::arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) {
-  itimerspec its{};
-  if (timeout_abs_ns) {
-    // A deadline in the past fires at once (the smallest absolute time that is still armed).
-    uint64_t at = start_mono_ns_ + std::min<uint64_t>(timeout_abs_ns, uint64_t{1} << 62);
-    its.it_value = to_timespec(std::max<uint64_t>(at, 1));
-  }
-  if (timerfd_settime(vcpus_[vcpu]->timer.get(), TFD_TIMER_ABSTIME, &its, nullptr) < 0)
-    LOG_WARN("Xen timer of vCPU {}: timerfd_settime: {}", vcpu, std::strerror(errno));
 }
 
 }  // namespace evmm
