@@ -6,19 +6,22 @@
 //   CPUID    xen/xen_cpuid.h: the leaves at 0x40000000 (or 0x40000100).
 //   MSR      the guest's write of the hypercall page's address to the MSR from CPUID is filtered
 //            (KVM_X86_SET_MSR_FILTER, KVM_CAP_X86_USER_SPACE_MSR) and reaches on_msr() on its vCPU
-//            thread, which writes the stubs of xen/hypercall_abi.h there.
+//            thread, which writes the stubs of xen/hypercall_abi.h there (xen/hypercall_port.cpp).
 //   calls    every stub reads kXenHypercallPort; the read runs hypercall() on the calling vCPU's
-//            thread, with guest pointers translated page by page (xen/guest_va.h).
+//            thread, with guest pointers translated page by page (xen/guest_va.h). Each family
+//            of hypercalls is one file, xen/hypercall_<family>.cpp.
 //   events   xen/evtchn.h holds the port table; its pages are guest memory (shared_info wherever
-//            the guest put it, vcpu_info wherever each vCPU registered it). The upcall is an MSI
+//            the guest put it, vcpu_info wherever each vCPU registered it: xen/shared_pages.h),
+//            reached only through checked slices (memory/guest_slice.h). The upcall is an MSI
 //            to the target vCPU's APIC ID through the in-kernel LAPIC, so the guest's handler ends
 //            with an EOI, for the per-domain callback vector too (Xen injects that one without the
 //            LAPIC; a guest that does not EOI it blocks its lower-priority interrupts here).
 //            IPIs, loopback ports and VIRQs raised by a hypercall are delivered by the calling
-//            vCPU's thread; nothing else is woken.
-//   timers   per-vCPU singleshot timers are timerfds on the device event loop; they raise VIRQ_TIMER.
+//            vCPU's thread; nothing else is woken (xen/upcall.h).
+//   timers   per-vCPU singleshot timers are timerfds on the device event loop; they raise VIRQ_TIMER
+//            (xen/xen_timers.h).
 //   time     Xen system time is nanoseconds since the VM was created, on CLOCK_MONOTONIC; each
-//            vcpu_info's vcpu_time_info maps the guest TSC onto it.
+//            vcpu_info's vcpu_time_info maps the guest TSC onto it (xen/xen_time.h).
 //
 // Where the host kernel has Xen support (KVM_CAP_XEN_HVM with hypercall interception, shared_info
 // and EVTCHN_SEND), install() chooses the kernel path at run time instead: KVM_XEN_HVM_CONFIG makes
