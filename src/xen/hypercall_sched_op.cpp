@@ -64,7 +64,7 @@ int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
     return false;
   };
   auto& v = *vcpus_[c.vcpu()];
-  const uint64_t deadline = timeout ? start_mono_ns_ + std::min<uint64_t>(timeout, uint64_t{1} << 62) : 0;
+  const uint64_t deadline = timeout ? clock_->start_mono_ns() + std::min<uint64_t>(timeout, uint64_t{1} << 62) : 0;
   v.waiting.store(true);
   for (;;) {
     auto r = c.wait(v.wake.fd(), deadline, any_pending);

@@ -13,8 +13,7 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
   if (cfg.cpuid.offset != 0 && cfg.cpuid.offset != 0x100)
     return make_error(EINVAL, "Xen: the CPUID leaves go at 0x40000000 or 0x40000100, not {:#x}", 0x40000000u + cfg.cpuid.offset);
   std::unique_ptr<XenHvm> x(new XenHvm(std::move(env), std::move(cfg)));
-  x->start_mono_ns_ = mono_ns();
-  x->scale_ = xen_time_scale(x->env_.tsc_khz);
+  x->clock_ = std::make_unique<XenClock>(x->env_.tsc_khz);
   x->pages_ = std::make_unique<XenSharedPages>(*x->env_.mem, x->env_.vcpus);
   x->upcalls_ = std::make_unique<XenUpcalls>(
       x->env_.vcpus, XenUpcalls::Sink{x->env_.vm, x->env_.notifier, x->env_.inject_override});
@@ -34,7 +33,7 @@ Result<std::unique_ptr<XenHvm>> XenHvm::create(Env env, XenConfig cfg) {
       .on_pending = [self](uint32_t vcpu, uint32_t port) { self->on_pending(vcpu, port); },
   };
   x->evtchn_.emplace(TRY(EventChannels::create(*x->pages_, std::move(opts))));
-  x->timers_ = TRY(XenTimers::create(x->env_.vcpus, x->start_mono_ns_, [self](uint32_t vcpu) {
+  x->timers_ = TRY(XenTimers::create(x->env_.vcpus, x->clock_->start_mono_ns(), [self](uint32_t vcpu) {
     self->evtchn_->raise_virq(vcpu, VIRQ_TIMER);
   }));
   return x;
@@ -55,6 +54,12 @@ Result<void> XenHvm::commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports
   for (const auto& p : ports) TRY(env_.vm->xen_hvm_set_attr(p));
   return {};
 }
+
+std::shared_ptr<EventSubscriber> XenHvm::timers() { return timers_; }
+
+void XenHvm::set_time_reference(uint64_t tsc, uint64_t mono) { clock_->set_reference(tsc, mono); }
+
+uint64_t XenHvm::system_time_ns() const { return clock_->now_ns(); }
 
 XenStats XenHvm::stats() const {
   auto& c = *counters_;

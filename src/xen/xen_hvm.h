@@ -163,7 +163,7 @@ class XenHvm {
   void latch_width(XenWidth w);
   void on_pending(uint32_t vcpu, uint32_t port);
   void reassert_upcall(uint32_t vcpu) { upcalls_->reassert(vcpu, *pages_, pages_->layout()); }
-  void write_time(uint32_t vcpu);
+  void write_time(uint32_t vcpu) { clock_->write(pages_->vcpu_info(vcpu), pages_->width()); }
   void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) { timers_->arm(vcpu, timeout_abs_ns); }
 
   Env env_;
@@ -173,9 +173,7 @@ class XenHvm {
   std::vector<std::unique_ptr<VcpuState>> vcpus_;
   std::optional<EventChannels> evtchn_;
   std::shared_ptr<XenTimers> timers_;
-  XenTimeScale scale_{};
-  uint64_t start_mono_ns_ = 0;  // system time 0
-  std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
+  std::unique_ptr<XenClock> clock_;
   bool kernel_path_ = false;
   Result<void> commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports);
 

@@ -2,7 +2,6 @@
 // and the constants of the Xen ABI that more than one hypercall family uses.
 #pragma once
 
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -1,6 +1,8 @@
 // Xen system time (Xen's public xen.h, struct vcpu_time_info): the TSC scale, and vcpu_time_info
 // written into each vcpu_info under its seqlock.
-#include "xen/xen_hvm_internal.h"
+#include "xen/xen_time.h"
+
+#include <cstddef>
 
 namespace evmm {
 
@@ -46,18 +48,13 @@ uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s) {
   return static_cast<uint64_t>(((unsigned __int128)ticks * s.mul) >> 32);
 }
 
-std::shared_ptr<EventSubscriber> XenHvm::timers() { return timers_; }
-
-void XenHvm::set_time_reference(uint64_t tsc, uint64_t mono) {
+void XenClock::set_reference(uint64_t tsc, uint64_t mono) {
   ref_tsc_.store(tsc);
   ref_system_ns_.store(mono > start_mono_ns_ ? mono - start_mono_ns_ : 0);
 }
 
-uint64_t XenHvm::system_time_ns() const { return mono_ns() - start_mono_ns_; }
-
-void XenHvm::write_time(uint32_t vcpu) {
-  auto info = pages_->vcpu_info(vcpu);
-  size_t off = time_offset(pages_->width());
+void XenClock::write(const GuestSlice& info, XenWidth w) const {
+  size_t off = time_offset(w);
   if (info.size() < off + sizeof(vcpu_time_info)) return;
   // A 32-bit guest's vcpu_info may sit at any 4-byte boundary, so the struct is written bytewise;
   // its version word is 4-byte aligned either way. The seqlock protocol: odd while being written.

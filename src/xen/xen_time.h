@@ -4,7 +4,11 @@
 
 #include <time.h>
 
+#include <atomic>
 #include <cstdint>
+
+#include "memory/guest_slice.h"
+#include "xen/xen_abi.h"
 
 namespace evmm {
 
@@ -20,5 +24,28 @@ uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s);
 // Host CLOCK_MONOTONIC now, in ns, and ns as a timespec.
 uint64_t mono_ns();
 timespec to_timespec(uint64_t ns);
+
+// One VM's Xen system time, and what each vcpu_info's vcpu_time_info says about it.
+class XenClock {
+ public:
+  // System time 0 is now; tsc_khz is the guest TSC's rate (KVM_GET_TSC_KHZ).
+  explicit XenClock(uint64_t tsc_khz) : start_mono_ns_(mono_ns()), scale_(xen_time_scale(tsc_khz)) {}
+
+  // The host CLOCK_MONOTONIC time of system time 0.
+  uint64_t start_mono_ns() const { return start_mono_ns_; }
+  // System time now, in ns.
+  uint64_t now_ns() const { return mono_ns() - start_mono_ns_; }
+  // Anchors system time: guest TSC tsc at host CLOCK_MONOTONIC mono_ns. Until then system time
+  // reads 0 at every TSC value.
+  void set_reference(uint64_t tsc, uint64_t mono_ns);
+  // Writes vcpu_time_info into a vcpu_info of width w under its seqlock; nothing when the slice is
+  // too short.
+  void write(const GuestSlice& vcpu_info, XenWidth w) const;
+
+ private:
+  const uint64_t start_mono_ns_;
+  const XenTimeScale scale_;
+  std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
+};
 
 }  // namespace evmm
