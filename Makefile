@@ -57,7 +57,7 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 1200 $(CTEST_ARGS)
 
-# The tests labelled "concurrency" (src/CMakeLists.txt, tests/CMakeLists.txt).
+# The tests labelled "concurrency": those in a suite whose name ends in Concurrent (CMakeLists.txt).
 test-tsan: deps
 	@cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) -DEVMM_SANITIZE=thread >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
@@ -71,6 +71,7 @@ bench: build
 	@scripts/deps.sh bench
 	$(BUILD)/bench/evmm_startup_bench
 	$(BUILD)/bench/evmm_exit_bench
+	$(BUILD)/bench/evmm_pio_exit_bench
 	$(BUILD)/bench/evmm_io_event_bench --benchmark_min_time=0.1
 	$(BUILD)/bench/evmm_doorbell_bench
 	$(BUILD)/bench/evmm_suspend_bench

@@ -1,8 +1,16 @@
 // The evmm command line: version, caps, usage errors and images refused before any guest runs.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "tests/kvm_test_util.h"
 
@@ -71,6 +79,65 @@ TEST(Cli, BadImagesAreRefusedWithOneLine) {
   auto r = evmm({"run", "--kernel", "/nonexistent/image"});
   EXPECT_EQ(r.exit_status, 6);
   EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+}
+
+// A FIFO that nobody writes: opening it for reading without O_NONBLOCK would wait forever.
+struct Fifo {
+  std::string path;
+  explicit Fifo(const std::string& name) : path(::testing::TempDir() + "/" + name) {
+    ::unlink(path.c_str());
+    EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  }
+  ~Fifo() { ::unlink(path.c_str()); }
+};
+
+TEST(Cli, AFifoAsKernelOrInitrdIsRefusedAtOnce) {
+  REQUIRE_KVM();
+  Fifo fifo("evmm-cli-fifo");
+  ProcessOptions opts;
+  opts.timeout = std::chrono::seconds(20);
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"run", "--kernel", fifo.path},
+           {"run", "--kernel", guest("demo.mb.elf"), "--initrd", fifo.path},
+       }) {
+    auto r = evmm(args, opts);
+    EXPECT_FALSE(r.timed_out) << args[2];
+    EXPECT_EQ(r.exit_status, 6) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_TRUE(has(r.err, "is not a regular file")) << r.err;
+  }
+}
+
+// /proc/PID/syscall starts with the number of the system call the process is blocked in.
+bool blocked_in(pid_t pid, long nr) {
+  std::ifstream f(fmt::format("/proc/{}/syscall", pid));
+  long n = -1;
+  return f >> n && n == nr;
+}
+
+// Start-up can wait where nothing but a signal ends the wait: here, opening a FIFO given as the
+// serial file before a reader appears. SIGINT and SIGTERM end evmm there too, with status 130.
+TEST(Cli, SignalsEndEvmmWhileStartUpWaits) {
+  REQUIRE_KVM();
+  for (int sig : {SIGTERM, SIGINT}) {
+    Fifo fifo("evmm-cli-serial-fifo");
+    bool was_blocked = false;
+    ProcessOptions opts;
+    opts.timeout = std::chrono::seconds(20);
+    opts.while_running = [&](pid_t pid) {
+      for (int i = 0; i < 1000 && !was_blocked; ++i) {
+        was_blocked = blocked_in(pid, SYS_openat);
+        if (!was_blocked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ::kill(pid, sig);
+    };
+    auto r = evmm({"run", "--kernel", guest("demo.mb.elf"), "--serial", "file:" + fifo.path}, opts);
+    EXPECT_TRUE(was_blocked) << "evmm never blocked opening the FIFO";
+    EXPECT_FALSE(r.timed_out) << "signal " << sig;
+    EXPECT_EQ(r.exit_status, 130) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_TRUE(has(r.err, fmt::format("stopped by signal {} during start-up", sig))) << r.err;
+  }
 }
 
 }  // namespace

@@ -35,9 +35,8 @@
 #include "event/event_loop.h"
 #include "event/eventfd_interrupt_line.h"
 #include "event/io_event_registry.h"
-#include "kvm/system.h"
 #include "kvm/vm_fd.h"
-#include "tests/serial_file.h"
+#include "testing/test_vm.h"
 #include "vmm/vm.h"
 
 namespace evmm::doorbell {
@@ -136,22 +135,11 @@ inline RunResult run(const std::string& image, const Options& o) {
     res.error = std::move(why);
     return res;
   };
-  auto kvm = System::open();
-  if (!kvm) return fail("open /dev/kvm: " + kvm.error().message());
-
-  testing::SerialFile serial;
-  if (auto e = serial.create("evmm-doorbell"); !e.empty()) return fail(e);
-
-  VmConfig cfg;
-  cfg.kernel = image;
-  cfg.cmdline = fmt::format("{}={} n={} at={:#x} gsi={}", o.cpl3 ? "ring3" : "doorbell", o.space == IoSpace::Pio ? "pio" : "mmio", o.n,
-                            o.space == IoSpace::Pio ? kPort : kMmio, kGsi);
-  cfg.memory_mib = 64;
-  cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path()};
-
-  auto vm = Vm::create(*kvm, cfg);
-  if (!vm) return fail("Vm::create: " + vm.error().message);
-  const VmFd& vmfd = (*vm)->vm_fd();
+  testing::TestVm vm;
+  std::string cmdline = fmt::format("{}={} n={} at={:#x} gsi={}", o.cpl3 ? "ring3" : "doorbell",
+                                    o.space == IoSpace::Pio ? "pio" : "mmio", o.n, o.space == IoSpace::Pio ? kPort : kMmio, kGsi);
+  if (auto e = vm.create({image, cmdline, 1, -1, false, "evmm-doorbell"}); !e.empty()) return fail(e);
+  const VmFd& vmfd = vm->vm_fd();
 
   auto line = EventFdInterruptLine::create(vmfd, kGsi, EventFdInterruptLine::Mode::Edge);
   if (!line) return fail("irqfd on GSI 11: " + line.error().message());
@@ -159,7 +147,7 @@ inline RunResult run(const std::string& image, const Options& o) {
   if (!bell_fd) return fail("eventfd: " + bell_fd.error().message());
   auto bell = std::make_shared<const EventFd>(std::move(*bell_fd));
 
-  IoEventRegistry& reg = (*vm)->io_events();
+  IoEventRegistry& reg = vm->io_events();
   uint64_t addr = o.space == IoSpace::Pio ? kPort : kMmio;
   size_t k0 = reg.stats().in_kernel;
   auto doorbell = reg.add(o.space, addr, 4, IoMatch::any(), bell);
@@ -182,16 +170,15 @@ inline RunResult run(const std::string& image, const Options& o) {
   if (!(*loop)->add(dev) || dev->failed_) return fail("event loop: cannot watch the doorbell");
   if (!(*loop)->start()) return fail("event loop: cannot start");
 
-  if (auto khz = (*vm)->vcpu(0).fd().get_tsc_khz()) res.tsc_khz = *khz;
-  if (auto s = (*vm)->start(); !s) return fail("Vm::start: " + s.error().message());
-  pollfd p{(*vm)->stopped_fd(), POLLIN, 0};
-  if (::poll(&p, 1, o.timeout_ms) == 0) (*vm)->interrupt(fmt::format("doorbell: no end after {} ms", o.timeout_ms));
-  res.outcome = (*vm)->wait();
-  res.stats = (*vm)->stats();
+  if (auto khz = vm->vcpu(0).fd().get_tsc_khz()) res.tsc_khz = *khz;
+  if (auto s = vm->start(); !s) return fail("Vm::start: " + s.error().message());
+  pollfd p{vm->stopped_fd(), POLLIN, 0};
+  if (::poll(&p, 1, o.timeout_ms) == 0) vm->interrupt(fmt::format("doorbell: no end after {} ms", o.timeout_ms));
+  res.serial = vm.finish(&res.outcome);
+  res.stats = vm->stats();
   (*loop)->stop();
   res.rings = dev->rings, res.wakeups = dev->wakeups, res.triggers = dev->triggers;
 
-  res.serial = serial.contents();
   res.guest = parse(res.serial);
   return res;
 }

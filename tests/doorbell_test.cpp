@@ -27,14 +27,14 @@ void expect_round_trips(const doorbell::RunResult& r, const char* mode) {
   EXPECT_EQ(r.triggers, kTrips);
 }
 
-TEST(Doorbell, PioRoundTripsThroughKernelIoeventfdAndIrqfd) {
+TEST(DoorbellConcurrent, PioRoundTripsThroughKernelIoeventfdAndIrqfd) {
   REQUIRE_KVM();
   auto r = doorbell::run(guest("testprog.mb.elf"), {IoSpace::Pio, doorbell::Exit::Kernel, kTrips});
   expect_round_trips(r, "pio");
   EXPECT_TRUE(r.doorbell_in_kernel);
 }
 
-TEST(Doorbell, MmioRoundTripsThroughKernelIoeventfdAndIrqfd) {
+TEST(DoorbellConcurrent, MmioRoundTripsThroughKernelIoeventfdAndIrqfd) {
   REQUIRE_KVM();
   auto r = doorbell::run(guest("testprog.mb.elf"), {IoSpace::Mmio, doorbell::Exit::Kernel, kTrips});
   expect_round_trips(r, "mmio");
@@ -46,7 +46,7 @@ TEST(Doorbell, MmioRoundTripsThroughKernelIoeventfdAndIrqfd) {
 // A datamatch companion on the doorbell's address makes a group KVM cannot hold, so the registry keeps
 // the doorbell in userspace: every ring is a userspace
 // exit that IoEventRegistry::dispatch_write turns into the same eventfd signal.
-TEST(Doorbell, PioRoundTripsThroughUserspaceDispatch) {
+TEST(DoorbellConcurrent, PioRoundTripsThroughUserspaceDispatch) {
   REQUIRE_KVM();
   auto r = doorbell::run(guest("testprog.mb.elf"), {IoSpace::Pio, doorbell::Exit::Userspace, kTrips});
   expect_round_trips(r, "pio");
@@ -54,7 +54,7 @@ TEST(Doorbell, PioRoundTripsThroughUserspaceDispatch) {
   EXPECT_GE(r.stats.pio_exits, kTrips);
 }
 
-TEST(Doorbell, MmioRoundTripsThroughUserspaceDispatch) {
+TEST(DoorbellConcurrent, MmioRoundTripsThroughUserspaceDispatch) {
   REQUIRE_KVM();
   auto r = doorbell::run(guest("testprog.mb.elf"), {IoSpace::Mmio, doorbell::Exit::Userspace, kTrips});
   expect_round_trips(r, "mmio");
@@ -88,12 +88,12 @@ void ring3_both_paths(IoSpace space, const char* mode) {
   EXPECT_GE(user_exits, kernel_exits + n);
 }
 
-TEST(Doorbell, PioRingsFromCpl3ReachTheDeviceByEitherPath) {
+TEST(DoorbellConcurrent, PioRingsFromCpl3ReachTheDeviceByEitherPath) {
   REQUIRE_KVM();
   ring3_both_paths(IoSpace::Pio, "pio");
 }
 
-TEST(Doorbell, MmioRingsFromCpl3ReachTheDeviceByEitherPath) {
+TEST(DoorbellConcurrent, MmioRingsFromCpl3ReachTheDeviceByEitherPath) {
   REQUIRE_KVM();
   ring3_both_paths(IoSpace::Mmio, "mmio");
 }
@@ -105,7 +105,7 @@ namespace evmm::testing {
 namespace {
 
 // The evmm binary's own doorbell device: ioeventfd in, irqfd out, no userspace exit per ring.
-TEST(Doorbell, PlatformDeviceAnswersThroughTheCli) {
+TEST(DoorbellConcurrent, PlatformDeviceAnswersThroughTheCli) {
   REQUIRE_KVM();
   for (const char* mode : {"pio", "mmio"}) {
     auto r = boot("testprog.mb.elf", fmt::format("doorbell={} n=100 exit=0", mode), 1, {"--stats"});

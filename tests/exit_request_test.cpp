@@ -189,25 +189,25 @@ void stress(const std::vector<uint8_t>& code, bool exits_by_itself) {
 // KVM_RUN running on with immediate_exit still 0). Without TSan the handler runs before the thread
 // enters KVM_RUN (vcpu/kick.h). Under TSan, StressAbsorbedByPortExits checks the same accounting: its
 // port exits end each run, and the late handler runs then.
-TEST(ExitRequestKvm, StressSpinningGuest) {
+TEST(ExitRequestKvmConcurrent, StressSpinningGuest) {
   REQUIRE_KVM();
   if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kSpin, false);
 }
 
-TEST(ExitRequestKvm, StressHaltedInKernel) {
+TEST(ExitRequestKvmConcurrent, StressHaltedInKernel) {
   REQUIRE_KVM();
   if (kTsan) GTEST_SKIP() << "TSan delays the kick's handler past KVM_RUN's entry";
   stress(kHalt, false);
 }
 
 // Requests landing while the vCPU exits for port writes keep the port exit's reason.
-TEST(ExitRequestKvm, StressAbsorbedByPortExits) {
+TEST(ExitRequestKvmConcurrent, StressAbsorbedByPortExits) {
   REQUIRE_KVM();
   stress(kPortLoop, true);
 }
 
-TEST(ExitRequestKvm, RequestBeforeRunReturnsAtOnceAndOnlyOnce) {
+TEST(ExitRequestKvmConcurrent, RequestBeforeRunReturnsAtOnceAndOnlyOnce) {
   REQUIRE_KVM();
   auto vm = tiny_vm(kPortLoop);
   ASSERT_TRUE(vm);
@@ -230,7 +230,7 @@ TEST(ExitRequestKvm, RequestBeforeRunReturnsAtOnceAndOnlyOnce) {
 
 // An exit fd written by another process makes the vCPU exit; once the handle is destroyed, writes
 // to the same file (still open in another process) never do.
-TEST(ExitRequestKvm, ExitFdFromAnotherProcessAndAfterDestruction) {
+TEST(ExitRequestKvmConcurrent, ExitFdFromAnotherProcessAndAfterDestruction) {
   REQUIRE_KVM();
   auto vm = tiny_vm(kSpin);
   ASSERT_TRUE(vm);

@@ -129,7 +129,7 @@ void run_guest(const std::vector<uint8_t>& code, const std::vector<Reg>& regs,
   for (const auto& e : efds) out->counts.push_back(*e->consume());
 }
 
-TEST(IoEvent, KernelAndUserspaceDispatchAgree) {
+TEST(IoEventConcurrent, KernelAndUserspaceDispatchAgree) {
   REQUIRE_KVM();
   std::mt19937_64 rng(20090622);
   auto pick = [&](auto... v) {
@@ -198,7 +198,7 @@ TEST(IoEvent, KernelAndUserspaceDispatchAgree) {
 }
 
 // Reads at a registered address are never answered by the registry: they reach the VMM as reads.
-TEST(IoEvent, ReadsAtARegisteredAddressReachUserspace) {
+TEST(IoEventConcurrent, ReadsAtARegisteredAddressReachUserspace) {
   REQUIRE_KVM();
   auto sys = System::open();
   ASSERT_TRUE(sys);

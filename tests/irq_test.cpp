@@ -126,6 +126,8 @@ class IrqTest : public ::testing::Test {
   TinyVm vm_;
   struct sigaction old_{};
 };
+// The suite name ends in Concurrent: ctest labels its tests "concurrency" (tests/CMakeLists.txt).
+using IrqTestConcurrent = IrqTest;
 
 void load_guest(TinyVm& t) {
   std::memcpy(t.mem + 0x1000, kMain, sizeof kMain);
@@ -150,7 +152,7 @@ void load_guest(TinyVm& t) {
 // A level line with resample: one assert yields an interrupt per EOI while it stays asserted, and
 // none after deassert. The test thread runs the loop itself, so every resample is dispatched at a
 // known point; GSI 3 (an edge irqfd) is the marker that proves IRQ4 stayed quiet.
-TEST_F(IrqTest, LevelLineReRaisesAfterEoiUntilDeasserted) {
+TEST_F(IrqTestConcurrent, LevelLineReRaisesAfterEoiUntilDeasserted) {
   if (vm_.vm->check_extension(KVM_CAP_IRQFD_RESAMPLE) <= 0) GTEST_SKIP() << "no KVM_CAP_IRQFD_RESAMPLE";
   load_guest(vm_);
   auto loop = EventLoop::create();
@@ -176,7 +178,7 @@ TEST_F(IrqTest, LevelLineReRaisesAfterEoiUntilDeasserted) {
   EXPECT_EQ((*line)->failures(), 0u);
 }
 
-TEST_F(IrqTest, SignalMsiReachesTheLapic) {
+TEST_F(IrqTestConcurrent, SignalMsiReachesTheLapic) {
   vm_.enable_lapic();
   kvm_msi msi{};
   msi.address_lo = 0xfee00000;  // destination APIC ID 0, physical
@@ -188,7 +190,7 @@ TEST_F(IrqTest, SignalMsiReachesTheLapic) {
   EXPECT_TRUE(vm_.irr(0x51));
 }
 
-TEST_F(IrqTest, MsiRouteAndIrqfdReachTheLapicUntilRemoved) {
+TEST_F(IrqTestConcurrent, MsiRouteAndIrqfdReachTheLapicUntilRemoved) {
   vm_.enable_lapic();
   auto table = IrqRoutingTable::for_vm(*vm_.vm);
   ASSERT_TRUE(table) << table.error().message();
@@ -216,7 +218,7 @@ TEST_F(IrqTest, MsiRouteAndIrqfdReachTheLapicUntilRemoved) {
 
 // The platform's COM1 line, end to end through the evmm binary: testprog reads a line by IRQ4 ->
 // IOAPIC, with the UART holding its interrupt level until the guest drains the FIFO.
-TEST(Irq, SerialInterruptThroughEvmm) {
+TEST(IrqConcurrent, SerialInterruptThroughEvmm) {
   REQUIRE_KVM();
   ProcessOptions opts;
   opts.stdin_data = "hello irq\n";

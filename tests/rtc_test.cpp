@@ -17,7 +17,7 @@ ProcessOptions bounded() {
 }
 
 // An alarm two seconds ahead arrives as IRQ8 with IRQF|AF in register C, and sets ACPI RTC_STS.
-TEST(Rtc, AlarmInterruptWakesAHaltedGuest) {
+TEST(RtcConcurrent, AlarmInterruptWakesAHaltedGuest) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "rtcalarm exit=0", 1, {}, bounded());
   ASSERT_EQ(r.exit_status, 1) << r.out << r.err;
@@ -37,7 +37,7 @@ TEST(Rtc, AlarmInterruptWakesAHaltedGuest) {
 // UIP rises once a second and stays up through the ~2 ms update cycle. On a quiet host the first
 // rise comes within a second; on a loaded one the vCPU thread may be off the CPU for a whole 2.2 ms
 // window, so the guest polls for up to 3.3 s and the bound here is on the toggle alone.
-TEST(Rtc, UipToggles) {
+TEST(RtcConcurrent, UipToggles) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "rtcuip exit=0", 1, {}, bounded());
   ASSERT_EQ(r.exit_status, 1) << r.out << r.err;

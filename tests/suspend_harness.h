@@ -17,8 +17,7 @@
 #include "base/fd.h"
 #include "event/eventfd_interrupt_line.h"
 #include "event/io_event_registry.h"
-#include "kvm/system.h"
-#include "tests/serial_file.h"
+#include "testing/test_vm.h"
 #include "vmm/vm.h"
 
 namespace evmm::suspend {
@@ -38,10 +37,8 @@ struct Options {
 // One VM. Members are destroyed in reverse order, so each is declared after what it needs: the ack
 // registration and the irqfd go before the Vm, the Vm before the pipe it reads.
 struct Guest {
-  testing::SerialFile serial;
   UniqueFd com1_in, serial_in;  // the pipe's read end (COM1's) and write end (the caller's)
-  std::optional<System> kvm;
-  std::unique_ptr<Vm> vm;
+  testing::TestVm vm;
   std::shared_ptr<EventFdInterruptLine> line;  // GSI kWakeGsi, as a device would raise it
   std::shared_ptr<const EventFd> ack;          // one count per ack= write
   std::optional<IoEventRegistration> ack_reg;
@@ -52,25 +49,13 @@ struct Guest {
 
   // Empty once the vCPUs run, else what failed.
   std::string boot(const std::string& image, const Options& o) {
-    if (auto e = serial.create("evmm-suspend"); !e.empty()) return e;
     if (o.serial_input) {
       int fds[2];
       if (::pipe(fds) != 0) return "pipe failed";
       com1_in.reset(fds[0]);
       serial_in.reset(fds[1]);
     }
-    auto k = System::open();
-    if (!k) return k.error().message();
-    kvm.emplace(std::move(*k));
-    VmConfig cfg;
-    cfg.kernel = image;
-    cfg.cmdline = o.cmdline;
-    cfg.cpus = o.cpus;
-    cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path(), com1_in.get()};
-    auto v = Vm::create(*kvm, cfg);
-    if (!v) return v.error().message;
-    vm = std::move(*v);
+    if (auto e = vm.create({image, o.cmdline, o.cpus, com1_in.get(), false, "evmm-suspend"}); !e.empty()) return e;
     auto l = EventFdInterruptLine::create(vm->vm_fd(), kWakeGsi, EventFdInterruptLine::Mode::Edge);
     if (!l) return l.error().message();
     line = *l;
@@ -97,9 +82,7 @@ struct Guest {
 
   // Waits for the VM to end; returns what the guest wrote to COM1.
   std::string finish(VmOutcome* out = nullptr) {
-    VmOutcome o = vm->wait();
-    if (out) *out = o;
-    return serial.contents();
+    return vm.finish(out);
   }
 };
 

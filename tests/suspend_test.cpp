@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 using suspend::Guest;
 using suspend::wait_for;
 
-TEST(Suspend, ApiWakeResumesWhereTheGuestStopped) {
+TEST(SuspendConcurrent, ApiWakeResumesWhereTheGuestStopped) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
@@ -38,7 +38,7 @@ TEST(Suspend, ApiWakeResumesWhereTheGuestStopped) {
   EXPECT_EQ(v.stats().wakeups_resumed.load(), 1u);
 }
 
-TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
+TEST(SuspendConcurrent, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
@@ -56,7 +56,7 @@ TEST(Suspend, DeviceInterruptThroughAnIrqfdWakesAndIsStillDelivered) {
 
 // COM1's receive interrupt is a device interrupt too: bytes typed at a suspended guest wake it, and
 // its handler still gets them.
-TEST(Suspend, SerialInputWakesAndIsStillDelivered) {
+TEST(SuspendConcurrent, SerialInputWakesAndIsStillDelivered) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0", .serial_input = true}), "");
@@ -75,7 +75,7 @@ TEST(Suspend, SerialInputWakesAndIsStillDelivered) {
 
 // The VMM keeps the vCPU suspended on the first wakeup: the state is sticky, the pending interrupt
 // is suppressed and does not spin the vCPU thread, and on resume it is delivered after all.
-TEST(Suspend, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
+TEST(SuspendConcurrent, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
   REQUIRE_KVM();
   Guest g;
   std::atomic<int> decisions{0};
@@ -108,7 +108,7 @@ TEST(Suspend, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
 
 // Exit requests during the wait end it as exit::Request every time, never as a Wakeup, and the vCPU
 // stays suspended (seed 004's -EINTR consistency).
-TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
+TEST(SuspendConcurrent, ExitRequestsInterruptTheWaitWithoutWaking) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
@@ -136,7 +136,7 @@ TEST(Suspend, ExitRequestsInterruptTheWaitWithoutWaking) {
   EXPECT_EQ(out.exit_status, 1) << out.message << serial;
 }
 
-TEST(Suspend, MpStatesReadBackThroughKvmAndEvmm) {
+TEST(SuspendConcurrent, MpStatesReadBackThroughKvmAndEvmm) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0", .cpus = 2}), "");
@@ -155,7 +155,7 @@ TEST(Suspend, MpStatesReadBackThroughKvmAndEvmm) {
 
 // Pause and resume under load on 2 vCPUs: the guest rings the platform doorbell and waits for each
 // answer; no answer is lost across the pauses, and the KVM clock does not count the paused time.
-TEST(Pause, PauseAndResumeUnderLoadLosesNoInterrupt) {
+TEST(PauseConcurrent, PauseAndResumeUnderLoadLosesNoInterrupt) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "smp doorbell=pio n=400 exit=0", .cpus = 2}), "");
@@ -185,7 +185,7 @@ TEST(Pause, PauseAndResumeUnderLoadLosesNoInterrupt) {
   EXPECT_LT(max_jump_ns, 50'000'000) << max_jump_ns;
 }
 
-TEST(Pause, ErrorsAreDistinct) {
+TEST(PauseConcurrent, ErrorsAreDistinct) {
   REQUIRE_KVM();
   Guest g;
   ASSERT_EQ(g.boot(guest("testprog.mb.elf"), {.cmdline = "pvsuspend exit=0"}), "");
@@ -207,7 +207,7 @@ namespace {
 
 // ACPI S3 round trips through the evmm binary: the guest leaves a marker, sleeps, and its real-mode
 // waking-vector stub checks the marker and exits with 0x33 (status 103).
-TEST(S3, RtcAlarmWakesTheGuestAtItsWakingVectorInRealMode) {
+TEST(S3Concurrent, RtcAlarmWakesTheGuestAtItsWakingVectorInRealMode) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "s3 alarm=2", 2, {});
   EXPECT_EQ(r.exit_status, 103) << r.out << r.err;
@@ -215,7 +215,7 @@ TEST(S3, RtcAlarmWakesTheGuestAtItsWakingVectorInRealMode) {
   EXPECT_FALSE(has(r.out, "still running")) << r.out;
 }
 
-TEST(S3, TheWakeButtonSignalWakesTheGuest) {
+TEST(S3Concurrent, TheWakeButtonSignalWakesTheGuest) {
   REQUIRE_KVM();
   ProcessOptions opts;
   opts.timeout = std::chrono::milliseconds(1500);  // then SIGUSR1: evmm's wake button
@@ -224,7 +224,7 @@ TEST(S3, TheWakeButtonSignalWakesTheGuest) {
   EXPECT_EQ(r.exit_status, 103) << r.out << r.err;
 }
 
-TEST(S3, OnSuspendPolicies) {
+TEST(S3Concurrent, OnSuspendPolicies) {
   REQUIRE_KVM();
   auto exit = boot("testprog.mb.elf", "s3", 1, {"--on-suspend", "exit"});
   EXPECT_EQ(exit.exit_status, 16) << exit.err;

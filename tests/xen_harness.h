@@ -19,8 +19,7 @@
 #include <vector>
 
 #include "base/eventfd.h"
-#include "kvm/system.h"
-#include "tests/serial_file.h"
+#include "testing/test_vm.h"
 #include "vmm/vm.h"
 
 namespace evmm::xen_test {
@@ -50,9 +49,7 @@ struct Options {
 
 // One VM. Members are destroyed in reverse order: the reader thread stops before the port and the Vm.
 struct Guest {
-  testing::SerialFile serial;
-  std::optional<System> kvm;
-  std::unique_ptr<Vm> vm;
+  testing::TestVm vm;
   std::shared_ptr<const EventFd> backend_fd;
   EvtchnBackendPort backend;
   std::optional<EventFd> quit;
@@ -71,20 +68,7 @@ struct Guest {
 
   // Empty once the vCPUs run, else what failed.
   std::string boot(const std::string& image, const Options& o) {
-    if (auto e = serial.create("evmm-xen"); !e.empty()) return e;
-    auto k = System::open();
-    if (!k) return k.error().message();
-    kvm.emplace(std::move(*k));
-    VmConfig cfg;
-    cfg.kernel = image;
-    cfg.cmdline = o.cmdline;
-    cfg.cpus = o.cpus;
-    cfg.memory_mib = 64;
-    cfg.serial = SerialConfig{SerialConfig::Kind::File, serial.path(), -1};
-    cfg.xen = XenConfig{};
-    auto v = Vm::create(*kvm, cfg);
-    if (!v) return v.error().message;
-    vm = std::move(*v);
+    if (auto e = vm.create({image, o.cmdline, o.cpus, -1, true, "evmm-xen"}); !e.empty()) return e;
     auto efd = EventFd::create();
     auto q = EventFd::create();
     if (!efd || !q) return "eventfd failed";
@@ -125,10 +109,9 @@ struct Guest {
 
   // Waits for the VM to end; returns what the guest wrote to the console.
   std::string finish(VmOutcome* out = nullptr) {
-    VmOutcome o = vm->wait();
+    std::string console = vm.finish(out);
     stop_reader();
-    if (out) *out = o;
-    return serial.contents();
+    return console;
   }
 };
 

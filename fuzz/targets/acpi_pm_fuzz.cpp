@@ -11,7 +11,7 @@
 #include "bus/io_bus.h"
 #include "device_ops.h"
 #include "devices/acpi_pm.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "memory/layout.h"
 
 using namespace evmm;
@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (fuzz::next_op(in, &op)) {
     switch (op.kind) {
       case fuzz::Op::Read: {
-        bus.read(platform::kPm1aEvtPort + op.offset, op.bytes());
+        bus.read(platform::kPm1aEvtPort + op.offset, op.bytes(), 0);
         if (!served(op)) {
           FUZZ_CHECK(fuzz::all_ones(op.bytes()));
           break;
@@ -75,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case fuzz::Op::Write: {
         size_t stops = vm.stops().size(), handled = sleeps.size();
         uint64_t unsupported = pm->stats().unsupported_sleeps;
-        bus.write(platform::kPm1aEvtPort + op.offset, op.bytes());
+        bus.write(platform::kPm1aEvtPort + op.offset, op.bytes(), 0);
         bool slp_en = false;
         if (served(op) && covers(op, 5)) {
           uint8_t hi = op.data[5 - op.offset];  // PM1_CNT bits 15:8

@@ -1,7 +1,7 @@
 // Completing an instruction the in-kernel emulator gave up on (vcpu/assist.h): decoding, then
 // int3/int n delivery through the guest's IDT, GDT, TSS and stack, or the register-only assists.
 // The guest memory is 64 KiB from 0 holding a plausible 64-bit world (GDT, IDT, TSS; see
-// vcpu/assist_test_env.h), addressed with identity translation.
+// testing/assist_test_env.h), addressed with identity translation.
 // Input: byte 0 picks the starting mode (% 4: long, protected, real, compatibility); byte 1 gives
 // the instruction length (% 16), then those bytes; then patches until the input ends, each one byte
 // p then 2 bytes of place and 8 bytes of value: p & 1 == 0 overwrites 8 bytes of the CPU state
@@ -15,7 +15,7 @@
 
 #include "fuzz_input.h"
 #include "vcpu/assist.h"
-#include "vcpu/assist_test_env.h"
+#include "testing/assist_test_env.h"
 #include "vcpu/x86_arch.h"
 
 using namespace evmm;

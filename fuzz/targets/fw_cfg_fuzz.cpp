@@ -157,7 +157,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (fuzz::next_op(in, &op)) {
     switch (op.kind) {
       case fuzz::Op::Read:
-        bus.read(platform::kFwCfgPort + op.offset, op.bytes());
+        bus.read(platform::kFwCfgPort + op.offset, op.bytes(), 0);
         if (dma && op.offset >= FwCfg::kDmaOffset && op.offset + op.width <= FwCfg::kRangeLenWithDma) {
           for (unsigned i = 0; i < op.width; ++i)
             FUZZ_CHECK(op.data[i] == static_cast<uint8_t>(kDmaSignature[op.offset - FwCfg::kDmaOffset + i]));
@@ -181,7 +181,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::optional<Transfer> expect;
         if (desc && *desc <= kMemBytes - 16) expect = predict(mem, *desc, items, cur, cur_off);
 
-        bus.write(platform::kFwCfgPort + op.offset, op.bytes());
+        bus.write(platform::kFwCfgPort + op.offset, op.bytes(), 0);
 
         if (!dma || op.offset < FwCfg::kDmaOffset) {
           if (op.width == 2 && op.offset == 0) {

@@ -12,7 +12,7 @@
 
 #include "bus/io_bus.h"
 #include "device_ops.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "devices/rtc.h"
 #include "memory/layout.h"
 
@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bool one_byte = op.width == 1 && op.offset < Rtc::kRangeLen;
     switch (op.kind) {
       case fuzz::Op::Read: {
-        bus.read(platform::kRtcPort + op.offset, op.bytes());
+        bus.read(platform::kRtcPort + op.offset, op.bytes(), 0);
         uint8_t v = op.data[0];
         if (!one_byte || op.offset == 0) {
           FUZZ_CHECK(fuzz::all_ones(op.bytes()));
@@ -95,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case fuzz::Op::Write:
-        bus.write(platform::kRtcPort + op.offset, op.bytes());
+        bus.write(platform::kRtcPort + op.offset, op.bytes(), 0);
         if (one_byte && op.offset == 0) index = op.data[0] & 0x7f;
         if (one_byte && op.offset == 1 && is_clock_register(index)) host_time = false;
         if (one_byte && op.offset == 1 && index == kRegB) {
@@ -117,8 +117,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // is kept within 1900-2199: so a running clock's century reads 19 to 22.
   if (!(reg_b & kBSet)) {
     uint8_t century = 0;
-    bus.write(platform::kRtcPort, std::span<const uint8_t>(&kCentury, 1));
-    bus.read(platform::kRtcPort + 1, std::span(&century, 1));
+    bus.write(platform::kRtcPort, std::span<const uint8_t>(&kCentury, 1), 0);
+    bus.read(platform::kRtcPort + 1, std::span(&century, 1), 0);
     int c = (reg_b & kBBinary) ? century : (century >> 4) * 10 + (century & 0x0f);
     FUZZ_CHECK(c >= 19 && c <= 22);
   }

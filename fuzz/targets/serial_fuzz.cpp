@@ -12,7 +12,7 @@
 
 #include "bus/io_bus.h"
 #include "device_ops.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "devices/serial.h"
 #include "memory/layout.h"
 
@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bool dlab = lcr & kLcrDlab;
     switch (op.kind) {
       case fuzz::Op::Read:
-        bus.read(platform::kCom1Port + op.offset, op.bytes());
+        bus.read(platform::kCom1Port + op.offset, op.bytes(), 0);
         if (!one_byte) {
           FUZZ_CHECK(fuzz::all_ones(op.bytes()));
         } else if (op.offset == 0 && !dlab) {
@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case fuzz::Op::Write: {
         size_t before = sent.size();
-        bus.write(platform::kCom1Port + op.offset, op.bytes());
+        bus.write(platform::kCom1Port + op.offset, op.bytes(), 0);
         bool thr = one_byte && op.offset == 0 && !dlab;
         bool tx = thr && !(mcr & kMcrLoop);
         FUZZ_CHECK(sent.size() == before + (tx ? 1 : 0));

@@ -1,6 +1,6 @@
 // Xen hypercalls (xen/xen_hvm.h) as a guest makes them: argument registers, the structs they
 // point at in guest memory, and the hypercall page MSR, for either guest width. Guest-virtual
-// addresses map 1:1 onto 16 MiB of RAM except for a hole that faults (xen/xen_test_caller.h);
+// addresses map 1:1 onto 16 MiB of RAM except for a hole that faults (testing/xen_test_caller.h);
 // waits (SCHEDOP_block, SCHEDOP_poll) end at once.
 // Input: byte 0 picks the width and the calling vCPU (bit 0: 32-bit, bit 1: vCPU 1); then ops:
 //   0 addr:3 len:1 bytes   guest memory write
@@ -9,7 +9,7 @@
 // Invariants: every result is 0, a positive count, or a negative Xen errno; console output never
 // exceeds what the guest asked for; the stats stay consistent.
 #include "fuzz_input.h"
-#include "xen/xen_test_caller.h"
+#include "testing/xen_test_caller.h"
 
 using namespace evmm;
 

@@ -162,7 +162,8 @@ static bool step_timer(char *out, size_t cap)
 static bool step_tsc(char *out, size_t cap)
 {
     uint64_t khz = rt_tsc_khz();
-    rt_snprintf(out, cap, "%lu.%03lu MHz, measured against the LAPIC timer", khz / 1000, khz % 1000);
+    rt_snprintf(out, cap, "%lu.%03lu MHz, %s", khz / 1000, khz % 1000,
+                rt_tsc_khz_stated() ? "as the hypervisor states it (CPUID 0x40000010)" : "measured against the LAPIC timer");
     return khz != 0;
 }
 

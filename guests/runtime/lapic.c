@@ -126,13 +126,37 @@ bool rt_wait(bool (*done)(void *), void *arg, uint32_t timeout_us)
 
 void rt_sleep_us(uint32_t us) { rt_wait(NULL, NULL, us); }
 
+/* The TSC rate the hypervisor states in its timing leaf (CPUID 0x40000010 EAX, in kHz) beside KVM's
+ * signature, or 0. evmm and QEMU (vmware-cpuid-freq) give it; it is exact, where a calibration is only
+ * as good as the host is idle. */
+static uint64_t tsc_khz_from_cpuid(void)
+{
+    struct cpuid_regs base = cpuid(0x40000000, 0);
+    int kvm = base.ebx == 0x4b4d564b && base.ecx == 0x564b4d56 && base.edx == 0x4d; /* "KVMKVMKVM" */
+    if (!kvm || base.eax < 0x40000010)
+        return 0;
+    return cpuid(0x40000010, 0).eax;
+}
+
+static bool tsc_khz_stated;
+
+bool rt_tsc_khz_stated(void)
+{
+    (void)rt_tsc_khz();
+    return tsc_khz_stated;
+}
+
 uint64_t rt_tsc_khz(void)
 {
-    /* Sample the TSC and the masked timer's current count back to back, 2 ms apart: interrupt latency,
-     * which is large when CPL0 code is emulated, does not enter the measurement. */
     static uint64_t khz;
     if (khz)
         return khz;
+    khz = tsc_khz_from_cpuid();
+    tsc_khz_stated = khz != 0;
+    if (khz)
+        return khz;
+    /* Sample the TSC and the masked timer's current count back to back, 2 ms apart: interrupt latency,
+     * which is large when CPL0 code is emulated, does not enter the measurement. */
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
     lapic_write(LAPIC_TIMER_DIV, TIMER_DIV_1);
     lapic_write(LAPIC_TIMER_INIT, 0xffffffffu);

@@ -10,7 +10,7 @@
 #include "boot/aml.h"
 #include "boot/boot.h"
 #include "boot/firmware.h"
-#include "boot/test_images.h"
+#include "testing/boot_test_images.h"
 
 namespace evmm {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "boot/boot.h"
 #include "boot/multiboot.h"
-#include "boot/test_images.h"
+#include "testing/boot_test_images.h"
 
 namespace evmm {
 

@@ -6,7 +6,7 @@
 #include "base/log.h"
 #include "boot/arena.h"
 #include "boot/boot.h"
-#include "boot/test_images.h"
+#include "testing/boot_test_images.h"
 #include "memory/layout.h"
 
 namespace evmm {

@@ -9,7 +9,7 @@
 
 #include "boot/acpi_tables.h"
 #include "boot/boot.h"
-#include "boot/test_images.h"
+#include "testing/boot_test_images.h"
 
 namespace evmm {
 namespace {

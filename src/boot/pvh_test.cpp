@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "boot/test_images.h"
+#include "testing/boot_test_images.h"
 
 namespace evmm {
 namespace {

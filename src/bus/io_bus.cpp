@@ -43,10 +43,10 @@ std::shared_ptr<BusDevice> IoBus::lookup(uint64_t addr, uint64_t size, uint64_t*
   return it->second.dev;
 }
 
-bool IoBus::read(uint64_t addr, std::span<uint8_t> data) {
+bool IoBus::read(uint64_t addr, std::span<uint8_t> data, uint32_t vcpu) {
   uint64_t off;
   if (auto dev = lookup(addr, data.size(), &off)) {
-    dev->read(off, data);
+    dev->read({off, data, vcpu});
     return true;
   }
   std::fill(data.begin(), data.end(), 0xff);
@@ -55,10 +55,10 @@ bool IoBus::read(uint64_t addr, std::span<uint8_t> data) {
   return false;
 }
 
-bool IoBus::write(uint64_t addr, std::span<const uint8_t> data) {
+bool IoBus::write(uint64_t addr, std::span<const uint8_t> data, uint32_t vcpu) {
   uint64_t off;
   if (auto dev = lookup(addr, data.size(), &off)) {
-    dev->write(off, data);
+    dev->write({off, data, vcpu});
     return true;
   }
   stats_.unclaimed_writes.fetch_add(1, std::memory_order_relaxed);

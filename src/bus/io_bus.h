@@ -13,14 +13,25 @@
 
 namespace evmm {
 
-// A device on a bus. offset is relative to the base of the range the device was inserted at;
-// data.size() is the access length (1, 2, 4 or 8, or up to 8 for MMIO).
-// Called from vCPU threads, possibly several at once: a device synchronises its own state.
+// One access to a device, as crosvm's BusAccessInfo: offset is relative to the base of the range the
+// device was inserted at; data.size() is the access length (1, 2, 4 or 8, or up to 8 for MMIO); vcpu
+// is the index of the vCPU that made it, so a device never needs a thread's hidden "current vCPU".
+template <class Byte>
+struct BusAccess {
+  uint64_t offset;
+  std::span<Byte> data;  // a read fills it
+  uint32_t vcpu;
+};
+using BusRead = BusAccess<uint8_t>;
+using BusWrite = BusAccess<const uint8_t>;
+
+// A device on a bus. Called from vCPU threads, possibly several at once: a device synchronises its
+// own state.
 class BusDevice {
  public:
   virtual ~BusDevice() = default;
-  virtual void read(uint64_t offset, std::span<uint8_t> data) = 0;
-  virtual void write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  virtual void read(const BusRead& io) = 0;
+  virtual void write(const BusWrite& io) = 0;
 };
 
 struct BusStats {
@@ -39,9 +50,9 @@ class IoBus {
 
   // Dispatches an access. The whole access [addr, addr+size) must lie inside one device's range;
   // anything else is unclaimed: a read returns all-ones, a write is dropped, and both are counted.
-  // Returns whether a device handled it.
-  bool read(uint64_t addr, std::span<uint8_t> data);
-  bool write(uint64_t addr, std::span<const uint8_t> data);
+  // Returns whether a device handled it. vcpu is the index of the vCPU that made the access.
+  bool read(uint64_t addr, std::span<uint8_t> data, uint32_t vcpu);
+  bool write(uint64_t addr, std::span<const uint8_t> data, uint32_t vcpu);
 
   const BusStats& stats() const { return stats_; }
   const std::string& name() const { return name_; }

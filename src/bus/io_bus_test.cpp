@@ -9,11 +9,11 @@ namespace {
 
 struct Recorder : BusDevice {
   std::vector<std::pair<uint64_t, size_t>> reads, writes;
-  void read(uint64_t off, std::span<uint8_t> d) override {
-    reads.emplace_back(off, d.size());
-    for (auto& b : d) b = 0x42;
+  void read(const BusRead& io) override {
+    reads.emplace_back(io.offset, io.data.size());
+    for (auto& b : io.data) b = 0x42;
   }
-  void write(uint64_t off, std::span<const uint8_t> d) override { writes.emplace_back(off, d.size()); }
+  void write(const BusWrite& io) override { writes.emplace_back(io.offset, io.data.size()); }
 };
 
 TEST(IoBus, InsertRejectsOverlapAndEmpty) {
@@ -40,8 +40,8 @@ TEST(IoBus, EveryAccessLengthHonoursTheRange) {
       ASSERT_TRUE(bus.insert(0x10, 4, dev, "dev"));
       std::vector<uint8_t> buf(len, 0);
       bool inside = addr >= 0x10 && addr + len <= 0x14;
-      EXPECT_EQ(bus.read(addr, buf), inside) << "len " << len << " addr " << addr;
-      EXPECT_EQ(bus.write(addr, buf), inside);
+      EXPECT_EQ(bus.read(addr, buf, 0), inside) << "len " << len << " addr " << addr;
+      EXPECT_EQ(bus.write(addr, buf, 0), inside);
       if (inside) {
         ASSERT_EQ(dev->reads.size(), 1u);
         EXPECT_EQ(dev->reads[0], std::make_pair(addr - 0x10, len));
@@ -61,9 +61,9 @@ TEST(IoBus, RangeAtTopOfAddressSpace) {
   auto dev = std::make_shared<Recorder>();
   ASSERT_TRUE(bus.insert(~0ull - 3, 4, dev, "top"));
   uint8_t b[4];
-  EXPECT_TRUE(bus.read(~0ull - 3, b));
-  EXPECT_TRUE(bus.read(~0ull, std::span(b, 1)));
-  EXPECT_FALSE(bus.read(~0ull, std::span(b, 2)));
+  EXPECT_TRUE(bus.read(~0ull - 3, b, 0));
+  EXPECT_TRUE(bus.read(~0ull, std::span(b, 1), 0));
+  EXPECT_FALSE(bus.read(~0ull, std::span(b, 2), 0));
 }
 
 }  // namespace

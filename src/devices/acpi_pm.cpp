@@ -65,12 +65,12 @@ void AcpiPm::tick() {
   update_sci();
 }
 
-void AcpiPm::read(uint64_t offset, std::span<uint8_t> data) {
-  uint64_t len = data.size();
-  if ((len != 1 && len != 2 && len != 4) || offset + len > kRangeLen || touches(offset, len, kGapStart, kGapEnd)) {
-    std::fill(data.begin(), data.end(), 0xff);
+void AcpiPm::read(const BusRead& io) {
+  uint64_t len = io.data.size();
+  if ((len != 1 && len != 2 && len != 4) || io.offset + len > kRangeLen || touches(io.offset, len, kGapStart, kGapEnd)) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("acpi-pm: {}-byte read at offset {} ignored", len, offset);
+    LOG_DEBUG("acpi-pm: {}-byte read at offset {} ignored", len, io.offset);
     return;
   }
   uint8_t image[kRangeLen] = {};
@@ -88,21 +88,21 @@ void AcpiPm::read(uint64_t offset, std::span<uint8_t> data) {
     image[5] = static_cast<uint8_t>(cnt >> 8);
     for (int i = 0; i < 4; ++i) image[kTmrOffset + i] = static_cast<uint8_t>(tmr >> (8 * i));
   }
-  std::copy_n(image + offset, len, data.begin());
+  std::copy_n(image + io.offset, len, io.data.begin());
 }
 
-void AcpiPm::write(uint64_t offset, std::span<const uint8_t> data) {
-  uint64_t len = data.size();
-  if ((len != 1 && len != 2 && len != 4) || offset + len > kRangeLen || touches(offset, len, kGapStart, kRangeLen)) {
+void AcpiPm::write(const BusWrite& io) {
+  uint64_t len = io.data.size();
+  if ((len != 1 && len != 2 && len != 4) || io.offset + len > kRangeLen || touches(io.offset, len, kGapStart, kRangeLen)) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("acpi-pm: {}-byte write at offset {} ignored", len, offset);
+    LOG_DEBUG("acpi-pm: {}-byte write at offset {} ignored", len, io.offset);
     return;
   }
   // Spread the access over the register image: value and byte mask per 16-bit register.
   uint8_t value[kGapStart] = {}, mask[kGapStart] = {};
   for (uint64_t i = 0; i < len; ++i) {
-    value[offset + i] = data[i];
-    mask[offset + i] = 0xff;
+    value[io.offset + i] = io.data[i];
+    mask[io.offset + i] = 0xff;
   }
   auto word = [](const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); };
   uint16_t sts_v = word(value + kStsOffset) & word(mask + kStsOffset);

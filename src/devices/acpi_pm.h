@@ -53,8 +53,8 @@ class AcpiPm final : public BusDevice {
   // the PM timer counts from 0 at construction.
   AcpiPm(VmControl& vm, InterruptLine& sci, const Clock& clock);
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   // Sets PM1_STS bits from the platform side (power button, RTC alarm, wake); any thread.
   void raise_status(uint16_t bits);

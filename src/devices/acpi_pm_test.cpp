@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 #include "memory/layout.h"
 
 namespace evmm {
@@ -20,7 +20,7 @@ struct AcpiPmTest : ::testing::Test {
 
   uint32_t in(uint64_t off, size_t len) {
     uint8_t b[4] = {};
-    pm.read(off, std::span(b, len));
+    pm.read({off, std::span(b, len), 0});
     uint32_t v = 0;
     for (size_t i = 0; i < len; ++i) v |= uint32_t{b[i]} << (8 * i);
     return v;
@@ -28,7 +28,7 @@ struct AcpiPmTest : ::testing::Test {
   void out(uint64_t off, size_t len, uint32_t v) {
     uint8_t b[4];
     for (size_t i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
-    pm.write(off, std::span<const uint8_t>(b, len));
+    pm.write({off, std::span<const uint8_t>(b, len), 0});
   }
   uint16_t sts() { return static_cast<uint16_t>(in(0, 2)); }
   void sleep(uint8_t typ) { out(4, 2, AcpiPm::kSlpEn | (typ << AcpiPm::kSlpTypShift)); }
@@ -168,7 +168,7 @@ TEST_F(AcpiPmTest, TimerCarrySetsTmrStsAndSci) {
 
 TEST_F(AcpiPmTest, BadAccessesAreIgnoredAndCounted) {
   uint8_t eight[8];
-  pm.read(0, eight);
+  pm.read({0, eight, 0});
   EXPECT_EQ(eight[0], 0xff);
   EXPECT_EQ(in(6, 1), 0xffu) << "offsets 6-7 are no register";
   EXPECT_EQ(in(4, 4), 0xffffffffu) << "a dword at 4 reaches into the gap";
@@ -178,7 +178,7 @@ TEST_F(AcpiPmTest, BadAccessesAreIgnoredAndCounted) {
   out(4, 4, AcpiPm::kSlpEn);
   EXPECT_TRUE(vm.stops().empty());
   uint8_t three[3] = {};
-  pm.read(0, three);
+  pm.read({0, three, 0});
   EXPECT_EQ(pm.stats().bad_accesses, 6u);
 }
 

@@ -6,24 +6,24 @@
 
 namespace evmm {
 
-void DebugConsole::read(uint64_t offset, std::span<uint8_t> data) {
-  if (data.size() != 1 || offset != 0) {
-    std::fill(data.begin(), data.end(), 0xff);
+void DebugConsole::read(const BusRead& io) {
+  if (io.data.size() != 1 || io.offset != 0) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("debugcon: {}-byte read at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("debugcon: {}-byte read at offset {} ignored", io.data.size(), io.offset);
     return;
   }
-  data[0] = kPresence;
+  io.data[0] = kPresence;
 }
 
-void DebugConsole::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (data.size() != 1 || offset != 0) {
+void DebugConsole::write(const BusWrite& io) {
+  if (io.data.size() != 1 || io.offset != 0) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("debugcon: {}-byte write at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("debugcon: {}-byte write at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   stats_.bytes.fetch_add(1, std::memory_order_relaxed);
-  if (out_) out_(data);
+  if (out_) out_(io.data);
 }
 
 }  // namespace evmm

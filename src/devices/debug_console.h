@@ -26,8 +26,8 @@ class DebugConsole final : public BusDevice {
 
   explicit DebugConsole(ByteSink out) : out_(std::move(out)) {}
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   const DebugConsoleStats& stats() const { return stats_; }
 

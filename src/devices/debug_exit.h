@@ -29,8 +29,8 @@ class DebugExit final : public BusDevice {
 
   explicit DebugExit(VmControl& vm) : vm_(vm) {}
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   const DebugExitStats& stats() const { return stats_; }
 

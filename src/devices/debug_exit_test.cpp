@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {
@@ -17,9 +17,9 @@ TEST(DebugExit, WriteWidthsCarryLittleEndianValue) {
   uint8_t b1[1] = {0x10};
   uint8_t b2[2] = {0x34, 0x12};
   uint8_t b4[4] = {0x78, 0x56, 0x34, 0x12};
-  dev.write(0, b1);
-  dev.write(0, b2);
-  dev.write(0, b4);
+  dev.write({0, b1, 0});
+  dev.write({0, b2, 0});
+  dev.write({0, b4, 0});
   auto stops = vm.stops();
   ASSERT_EQ(stops.size(), 3u);
   EXPECT_EQ(stops[0], std::make_pair(StopReason::DebugExit, 0x21));
@@ -33,8 +33,8 @@ TEST(DebugExit, ZeroGivesStatusOneAndTopBitIsShiftedOut) {
   DebugExit dev(vm);
   uint8_t zero[1] = {0};
   uint8_t top[4] = {0xff, 0xff, 0xff, 0xff};
-  dev.write(0, zero);
-  dev.write(0, top);
+  dev.write({0, zero, 0});
+  dev.write({0, top, 0});
   auto stops = vm.stops();
   ASSERT_EQ(stops.size(), 2u);
   EXPECT_EQ(stops[0].second, 1);
@@ -46,13 +46,13 @@ TEST(DebugExit, BadWritesAreIgnoredAndReadsAreAllOnes) {
   DebugExit dev(vm);
   uint8_t b8[8] = {1, 0, 0, 0, 0, 0, 0, 0};
   uint8_t b3[3] = {1, 0, 0};
-  dev.write(0, b8);
-  dev.write(0, b3);
-  dev.write(1, std::span<const uint8_t>(b8, 1));
+  dev.write({0, b8, 0});
+  dev.write({0, b3, 0});
+  dev.write({1, std::span<const uint8_t>(b8, 1), 0});
   EXPECT_TRUE(vm.stops().empty());
   EXPECT_EQ(dev.stats().bad_accesses, 3u);
   uint8_t r[4] = {};
-  dev.read(0, r);
+  dev.read({0, r, 0});
   EXPECT_EQ(r[0] & r[1] & r[2] & r[3], 0xff);
 }
 

@@ -26,18 +26,18 @@ void Doorbell::answer(std::atomic<uint64_t>& counter, uint64_t rings) {
   }
 }
 
-void Doorbell::read(uint64_t offset, std::span<uint8_t> data) {
-  if (offset != 0 || data.size() != 4) {
+void Doorbell::read(const BusRead& io) {
+  if (io.offset != 0 || io.data.size() != 4) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    std::memset(data.data(), 0xff, data.size());
+    std::memset(io.data.data(), 0xff, io.data.size());
     return;
   }
   uint32_t n = static_cast<uint32_t>(answered());
-  std::memcpy(data.data(), &n, 4);
+  std::memcpy(io.data.data(), &n, 4);
 }
 
-void Doorbell::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (offset != 0 || data.size() != 4) {
+void Doorbell::write(const BusWrite& io) {
+  if (io.offset != 0 || io.data.size() != 4) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
     return;
   }

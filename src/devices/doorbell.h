@@ -33,9 +33,9 @@ class Doorbell final : public BusDevice, public EventSubscriber {
   // Registers both doorbells with the registry; the device must then join an event loop.
   static Result<std::shared_ptr<Doorbell>> create(IoEventRegistry& registry, InterruptLine& irq);
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void read(const BusRead& io) override;
   // Only a write the registry did not take gets here (it never should): answered all the same.
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void write(const BusWrite& io) override;
   void init(EventOps& ops) override;
   void process(int fd, uint32_t events, EventOps& ops) override;
 

@@ -98,42 +98,42 @@ void FwCfg::rebuild_file_dir() {
   items_[fw_cfg::kFileDir] = std::move(dir);
 }
 
-void FwCfg::read(uint64_t offset, std::span<uint8_t> data) {
-  if (offset >= kDmaOffset && mem_ && offset + data.size() <= kRangeLenWithDma) {
-    std::copy_n(kDmaSignature + (offset - kDmaOffset), data.size(), data.begin());
+void FwCfg::read(const BusRead& io) {
+  if (io.offset >= kDmaOffset && mem_ && io.offset + io.data.size() <= kRangeLenWithDma) {
+    std::copy_n(kDmaSignature + (io.offset - kDmaOffset), io.data.size(), io.data.begin());
     return;
   }
-  if (data.size() != 1 || offset >= kRangeLen) {
-    std::fill(data.begin(), data.end(), 0xff);
+  if (io.data.size() != 1 || io.offset >= kRangeLen) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("fw_cfg: {}-byte read at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("fw_cfg: {}-byte read at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   std::lock_guard lock(mu_);
   // Past an item's end, and for an unknown key, the data port reads 0 (fw_cfg.rst).
   if (cur_ == items_.end() || cur_offset_ >= cur_->second.size()) {
-    data[0] = 0;
+    io.data[0] = 0;
     return;
   }
-  data[0] = cur_->second[cur_offset_++];
+  io.data[0] = cur_->second[cur_offset_++];
 }
 
-void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (offset >= kDmaOffset && mem_) {
-    dma_register_write(offset, data);
+void FwCfg::write(const BusWrite& io) {
+  if (io.offset >= kDmaOffset && mem_) {
+    dma_register_write(io.offset, io.data);
     return;
   }
-  if (data.size() == 1 && offset < kRangeLen) {
+  if (io.data.size() == 1 && io.offset < kRangeLen) {
     stats_.data_writes.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("fw_cfg: data-port write {:#x} ignored (write channel not supported)", data[0]);
+    LOG_DEBUG("fw_cfg: data-port write {:#x} ignored (write channel not supported)", io.data[0]);
     return;
   }
-  if (data.size() != 2 || offset != 0) {
+  if (io.data.size() != 2 || io.offset != 0) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("fw_cfg: {}-byte write at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("fw_cfg: {}-byte write at offset {} ignored", io.data.size(), io.offset);
     return;
   }
-  uint16_t selector = static_cast<uint16_t>(data[0] | (data[1] << 8));
+  uint16_t selector = static_cast<uint16_t>(io.data[0] | (io.data[1] << 8));
   uint16_t key = selector & static_cast<uint16_t>(~fw_cfg::kWriteChannel);
   std::lock_guard lock(mu_);
   stats_.selects.fetch_add(1, std::memory_order_relaxed);

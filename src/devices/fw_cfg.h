@@ -78,8 +78,8 @@ class FwCfg final : public BusDevice {
   // Turns on the DMA interface; mem must outlive the device. Call before the guest runs.
   void enable_dma(const GuestMemory& mem);
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   const FwCfgStats& stats() const { return stats_; }
 

@@ -13,11 +13,11 @@ struct FwCfgTest : ::testing::Test {
 
   void select(uint16_t key) {
     uint8_t b[2] = {static_cast<uint8_t>(key), static_cast<uint8_t>(key >> 8)};
-    cfg.write(0, b);
+    cfg.write({0, b, 0});
   }
   uint8_t data() {
     uint8_t v = 0xaa;
-    cfg.read(1, std::span(&v, 1));
+    cfg.read({1, std::span(&v, 1), 0});
     return v;
   }
   std::vector<uint8_t> read_item(uint16_t key, size_t n) {
@@ -62,7 +62,7 @@ TEST_F(FwCfgTest, ReadsPastTheEndAndUnknownKeysReturnZero) {
 TEST_F(FwCfgTest, OffsetZeroReadsDataAsQemusCombinedPort) {
   select(fw_cfg::kSignature);
   uint8_t v = 0;
-  cfg.read(0, std::span(&v, 1));
+  cfg.read({0, std::span(&v, 1), 0});
   EXPECT_EQ(v, 'Q');
   EXPECT_EQ(data(), 'E');
 }
@@ -118,12 +118,12 @@ TEST_F(FwCfgTest, ItemErrors) {
 TEST_F(FwCfgTest, WritesAreIgnoredAndCounted) {
   select(fw_cfg::kSignature);
   uint8_t b = 'X';
-  cfg.write(1, std::span<const uint8_t>(&b, 1));
-  cfg.write(0, std::span<const uint8_t>(&b, 1));  // an 8-bit selector write is a data write too
+  cfg.write({1, std::span<const uint8_t>(&b, 1), 0});
+  cfg.write({0, std::span<const uint8_t>(&b, 1), 0});  // an 8-bit selector write is a data write too
   EXPECT_EQ(cfg.stats().data_writes, 2u);
   EXPECT_EQ(data(), 'Q') << "data writes neither change the item nor move the offset";
   uint8_t wide[2] = {0, 0};
-  cfg.read(0, wide);
+  cfg.read({0, wide, 0});
   EXPECT_EQ(wide[0], 0xff);
   EXPECT_EQ(wide[1], 0xff);
   EXPECT_EQ(cfg.stats().bad_accesses, 1u);
@@ -152,8 +152,8 @@ struct FwCfgDmaTest : FwCfgTest {
     put_be32(kDesc + 12, uint32_t(target));
     uint8_t hi[4] = {0, 0, 0, 0};
     uint8_t lo[4] = {0, 0, uint8_t(kDesc >> 8), uint8_t(kDesc)};
-    cfg.write(4, hi);
-    cfg.write(8, lo);
+    cfg.write({4, hi, 0});
+    cfg.write({8, lo, 0});
     uint8_t c[4];
     EXPECT_TRUE(mem.read(GuestAddress(kDesc), c));
     return uint32_t(c[0]) << 24 | c[1] << 16 | c[2] << 8 | c[3];
@@ -167,7 +167,7 @@ struct FwCfgDmaTest : FwCfgTest {
 
 TEST_F(FwCfgTest, DmaRegisterAbsentWithoutEnableDma) {
   uint8_t b[4] = {};
-  cfg.read(4, b);
+  cfg.read({4, b, 0});
   EXPECT_EQ(b[0], 0xff);
   EXPECT_EQ(cfg.stats().bad_accesses, 1u);
 }
@@ -175,8 +175,8 @@ TEST_F(FwCfgTest, DmaRegisterAbsentWithoutEnableDma) {
 TEST_F(FwCfgDmaTest, IdAndSignature) {
   EXPECT_EQ(read_item(fw_cfg::kId, 4), (std::vector<uint8_t>{3, 0, 0, 0}));
   uint8_t sig[8];
-  cfg.read(4, std::span(sig, 4));
-  cfg.read(8, std::span(sig + 4, 4));
+  cfg.read({4, std::span(sig, 4), 0});
+  cfg.read({8, std::span(sig + 4, 4), 0});
   EXPECT_EQ(std::string(sig, sig + 8), "QEMU CFG");
 }
 
@@ -201,7 +201,7 @@ TEST_F(FwCfgDmaTest, WritesAndBadTargetsReportErrors) {
   EXPECT_EQ(dma(fw_cfg::kSignature << 16 | 0x08 | 0x02, 4, 0x100000), 1u);
   EXPECT_EQ(cfg.stats().dma_errors, 2u);
   uint8_t two[2] = {0, 0};
-  cfg.write(4, two);
+  cfg.write({4, two, 0});
   EXPECT_EQ(cfg.stats().bad_accesses, 1u);
 }
 

@@ -91,35 +91,35 @@ bool I8042::data_write(uint8_t value) {
   }
 }
 
-void I8042::read(uint64_t offset, std::span<uint8_t> data) {
-  if (data.size() != 1 || (offset != kDataOffset && offset != kCommandOffset)) {
-    std::fill(data.begin(), data.end(), 0xff);
+void I8042::read(const BusRead& io) {
+  if (io.data.size() != 1 || (io.offset != kDataOffset && io.offset != kCommandOffset)) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("i8042: {}-byte read at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("i8042: {}-byte read at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   std::lock_guard lock(mu_);
-  if (offset == kDataOffset) {
-    data[0] = out_;  // an empty buffer reads its last value again
+  if (io.offset == kDataOffset) {
+    io.data[0] = out_;  // an empty buffer reads its last value again
     obf_ = false;
     return;
   }
   // IBF is always clear: the controller consumes every write at once.
-  data[0] = static_cast<uint8_t>((obf_ ? kStrObf : 0) | kStrSys | (last_was_command_ ? kStrCmdData : 0) |
+  io.data[0] = static_cast<uint8_t>((obf_ ? kStrObf : 0) | kStrSys | (last_was_command_ ? kStrCmdData : 0) |
                                  kStrKeyLock);
 }
 
-void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (data.size() != 1 || (offset != kDataOffset && offset != kCommandOffset)) {
+void I8042::write(const BusWrite& io) {
+  if (io.data.size() != 1 || (io.offset != kDataOffset && io.offset != kCommandOffset)) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("i8042: {}-byte write at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("i8042: {}-byte write at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   bool reset;
   {
     std::lock_guard lock(mu_);
-    last_was_command_ = offset == kCommandOffset;
-    reset = last_was_command_ ? command(data[0]) : data_write(data[0]);
+    last_was_command_ = io.offset == kCommandOffset;
+    reset = last_was_command_ ? command(io.data[0]) : data_write(io.data[0]);
   }
   if (reset) {
     stats_.resets.fetch_add(1, std::memory_order_relaxed);

@@ -39,8 +39,8 @@ class I8042 final : public BusDevice {
 
   explicit I8042(VmControl& vm) : vm_(vm) {}
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   const I8042Stats& stats() const { return stats_; }
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {
@@ -16,11 +16,11 @@ struct I8042Test : ::testing::Test {
   uint8_t status() { return in(4); }
   uint8_t in(uint64_t off) {
     uint8_t v = 0;
-    kbc.read(off, std::span(&v, 1));
+    kbc.read({off, std::span(&v, 1), 0});
     return v;
   }
-  void cmd(uint8_t c) { kbc.write(4, std::span<const uint8_t>(&c, 1)); }
-  void data(uint8_t d) { kbc.write(0, std::span<const uint8_t>(&d, 1)); }
+  void cmd(uint8_t c) { kbc.write({4, std::span<const uint8_t>(&c, 1), 0}); }
+  void data(uint8_t d) { kbc.write({0, std::span<const uint8_t>(&d, 1), 0}); }
   // What Linux's i8042_command does for a one-byte reply: wait for OBF, then read 0x60.
   int reply() {
     if (!(status() & 0x01)) return -1;
@@ -127,9 +127,9 @@ TEST_F(I8042Test, UnknownCommandsAndBadAccessesAreCounted) {
   EXPECT_EQ(kbc.stats().unknown_commands, 2u);
   EXPECT_EQ(status() & 0x01, 0);
   uint8_t two[2] = {0xfe, 0xfe};
-  kbc.write(4 - 1, two);
-  kbc.write(1, std::span<const uint8_t>(two, 1));
-  kbc.read(0, two);
+  kbc.write({4 - 1, two, 0});
+  kbc.write({1, std::span<const uint8_t>(two, 1), 0});
+  kbc.read({0, two, 0});
   EXPECT_EQ(two[0], 0xff);
   EXPECT_EQ(in(1), 0xff);
   EXPECT_EQ(kbc.stats().bad_accesses, 4u);

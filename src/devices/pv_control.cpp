@@ -7,15 +7,15 @@
 
 namespace evmm {
 
-void PvControl::read(uint64_t, std::span<uint8_t> data) { std::fill(data.begin(), data.end(), 0); }
+void PvControl::read(const BusRead& io) { std::fill(io.data.begin(), io.data.end(), 0); }
 
-void PvControl::write(uint64_t, std::span<const uint8_t> data) {
-  if (data.size() != 1 || data[0] != platform::kPvSuspend) {
-    if (bad_.fetch_add(1) == 0) LOG_WARN("pv control: ignored a {}-byte write", data.size());
+void PvControl::write(const BusWrite& io) {
+  if (io.data.size() != 1 || io.data[0] != platform::kPvSuspend) {
+    if (bad_.fetch_add(1) == 0) LOG_WARN("pv control: ignored a {}-byte write", io.data.size());
     return;
   }
   suspends_.fetch_add(1);
-  suspend_caller_();
+  suspend_caller_(io.vcpu);
 }
 
 }  // namespace evmm

@@ -14,17 +14,17 @@ namespace evmm {
 class PvControl final : public BusDevice {
  public:
   static constexpr uint64_t kRangeLen = 1;
-  // suspend_caller runs on the writing vCPU's thread.
-  explicit PvControl(std::function<void()> suspend_caller) : suspend_caller_(std::move(suspend_caller)) {}
+  // suspend_caller runs on the writing vCPU's thread with that vCPU's index, taken from the access.
+  explicit PvControl(std::function<void(uint32_t vcpu)> suspend_caller) : suspend_caller_(std::move(suspend_caller)) {}
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   uint64_t suspends() const { return suspends_.load(); }
   uint64_t bad_accesses() const { return bad_.load(); }
 
  private:
-  std::function<void()> suspend_caller_;
+  std::function<void(uint32_t vcpu)> suspend_caller_;
   std::atomic<uint64_t> suspends_{0}, bad_{0};
 };
 

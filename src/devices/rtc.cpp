@@ -295,40 +295,40 @@ void Rtc::write_data(uint8_t value) {
   }
 }
 
-void Rtc::read(uint64_t offset, std::span<uint8_t> data) {
-  if (data.size() != 1 || offset >= kRangeLen) {
-    std::fill(data.begin(), data.end(), 0xff);
+void Rtc::read(const BusRead& io) {
+  if (io.data.size() != 1 || io.offset >= kRangeLen) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("rtc: {}-byte read at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("rtc: {}-byte read at offset {} ignored", io.data.size(), io.offset);
     return;
   }
-  if (offset == 0) {
-    data[0] = 0xff;  // the index port is write-only on the PC
+  if (io.offset == 0) {
+    io.data[0] = 0xff;  // the index port is write-only on the PC
     return;
   }
   bool read_c;
   {
     std::lock_guard lock(mu_);
-    data[0] = read_data();
+    io.data[0] = read_data();
     read_c = index_ == kRegC;
   }
   if (read_c && change_hook_) change_hook_();  // clearing IRQF lets periodic and update events count again
 }
 
-void Rtc::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (data.size() != 1 || offset >= kRangeLen) {
+void Rtc::write(const BusWrite& io) {
+  if (io.data.size() != 1 || io.offset >= kRangeLen) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("rtc: {}-byte write at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("rtc: {}-byte write at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   {
     std::lock_guard lock(mu_);
-    if (offset == 0) {
-      index_ = data[0] & 0x7f;
-      nmi_masked_ = data[0] & 0x80;  // the PC's NMI mask shares the index port; NMIs are not modelled
+    if (io.offset == 0) {
+      index_ = io.data[0] & 0x7f;
+      nmi_masked_ = io.data[0] & 0x80;  // the PC's NMI mask shares the index port; NMIs are not modelled
       return;
     }
-    write_data(data[0]);
+    write_data(io.data[0]);
     update_irq();
   }
   if (change_hook_) change_hook_();

@@ -67,8 +67,8 @@ class Rtc final : public BusDevice {
   // clock must outlive the device.
   Rtc(InterruptLine& irq, const Clock& clock);
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   // Sets a CMOS RAM byte before the guest runs. EINVAL for an index past 0x7f, or one of the
   // clock and status registers (0x00-0x0d, and the century at 0x32).

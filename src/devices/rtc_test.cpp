@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "devices/acpi_pm.h"
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {
@@ -357,7 +357,7 @@ TEST_F(RtcTest, NvramAndIndexNmiBit) {
   set(0x7f, 0x11);
   EXPECT_EQ(get(0x7f), 0x11);
   uint8_t v = 0;
-  rtc->read(0, std::span(&v, 1));
+  rtc->read({0, std::span(&v, 1), 0});
   EXPECT_EQ(v, 0xff) << "index port is write-only";
 }
 
@@ -388,8 +388,8 @@ TEST_F(RtcTest, MemorySizeBytes) {
 TEST_F(RtcTest, BadAccessesAreIgnoredAndCounted) {
   set(0x40, 0x12);
   uint8_t two[2] = {0x40, 0x99};
-  rtc->write(0, two);
-  rtc->read(0, two);
+  rtc->write({0, two, 0});
+  rtc->read({0, two, 0});
   EXPECT_EQ(two[0], 0xff);
   EXPECT_EQ(two[1], 0xff);
   set(0x0c, 0xff);
@@ -521,12 +521,12 @@ struct RtcWakeTest : RtcTest {
   }
   uint16_t pm1_sts() {
     uint8_t b[2] = {};
-    pm->read(AcpiPm::kStsOffset, b);
+    pm->read({AcpiPm::kStsOffset, b, 0});
     return static_cast<uint16_t>(b[0] | b[1] << 8);
   }
   void pm1_write(uint64_t offset, uint16_t v) {
     uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
-    pm->write(offset, b);
+    pm->write({offset, b, 0});
   }
 };
 
@@ -573,9 +573,9 @@ TEST_F(RtcTest, ChangeHookRunsAfterDataWritesAndReadsOfC) {
   int calls = 0;
   rtc->set_change_hook([&] { ++calls; });
   uint8_t index = 0x0b, v = 0x02;
-  rtc->write(0, std::span<const uint8_t>(&index, 1));
+  rtc->write({0, std::span<const uint8_t>(&index, 1), 0});
   EXPECT_EQ(calls, 0) << "index writes move nothing";
-  rtc->write(1, std::span<const uint8_t>(&v, 1));
+  rtc->write({1, std::span<const uint8_t>(&v, 1), 0});
   EXPECT_EQ(calls, 1);
   get(0x00);
   get(0x0a);

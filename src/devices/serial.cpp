@@ -197,18 +197,18 @@ bool Serial::write_reg(uint64_t offset, uint8_t value, uint8_t* tx, bool* space_
   }
 }
 
-void Serial::read(uint64_t offset, std::span<uint8_t> data) {
-  if (data.size() != 1 || offset >= kRangeLen) {
-    std::fill(data.begin(), data.end(), 0xff);
+void Serial::read(const BusRead& io) {
+  if (io.data.size() != 1 || io.offset >= kRangeLen) {
+    std::fill(io.data.begin(), io.data.end(), 0xff);
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("serial: {}-byte read at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("serial: {}-byte read at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   bool space = false;
   std::function<void()> cb;
   {
     std::lock_guard lock(mu_);
-    data[0] = read_reg(offset, &space);
+    io.data[0] = read_reg(io.offset, &space);
     update_irq();
     if (space) {
       rx_blocked_ = false;
@@ -218,10 +218,10 @@ void Serial::read(uint64_t offset, std::span<uint8_t> data) {
   if (cb) cb();
 }
 
-void Serial::write(uint64_t offset, std::span<const uint8_t> data) {
-  if (data.size() != 1 || offset >= kRangeLen) {
+void Serial::write(const BusWrite& io) {
+  if (io.data.size() != 1 || io.offset >= kRangeLen) {
     stats_.bad_accesses.fetch_add(1, std::memory_order_relaxed);
-    LOG_DEBUG("serial: {}-byte write at offset {} ignored", data.size(), offset);
+    LOG_DEBUG("serial: {}-byte write at offset {} ignored", io.data.size(), io.offset);
     return;
   }
   bool space = false, send = false;
@@ -229,7 +229,7 @@ void Serial::write(uint64_t offset, std::span<const uint8_t> data) {
   std::function<void()> cb;
   {
     std::lock_guard lock(mu_);
-    send = write_reg(offset, data[0], &tx, &space);
+    send = write_reg(io.offset, io.data[0], &tx, &space);
     update_irq();
     if (space) {
       rx_blocked_ = false;

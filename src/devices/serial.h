@@ -42,8 +42,8 @@ class Serial final : public BusDevice {
 
   Serial(InterruptLine& irq, ByteSink out);
 
-  void read(uint64_t offset, std::span<uint8_t> data) override;
-  void write(uint64_t offset, std::span<const uint8_t> data) override;
+  void read(const BusRead& io) override;
+  void write(const BusWrite& io) override;
 
   // Host input, from any thread. Takes as many bytes as the RX FIFO has room for and returns how
   // many it took; the caller keeps the rest and retries after the rx-space callback. Takes nothing

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "devices/device_test_fakes.h"
+#include "testing/device_test_fakes.h"
 
 namespace evmm {
 namespace {
@@ -22,10 +22,10 @@ struct SerialTest : ::testing::Test {
 
   uint8_t in(uint64_t off) {
     uint8_t v = 0;
-    uart.read(off, std::span(&v, 1));
+    uart.read({off, std::span(&v, 1), 0});
     return v;
   }
-  void outb(uint64_t off, uint8_t v) { uart.write(off, std::span<const uint8_t>(&v, 1)); }
+  void outb(uint64_t off, uint8_t v) { uart.write({off, std::span<const uint8_t>(&v, 1), 0}); }
   size_t push(std::vector<uint8_t> bytes) { return uart.push_input(bytes); }
 };
 
@@ -236,13 +236,13 @@ TEST_F(ReadyUart, LoopbackRefusesHostInputUntilLeft) {
 TEST_F(SerialTest, WrongWidthAccessesAreIgnoredAndCounted) {
   outb(7, 0x11);
   uint8_t two[2] = {0, 0};
-  uart.read(0, two);
+  uart.read({0, two, 0});
   EXPECT_EQ(two[0], 0xff);
   EXPECT_EQ(two[1], 0xff);
   uint8_t four[4] = {0x22, 0x22, 0x22, 0x22};
-  uart.write(7 - 3, four);
-  uart.write(6, std::span<const uint8_t>(four, 2));
-  uart.read(4, four);
+  uart.write({7 - 3, four, 0});
+  uart.write({6, std::span<const uint8_t>(four, 2), 0});
+  uart.read({4, four, 0});
   EXPECT_EQ(in(7), 0x11);
   EXPECT_EQ(in(4), 0x00);
   outb(5, 0x00);  // LSR is read-only

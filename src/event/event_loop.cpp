@@ -77,7 +77,9 @@ Result<void> EventLoop::remove(SubscriberId id) {
 }
 
 Result<void> EventLoop::add_fd(SubscriberId owner, int fd, uint32_t events) {
-  auto& s = subs_.at(owner);
+  auto sub = subs_.find(owner);
+  if (sub == subs_.end()) return make_error(ENOENT, "event loop: no subscriber {}", owner);
+  auto& s = sub->second;
   if (s.fds.count(fd)) return make_error(EEXIST, "event loop: fd {} is already registered", fd);
   uint64_t token = next_token_++;
   epoll_event ev{};
@@ -90,7 +92,9 @@ Result<void> EventLoop::add_fd(SubscriberId owner, int fd, uint32_t events) {
 }
 
 Result<void> EventLoop::modify_fd(SubscriberId owner, int fd, uint32_t events) {
-  auto& s = subs_.at(owner);
+  auto sub = subs_.find(owner);
+  if (sub == subs_.end()) return make_error(ENOENT, "event loop: no subscriber {}", owner);
+  auto& s = sub->second;
   auto it = s.fds.find(fd);
   if (it == s.fds.end()) return make_error(ENOENT, "event loop: fd {} is not registered", fd);
   epoll_event ev{};
@@ -101,7 +105,9 @@ Result<void> EventLoop::modify_fd(SubscriberId owner, int fd, uint32_t events) {
 }
 
 Result<void> EventLoop::remove_fd(SubscriberId owner, int fd) {
-  auto& s = subs_.at(owner);
+  auto sub = subs_.find(owner);
+  if (sub == subs_.end()) return make_error(ENOENT, "event loop: no subscriber {}", owner);
+  auto& s = sub->second;
   auto it = s.fds.find(fd);
   if (it == s.fds.end()) return make_error(ENOENT, "event loop: fd {} is not registered", fd);
   tokens_.erase(it->second);
@@ -131,8 +137,10 @@ Result<int> EventLoop::run_once(int timeout_ms) {
     auto reg = tokens_.find(token);
     if (reg == tokens_.end()) continue;
     auto [owner, fd] = reg->second;
+    auto owner_it = subs_.find(owner);
+    if (owner_it == subs_.end()) continue;  // a token outlives its subscriber only by a bug; skip it
     // A copy keeps the subscriber alive if process() removes it.
-    std::shared_ptr<EventSubscriber> sub = subs_.at(owner).sub;
+    std::shared_ptr<EventSubscriber> sub = owner_it->second.sub;
     Ops ops(*this, owner);
     sub->process(fd, events[i].events, ops);
     ++dispatched;

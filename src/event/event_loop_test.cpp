@@ -36,7 +36,7 @@ class CountingSubscriber : public EventSubscriber {
   uint32_t events_;
 };
 
-TEST(EventLoop, InitRegistersAndProcessGetsEvents) {
+TEST(EventLoopConcurrent, InitRegistersAndProcessGetsEvents) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   auto id = loop->add(sub);
@@ -50,7 +50,7 @@ TEST(EventLoop, InitRegistersAndProcessGetsEvents) {
   EXPECT_TRUE(sub->last_events & EPOLLIN);
 }
 
-TEST(EventLoop, AddingAnFdTwiceIsRefused) {
+TEST(EventLoopConcurrent, AddingAnFdTwiceIsRefused) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   bool second = true;
@@ -61,7 +61,7 @@ TEST(EventLoop, AddingAnFdTwiceIsRefused) {
   EXPECT_FALSE(second);
 }
 
-TEST(EventLoop, ModifyChangesTheWatchedEvents) {
+TEST(EventLoopConcurrent, ModifyChangesTheWatchedEvents) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   // An eventfd is always writable: after switching to EPOLLOUT the loop reports it at once.
@@ -76,7 +76,7 @@ TEST(EventLoop, ModifyChangesTheWatchedEvents) {
   EXPECT_FALSE(sub->last_events & EPOLLIN);
 }
 
-TEST(EventLoop, SubscriberRemovesItsOwnFd) {
+TEST(EventLoopConcurrent, SubscriberRemovesItsOwnFd) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   sub->on_process = [&](EventOps& ops) { EXPECT_TRUE(ops.remove(sub->fd.fd())); };
@@ -88,7 +88,7 @@ TEST(EventLoop, SubscriberRemovesItsOwnFd) {
   EXPECT_EQ(sub->calls, 1);
 }
 
-TEST(EventLoop, RemovedSubscriberIsNotCalledAndUnknownIdIsAnError) {
+TEST(EventLoopConcurrent, RemovedSubscriberIsNotCalledAndUnknownIdIsAnError) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   auto id = *loop->add(sub);
@@ -102,7 +102,7 @@ TEST(EventLoop, RemovedSubscriberIsNotCalledAndUnknownIdIsAnError) {
   EXPECT_EQ(again.error().code(), ENOENT);
 }
 
-TEST(EventLoop, SubscriberMayRemoveItselfFromProcess) {
+TEST(EventLoopConcurrent, SubscriberMayRemoveItselfFromProcess) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   EventLoop::SubscriberId id = 0;
@@ -115,7 +115,7 @@ TEST(EventLoop, SubscriberMayRemoveItselfFromProcess) {
   EXPECT_EQ(sub->calls, 1);
 }
 
-TEST(EventLoop, StartAndStopRunTheThread) {
+TEST(EventLoopConcurrent, StartAndStopRunTheThread) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   ASSERT_TRUE(loop->add(sub));
@@ -131,7 +131,7 @@ TEST(EventLoop, StartAndStopRunTheThread) {
 
 // The guarantee devices rely on: after remove() returns on another thread, process() is not running
 // and is never entered again, even with events still flowing.
-TEST(EventLoop, RemoveFromAnotherThreadWhileEventsFlow) {
+TEST(EventLoopConcurrent, RemoveFromAnotherThreadWhileEventsFlow) {
   auto loop = *EventLoop::create();
   ASSERT_TRUE(loop->start());
   for (int round = 0; round < 20; ++round) {

@@ -19,7 +19,7 @@ struct Fixture {
   std::unique_ptr<EventLoop> loop = *EventLoop::create();
 };
 
-TEST(EventFdInterruptLine, LevelReRaisesAfterEoiWhileAsserted) {
+TEST(EventFdInterruptLineConcurrent, LevelReRaisesAfterEoiWhileAsserted) {
   Fixture f(EventFdInterruptLine::Mode::Level);
   ASSERT_TRUE(f.loop->add(f.line));
   f.line->set_level(true);
@@ -37,7 +37,7 @@ TEST(EventFdInterruptLine, LevelReRaisesAfterEoiWhileAsserted) {
   EXPECT_EQ(f.line->failures(), 0u);
 }
 
-TEST(EventFdInterruptLine, LevelTriggerIsOneShot) {
+TEST(EventFdInterruptLineConcurrent, LevelTriggerIsOneShot) {
   Fixture f(EventFdInterruptLine::Mode::Level);
   ASSERT_TRUE(f.loop->add(f.line));
   f.line->trigger();
@@ -46,7 +46,7 @@ TEST(EventFdInterruptLine, LevelTriggerIsOneShot) {
   EXPECT_EQ(f.raised(), 0u);
 }
 
-TEST(EventFdInterruptLine, EdgeSignalsOnTriggerAndRisingLevelOnly) {
+TEST(EventFdInterruptLineConcurrent, EdgeSignalsOnTriggerAndRisingLevelOnly) {
   Fixture f(EventFdInterruptLine::Mode::Edge);
   EXPECT_EQ(f.line->resample_fd(), nullptr);
   ASSERT_TRUE(f.loop->add(f.line));  // nothing to watch, but harmless

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -140,7 +141,9 @@ void IoEventState::sync_kernel(IoSpace space, uint64_t addr) {
     }
   }
   for (auto it = lo; it != hi; ++it) {
-    Record& r = records.at(it->id);
+    auto rec = records.find(it->id);
+    if (rec == records.end()) std::abort();  // every item has its record: a broken invariant
+    Record& r = rec->second;
     if (fits == r.in_kernel) continue;
     if (auto k = kernel(r, !fits); !k) {
       // Only KVM's own limit (ENOSPC, 1000 devices a bus) is expected here; userspace covers it.

@@ -20,7 +20,7 @@ bool write(IoEventRegistry& reg, IoSpace s, uint64_t addr, uint64_t v, size_t le
   return reg.dispatch_write(s, addr, std::span<const uint8_t>(buf + 1, len));
 }
 
-TEST(IoEventRegistry, EachMistakeHasItsOwnError) {
+TEST(IoEventRegistryConcurrent, EachMistakeHasItsOwnError) {
   IoEventRegistry reg(nullptr, {.max_registrations = 4});
   auto e = make_efd();
   auto err = [&](IoSpace s, uint64_t a, uint8_t l, IoMatch m) { return reg.add(s, a, l, m, e).error(); };
@@ -57,7 +57,7 @@ TEST(IoEventRegistry, EachMistakeHasItsOwnError) {
   EXPECT_TRUE(reg.add(IoSpace::Mmio, 0x2000, 4, IoMatch::any(), e));  // the slot came back
 }
 
-TEST(IoEventRegistry, MatchesAsKvmDoes) {
+TEST(IoEventRegistryConcurrent, MatchesAsKvmDoes) {
   IoEventRegistry reg(nullptr);
   auto wild = make_efd(), v1 = make_efd(), v2 = make_efd(), any_len = make_efd(), q = make_efd();
   auto r1 = reg.add(IoSpace::Pio, 0x60, 2, IoMatch::any(), wild);
@@ -91,7 +91,7 @@ TEST(IoEventRegistry, MatchesAsKvmDoes) {
   EXPECT_EQ(count(v1) + count(v2), 0u);
 }
 
-TEST(IoEventRegistry, GroupAllowsManyEventfdsOnOneValue) {
+TEST(IoEventRegistryConcurrent, GroupAllowsManyEventfdsOnOneValue) {
   IoEventRegistry reg(nullptr);
   auto a = make_efd(), b = make_efd();
   auto ra = reg.add(IoSpace::Mmio, 0x100, 4, IoMatch::value(5), a);
@@ -106,7 +106,7 @@ TEST(IoEventRegistry, GroupAllowsManyEventfdsOnOneValue) {
   EXPECT_EQ(count(b), 1u);
 }
 
-TEST(IoEventRegistry, HandlesUndoThemselves) {
+TEST(IoEventRegistryConcurrent, HandlesUndoThemselves) {
   auto e = make_efd();
   IoEventRegistry reg(nullptr);
   {
@@ -132,7 +132,7 @@ TEST(IoEventRegistry, HandlesUndoThemselves) {
 }
 
 // Seed 001: once deassign returns, no write in flight on another vCPU may still signal.
-TEST(IoEventRegistry, NoSignalAfterReleaseReturnsUnderConcurrentWrites) {
+TEST(IoEventRegistryConcurrent, NoSignalAfterReleaseReturnsUnderConcurrentWrites) {
   IoEventRegistry reg(nullptr);
   auto keep = make_efd();
   auto keeper = reg.add(IoSpace::Mmio, 0x2000, 4, IoMatch::any(), keep);  // keeps the table non-trivial
@@ -167,7 +167,7 @@ TEST(IoEventRegistry, NoSignalAfterReleaseReturnsUnderConcurrentWrites) {
   EXPECT_GT(signalled, 50u * 10);  // the writes really did hit while registered
 }
 
-TEST(IoEventRegistry, TenThousandRegistrations) {
+TEST(IoEventRegistryConcurrent, TenThousandRegistrations) {
   IoEventRegistry reg(nullptr);
   std::vector<std::shared_ptr<const EventFd>> efds;
   std::vector<IoEventRegistration> regs;

@@ -4,8 +4,8 @@
 // LAPICs, and nothing tells userspace when a vCPU that is not in KVM_RUN has one pending. So every
 // interrupt path evmm owns calls notify() after raising, and a suspended vCPU, which waits on its
 // own eventfd, rechecks its LAPIC when told. KVM injects irqfd writes from a workqueue, after the
-// write has returned, so a waiter also rechecks a few times shortly after each notification
-// (vcpu/vcpu.cpp); it never polls otherwise.
+// write has returned and with no word when done, so a waiter also rechecks with backoff after each
+// notification, down to once a second while it stays suspended (vcpu/vcpu.cpp).
 //
 // Interrupts the kernel raises on its own (guest IPIs, the in-kernel LAPIC timer and PIT) do not pass
 // through here and are not wakeup events for a suspended vCPU.

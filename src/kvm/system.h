@@ -47,15 +47,4 @@ class System {
   UniqueFd fd_;
 };
 
-// The capabilities evmm cannot run without, and the optional ones it reports.
-struct Capability {
-  int id;
-  const char* name;
-  bool required;
-  const char* why;
-};
-std::span<const Capability> known_capabilities();
-// ENOTSUP naming the first missing required capability.
-Result<void> check_required_capabilities(const System& kvm);
-
 }  // namespace evmm

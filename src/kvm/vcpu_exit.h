@@ -1,4 +1,5 @@
-// Why KVM_RUN returned, as a typed value. Spans point into kvm_run and live until the next run.
+// Why KVM_RUN returned, as a typed value: only what KVM itself returns (evmm's own step results are
+// in vcpu/run_step.h). Spans point into kvm_run and live until the next run.
 #pragma once
 
 #include <linux/types.h>
@@ -32,18 +33,10 @@ struct Msr { bool write; uint32_t index; uint64_t value; __u64* result; __u8* er
 // KVM_EXIT_XEN of type KVM_EXIT_XEN_HCALL: a Xen hypercall the kernel intercepted for the VMM
 // (KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL). Store the result through *result.
 struct XenHypercall { bool longmode; uint32_t cpl; uint64_t nr; std::array<uint64_t, 6> args; __u64* result; };
-// An exit request (seed 000) made the run return; count requests were delivered, at least 1. Made by
-// the vCPU's run step (vcpu/exit_request.h), never by VcpuFd::run().
-struct Request { uint64_t count; };
-// evmm's own: a wakeup event for a vCPU in evmm's Suspended MP state (vcpu/mp_state.h), the
-// counterpart of arm64's KVM_SYSTEM_EVENT_WAKEUP. reasons: wake::k* bits; vectors: the LAPIC IRR
-// vectors that woke it (256 bits).
-struct Wakeup { uint32_t reasons; std::array<uint32_t, 8> vectors; };
 }  // namespace exit
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown, exit::Request, exit::Wakeup, exit::Msr,
-                              exit::XenHypercall>;
+                              exit::EmulationFailure, exit::Unknown, exit::Msr, exit::XenHypercall>;
 
 }  // namespace evmm

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "vcpu/assist.h"
-#include "vcpu/assist_test_env.h"
+#include "testing/assist_test_env.h"
 
 namespace evmm {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "vcpu/assist.h"
-#include "vcpu/assist_test_env.h"
+#include "testing/assist_test_env.h"
 
 namespace evmm {
 namespace {

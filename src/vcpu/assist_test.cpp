@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "vcpu/assist_test_env.h"
+#include "testing/assist_test_env.h"
 
 namespace evmm {
 namespace {

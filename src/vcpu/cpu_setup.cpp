@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "memory/layout.h"
+#include "vcpu/cpuid_timing.h"
 
 namespace evmm {
 
@@ -75,7 +76,10 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned id, unsigned cpu
 }
 
 Result<void> configure_vcpu(const VcpuFd& vcpu, const CpuidTable& supported, unsigned id, unsigned cpus) {
-  TRY_CTX(vcpu.set_cpuid2(cpuid_for_vcpu(supported, id, cpus)), fmt::format("vCPU {}", id));
+  CpuidTable cpuid = cpuid_for_vcpu(supported, id, cpus);
+  // Without KVM_GET_TSC_KHZ the guest calibrates its TSC itself, as it would on any hypervisor.
+  if (auto khz = vcpu.get_tsc_khz(); khz) add_cpuid_timing_leaf(cpuid, *khz);
+  TRY_CTX(vcpu.set_cpuid2(cpuid), fmt::format("vCPU {}", id));
 
   // Fast strings on; MTRRs on with write-back as the default type, as firmware leaves them.
   const kvm_msr_entry msrs[] = {

@@ -25,16 +25,9 @@
 #include <cstdint>
 
 #include "base/result.h"
-#include "kvm/vcpu_exit.h"
+#include "vcpu/run_step.h"
 
 namespace evmm {
-
-// What one run step returned, and how many exit requests it consumed: at least 1 for exit::Request,
-// 0 or more for any other exit. Summed over all steps, requests equals the requests made.
-struct RunStep {
-  VcpuExit exit;
-  uint64_t requests = 0;
-};
 
 class ExitRequests {
  public:
@@ -56,12 +49,12 @@ class ExitRequests {
   Result<void> attach(kvm_run* run);
   void detach();
 
-  // One run step: enter (KVM_RUN, or a fake of it in tests; () -> Result<VcpuExit>) unless
-  // requests are pending, and fold the requests taken into the exit.
+  // One run step: enter (KVM_RUN, or a fake of it in tests; () -> Result<VcpuExit> or
+  // Result<StepExit>) unless requests are pending, and fold the requests taken into the exit.
   template <class Enter>
   Result<RunStep> step(Enter&& enter) {
     if (uint64_t n = before_run()) return RunStep{exit::Request{n}, n};
-    Result<VcpuExit> e = enter();
+    auto e = enter();
     uint64_t n = after_run();
     if (!e) {
       // The run failed: keep the requests for whoever runs the vCPU next.
@@ -69,7 +62,7 @@ class ExitRequests {
       return tl::unexpected(std::move(e).error());
     }
     if (n && std::holds_alternative<exit::Interrupted>(*e)) return RunStep{exit::Request{n}, n};
-    return RunStep{std::move(*e), n};
+    return RunStep{to_step_exit(std::move(*e)), n};
   }
 
  private:

@@ -37,7 +37,7 @@ bool eventually(Pred pred) {
   return pred();
 }
 
-TEST(ExitRequest, PendingRequestsEndTheNextRunBeforeEntry) {
+TEST(ExitRequestConcurrent, PendingRequestsEndTheNextRunBeforeEntry) {
   Bound b;
   b.req.request();
   b.req.request(2);
@@ -62,7 +62,7 @@ TEST(ExitRequest, PendingRequestsEndTheNextRunBeforeEntry) {
   EXPECT_EQ(step->requests, 0u);
 }
 
-TEST(ExitRequest, RequestDuringRunKicksAndReportsRequest) {
+TEST(ExitRequestConcurrent, RequestDuringRunKicksAndReportsRequest) {
   Bound b;
   auto step = b.req.step([&]() -> Result<VcpuExit> {
     std::thread([&] { b.req.request(); }).join();
@@ -76,7 +76,7 @@ TEST(ExitRequest, RequestDuringRunKicksAndReportsRequest) {
   EXPECT_EQ(b.req.kicks(), 1u);
 }
 
-TEST(ExitRequest, RequestDuringAnotherExitKeepsItsReasonAndNoExtraExit) {
+TEST(ExitRequestConcurrent, RequestDuringAnotherExitKeepsItsReasonAndNoExtraExit) {
   Bound b;
   auto step = b.req.step([&]() -> Result<VcpuExit> {
     // Lands while KVM_RUN is returning for a port write.
@@ -96,7 +96,7 @@ TEST(ExitRequest, RequestDuringAnotherExitKeepsItsReasonAndNoExtraExit) {
   EXPECT_EQ(step->requests, 0u);
 }
 
-TEST(ExitRequest, FailedRunKeepsTheRequests) {
+TEST(ExitRequestConcurrent, FailedRunKeepsTheRequests) {
   Bound b;
   auto step = b.req.step([&]() -> Result<VcpuExit> {
     std::thread([&] { b.req.request(); }).join();
@@ -111,7 +111,7 @@ TEST(ExitRequest, FailedRunKeepsTheRequests) {
 
 // Two requesters race a vCPU whose fake runs end either by immediate_exit or, every few
 // iterations, by another exit. Checks the accounting rules of DESIGN.md §1.
-TEST(ExitRequest, StressAccountingIsExact) {
+TEST(ExitRequestConcurrent, StressAccountingIsExact) {
   constexpr uint64_t kPerThread = 50'000;
   Bound b;
   std::atomic<bool> done{false};
@@ -159,7 +159,7 @@ TEST(ExitRequest, StressAccountingIsExact) {
   EXPECT_LE(b.req.kicks(), request_exits + iterations);
 }
 
-TEST(ExitFd, WriteBecomesOneRequestAndDestroyedHandleIsSilent) {
+TEST(ExitFdConcurrent, WriteBecomesOneRequestAndDestroyedHandleIsSilent) {
   auto watcher = ExitFdWatcher::create();
   ASSERT_TRUE(watcher);
   ExitRequests req;  // unbound: requests only pend, which is what this test reads

@@ -3,6 +3,7 @@
 namespace evmm {
 
 bool PauseGate::park_if_closed() {
+  if (!closed()) return false;
   std::unique_lock lock(mu_);
   if (!closed_) return false;
   ++parked_;
@@ -21,6 +22,7 @@ void PauseGate::leave() {
 void PauseGate::close() {
   std::lock_guard lock(mu_);
   closed_ = true;
+  closed_flag_.store(true, std::memory_order_release);
 }
 
 bool PauseGate::wait_parked(std::chrono::milliseconds timeout) {
@@ -31,12 +33,8 @@ bool PauseGate::wait_parked(std::chrono::milliseconds timeout) {
 void PauseGate::open() {
   std::lock_guard lock(mu_);
   closed_ = false;
+  closed_flag_.store(false, std::memory_order_release);
   cv_.notify_all();
-}
-
-bool PauseGate::closed() const {
-  std::lock_guard lock(mu_);
-  return closed_;
 }
 
 }  // namespace evmm

@@ -3,6 +3,7 @@
 // gate opens again.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -24,7 +25,8 @@ class PauseGate {
   void close();
   bool wait_parked(std::chrono::milliseconds timeout);
   void open();
-  bool closed() const;
+  // Lock-free, so that a vCPU can look at the gate after every exit for nothing.
+  bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
 
  private:
   mutable std::mutex mu_;
@@ -32,6 +34,9 @@ class PauseGate {
   unsigned members_;
   unsigned parked_ = 0;
   bool closed_ = false;
+  // closed_ for readers outside mu_; written with it. A vCPU sees it set once it takes the exit
+  // request that close()'s caller makes after closing.
+  std::atomic<bool> closed_flag_{false};
 };
 
 }  // namespace evmm

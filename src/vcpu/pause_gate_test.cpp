@@ -10,13 +10,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-TEST(PauseGate, OpenGateNeverParks) {
+TEST(PauseGateConcurrent, OpenGateNeverParks) {
   PauseGate g(1);
   EXPECT_FALSE(g.park_if_closed());
   EXPECT_FALSE(g.closed());
 }
 
-TEST(PauseGate, CloseParksEveryMemberUntilOpen) {
+TEST(PauseGateConcurrent, CloseParksEveryMemberUntilOpen) {
   PauseGate g(2);
   g.close();
   std::atomic<int> through{0};
@@ -30,7 +30,7 @@ TEST(PauseGate, CloseParksEveryMemberUntilOpen) {
   EXPECT_EQ(through.load(), 2);
 }
 
-TEST(PauseGate, AMemberThatLeftIsNotWaitedFor) {
+TEST(PauseGateConcurrent, AMemberThatLeftIsNotWaitedFor) {
   PauseGate g(2);
   g.close();
   EXPECT_FALSE(g.wait_parked(10ms));  // nobody parked yet

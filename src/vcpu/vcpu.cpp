@@ -3,10 +3,12 @@
 #include <poll.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "base/discard.h"
 #include "base/log.h"
 #include "vcpu/kick.h"
 
@@ -44,30 +46,18 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 
 }  // namespace
 
-namespace {
-thread_local Vcpu* t_current = nullptr;
-}  // namespace
+Result<void> Vcpu::bind_thread() { return requests_.attach(fd_.run_struct()); }
 
-Vcpu* Vcpu::current() { return t_current; }
-
-Result<void> Vcpu::bind_thread() {
-  TRY(requests_.attach(fd_.run_struct()));
-  t_current = this;
-  return {};
-}
-
-void Vcpu::unbind_thread() {
-  t_current = nullptr;
-  requests_.detach();
-}
+void Vcpu::unbind_thread() { requests_.detach(); }
 
 Result<ExitFd> Vcpu::make_exit_fd() {
   if (!exit_fds_) return make_error(ENOTSUP, "vCPU {}: no exit fd watcher", id_);
   return exit_fds_->add(requests_);
 }
 
-Result<RunStep> Vcpu::run_once() {
-  auto step = requests_.step([this]() -> Result<VcpuExit> { return suspended() ? wait_suspended() : fd_.run(); });
+template <class Enter>
+Result<RunStep> Vcpu::counted_step(Enter&& enter) {
+  auto step = requests_.step(std::forward<Enter>(enter));
   if (step) {
     stats_.runs.fetch_add(1, std::memory_order_relaxed);
     stats_.requests_taken.fetch_add(step->requests, std::memory_order_relaxed);
@@ -75,24 +65,60 @@ Result<RunStep> Vcpu::run_once() {
   return step;
 }
 
-VcpuStop Vcpu::run() {
-  if (auto r = bind_thread(); !r) return {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, r.error().message())};
-  VcpuStop stop{VcpuStopKind::Requested, {}};
-  while (!stop_.load()) {
-    if (gate_ && gate_->park_if_closed()) continue;  // paused; the stop flag may have been set meanwhile
-    auto step = run_once();
-    if (!step) {
-      stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
-      break;
-    }
-    if (!handle_exit(step->exit, &stop)) break;
-  }
-  unbind_thread();
-  if (gate_) gate_->leave();
-  return stop;
+Result<RunStep> Vcpu::run_once() {
+  return counted_step([this]() -> Result<StepExit> {
+    if (suspended()) return wait_suspended();
+    return fd_.run().map([](VcpuExit e) { return to_step_exit(std::move(e)); });
+  });
 }
 
-bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
+VcpuStop Vcpu::run() {
+  if (auto r = bind_thread(); !r) return {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, r.error().message())};
+  stop_reason_ = {VcpuStopKind::Requested, {}};
+  State state = next_state();
+  while (state != State::Stopping) {
+    switch (state) {
+      case State::Running: state = running_step(); break;
+      case State::Paused: state = paused_step(); break;
+      case State::Suspended: state = suspended_step(); break;
+      case State::Stopping: break;
+    }
+  }
+  return stopping();
+}
+
+Vcpu::State Vcpu::next_state() const {
+  if (stop_.load()) return State::Stopping;
+  if (hooks_.pause_gate && hooks_.pause_gate->closed()) return State::Paused;
+  return suspended() ? State::Suspended : State::Running;
+}
+
+Vcpu::State Vcpu::running_step() { return finish_step(counted_step([this] { return fd_.run(); })); }
+
+Vcpu::State Vcpu::paused_step() {
+  // Returns at once if the gate opened meanwhile; the stop flag may have been set while parked.
+  hooks_.pause_gate->park_if_closed();
+  return next_state();
+}
+
+Vcpu::State Vcpu::suspended_step() { return finish_step(counted_step([this] { return wait_suspended(); })); }
+
+VcpuStop Vcpu::stopping() {
+  unbind_thread();
+  if (hooks_.pause_gate) hooks_.pause_gate->leave();
+  return stop_reason_;
+}
+
+Vcpu::State Vcpu::finish_step(Result<RunStep> step) {
+  if (!step) {
+    stop_reason_ = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, step.error().message())};
+    return State::Stopping;
+  }
+  if (!handle_exit(step->exit, &stop_reason_)) return State::Stopping;
+  return next_state();
+}
+
+bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
   auto fail = [&](VcpuStopKind kind, std::string msg) {
     *stop = {kind, fmt::format("vCPU {}: {}", id_, msg)};
     return false;
@@ -102,38 +128,38 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           [&](const exit::IoIn& io) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
             for (size_t off = 0; off + io.size <= io.data.size(); off += io.size)
-              pio_.read(io.port, io.data.subspan(off, io.size));
+              pio_.read(io.port, io.data.subspan(off, io.size), id_);
             return true;
           },
           [&](const exit::IoOut& io) {
             stats_.pio_exits.fetch_add(1, std::memory_order_relaxed);
             for (size_t off = 0; off + io.size <= io.data.size(); off += io.size) {
               auto d = io.data.subspan(off, io.size);
-              if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d);
+              if (!hooks_.io_events || !hooks_.io_events->dispatch_write(IoSpace::Pio, io.port, d)) pio_.write(io.port, d, id_);
             }
             return true;
           },
           [&](const exit::MmioRead& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            mmio_.read(m.addr, m.data);
+            mmio_.read(m.addr, m.data, id_);
             return true;
           },
           [&](const exit::MmioWrite& m) {
             stats_.mmio_exits.fetch_add(1, std::memory_order_relaxed);
-            if (!ioevents_ || !ioevents_->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data);
+            if (!hooks_.io_events || !hooks_.io_events->dispatch_write(IoSpace::Mmio, m.addr, m.data)) mmio_.write(m.addr, m.data, id_);
             return true;
           },
           [&](const exit::Interrupted&) {
             stats_.interrupted.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
-          // Back in the loop, which checks the stop flag (and, later, pause requests).
+          // The step ended early; the state machine now picks the next state.
           [&](const exit::Request&) {
             stats_.request_exits.fetch_add(1, std::memory_order_relaxed);
             return true;
           },
           [&](const exit::Wakeup& w) {
-            settle_wakeup(w, wake_handler_ ? wake_handler_(*this, w) : WakeDecision::Resume);
+            settle_wakeup(w, hooks_.wake ? hooks_.wake(*this, w) : WakeDecision::Resume);
             return true;
           },
           // With the in-kernel LAPIC the kernel handles HLT; one that reaches us is resumed.
@@ -153,15 +179,15 @@ bool Vcpu::handle_exit(const VcpuExit& exit, VcpuStop* stop) {
           [&](const exit::Msr& m) {
             stats_.msr_exits.fetch_add(1, std::memory_order_relaxed);
             uint64_t value = m.value;
-            bool ok = msr_handler_ && msr_handler_(*this, m.write, m.index, value);
+            bool ok = hooks_.msr && hooks_.msr(*this, m.write, m.index, value);
             if (ok && !m.write) *m.result = value;
             *m.error = ok ? 0 : 1;  // #GP, as for an MSR the CPU does not have
             return true;
           },
           [&](const exit::XenHypercall& h) {
-            if (!xen_hypercall_handler_)
+            if (!hooks_.hypercall)
               return fail(VcpuStopKind::VmmError, "a Xen hypercall exit, but no Xen emulation is attached");
-            *h.result = xen_hypercall_handler_(*this, h);
+            *h.result = hooks_.hypercall(*this, h);
             return true;
           },
           [&](const exit::Unknown& u) {
@@ -191,7 +217,7 @@ Result<void> Vcpu::set_mp_state(MpState s) {
 
 void Vcpu::wake() {
   api_wake_.store(true, std::memory_order_release);
-  if (wake_fd_) (void)wake_fd_->signal();
+  if (wake_fd_) discard_error(wake_fd_->signal(), stats_.discarded_errors, "vCPU {}: signalling its wake eventfd", id_);
 }
 
 void Vcpu::settle_wakeup(const exit::Wakeup& w, WakeDecision d) {
@@ -243,25 +269,26 @@ Result<Vcpu::SleepEnd> Vcpu::sleep_once(int fd, const timespec* timeout, const s
   return r > 0 ? SleepEnd::Readable : SleepEnd::TimedOut;
 }
 
-Result<VcpuExit> Vcpu::wait_suspended() {
+Result<StepExit> Vcpu::wait_suspended() {
   // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
   struct Registration {
     IrqNotifier* n;
     const EventFd* fd;
     Registration(IrqNotifier* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
     ~Registration() { if (n) n->remove_waiter(fd); }
-  } reg(notifier_, &*wake_fd_);
-  // KVM injects irqfd writes from a workqueue, so an interrupt announced a moment ago may not be in
-  // the IRR yet: after entering and after each notification, look again 0.1, 1 and 10 ms later, then
-  // sleep until told. Bounded work per event; no polling otherwise.
-  static constexpr long kSettleNs[] = {100'000, 1'000'000, 10'000'000};
-  size_t settle = 0;
+  } reg(hooks_.irq_notifier, &*wake_fd_);
+  // KVM injects irqfd writes from a workqueue and says nothing when it is done, so an interrupt
+  // announced a moment ago may not be in the IRR yet; under load the injection took over 10 ms here
+  // (1 in 10 demo VMs, 25 at once on 2 cores, missed its RTC alarm and stayed suspended). So after
+  // entering and after each notification, look again with backoff, from 0.1 ms doubling to once a
+  // second, for as long as the vCPU stays suspended: at most one KVM_GET_LAPIC a second, and no
+  // injection however late goes unseen.
+  static constexpr int64_t kFirstRecheckNs = 100'000, kMaxRecheckNs = 1'000'000'000;
+  int64_t recheck = kFirstRecheckNs;
   for (;;) {
     exit::Wakeup w{0, {}};
-    timespec ts{0, settle < std::size(kSettleNs) ? kSettleNs[settle] : 0};
-    bool timed = settle < std::size(kSettleNs);
-    if (timed) ++settle;
-    auto end = TRY(sleep_once(wake_fd_->fd(), timed ? &ts : nullptr, [&]() -> Result<bool> {
+    timespec ts{static_cast<time_t>(recheck / kMaxRecheckNs), static_cast<long>(recheck % kMaxRecheckNs)};
+    auto end = TRY(sleep_once(wake_fd_->fd(), &ts, [&]() -> Result<bool> {
       w = TRY(check_wakeup());
       if (w.reasons) return true;
       stats_.suspend_sleeps.fetch_add(1, std::memory_order_relaxed);
@@ -271,10 +298,12 @@ Result<VcpuExit> Vcpu::wait_suspended() {
       case SleepEnd::Done: return w;
       case SleepEnd::Kicked: return exit::Interrupted{};
       case SleepEnd::Readable:
-        (void)wake_fd_->consume();
-        settle = 0;
+        discard_error(wake_fd_->consume(), stats_.discarded_errors, "vCPU {}: reading its wake eventfd", id_);
+        recheck = kFirstRecheckNs;
         break;
-      case SleepEnd::TimedOut: break;
+      case SleepEnd::TimedOut:
+        recheck = std::min(recheck * 2, kMaxRecheckNs);
+        break;
     }
   }
 }

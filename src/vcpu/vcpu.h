@@ -1,4 +1,13 @@
 // One vCPU: its KVM fd, its thread's run loop, and the dispatch of the exits that reach userspace.
+//
+// run() is a state machine (DESIGN.md §5), one function per state, each doing one step and naming
+// the next, as Firecracker's vstate/vcpu.rs does:
+//   Running    one KVM_RUN and the exit it returned
+//   Paused     parked at the VM's pause gate until it opens
+//   Suspended  evmm's Suspended MP state: one wait for a wakeup event, then the VMM's decision
+//   Stopping   the VM's stop flag is set or the vCPU cannot go on: run() returns why
+// Between steps the next state comes from what other threads asked for, in this order: stop, pause,
+// suspension. An exit request (vcpu/exit_request.h) is how they make a step end early.
 #pragma once
 
 #include <array>
@@ -19,6 +28,7 @@
 #include "vcpu/exit_request_fd.h"
 #include "vcpu/mp_state.h"
 #include "vcpu/pause_gate.h"
+#include "vcpu/run_step.h"
 
 namespace evmm {
 
@@ -33,7 +43,30 @@ struct VcpuStats {
   std::atomic<uint64_t> wakeups{0};           // exit::Wakeup steps
   std::atomic<uint64_t> wakeups_resumed{0};   // ... that the VMM answered with Resume
   std::atomic<uint64_t> msr_exits{0};         // filtered MSR accesses (exit::Msr)
+  std::atomic<uint64_t> discarded_errors{0};  // failures with no caller to report to (base/discard.h)
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
+};
+
+class Vcpu;
+
+// What a vCPU is wired to: fixed when it is built, so that nothing changes under a running vCPU.
+struct VcpuHooks {
+  // Guest writes that reach userspace are offered to the registry first, with the kernel's
+  // semantics (a match consumes the write); reads always go to the bus.
+  const IoEventRegistry* io_events = nullptr;
+  // Where the VM's interrupt paths announce interrupts: a suspended vCPU rechecks its LAPIC when
+  // told (event/irq_notifier.h). Without it only wake() wakes a suspended vCPU.
+  IrqNotifier* irq_notifier = nullptr;
+  // The Paused state parks at this gate while the VM is paused; without one the vCPU never pauses.
+  PauseGate* pause_gate = nullptr;
+  // The VMM's answer to each Wakeup, on the vCPU thread; without one, Resume.
+  std::function<WakeDecision(Vcpu&, const exit::Wakeup&)> wake;
+  // Accesses to MSRs the VM filters (KVM_X86_SET_MSR_FILTER), on the vCPU thread: a write passes
+  // its value, a read fills it; false gives the guest #GP. Without a hook every such access takes #GP.
+  std::function<bool(Vcpu&, bool write, uint32_t index, uint64_t& value)> msr;
+  // Hypercalls the kernel intercepted for the platform's emulation (KVM_EXIT_XEN); returns the
+  // guest's result. Without a hook such an exit stops the vCPU with VmmError.
+  std::function<uint64_t(Vcpu&, const exit::XenHypercall&)> hypercall;
 };
 
 // Why a run loop ended.
@@ -51,30 +84,19 @@ struct VcpuStop {
 
 class Vcpu {
  public:
-  // exit_fds is the VM's exit fd watcher; without one, make_exit_fd() fails.
+  // exit_fds is the VM's exit fd watcher; without one, make_exit_fd() fails. stop is the VM's stop
+  // flag: once set, the run loop goes to Stopping at its next step.
   Vcpu(unsigned id, VcpuFd fd, const GuestMemory& mem, IoBus& pio, IoBus& mmio, const std::atomic<bool>& stop,
-       std::shared_ptr<ExitFdWatcher> exit_fds = nullptr)
-      : id_(id), fd_(std::move(fd)), mem_(mem), pio_(pio), mmio_(mmio), stop_(stop), exit_fds_(std::move(exit_fds)) {}
-
-  // Guest writes that reach userspace are offered to the registry first, with the kernel's
-  // semantics (a match consumes the write); reads always go to the bus. Call before the vCPU runs.
-  void attach_io_events(const IoEventRegistry& registry) { ioevents_ = &registry; }
-  // Where the VM's interrupt paths announce interrupts: a suspended vCPU rechecks its LAPIC when
-  // told (event/irq_notifier.h). Without it only wake() wakes a suspended vCPU. Before it runs.
-  void attach_irq_notifier(IrqNotifier& notifier) { notifier_ = &notifier; }
-  // run() parks at this gate between steps while the VM is paused. Before it runs.
-  void attach_pause_gate(PauseGate& gate) { gate_ = &gate; }
+       std::shared_ptr<ExitFdWatcher> exit_fds = nullptr, VcpuHooks hooks = {})
+      : id_(id), fd_(std::move(fd)), mem_(mem), pio_(pio), mmio_(mmio), stop_(stop), exit_fds_(std::move(exit_fds)),
+        hooks_(std::move(hooks)) {}
 
   unsigned id() const { return id_; }
   const VcpuFd& fd() const { return fd_; }
   const VcpuStats& stats() const { return stats_; }
 
-  // The vCPU whose thread is the calling thread (bound by run() or bind_thread()), or nullptr: lets
-  // a device that runs on a vCPU thread act on the vCPU that accessed it.
-  static Vcpu* current();
-
-  // Runs the vCPU on the calling thread until the stop flag is set or the vCPU cannot go on. An
-  // exit request returns control here, where the stop flag is checked.
+  // Runs the state machine on the calling thread until the stop flag is set or the vCPU cannot go
+  // on. An exit request ends the current step, after which the next state is chosen.
   VcpuStop run();
 
   // Makes the vCPU return to the VMM (see vcpu/exit_request.h for the rules); any thread.
@@ -92,7 +114,7 @@ class Vcpu {
   // irqfd, MSI; see IrqNotifier); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
   // resumes the vCPU, the interrupt that woke it is delivered as usual.
   //
-  // run() hands each Wakeup to the wake handler (default: Resume). Resume makes the vCPU runnable;
+  // run() hands each Wakeup to the wake hook (default: Resume). Resume makes the vCPU runnable;
   // StaySuspended keeps it suspended (sticky) and suppresses what woke it: those IRR vectors and that
   // NMI do not wake it again while they stay pending, and an API wake is consumed. Nothing in the
   // guest's state is masked to do so, so there is nothing to undo on resume beyond forgetting the
@@ -107,22 +129,9 @@ class Vcpu {
   bool suspended() const { return suspended_.load(std::memory_order_acquire); }
   // An explicit wakeup event (any thread); ignored unless the vCPU is suspended.
   void wake();
-  using WakeHandler = std::function<WakeDecision(Vcpu&, const exit::Wakeup&)>;
-  // Set before the vCPU runs; called on the vCPU thread.
-  void set_wake_handler(WakeHandler handler) { wake_handler_ = std::move(handler); }
+  using WakeHandler = decltype(VcpuHooks::wake);
   // Applies the VMM's answer to a Wakeup (vCPU thread).
   void settle_wakeup(const exit::Wakeup& w, WakeDecision d);
-
-  // ---- hooks for platform emulation (xen/) ----
-  //
-  // Accesses to MSRs the VM filters (KVM_X86_SET_MSR_FILTER) reach the handler on the vCPU thread:
-  // a write passes its value, a read fills it; false gives the guest #GP. Without a handler every
-  // such access takes #GP. Set before the vCPU runs.
-  using MsrHandler = std::function<bool(Vcpu&, bool write, uint32_t index, uint64_t& value)>;
-  void set_msr_handler(MsrHandler handler) { msr_handler_ = std::move(handler); }
-  // Xen hypercalls the kernel intercepted (KVM_EXIT_XEN); returns the guest's result. Before it runs.
-  using XenHypercallHandler = std::function<uint64_t(Vcpu&, const exit::XenHypercall&)>;
-  void set_xen_hypercall_handler(XenHypercallHandler handler) { xen_hypercall_handler_ = std::move(handler); }
 
   // One interruptible sleep on the vCPU's own thread, for a device or hypercall that must wait
   // (a Xen SCHEDOP_block or poll). With the kick signal blocked it returns Kicked if an exit
@@ -140,11 +149,24 @@ class Vcpu {
   Result<RunStep> run_once();
 
  private:
+  enum class State { Running, Paused, Suspended, Stopping };
+  // The state to go to between steps: stop, then pause, then suspension, else Running.
+  State next_state() const;
+  State running_step();
+  State paused_step();
+  State suspended_step();
+  VcpuStop stopping();
+  // A step's bookkeeping and its exit, then the next state (Stopping, with stop_reason_ set, on failure).
+  State finish_step(Result<RunStep> step);
+  // One run step with its counters; enter is KVM_RUN or the suspended wait.
+  template <class Enter>
+  Result<RunStep> counted_step(Enter&& enter);
+
   // One exit; returns false with *stop filled when the loop must end.
-  bool handle_exit(const VcpuExit& exit, VcpuStop* stop);
+  bool handle_exit(const StepExit& exit, VcpuStop* stop);
   bool complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop);
   // The suspended run step: blocks until a wakeup event or a kick.
-  Result<VcpuExit> wait_suspended();
+  Result<StepExit> wait_suspended();
   // Wakeup events present now (reasons 0: none).
   Result<exit::Wakeup> check_wakeup();
 
@@ -153,11 +175,10 @@ class Vcpu {
   const GuestMemory& mem_;
   IoBus& pio_;
   IoBus& mmio_;
-  const IoEventRegistry* ioevents_ = nullptr;
   const std::atomic<bool>& stop_;
   std::shared_ptr<ExitFdWatcher> exit_fds_;
-  IrqNotifier* notifier_ = nullptr;
-  PauseGate* gate_ = nullptr;
+  const VcpuHooks hooks_;
+  VcpuStop stop_reason_{VcpuStopKind::Requested, {}};  // vCPU thread: why run() ends
   VcpuStats stats_;
   ExitRequests requests_;
 
@@ -169,9 +190,6 @@ class Vcpu {
   // vCPU thread only: what a StaySuspended answer suppressed.
   std::array<uint32_t, 8> suppressed_vectors_{};
   bool suppressed_nmi_ = false;
-  WakeHandler wake_handler_;
-  MsrHandler msr_handler_;
-  XenHypercallHandler xen_hypercall_handler_;
 };
 
 }  // namespace evmm

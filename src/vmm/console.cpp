@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/discard.h"
 #include "base/log.h"
 
 namespace evmm {
@@ -40,6 +41,12 @@ void ConsoleOutput::write(std::span<const uint8_t> bytes) {
   }
 }
 
+namespace {
+// The live TerminalMode, for restore_for_exit(): a signal handler can reach nothing else. One
+// process has one controlling terminal, so there is at most one.
+std::atomic<const TerminalMode*> g_live_terminal{nullptr};
+}  // namespace
+
 TerminalMode::TerminalMode(int fd) : fd_(fd) {
   if (!::isatty(fd) || ::tcgetattr(fd, &saved_) < 0) return;
   termios raw = saved_;
@@ -48,10 +55,17 @@ TerminalMode::TerminalMode(int fd) : fd_(fd) {
   raw.c_cc[VMIN] = 1;
   raw.c_cc[VTIME] = 0;
   changed_ = ::tcsetattr(fd, TCSANOW, &raw) == 0;
+  if (changed_) g_live_terminal.store(this);
 }
 
 TerminalMode::~TerminalMode() {
-  if (changed_) ::tcsetattr(fd_, TCSANOW, &saved_);
+  if (!changed_) return;
+  g_live_terminal.store(nullptr);
+  ::tcsetattr(fd_, TCSANOW, &saved_);
+}
+
+void TerminalMode::restore_for_exit() noexcept {
+  if (const TerminalMode* t = g_live_terminal.load()) ::tcsetattr(t->fd_, TCSANOW, &t->saved_);
 }
 
 class ConsoleInput::Feeder final : public EventSubscriber {
@@ -63,7 +77,8 @@ class ConsoleInput::Feeder final : public EventSubscriber {
     if (auto r = ops.add(fd_, EPOLLIN); r) {
       pollable_ = watching_ = true;
     } else if (r.error().code() == EPERM) {
-      (void)space_.signal();  // a regular file: epoll refuses it, and it is always readable
+      // A regular file: epoll refuses it, and it is always readable.
+      discard_error(space_.signal(), discarded_, "serial input: signalling its room eventfd");
     } else {
       LOG_WARN("serial input: {}", r.error().message());
       eof_ = true;
@@ -71,7 +86,7 @@ class ConsoleInput::Feeder final : public EventSubscriber {
   }
 
   void process(int fd, uint32_t, EventOps& ops) override {
-    if (fd == space_.fd()) (void)space_.consume();
+    if (fd == space_.fd()) discard_error(space_.consume(), discarded_, "serial input: reading its room eventfd");
     if (at_ < have_ && !offer()) return unwatch(ops);  // the guest still has no room
     if (eof_) return;
     if (pollable_ && !watching_) {
@@ -88,10 +103,12 @@ class ConsoleInput::Feeder final : public EventSubscriber {
     }
     have_ = static_cast<size_t>(n), at_ = 0;
     if (!offer()) return unwatch(ops);
-    if (!pollable_) (void)space_.signal();  // a regular file: the next chunk on the loop's next turn
+    // A regular file: the next chunk on the loop's next turn.
+    if (!pollable_) discard_error(space_.signal(), discarded_, "serial input: signalling its room eventfd");
   }
 
-  void notify_space() { (void)space_.signal(); }
+  void notify_space() { discard_error(space_.signal(), discarded_, "serial input: signalling its room eventfd"); }
+  uint64_t discarded_errors() const { return discarded_.load(std::memory_order_relaxed); }
 
  private:
   // Offers the pending bytes; true when the sink took them all.
@@ -103,7 +120,7 @@ class ConsoleInput::Feeder final : public EventSubscriber {
   }
   // Stops watching the input while bytes wait for room (or for good, at EOF).
   void unwatch(EventOps& ops) {
-    if (watching_) (void)ops.remove(fd_);
+    if (watching_) discard_error(ops.remove(fd_), discarded_, "serial input: unwatching fd {}", fd_);
     watching_ = false;
   }
 
@@ -115,6 +132,7 @@ class ConsoleInput::Feeder final : public EventSubscriber {
   bool pollable_ = false;     // epoll accepts fd_ (not a regular file)
   bool watching_ = false;     // fd_ is in the loop's epoll set
   bool eof_ = false;
+  std::atomic<uint64_t> discarded_{0};
 };
 
 Result<std::unique_ptr<ConsoleInput>> ConsoleInput::attach(EventLoop& loop, int fd, Push push) {
@@ -128,5 +146,7 @@ ConsoleInput::~ConsoleInput() {
 }
 
 void ConsoleInput::notify_space() { feeder_->notify_space(); }
+
+uint64_t ConsoleInput::discarded_errors() const { return feeder_->discarded_errors(); }
 
 }  // namespace evmm

@@ -38,6 +38,10 @@ class TerminalMode {
   TerminalMode& operator=(const TerminalMode&) = delete;
   ~TerminalMode();
 
+  // Puts back the terminal settings of the TerminalMode that lives now, if any, from a signal
+  // handler that is about to _exit (async-signal-safe: only tcsetattr).
+  static void restore_for_exit() noexcept;
+
  private:
   int fd_;
   bool changed_ = false;
@@ -59,6 +63,8 @@ class ConsoleInput {
 
   // Called by the device when the guest made room (any thread).
   void notify_space();
+  // Failures logged and ignored on the loop's thread (base/discard.h).
+  uint64_t discarded_errors() const;
 
  private:
   class Feeder;

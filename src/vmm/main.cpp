@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "base/log.h"
@@ -14,6 +15,7 @@
 #include "vcpu/assist.h"
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
+#include "vmm/required_caps.h"
 #include "vmm/vm.h"
 
 namespace evmm {
@@ -33,8 +35,49 @@ void print_stats(const Vm& vm) {
   std::string assists;
   for (size_t i = 0; i < s.assists.size(); ++i)
     if (s.assists[i]) assists += fmt::format(" {}={}", to_string(static_cast<AssistKind>(i)), s.assists[i]);
-  std::fprintf(stderr, "evmm: stats: pio_exits=%lu mmio_exits=%lu unclaimed_pio=%lu unclaimed_mmio=%lu assists:%s\n",
-               s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str());
+  std::fprintf(stderr,
+               "evmm: stats: pio_exits=%lu mmio_exits=%lu unclaimed_pio=%lu unclaimed_mmio=%lu assists:%s "
+               "discarded_errors=%lu\n",
+               s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str(),
+               s.discarded_errors);
+}
+
+// While a VM is being built, SIGINT and SIGTERM end evmm from this handler: start-up may wait in a
+// call nothing else would interrupt (opening a FIFO given as --serial file:, a slow disk), and a
+// handler that exits needs no cooperation from that call. No guest has run yet, so there is no
+// output to flush and nothing to tear down that the kernel does not.
+extern "C" void exit_during_startup(int sig) {
+  TerminalMode::restore_for_exit();
+  // SIGINT or SIGTERM: one or two digits, formatted without snprintf (not async-signal-safe).
+  char msg[] = "evmm: stopped by signal ?? during start-up\n";
+  char* digits = std::strchr(msg, '?');
+  size_t len = sizeof msg - 1;
+  if (sig >= 10) {
+    digits[0] = static_cast<char>('0' + sig / 10 % 10);
+    digits[1] = static_cast<char>('0' + sig % 10);
+  } else {
+    digits[0] = static_cast<char>('0' + sig);
+    std::memmove(digits + 1, digits + 2, static_cast<size_t>(msg + len - (digits + 2)));
+    --len;
+  }
+  ssize_t ignored = ::write(STDERR_FILENO, msg, len);
+  (void)ignored;  // nothing can be done about a failed write on the way out
+  ::_exit(exit_status::kInterrupted);
+}
+
+// Builds a VM with SIGINT and SIGTERM unblocked on the main thread only (every other thread of
+// evmm keeps them blocked, so the kernel delivers them here). A signal either arrives while they
+// are unblocked and ends evmm at once, or after they are blocked again and waits in the signalfd
+// that run_once reads: none is lost between the two.
+tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const System& kvm, const VmConfig& cfg) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
+  auto vm = Vm::create(kvm, cfg);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  return vm;
 }
 
 // Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop and SIGUSR1 into the
@@ -76,6 +119,11 @@ int cmd_run(const VmConfig& cfg, bool stats) {
     return exit_status::kHost;
   }
   UniqueFd sigfd_owner(sigfd);
+  struct sigaction sa{};
+  sa.sa_handler = exit_during_startup;
+  sigfillset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   // The main thread's filter, before the first VM exists: every thread evmm starts inherits it, and
   // the vCPU and device threads narrow it further (sandbox/seccomp.h).
   if (cfg.seccomp && seccomp::supported()) {
@@ -88,7 +136,7 @@ int cmd_run(const VmConfig& cfg, bool stats) {
   std::optional<TerminalMode> term;
   if (cfg.serial.kind == SerialConfig::Kind::Stdio) term.emplace(STDIN_FILENO);
   for (;;) {
-    auto vm = Vm::create(*kvm, cfg);
+    auto vm = create_vm_interruptibly(*kvm, cfg);
     if (!vm) {
       fail_line(vm.error().message);
       return vm.error().exit_status;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/discard.h"
 #include "base/log.h"
 #include "boot/acpi_lookup.h"
 #include "boot/boot.h"
@@ -17,6 +18,7 @@
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
 #include "vmm/platform.h"
+#include "vmm/required_caps.h"
 
 namespace evmm {
 
@@ -25,9 +27,10 @@ namespace {
 VmOutcome host_error(const Error& e) { return {VmOutcome::Kind::HostError, exit_status::kHost, e.message()}; }
 VmOutcome image_error(const Error& e) { return {VmOutcome::Kind::ImageError, exit_status::kImage, e.message()}; }
 
-// Reads a whole file, refusing one larger than limit before reading it.
+// Reads a whole file, refusing one larger than limit before reading it. O_NONBLOCK keeps open()
+// from waiting for a FIFO's writer, so a FIFO or device is refused at once instead of hanging.
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t limit, const char* what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return errno_error("{} {}", what, path);
   UniqueFd f(fd);
   struct stat st;
@@ -107,8 +110,9 @@ Result<void> Vm::setup_platform() {
   devices_->set_rtc_alarm_handler([this] {
     if (s3_.load() && (devices_->pm().enables() & AcpiPm::kRtcSts)) wake();
   });
-  auto pv = std::make_shared<PvControl>([] {
-    if (Vcpu* v = Vcpu::current()) (void)v->set_mp_state(MpState::Suspended);
+  auto pv = std::make_shared<PvControl>([this](uint32_t vcpu) {
+    if (vcpu < vcpus_.size())
+      discard_error(vcpus_[vcpu]->set_mp_state(MpState::Suspended), discarded_errors_, "pv-control: suspending vCPU {}", vcpu);
   });
   TRY(pio_.insert(platform::kPvControlPort, PvControl::kRangeLen, pv, "pv-control"));
   return {};
@@ -134,6 +138,8 @@ Result<void> Vm::load_guest() {
 Result<void> Vm::create_vcpus(const System& kvm) {
   auto cpuid = TRY(kvm.supported_cpuid());
   auto exit_fds = TRY(ExitFdWatcher::create());
+  std::vector<VcpuFd> fds;
+  fds.reserve(cfg_.cpus);
   for (unsigned id = 0; id < cfg_.cpus; ++id) {
     auto fd = TRY(vm_.create_vcpu(id));
     if (cfg_.xen) {
@@ -145,19 +151,24 @@ Result<void> Vm::create_vcpus(const System& kvm) {
     }
     // The BSP starts at the image's entry; APs stay in wait-for-SIPI in the kernel's LAPIC.
     if (id == 0) TRY(set_entry_state(fd, entry_));
-    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fd), mem_, pio_, mmio_, stop_, exit_fds));
-    vcpus_.back()->attach_io_events(*ioevents_);
-    vcpus_.back()->attach_irq_notifier(notifier_);
-    vcpus_.back()->set_wake_handler([this](Vcpu& v, const exit::Wakeup& w) { return on_wakeup(v, w); });
+    fds.push_back(std::move(fd));
   }
+  // A vCPU's hooks are fixed when it is built, so Xen, which owns some of them, comes first.
+  if (cfg_.xen) TRY(setup_xen(fds.front()));
   gate_ = std::make_unique<PauseGate>(cfg_.cpus);
-  for (auto& v : vcpus_) v->attach_pause_gate(*gate_);
-  if (cfg_.xen) TRY(setup_xen());
+  for (unsigned id = 0; id < cfg_.cpus; ++id) {
+    VcpuHooks hooks;
+    hooks.io_events = ioevents_.get();
+    hooks.irq_notifier = &notifier_;
+    hooks.pause_gate = gate_.get();
+    hooks.wake = [this](Vcpu& v, const exit::Wakeup& w) { return on_wakeup(v, w); };
+    if (xen_) xen_->add_vcpu_hooks(hooks);
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(fds[id]), mem_, pio_, mmio_, stop_, exit_fds, std::move(hooks)));
+  }
   return {};
 }
 
-Result<void> Vm::setup_xen() {
-  const VcpuFd& bsp = vcpus_.at(0)->fd();
+Result<void> Vm::setup_xen(const VcpuFd& bsp) {
   XenHvm::Env env{
       .vm = &vm_,
       .mem = &mem_,
@@ -166,17 +177,17 @@ Result<void> Vm::setup_xen() {
       .console = [out = out_.get()](std::span<const uint8_t> b) { out->write(b); },
       .control = this,
       .notifier = &notifier_,
+      .vcpu = [this](uint32_t index) { return index < vcpus_.size() ? vcpus_[index].get() : nullptr; },
   };
   xen_ = TRY(XenHvm::create(std::move(env), *cfg_.xen));
   TRY(xen_->install(pio_));
-  for (auto& v : vcpus_) xen_->attach(*v);
   TRY(devices_->event_loop().add(xen_->timers()));
   // Xen system time starts now; the guest TSC is read on the BSP, whose clock the others share.
   constexpr uint32_t kTsc = 0x10;
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   auto tsc = TRY(bsp.get_msrs(std::span<const uint32_t>(&kTsc, 1)));
-  xen_->set_time_reference(tsc.at(0), uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec));
+  xen_->set_time_reference(tsc.front(), uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec));
   LOG_INFO("Xen {}.{} HVM: CPUID leaves at {:#x}, hypercall MSR {:#x}, domid {}", cfg_.xen->cpuid.major,
            cfg_.xen->cpuid.minor, xen_cpuid_base(cfg_.xen->cpuid), cfg_.xen->cpuid.hypercall_msr, cfg_.xen->cpuid.domid);
   return {};
@@ -222,7 +233,7 @@ void Vm::finish(VmOutcome outcome) {
   }
   stop_.store(true);
   for (auto& v : vcpus_) v->request_exit();
-  (void)stopped_.signal();
+  discard_error(stopped_.signal(), discarded_errors_, "signalling the VM's stopped eventfd");
 }
 
 void Vm::request_stop(StopReason reason, int status) {
@@ -304,7 +315,8 @@ void Vm::on_sleep(uint8_t slp_typ) {
   LOG_INFO("guest entered ACPI S3: every vCPU suspended until a wake event");
   s3_wake_.store(false);
   s3_.store(true);
-  for (auto& v : vcpus_) (void)v->set_mp_state(MpState::Suspended);
+  for (auto& v : vcpus_)
+    discard_error(v->set_mp_state(MpState::Suspended), discarded_errors_, "S3: suspending vCPU {}", v->id());
 }
 
 WakeDecision Vm::on_wakeup(Vcpu& vcpu, const exit::Wakeup& w) {
@@ -346,6 +358,7 @@ VmOutcome Vm::wait() {
   threads_.clear();
   if (in_) {
     devices_->serial().set_rx_space_callback(nullptr);
+    discarded_errors_ += in_->discarded_errors();  // the input's counts join the VM's as it goes
     in_.reset();
   }
   std::lock_guard lock(outcome_mu_);
@@ -357,10 +370,12 @@ VmStats Vm::stats() const {
   for (auto& v : vcpus_) {
     s.pio_exits += v->stats().pio_exits.load();
     s.mmio_exits += v->stats().mmio_exits.load();
+    s.discarded_errors += v->stats().discarded_errors.load();
     for (size_t i = 0; i < s.assists.size(); ++i) s.assists[i] += v->stats().assists[i].load();
   }
   s.unclaimed_pio = pio_.stats().unclaimed_reads.load() + pio_.stats().unclaimed_writes.load();
   s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();
+  s.discarded_errors += discarded_errors_.load();
   return s;
 }
 

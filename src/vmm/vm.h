@@ -46,6 +46,7 @@ struct VmOutcome {
 // Counters a user or a test can read after (or during) a run.
 struct VmStats {
   uint64_t pio_exits = 0, mmio_exits = 0, unclaimed_pio = 0, unclaimed_mmio = 0;
+  uint64_t discarded_errors = 0;  // failures logged and ignored where no caller could act (base/discard.h)
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
@@ -74,7 +75,7 @@ class Vm final : public VmControl {
   const VmFd& vm_fd() const { return vm_; }
   // The vCPUs, for an embedder's per-vCPU calls (exit requests, exit fds, KVM state). index < vcpu_count().
   unsigned vcpu_count() const { return static_cast<unsigned>(vcpus_.size()); }
-  Vcpu& vcpu(unsigned index) { return *vcpus_.at(index); }
+  Vcpu& vcpu(unsigned index) { return *vcpus_[index]; }
   // ---- pause and resume (DESIGN.md §5) ----
   // Every vCPU leaves guest mode through an exit request and parks between run steps; the KVM clock
   // is saved. EBUSY when already paused or not running, ETIMEDOUT (and the VM runs on) when a vCPU
@@ -110,7 +111,7 @@ class Vm final : public VmControl {
   Result<void> setup_platform();
   Result<void> load_guest();
   Result<void> create_vcpus(const System& kvm);
-  Result<void> setup_xen();
+  Result<void> setup_xen(const VcpuFd& bsp);
   void finish(VmOutcome outcome);
   WakeDecision on_wakeup(Vcpu& vcpu, const exit::Wakeup& w);
   // ACPI PM1a_CNT with SLP_EN and a sleep type other than S5 (vCPU thread).
@@ -144,6 +145,7 @@ class Vm final : public VmControl {
   std::atomic<bool> s3_wake_{false};   // a platform wake for S3 is pending
 
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> discarded_errors_{0};  // the Vm's own; VmStats adds the vCPUs'
   EventFd stopped_;
   std::mutex outcome_mu_;
   std::optional<VmOutcome> outcome_;

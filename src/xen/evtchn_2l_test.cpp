@@ -6,7 +6,7 @@
 #include <barrier>
 #include <thread>
 
-#include "xen/evtchn_test_pages.h"
+#include "testing/evtchn_test_pages.h"
 
 namespace evmm {
 namespace {
@@ -177,7 +177,7 @@ void jitter(uint32_t& seed) {
 // the interleaving, once both are done the port is pending and unmasked, so its selector bit and the
 // upcall flag must be set, and exactly one of the two must have asked for the injection. The threads
 // meet by spinning rather than at a barrier, whose wake-up skew would keep them from overlapping.
-TEST(EvtchnRace, SendAgainstUnmaskNeverLosesTheUpcall) {
+TEST(EvtchnRaceConcurrent, SendAgainstUnmaskNeverLosesTheUpcall) {
   for (XenWidth w : {XenWidth::Bits64, XenWidth::Bits32}) {
     BufferPages pages(w);
     Evtchn2l bits(w, pages);
@@ -217,7 +217,7 @@ TEST(EvtchnRace, SendAgainstUnmaskNeverLosesTheUpcall) {
 }
 
 // Many raisers of the same port at once: one edge, one injection.
-TEST(EvtchnRace, ConcurrentSendersInjectOnce) {
+TEST(EvtchnRaceConcurrent, ConcurrentSendersInjectOnce) {
   BufferPages pages(XenWidth::Bits64);
   Evtchn2l bits(XenWidth::Bits64, pages);
   constexpr int kThreads = 4, kRounds = 5000;

@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <thread>
 
-#include "xen/evtchn_test_fixture.h"
+#include "testing/evtchn_test_fixture.h"
 
 namespace evmm {
 namespace {
@@ -110,7 +110,7 @@ TEST(EvtchnTable, BackendHandleOutlivesTheTable) {
 
 // A backend raising from its own thread while the guest closes its port and rebinds the number to
 // other channels: once the guest has closed it, the backend's handle never raises that number again.
-TEST(EvtchnRace, StaleBackendRaisesNeverReachAReboundPort) {
+TEST(EvtchnRaceConcurrent, StaleBackendRaisesNeverReachAReboundPort) {
   BufferPages pages(XenWidth::Bits64);
   std::atomic<uint64_t> injections{0};
   auto t = *EventChannels::create(pages, {.vcpus = 2, .inject = [&](uint32_t) { injections++; }});

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "xen/evtchn_test_fixture.h"
+#include "testing/evtchn_test_fixture.h"
 
 namespace evmm {
 namespace {

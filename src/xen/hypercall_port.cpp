@@ -61,10 +61,11 @@ class VcpuCaller final : public XenCaller {
 class XenHvm::HypercallPort final : public BusDevice {
  public:
   explicit HypercallPort(XenHvm& xen) : xen_(xen) {}
-  void read(uint64_t, std::span<uint8_t> data) override {
+  void read(const BusRead& io) override {
+    std::span<uint8_t> data = io.data;
     std::fill(data.begin(), data.end(), uint8_t{0xff});
-    Vcpu* v = Vcpu::current();
-    if (!v || data.size() != 4) return;  // not a stub's 4-byte read on a vCPU thread
+    Vcpu* v = xen_.env_.vcpu ? xen_.env_.vcpu(io.vcpu) : nullptr;
+    if (!v || data.size() != 4) return;  // not a stub's 4-byte read by a vCPU the VM knows
     auto regs = v->fd().get_regs();
     if (!regs) {
       LOG_ERROR("vCPU {}: Xen hypercall: {}", v->id(), regs.error().message());
@@ -75,7 +76,7 @@ class XenHvm::HypercallPort final : public BusDevice {
     auto result = static_cast<uint32_t>(xen_.hypercall(caller, decode_hypercall(*regs, width)));
     std::memcpy(data.data(), &result, 4);
   }
-  void write(uint64_t, std::span<const uint8_t>) override {}
+  void write(const BusWrite&) override {}
 
  private:
   XenHvm& xen_;
@@ -107,15 +108,15 @@ Result<void> XenHvm::install(IoBus& pio) {
   return {};
 }
 
-void XenHvm::attach(Vcpu& vcpu) {
-  vcpu.set_msr_handler([this](Vcpu& v, bool write, uint32_t index, uint64_t& value) {
+void XenHvm::add_vcpu_hooks(VcpuHooks& hooks) {
+  hooks.msr = [this](Vcpu& v, bool write, uint32_t index, uint64_t& value) {
     return on_msr(v.id(), vcpu_mode(v), write, index, value);
-  });
-  vcpu.set_xen_hypercall_handler([this](Vcpu& v, const exit::XenHypercall& h) {
+  };
+  hooks.hypercall = [this](Vcpu& v, const exit::XenHypercall& h) {
     XenWidth width = h.longmode ? XenWidth::Bits64 : XenWidth::Bits32;
     VcpuCaller caller(v, *env_.mem, width);
     return static_cast<uint64_t>(hypercall(caller, {h.nr, {h.args[0], h.args[1], h.args[2], h.args[3], h.args[4]}}));
-  });
+  };
 }
 
 bool XenHvm::on_msr(uint32_t vcpu, XenWidth mode, bool write, uint32_t index, uint64_t value) {

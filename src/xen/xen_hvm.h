@@ -63,6 +63,7 @@
 namespace evmm {
 
 class Vcpu;
+struct VcpuHooks;
 
 struct XenStats {
   uint64_t hypercalls = 0;
@@ -104,6 +105,8 @@ class XenHvm {
     ByteSink console;          // console_io output
     VmControl* control = nullptr;  // SCHEDOP_shutdown
     IrqNotifier* notifier = nullptr;
+    // The VM's vCPU by index (nullptr: none), for hypercalls that arrive as reads of the port.
+    std::function<Vcpu*(uint32_t index)> vcpu{};
     // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.
     std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};
   };
@@ -118,8 +121,9 @@ class XenHvm {
   void add_cpuid(CpuidTable& table, uint32_t vcpu) const { add_xen_cpuid_leaves(table, cfg_.cpuid, vcpu); }
   // Claims the hypercall port on pio and makes KVM hand the hypercall MSR's writes to userspace.
   Result<void> install(IoBus& pio);
-  // The per-vCPU hooks: the MSR handler and, on the kernel path, hypercall exits. Before it runs.
-  void attach(Vcpu& vcpu);
+  // Fills a vCPU's hooks that Xen owns: filtered MSR accesses (the hypercall page) and, on the
+  // kernel path, hypercall exits. Before the vCPU is built.
+  void add_vcpu_hooks(VcpuHooks& hooks);
   // Whether install() chose the kernel's Xen support.
   bool kernel_path() const { return kernel_path_; }
   // What the kernel path needs of KVM_CAP_XEN_HVM's flags.

@@ -139,7 +139,8 @@ void rt_ioapic_route(uint32_t gsi, uint8_t vector, uint32_t apic_id);
  * CPU (an IPI) so it rechecks. Returns done's final value. */
 bool rt_wait(bool (*done)(void *), void *arg, uint32_t timeout_us);
 void rt_sleep_us(uint32_t us);
-uint64_t rt_tsc_khz(void); /* measured once against the LAPIC timer (2 ms), then cached */
+uint64_t rt_tsc_khz(void); /* the hypervisor timing leaf (CPUID 0x40000010), else measured against the LAPIC timer (2 ms); cached */
+bool rt_tsc_khz_stated(void); /* whether rt_tsc_khz() came from the hypervisor rather than a measurement */
 
 /* ---- CPL3 ---- */
 /* Runs fn(arg) at CPL3 with IF=0 on a 4 KiB user stack (in/out allowed by the TSS I/O bitmap), then

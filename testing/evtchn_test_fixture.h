@@ -1,5 +1,5 @@
 // The event channel table over a buffer-backed shared_info, for the table's tests
-// (evtchn_test.cpp, evtchn_backend_test.cpp): every injection is recorded.
+// (src/xen/evtchn_test.cpp, src/xen/evtchn_backend_test.cpp): every injection is recorded.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "xen/evtchn.h"
-#include "xen/evtchn_test_pages.h"
+#include "testing/evtchn_test_pages.h"
 
 namespace evmm::testing {
 

@@ -84,14 +84,14 @@ class FakeClock : public Clock {
 
 // A CMOS/RTC register as a guest reaches it: the index at offset 0, then the data at offset 1.
 inline uint8_t cmos_get(BusDevice& rtc, uint8_t index) {
-  rtc.write(0, std::span<const uint8_t>(&index, 1));
+  rtc.write({0, std::span<const uint8_t>(&index, 1), 0});
   uint8_t v = 0;
-  rtc.read(1, std::span(&v, 1));
+  rtc.read({1, std::span(&v, 1), 0});
   return v;
 }
 inline void cmos_set(BusDevice& rtc, uint8_t index, uint8_t value) {
-  rtc.write(0, std::span<const uint8_t>(&index, 1));
-  rtc.write(1, std::span<const uint8_t>(&value, 1));
+  rtc.write({0, std::span<const uint8_t>(&index, 1), 0});
+  rtc.write({1, std::span<const uint8_t>(&value, 1), 0});
 }
 
 }  // namespace evmm::testing
