@@ -5,6 +5,7 @@
 #include <atomic>
 #include <barrier>
 #include <cerrno>
+#include <chrono>
 #include <thread>
 
 #include "testing/evtchn_test_fixture.h"
@@ -130,6 +131,9 @@ TEST(EvtchnRaceConcurrent, StaleBackendRaisesNeverReachAReboundPort) {
   });
   started.arrive_and_wait();
   EXPECT_EQ(t.close({.port = p}), 0);
+  // On a loaded host the loop below can end before the raiser is scheduled at all; let it meet the
+  // closed port once first (for up to a second), so that the rebinds race a running raiser.
+  for (int i = 0; i < 10000 && refused == 0; i++) std::this_thread::sleep_for(std::chrono::microseconds(100));
   int rebound_pending = 0;
   for (int i = 0; i < 3000; i++) {
     evtchn_bind_ipi ipi{.vcpu = 0, .port = 0};
