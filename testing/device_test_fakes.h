@@ -9,7 +9,7 @@
 
 #include "bus/io_bus.h"
 #include "devices/clock.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "event/interrupt_line.h"
 
 namespace evmm::testing {
@@ -49,7 +49,7 @@ class FakeInterruptLine : public InterruptLine {
   int triggers_ = 0;
 };
 
-class FakeVmControl : public VmControl {
+class FakeVmStopHandler : public VmStopHandler {
  public:
   void request_stop(StopReason reason, int exit_status) override {
     std::lock_guard lock(mu_);

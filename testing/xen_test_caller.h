@@ -61,7 +61,7 @@ class FakeCaller final : public XenCaller {
 };
 
 // Records upcalls and stop requests.
-struct Recorder : VmControl {
+struct Recorder : VmStopHandler {
   void request_stop(StopReason reason, int status) override {
     std::lock_guard l(mu);
     stops.push_back({reason, status});

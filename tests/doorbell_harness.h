@@ -86,9 +86,9 @@ class Device final : public EventSubscriber {
   Device(std::shared_ptr<const EventFd> bell, std::shared_ptr<EventFdInterruptLine> line)
       : bell_(std::move(bell)), line_(std::move(line)) {}
   void init(EventOps& ops) override {
-    if (!ops.add(bell_->fd(), EPOLLIN)) failed_ = true;
+    if (!ops.add(bell_->fd(), EPOLLIN, 0)) failed_ = true;
   }
-  void process(int, uint32_t, EventOps&) override {
+  void process(const Event&, EventOps&) override {
     auto c = bell_->consume();
     if (!c || *c == 0) return;
     rings += *c;

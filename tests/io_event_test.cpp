@@ -7,13 +7,13 @@
 #include <variant>
 #include <vector>
 
+#include "boot/cpu_entry.h"
 #include "event/io_event_registry.h"
 #include "kvm/system.h"
 #include "kvm/vcpu_fd.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "tests/kvm_test_util.h"
-#include "vcpu/cpu_setup.h"
 
 namespace evmm::testing {
 namespace {

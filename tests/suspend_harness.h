@@ -77,7 +77,7 @@ struct Guest {
   // The device's interrupt, announced to suspended vCPUs as the platform's lines do.
   void raise() {
     line->trigger();
-    vm->irq_notifier().notify();
+    vm->interrupt_announcer().notify();
   }
 
   // Waits for the VM to end; returns what the guest wrote to COM1.

@@ -88,10 +88,10 @@ TEST(SuspendConcurrent, StaySuspendedIsStickyAndASuppressedSourceDoesNotSpin) {
   ASSERT_TRUE(wait_for([&] { return v.suspended(); }));
   g.raise();
   ASSERT_TRUE(wait_for([&] { return v.stats().wakeups.load() == 1; }));
-  uint64_t sleeps = v.stats().suspend_sleeps.load(), told = g.vm->irq_notifier().notifications();
+  uint64_t sleeps = v.stats().suspend_sleeps.load(), told = g.vm->interrupt_announcer().notifications();
   // More notifications for the same pending vector: each costs a look at the LAPIC, never a Wakeup.
-  for (int i = 0; i < 5; ++i) g.vm->irq_notifier().notify();
-  EXPECT_EQ(g.vm->irq_notifier().notifications(), told + 5);  // the suspended vCPU was listening
+  for (int i = 0; i < 5; ++i) g.vm->interrupt_announcer().notify();
+  EXPECT_EQ(g.vm->interrupt_announcer().notifications(), told + 5);  // the suspended vCPU was listening
   std::this_thread::sleep_for(300ms);
   EXPECT_TRUE(v.suspended());
   EXPECT_EQ(v.stats().wakeups.load(), 1u);

@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
   const bool with_handler = in.u8() & 1;
-  testing::FakeVmControl vm;
+  testing::FakeVmStopHandler vm;
   testing::FakeInterruptLine sci;
   testing::FakeClock clock;
   const int64_t epoch = clock.monotonic_ns();

@@ -5,7 +5,7 @@
 
 #include "boot/acpi_tables.h"
 #include "boot/boot.h"
-#include "boot/firmware.h"
+#include "boot/platform_tables.h"
 
 namespace evmm::boot {
 namespace {

@@ -9,7 +9,7 @@
 #include "boot/acpi_tables.h"
 #include "boot/aml.h"
 #include "boot/boot.h"
-#include "boot/firmware.h"
+#include "boot/platform_tables.h"
 #include "testing/boot_test_images.h"
 
 namespace evmm {
@@ -82,7 +82,7 @@ Parsed parse(const GuestMemory& mem) {
 class AcpiTables : public ::testing::TestWithParam<unsigned> {
  protected:
   void SetUp() override {
-    auto r = write_firmware_tables(mem_, GetParam());
+    auto r = write_platform_tables(mem_, GetParam());
     ASSERT_TRUE(r) << r.error().message();
     p_ = parse(mem_);
   }
@@ -273,21 +273,21 @@ INSTANTIATE_TEST_SUITE_P(Acpi, AcpiTables, ::testing::Values(1u, 2u, 64u, 255u))
 
 TEST(AcpiFirmware, CpuCountOutOfRangeIsRefused) {
   auto mem = make_memory();
-  EXPECT_TRUE(fails_with(write_firmware_tables(mem, 0), EINVAL, "0 vCPUs"));
-  EXPECT_TRUE(fails_with(write_firmware_tables(mem, 256), EINVAL, "256 vCPUs"));
+  EXPECT_TRUE(fails_with(write_platform_tables(mem, 0), EINVAL, "0 vCPUs"));
+  EXPECT_TRUE(fails_with(write_platform_tables(mem, 256), EINVAL, "256 vCPUs"));
 }
 
 TEST(AcpiFirmware, NeedsTheBiosArea) {
   auto mem = GuestMemory::create({{GuestAddress(0), 0xA0000}});
   ASSERT_TRUE(mem);
-  EXPECT_TRUE(fails_with(write_firmware_tables(*mem, 1), EFAULT, "BIOS area"));
+  EXPECT_TRUE(fails_with(write_platform_tables(*mem, 1), EFAULT, "BIOS area"));
 }
 
 TEST(AcpiFirmware, RewritingClearsStaleTables) {
   auto mem = make_memory();
-  ASSERT_TRUE(write_firmware_tables(mem, 64));
+  ASSERT_TRUE(write_platform_tables(mem, 64));
   ASSERT_TRUE(mem.write(GuestAddress(0xFF000), Bytes{'R', 'S', 'D', ' ', 'P', 'T', 'R', ' '}));
-  ASSERT_TRUE(write_firmware_tables(mem, 1));
+  ASSERT_TRUE(write_platform_tables(mem, 1));
   EXPECT_EQ(read_guest(mem, 0xFF000, 8), Bytes(8, 0));
   Parsed p = parse(mem);
   EXPECT_EQ(p.madt.size(), sizeof(AcpiMadt) + 8 + 12 + 2 * 10 + 6);
@@ -295,7 +295,7 @@ TEST(AcpiFirmware, RewritingClearsStaleTables) {
 
 TEST(AcpiFirmware, BiosDataAreaPointsAtTheEbda) {
   auto mem = make_memory();
-  ASSERT_TRUE(write_firmware_tables(mem, 1));
+  ASSERT_TRUE(write_platform_tables(mem, 1));
   EXPECT_EQ(*mem.read_obj<uint16_t>(GuestAddress(0x40E)), layout::kEbdaStart >> 4);
   EXPECT_EQ(*mem.read_obj<uint16_t>(GuestAddress(0x413)), 639);
 }

@@ -37,7 +37,7 @@ struct BootConfig {
   std::span<const uint8_t> image;
   std::string cmdline;
   std::vector<Module> modules;  // --initrd becomes module 0
-  unsigned cpus = 1;            // not used by load_image; write_firmware_tables takes the count
+  unsigned cpus = 1;            // not used by load_image; write_platform_tables takes the count
 };
 
 const char* to_string(ImageFormat f);
@@ -62,7 +62,7 @@ constexpr uint32_t kAcpi = 3;
 // Sorted, non-overlapping, adjacent entries of one type merged.
 std::vector<E820Entry> build_e820(const GuestMemory& mem);
 
-// Where write_firmware_tables puts its anchors: the ACPI RSDP (ACPI 6.4 §5.2.5.1: 16-byte aligned
+// Where write_platform_tables puts its anchors: the ACPI RSDP (ACPI 6.4 §5.2.5.1: 16-byte aligned
 // in 0xE0000..0xFFFFF) and the MP floating pointer (MP 1.4 §4: 16-byte aligned in 0xF0000..0xFFFFF).
 // The ACPI tables fill 0xE0000..0xF0000, the MP table 0xF0000..0x100000.
 constexpr uint64_t kRsdpAddress = 0xE0000;
@@ -70,6 +70,6 @@ constexpr uint64_t kMpFloatingPointerAddress = 0xF0000;
 
 // Writes RSDP, RSDT, XSDT, FADT, FACS, DSDT, MADT and an MP table into the BIOS area, which it
 // clears first. EINVAL for cpus == 0 or > 255; E2BIG if the tables would overflow their area.
-Result<void> write_firmware_tables(const GuestMemory& mem, unsigned cpus);
+Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus);
 
 }  // namespace evmm

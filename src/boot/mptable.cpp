@@ -7,8 +7,8 @@
 #include "boot/acpi_tables.h"
 #include "boot/arena.h"
 #include "boot/boot.h"
-#include "boot/firmware.h"
 #include "boot/mptable.h"
+#include "boot/platform_tables.h"
 #include "memory/layout.h"
 
 namespace evmm::boot {

@@ -31,7 +31,7 @@ class MptableTest : public ::testing::TestWithParam<unsigned> {};
 TEST_P(MptableTest, ChecksumsProcessorsBusIoapicAndInterrupts) {
   const unsigned cpus = GetParam();
   auto mem = make_memory();
-  ASSERT_TRUE(write_firmware_tables(mem, cpus));
+  ASSERT_TRUE(write_platform_tables(mem, cpus));
   auto fp_at = find_floating_pointer(mem);
   ASSERT_TRUE(fp_at);
   EXPECT_EQ(*fp_at, kMpFloatingPointerAddress);

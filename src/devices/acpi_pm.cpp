@@ -22,7 +22,7 @@ bool touches(uint64_t off, uint64_t len, uint64_t start, uint64_t end) { return 
 
 }  // namespace
 
-AcpiPm::AcpiPm(VmControl& vm, InterruptLine& sci, const Clock& clock)
+AcpiPm::AcpiPm(VmStopHandler& vm, InterruptLine& sci, const Clock& clock)
     : vm_(vm), sci_(sci), clock_(clock), epoch_ns_(clock.monotonic_ns()) {}
 
 uint64_t AcpiPm::timer_ticks() const {

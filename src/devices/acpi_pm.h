@@ -21,7 +21,7 @@
 
 #include "bus/io_bus.h"
 #include "devices/clock.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "event/interrupt_line.h"
 
 namespace evmm {
@@ -51,7 +51,7 @@ class AcpiPm final : public BusDevice {
 
   // sci is the SCI input (platform::kSciIrq), driven as a level. clock must outlive the device;
   // the PM timer counts from 0 at construction.
-  AcpiPm(VmControl& vm, InterruptLine& sci, const Clock& clock);
+  AcpiPm(VmStopHandler& vm, InterruptLine& sci, const Clock& clock);
 
   void read(const BusRead& io) override;
   void write(const BusWrite& io) override;
@@ -75,7 +75,7 @@ class AcpiPm final : public BusDevice {
   void update_timer_status();
   void update_sci();
 
-  VmControl& vm_;
+  VmStopHandler& vm_;
   InterruptLine& sci_;
   const Clock& clock_;
   const int64_t epoch_ns_;

@@ -10,10 +10,10 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeInterruptLine;
-using testing::FakeVmControl;
+using testing::FakeVmStopHandler;
 
 struct AcpiPmTest : ::testing::Test {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   FakeInterruptLine sci;
   FakeClock clock;
   AcpiPm pm{vm, sci, clock};

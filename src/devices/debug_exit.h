@@ -14,7 +14,7 @@
 #include <span>
 
 #include "bus/io_bus.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 
 namespace evmm {
 
@@ -27,7 +27,7 @@ class DebugExit final : public BusDevice {
  public:
   static constexpr uint64_t kRangeLen = 4;
 
-  explicit DebugExit(VmControl& vm) : vm_(vm) {}
+  explicit DebugExit(VmStopHandler& vm) : vm_(vm) {}
 
   void read(const BusRead& io) override;
   void write(const BusWrite& io) override;
@@ -35,8 +35,8 @@ class DebugExit final : public BusDevice {
   const DebugExitStats& stats() const { return stats_; }
 
  private:
-  // Stateless besides the counters; VmControl::request_stop is thread-safe.
-  VmControl& vm_;
+  // Stateless besides the counters; VmStopHandler::request_stop is thread-safe.
+  VmStopHandler& vm_;
   DebugExitStats stats_;
 };
 

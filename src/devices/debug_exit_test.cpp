@@ -9,10 +9,10 @@
 namespace evmm {
 namespace {
 
-using testing::FakeVmControl;
+using testing::FakeVmStopHandler;
 
 TEST(DebugExit, WriteWidthsCarryLittleEndianValue) {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   DebugExit dev(vm);
   uint8_t b1[1] = {0x10};
   uint8_t b2[2] = {0x34, 0x12};
@@ -29,7 +29,7 @@ TEST(DebugExit, WriteWidthsCarryLittleEndianValue) {
 }
 
 TEST(DebugExit, ZeroGivesStatusOneAndTopBitIsShiftedOut) {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   DebugExit dev(vm);
   uint8_t zero[1] = {0};
   uint8_t top[4] = {0xff, 0xff, 0xff, 0xff};
@@ -42,7 +42,7 @@ TEST(DebugExit, ZeroGivesStatusOneAndTopBitIsShiftedOut) {
 }
 
 TEST(DebugExit, BadWritesAreIgnoredAndReadsAreAllOnes) {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   DebugExit dev(vm);
   uint8_t b8[8] = {1, 0, 0, 0, 0, 0, 0, 0};
   uint8_t b3[3] = {1, 0, 0};

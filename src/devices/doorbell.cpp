@@ -46,12 +46,13 @@ void Doorbell::write(const BusWrite& io) {
 }
 
 void Doorbell::init(EventOps& ops) {
-  for (int fd : {pio_fd_->fd(), mmio_fd_->fd()})
-    if (auto r = ops.add(fd, EPOLLIN); !r) LOG_ERROR("doorbell: {}", r.error().message());
+  // The token says which doorbell rang: 1 for the port, 0 for MMIO.
+  for (bool pio : {true, false})
+    if (auto r = ops.add((pio ? pio_fd_ : mmio_fd_)->fd(), EPOLLIN, pio); !r) LOG_ERROR("doorbell: {}", r.error().message());
 }
 
-void Doorbell::process(int fd, uint32_t, EventOps&) {
-  bool pio = fd == pio_fd_->fd();
+void Doorbell::process(const Event& ev, EventOps&) {
+  bool pio = ev.token == 1;
   auto rings = (pio ? pio_fd_ : mmio_fd_)->consume();
   if (!rings) {
     LOG_WARN("doorbell: {}", rings.error().message());

@@ -37,7 +37,7 @@ class Doorbell final : public BusDevice, public EventSubscriber {
   // Only a write the registry did not take gets here (it never should): answered all the same.
   void write(const BusWrite& io) override;
   void init(EventOps& ops) override;
-  void process(int fd, uint32_t events, EventOps& ops) override;
+  void process(const Event& event, EventOps& ops) override;
 
   uint64_t answered() const { return stats_.pio_rings.load() + stats_.mmio_rings.load(); }
   const DoorbellStats& stats() const { return stats_; }

@@ -20,7 +20,7 @@
 #include <span>
 
 #include "bus/io_bus.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 
 namespace evmm {
 
@@ -37,7 +37,7 @@ class I8042 final : public BusDevice {
   static constexpr uint64_t kDataOffset = 0;
   static constexpr uint64_t kCommandOffset = 4;
 
-  explicit I8042(VmControl& vm) : vm_(vm) {}
+  explicit I8042(VmStopHandler& vm) : vm_(vm) {}
 
   void read(const BusRead& io) override;
   void write(const BusWrite& io) override;
@@ -50,7 +50,7 @@ class I8042 final : public BusDevice {
   bool data_write(uint8_t value);
   void reply(uint8_t value);
 
-  VmControl& vm_;
+  VmStopHandler& vm_;
   std::mutex mu_;
   uint8_t ctr_ = 0x65;      // controller command byte: XLATE, AUXDIS, SYS, KBDINT, as firmware leaves it
   uint8_t outport_ = 0x03;  // output port: reset line high (inactive), A20 enabled

@@ -7,10 +7,10 @@
 namespace evmm {
 namespace {
 
-using testing::FakeVmControl;
+using testing::FakeVmStopHandler;
 
 struct I8042Test : ::testing::Test {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   I8042 kbc{vm};
 
   uint8_t status() { return in(4); }

@@ -10,7 +10,7 @@ namespace {
 
 using testing::FakeClock;
 using testing::FakeInterruptLine;
-using testing::FakeVmControl;
+using testing::FakeVmStopHandler;
 
 // 2026-11-21 23:59:59 UTC, a Saturday (computed independently with Python's calendar.timegm).
 constexpr int64_t kSat = 1795305599;
@@ -506,7 +506,7 @@ TEST_F(RtcTest, AlarmIsScheduledWhileTheLineIsUp) {
 // ---- the alarm as an ACPI wake event ----
 
 struct RtcWakeTest : RtcTest {
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   FakeInterruptLine sci;
   std::unique_ptr<AcpiPm> pm;
   void SetUp() override {

@@ -64,7 +64,7 @@ uint64_t RtcTimer::update(bool take_alarms) {
 void RtcTimer::rearm() { update(/*take_alarms=*/false); }
 
 void RtcTimer::init(EventOps& ops) {
-  if (auto r = ops.add(fd_.get(), EPOLLIN); !r) {
+  if (auto r = ops.add(fd_.get(), EPOLLIN, 0); !r) {
     stats_.failures.fetch_add(1, std::memory_order_relaxed);
     LOG_ERROR("rtc timer: {}", r.error().message());
     return;
@@ -72,7 +72,7 @@ void RtcTimer::init(EventOps& ops) {
   rearm();
 }
 
-void RtcTimer::process(int, uint32_t, EventOps&) {
+void RtcTimer::process(const Event&, EventOps&) {
   uint64_t expirations = 0;
   // EAGAIN: a guest access re-armed the timer after it expired, which resets the count.
   if (::read(fd_.get(), &expirations, sizeof expirations) < 0 && errno != EAGAIN) {

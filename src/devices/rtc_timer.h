@@ -49,7 +49,7 @@ class RtcTimer final : public EventSubscriber {
   void rearm();
 
   void init(EventOps& ops) override;
-  void process(int fd, uint32_t events, EventOps& ops) override;
+  void process(const Event& event, EventOps& ops) override;
 
   // The absolute CLOCK_REALTIME deadline the timerfd holds, nullopt when disarmed (or unknown
   // right after an expiry); for tests and stats.

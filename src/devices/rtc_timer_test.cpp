@@ -16,12 +16,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::FakeInterruptLine;
-using testing::FakeVmControl;
+using testing::FakeVmStopHandler;
 
 struct RtcTimerTest : ::testing::Test {
   SystemClock clock;
   FakeInterruptLine irq, sci;
-  FakeVmControl vm;
+  FakeVmStopHandler vm;
   AcpiPm pm{vm, sci, clock};
   std::shared_ptr<Rtc> rtc = std::make_shared<Rtc>(irq, clock);
   std::unique_ptr<EventLoop> loop;

@@ -13,7 +13,7 @@ namespace evmm {
 class EventLoop::Ops final : public EventOps {
  public:
   Ops(EventLoop& loop, SubscriberId id) : loop_(loop), id_(id) {}
-  Result<void> add(int fd, uint32_t events) override { return loop_.add_fd(id_, fd, events); }
+  Result<void> add(int fd, uint32_t events, uint64_t token) override { return loop_.add_fd(id_, fd, events, token); }
   Result<void> modify(int fd, uint32_t events) override { return loop_.modify_fd(id_, fd, events); }
   Result<void> remove(int fd) override { return loop_.remove_fd(id_, fd); }
 
@@ -68,26 +68,26 @@ Result<void> EventLoop::remove(SubscriberId id) {
   auto it = subs_.find(id);
   if (it == subs_.end()) return make_error(ENOENT, "event loop: no subscriber {}", id);
   Result<void> result;
-  for (const auto& [fd, token] : it->second.fds) {
-    tokens_.erase(token);
+  for (const auto& [fd, key] : it->second.fds) {
+    keys_.erase(key);
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0 && result) result = errno_error("epoll_ctl del fd {}", fd);
   }
   subs_.erase(it);
   return result;
 }
 
-Result<void> EventLoop::add_fd(SubscriberId owner, int fd, uint32_t events) {
+Result<void> EventLoop::add_fd(SubscriberId owner, int fd, uint32_t events, uint64_t token) {
   auto sub = subs_.find(owner);
   if (sub == subs_.end()) return make_error(ENOENT, "event loop: no subscriber {}", owner);
   auto& s = sub->second;
   if (s.fds.count(fd)) return make_error(EEXIST, "event loop: fd {} is already registered", fd);
-  uint64_t token = next_token_++;
+  uint64_t key = next_key_++;
   epoll_event ev{};
   ev.events = events;
-  ev.data.u64 = token;
+  ev.data.u64 = key;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return errno_error("epoll_ctl add fd {}", fd);
-  s.fds[fd] = token;
-  tokens_[token] = Registration{owner, fd};
+  s.fds[fd] = key;
+  keys_[key] = Registration{owner, fd, token};
   return {};
 }
 
@@ -110,7 +110,7 @@ Result<void> EventLoop::remove_fd(SubscriberId owner, int fd) {
   auto& s = sub->second;
   auto it = s.fds.find(fd);
   if (it == s.fds.end()) return make_error(ENOENT, "event loop: fd {} is not registered", fd);
-  tokens_.erase(it->second);
+  keys_.erase(it->second);
   s.fds.erase(it);
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0) return errno_error("epoll_ctl del fd {}", fd);
   return {};
@@ -128,21 +128,21 @@ Result<int> EventLoop::run_once(int timeout_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   dispatcher_.store(std::this_thread::get_id());
   for (int i = 0; i < n; ++i) {
-    uint64_t token = events[i].data.u64;
-    if (token == 0) {
+    uint64_t key = events[i].data.u64;
+    if (key == 0) {
       TRY(wake_.consume());
       continue;
     }
     // Looked up per event: a subscriber removed by an earlier event of this batch is skipped.
-    auto reg = tokens_.find(token);
-    if (reg == tokens_.end()) continue;
-    auto [owner, fd] = reg->second;
+    auto reg = keys_.find(key);
+    if (reg == keys_.end()) continue;
+    auto [owner, fd, token] = reg->second;
     auto owner_it = subs_.find(owner);
-    if (owner_it == subs_.end()) continue;  // a token outlives its subscriber only by a bug; skip it
+    if (owner_it == subs_.end()) continue;  // a key outlives its subscriber only by a bug; skip it
     // A copy keeps the subscriber alive if process() removes it.
     std::shared_ptr<EventSubscriber> sub = owner_it->second.sub;
     Ops ops(*this, owner);
-    sub->process(fd, events[i].events, ops);
+    sub->process(Event{fd, events[i].events, token}, ops);
     ++dispatched;
   }
   dispatcher_.store(std::thread::id{});

@@ -1,5 +1,6 @@
 // An epoll event loop with subscribers in the style of rust-vmm's event-manager: a subscriber has
-// only init() and process(), and registers its own fds through EventOps.
+// only init() and process(), and registers its own fds through EventOps, each with a token of its
+// choosing that comes back with every event of that fd (so a subscriber of many fds does not search).
 #pragma once
 
 #include <sys/epoll.h>
@@ -18,11 +19,20 @@
 
 namespace evmm {
 
+// One ready fd, as process() receives it: events are EPOLL* bits, token is what add() was given.
+struct Event {
+  int fd;
+  uint32_t events;
+  uint64_t token;
+};
+
 // What a subscriber may do to its own fds, from init() or process(). events are EPOLL* bits.
 class EventOps {
  public:
   virtual ~EventOps() = default;
-  virtual Result<void> add(int fd, uint32_t events) = 0;
+  // EEXIST when the subscriber already has `fd`; `token` is the subscriber's own (an index, say).
+  virtual Result<void> add(int fd, uint32_t events, uint64_t token) = 0;
+  // Changes the events watched; the token stays the one add() was given.
   virtual Result<void> modify(int fd, uint32_t events) = 0;
   virtual Result<void> remove(int fd) = 0;
 };
@@ -33,7 +43,7 @@ class EventSubscriber {
   // Called once, when the subscriber joins a loop: register fds here.
   virtual void init(EventOps& ops) = 0;
   // Called on the loop's thread for each ready fd of this subscriber.
-  virtual void process(int fd, uint32_t events, EventOps& ops) = 0;
+  virtual void process(const Event& event, EventOps& ops) = 0;
 };
 
 class EventLoop {
@@ -72,16 +82,17 @@ class EventLoop {
   struct Registration {
     SubscriberId owner;
     int fd;
+    uint64_t token;  // the subscriber's
   };
   struct Subscriber {
     std::shared_ptr<EventSubscriber> sub;
-    std::map<int, uint64_t> fds;  // fd -> epoll token
+    std::map<int, uint64_t> fds;  // fd -> epoll key
   };
 
   EventLoop(UniqueFd epoll, EventFd wake) : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
   // The dispatch lock is held by whichever thread is in init()/process(); it is not re-taken there.
   std::unique_lock<std::mutex> lock_unless_dispatching();
-  Result<void> add_fd(SubscriberId owner, int fd, uint32_t events);
+  Result<void> add_fd(SubscriberId owner, int fd, uint32_t events, uint64_t token);
   Result<void> modify_fd(SubscriberId owner, int fd, uint32_t events);
   Result<void> remove_fd(SubscriberId owner, int fd);
 
@@ -96,10 +107,10 @@ class EventLoop {
   // could starve them (std::mutex is not fair).
   std::atomic<int> waiting_{0};
   SubscriberId next_id_ = 1;
-  // Tokens are never reused, so a stale event from an epoll batch cannot reach a newer registration.
-  uint64_t next_token_ = 1;  // 0 is the wake eventfd
+  // Epoll keys are never reused, so a stale event from an epoll batch cannot reach a newer registration.
+  uint64_t next_key_ = 1;  // 0 is the wake eventfd
   std::map<SubscriberId, Subscriber> subs_;
-  std::map<uint64_t, Registration> tokens_;
+  std::map<uint64_t, Registration> keys_;
 };
 
 }  // namespace evmm

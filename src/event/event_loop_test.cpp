@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <thread>
+#include <vector>
 
 namespace evmm {
 namespace {
@@ -11,14 +12,16 @@ namespace {
 // Watches one eventfd; counts and drains its events.
 class CountingSubscriber : public EventSubscriber {
  public:
+  static constexpr uint64_t kToken = 0x5eed;
   explicit CountingSubscriber(uint32_t events = EPOLLIN) : fd(*EventFd::create()), events_(events) {}
   void init(EventOps& ops) override {
     ++inits;
-    init_result = ops.add(fd.fd(), events_).has_value();
+    init_result = ops.add(fd.fd(), events_, kToken).has_value();
   }
-  void process(int f, uint32_t ev, EventOps& ops) override {
-    EXPECT_EQ(f, fd.fd());
-    last_events = ev;
+  void process(const Event& ev, EventOps& ops) override {
+    EXPECT_EQ(ev.fd, fd.fd());
+    EXPECT_EQ(ev.token, kToken);
+    last_events = ev.events;
     in_process = true;
     (void)fd.consume();
     ++calls;
@@ -54,11 +57,42 @@ TEST(EventLoopConcurrent, AddingAnFdTwiceIsRefused) {
   auto loop = *EventLoop::create();
   auto sub = std::make_shared<CountingSubscriber>();
   bool second = true;
-  sub->on_process = [&](EventOps& ops) { second = ops.add(sub->fd.fd(), EPOLLIN).has_value(); };
+  sub->on_process = [&](EventOps& ops) { second = ops.add(sub->fd.fd(), EPOLLIN, 1).has_value(); };
   ASSERT_TRUE(loop->add(sub));
   ASSERT_TRUE(sub->fd.signal());
   ASSERT_TRUE(loop->run_once(1000));
   EXPECT_FALSE(second);
+}
+
+// Each fd's token comes back with its events, so a subscriber of many fds need not search for one.
+class TokenSubscriber : public EventSubscriber {
+ public:
+  TokenSubscriber() {
+    for (int i = 0; i < 3; ++i) fds.push_back(*EventFd::create());
+  }
+  void init(EventOps& ops) override {
+    for (size_t i = 0; i < fds.size(); ++i) EXPECT_TRUE(ops.add(fds[i].fd(), EPOLLIN, 100 + i));
+  }
+  void process(const Event& ev, EventOps&) override {
+    ASSERT_GE(ev.token, 100u);
+    ASSERT_LT(ev.token - 100, fds.size());
+    EXPECT_EQ(ev.fd, fds[ev.token - 100].fd());
+    (void)fds[ev.token - 100].consume();
+    seen.push_back(ev.token);
+  }
+  std::vector<EventFd> fds;
+  std::vector<uint64_t> seen;
+};
+
+TEST(EventLoop, EachFdComesBackWithItsToken) {
+  auto loop = *EventLoop::create();
+  auto sub = std::make_shared<TokenSubscriber>();
+  ASSERT_TRUE(loop->add(sub));
+  ASSERT_TRUE(sub->fds[2].signal());
+  ASSERT_EQ(*loop->run_once(1000), 1);
+  ASSERT_TRUE(sub->fds[0].signal());
+  ASSERT_EQ(*loop->run_once(1000), 1);
+  EXPECT_EQ(sub->seen, (std::vector<uint64_t>{102, 100}));
 }
 
 TEST(EventLoopConcurrent, ModifyChangesTheWatchedEvents) {

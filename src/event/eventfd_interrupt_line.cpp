@@ -45,14 +45,14 @@ void EventFdInterruptLine::set_level(bool asserted) {
 
 void EventFdInterruptLine::init(EventOps& ops) {
   if (!resample_) return;
-  if (auto r = ops.add(resample_->fd(), EPOLLIN); !r) {
+  if (auto r = ops.add(resample_->fd(), EPOLLIN, 0); !r) {
     failures_.fetch_add(1, std::memory_order_relaxed);
     LOG_ERROR("irqfd line: watching the resamplefd: {}", r.error().message());
   }
 }
 
 // The guest EOIed and KVM lowered the line: raise it again if the device still wants service.
-void EventFdInterruptLine::process(int, uint32_t, EventOps&) {
+void EventFdInterruptLine::process(const Event&, EventOps&) {
   if (auto r = resample_->consume(); !r) {
     failures_.fetch_add(1, std::memory_order_relaxed);
     LOG_WARN("irqfd line: resamplefd: {}", r.error().message());

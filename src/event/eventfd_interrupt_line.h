@@ -35,7 +35,7 @@ class EventFdInterruptLine final : public InterruptLine, public EventSubscriber 
 
   // EventSubscriber: a Level line watches its resamplefd; an Edge line has nothing to watch.
   void init(EventOps& ops) override;
-  void process(int fd, uint32_t events, EventOps& ops) override;
+  void process(const Event& event, EventOps& ops) override;
 
   Mode mode() const { return mode_; }
   bool asserted() const { return asserted_.load(); }

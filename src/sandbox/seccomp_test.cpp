@@ -58,8 +58,8 @@ TEST(SeccompLists, OnlyTheMainThreadOpensFilesOrStartsThreads) {
 class ForbiddenCall final : public EventSubscriber {
  public:
   explicit ForbiddenCall(const EventFd& fd) : fd_(fd) {}
-  void init(EventOps& ops) override { (void)ops.add(fd_.fd(), EPOLLIN); }
-  void process(int, uint32_t, EventOps&) override {
+  void init(EventOps& ops) override { (void)ops.add(fd_.fd(), EPOLLIN, 0); }
+  void process(const Event&, EventOps&) override {
     (void)fd_.consume();
     ::socket(AF_INET, SOCK_STREAM, 0);
   }

@@ -3,7 +3,6 @@
 #include <bit>
 #include <cstring>
 
-#include "memory/layout.h"
 #include "vcpu/cpuid_timing.h"
 
 namespace evmm {
@@ -107,78 +106,20 @@ Result<void> configure_vcpu(const VcpuFd& vcpu, const CpuidTable& supported, uns
   return {};
 }
 
-namespace {
-
-kvm_segment flat_segment(uint16_t selector, bool code, bool long_mode) {
-  kvm_segment s{};
-  s.base = 0;
-  s.limit = 0xffffffff;
-  s.selector = selector;
-  s.type = code ? 0xb : 0x3;  // execute/read, accessed; read/write, accessed
-  s.present = 1;
-  s.s = 1;
-  s.g = 1;
-  s.l = code && long_mode;
-  s.db = !(code && long_mode);
-  return s;
-}
-
-// Identity-maps the first 4 GiB with 2 MiB pages at layout::kPml4 for a 64-bit entry.
-Result<void> write_identity_page_tables(const GuestMemory& mem) {
-  const uint64_t pml4 = layout::kPml4, pdpt = pml4 + 0x1000, pd = pml4 + 0x2000;
-  TRY(mem.fill(GuestAddress(pml4), 0, 6 * 0x1000));
-  TRY(mem.write_obj<uint64_t>(GuestAddress(pml4), pdpt | 0x3));
-  for (uint64_t i = 0; i < 4; ++i) {
-    TRY(mem.write_obj<uint64_t>(GuestAddress(pdpt + i * 8), (pd + i * 0x1000) | 0x3));
-    for (uint64_t j = 0; j < 512; ++j) {
-      uint64_t addr = (i << 30) | (j << 21);
-      TRY(mem.write_obj<uint64_t>(GuestAddress(pd + i * 0x1000 + j * 8), addr | 0x83));  // P, RW, PS
-    }
-  }
-  return {};
-}
-
-}  // namespace
-
-Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode) {
-  // Flat 4 GiB descriptors (Intel SDM Vol. 3A, 3.4.5). Selector 0x10 is code, 0x18 data, as the
-  // Linux boot protocol's __BOOT_CS and __BOOT_DS.
-  constexpr uint64_t kCode32 = 0x00cf9b000000ffff, kCode64 = 0x00af9b000000ffff, kData = 0x00cf93000000ffff;
-  const uint64_t gdt[4] = {0, 0, mode == EntryMode::Long64 ? kCode64 : kCode32, kData};
-  TRY(mem.write_obj(GuestAddress(layout::kBootGdt), gdt));
-  if (mode == EntryMode::Long64) TRY(write_identity_page_tables(mem));
-  return {};
-}
-
-Result<void> set_entry_state(const VcpuFd& vcpu, const BootEntry& entry) {
+Result<void> apply_entry_state(const VcpuFd& vcpu, const EntryState& state) {
+  // Read first so that what the state does not name (LDT, TR, APIC base) keeps KVM's reset values.
   kvm_sregs sregs = TRY(vcpu.get_sregs());
-  bool long_mode = entry.mode == EntryMode::Long64;
-  sregs.cs = flat_segment(0x10, true, long_mode);
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(0x18, false, false);
-  sregs.gdt.base = layout::kBootGdt;
-  sregs.gdt.limit = 4 * 8 - 1;
-  sregs.idt.base = 0;
-  sregs.idt.limit = 0;
-  // Multiboot and PVH: protected mode, paging off (CR0.ET is hard-wired on every CPU since the 486).
-  sregs.cr0 = 0x11;
-  sregs.cr4 = 0;
-  sregs.efer = 0;
-  if (long_mode) {
-    sregs.cr0 |= 0x80000000;       // PG
-    sregs.cr3 = layout::kPml4;
-    sregs.cr4 = 0x20;              // PAE
-    sregs.efer = 0x500;            // LME | LMA
-  }
+  sregs.cs = state.cs;
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = state.data;
+  sregs.gdt = state.gdt;
+  sregs.idt = state.idt;
+  sregs.cr0 = state.cr0;
+  sregs.cr2 = state.cr2;
+  sregs.cr3 = state.cr3;
+  sregs.cr4 = state.cr4;
+  sregs.efer = state.efer;
   TRY(vcpu.set_sregs(sregs));
-
-  kvm_regs regs{};
-  regs.rflags = 0x2;  // reserved bit 1; IF clear
-  regs.rip = entry.rip;
-  regs.rax = entry.rax;
-  regs.rbx = entry.rbx;
-  regs.rsi = entry.rsi;
-  regs.rsp = entry.rsp;
-  return vcpu.set_regs(regs);
+  return vcpu.set_regs(state.regs);
 }
 
 namespace {
@@ -196,31 +137,28 @@ kvm_segment real_segment(uint16_t selector, bool code) {
 
 }  // namespace
 
+EntryState real_mode_state(uint16_t cs, uint16_t ip) {
+  EntryState s;
+  s.cs = real_segment(cs, true);
+  s.data = real_segment(0, false);
+  s.gdt.limit = 0xffff;
+  s.idt.limit = 0x3ff;  // the real-mode IVT at 0
+  s.cr0 = 0x10;         // ET; protection and paging off
+  s.regs.rflags = 0x2;
+  s.regs.rip = ip;
+  return s;
+}
+
 Result<void> set_real_mode_state(const VcpuFd& vcpu, uint16_t cs, uint16_t ip) {
-  kvm_sregs sregs = TRY(vcpu.get_sregs());
-  sregs.cs = real_segment(cs, true);
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = real_segment(0, false);
-  sregs.gdt = {};
-  sregs.gdt.limit = 0xffff;
-  sregs.idt = {};
-  sregs.idt.limit = 0x3ff;  // the real-mode IVT at 0
-  sregs.cr0 = 0x10;         // ET; protection and paging off
-  sregs.cr2 = sregs.cr3 = sregs.cr4 = 0;
-  sregs.efer = 0;
-  TRY(vcpu.set_sregs(sregs));
-  kvm_regs regs{};
-  regs.rflags = 0x2;
-  regs.rip = ip;
-  return vcpu.set_regs(regs);
+  return apply_entry_state(vcpu, real_mode_state(cs, ip));
 }
 
 Result<void> set_init_registers(const VcpuFd& vcpu) {
   // SDM vol. 3 s9.1.1: after INIT, CS 0xF000 with base 0xFFFF0000 and IP 0xFFF0; a SIPI then sets
   // CS:IP to the vector's page.
-  TRY(set_real_mode_state(vcpu, 0xf000, 0xfff0));
-  kvm_sregs sregs = TRY(vcpu.get_sregs());
-  sregs.cs.base = 0xffff0000;
-  return vcpu.set_sregs(sregs);
+  EntryState s = real_mode_state(0xf000, 0xfff0);
+  s.cs.base = 0xffff0000;
+  return apply_entry_state(vcpu, s);
 }
 
 }  // namespace evmm

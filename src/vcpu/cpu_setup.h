@@ -4,10 +4,8 @@
 #include <cstdint>
 
 #include "base/result.h"
-#include "boot/boot.h"
 #include "kvm/system.h"
 #include "kvm/vcpu_fd.h"
-#include "memory/guest_memory.h"
 
 namespace evmm {
 
@@ -19,11 +17,21 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned id, unsigned cpu
 // NMI, as firmware leaves them). Every vCPU gets this; APs then wait for INIT/SIPI.
 Result<void> configure_vcpu(const VcpuFd& vcpu, const CpuidTable& supported, unsigned id, unsigned cpus);
 
-// Writes the boot GDT (layout::kBootGdt) and, for a 64-bit entry, identity page tables
-// (layout::kPml4) into guest memory.
-Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode);
-// Registers and segments of the BSP at the image's entry.
-Result<void> set_entry_state(const VcpuFd& vcpu, const BootEntry& entry);
+// Registers, segments and control registers a vCPU starts from; boot/ fills one for an image's
+// entry, and real_mode_state() for a waking vector or INIT.
+struct EntryState {
+  kvm_segment cs{};
+  kvm_segment data{};  // DS, ES, FS, GS and SS alike
+  kvm_dtable gdt{};
+  kvm_dtable idt{};
+  uint64_t cr0 = 0, cr2 = 0, cr3 = 0, cr4 = 0, efer = 0;
+  kvm_regs regs{};
+};
+// Loads `state`; the segment registers it does not name (LDT, TR) and the APIC base keep their values.
+Result<void> apply_entry_state(const VcpuFd& vcpu, const EntryState& state);
+// Real mode at cs:ip, with protection and paging off, data segments 0 and IF clear.
+EntryState real_mode_state(uint16_t cs, uint16_t ip);
+
 // Real mode at cs:ip, as firmware leaves a CPU when it jumps to an ACPI waking vector: protection
 // and paging off, data segments 0, IF clear.
 Result<void> set_real_mode_state(const VcpuFd& vcpu, uint16_t cs, uint16_t ip);

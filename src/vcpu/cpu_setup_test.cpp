@@ -77,5 +77,14 @@ TEST(CpuSetup, IntelLeafFourCountsCores) {
   EXPECT_EQ(t.find(4, 0)->eax & 0x3fff, 0x0121u);    // cache type and level untouched
 }
 
+TEST(CpuSetup, RealModeStateIsThePageOfTheVector) {
+  EntryState s = real_mode_state(0x9a, 0x5);
+  EXPECT_EQ(s.cs.selector, 0x9a);
+  EXPECT_EQ(s.cs.base, 0x9a0u);
+  EXPECT_EQ(s.regs.rip, 0x5u);
+  EXPECT_EQ(s.cr0, 0x10u);
+  EXPECT_EQ(s.idt.limit, 0x3ff);
+}
+
 }  // namespace
 }  // namespace evmm

@@ -28,9 +28,9 @@ class ExitFdSubscriber final : public EventSubscriber {
  public:
   ExitFdSubscriber(int fd, ExitRequests& target) : fd_(fd), target_(target) {}
   void init(EventOps& ops) override {
-    if (auto r = ops.add(fd_, EPOLLIN); !r) LOG_ERROR("exit fd: {}", r.error().message());
+    if (auto r = ops.add(fd_, EPOLLIN, 0); !r) LOG_ERROR("exit fd: {}", r.error().message());
   }
-  void process(int, uint32_t, EventOps&) override {
+  void process(const Event&, EventOps&) override {
     uint64_t n = 0;
     if (::read(fd_, &n, sizeof n) == sizeof n) target_.request(n);  // EAGAIN: taken already
   }

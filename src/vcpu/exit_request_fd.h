@@ -2,10 +2,9 @@
 // each waking thread, so they never cause cacheline conflicts").
 //
 // Each waker gets its own eventfd, so wakers share no cache line with each other, and the fd can be
-// handed to another process. One watcher thread per VM waits on all of them with epoll and turns
-// each signal into ExitRequests::request(count), so a write of 1 is exactly one request. The
-// per-fd work is dispatch(); when the event loop (event/event_loop.h) exists, its subscriber can
-// call that instead of this thread.
+// handed to another process. An ExitFdWatcher (one per VM) runs its own EventLoop thread with one
+// subscriber per exit fd, which turns each signal into ExitRequests::request(count), so a write of 1
+// is exactly one request.
 #pragma once
 
 #include <cstdint>

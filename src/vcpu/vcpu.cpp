@@ -272,11 +272,11 @@ Result<Vcpu::SleepEnd> Vcpu::sleep_once(int fd, const timespec* timeout, const s
 Result<StepExit> Vcpu::wait_suspended() {
   // Registered for the whole wait: an interrupt raised from now on signals wake_fd_.
   struct Registration {
-    IrqNotifier* n;
+    InterruptAnnouncer* n;
     const EventFd* fd;
-    Registration(IrqNotifier* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
+    Registration(InterruptAnnouncer* n, const EventFd* fd) : n(n), fd(fd) { if (n) n->add_waiter(fd); }
     ~Registration() { if (n) n->remove_waiter(fd); }
-  } reg(hooks_.irq_notifier, &*wake_fd_);
+  } reg(hooks_.announcer, &*wake_fd_);
   // KVM injects irqfd writes from a workqueue and says nothing when it is done, so an interrupt
   // announced a moment ago may not be in the IRR yet; under load the injection took over 10 ms here
   // (1 in 10 demo VMs, 25 at once on 2 cores, missed its RTC alarm and stayed suspended). So after

@@ -19,8 +19,8 @@
 #include <string>
 
 #include "bus/io_bus.h"
+#include "event/interrupt_announcer.h"
 #include "event/io_event_registry.h"
-#include "event/irq_notifier.h"
 #include "kvm/vcpu_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/assist.h"
@@ -55,8 +55,8 @@ struct VcpuHooks {
   // semantics (a match consumes the write); reads always go to the bus.
   const IoEventRegistry* io_events = nullptr;
   // Where the VM's interrupt paths announce interrupts: a suspended vCPU rechecks its LAPIC when
-  // told (event/irq_notifier.h). Without it only wake() wakes a suspended vCPU.
-  IrqNotifier* irq_notifier = nullptr;
+  // told (event/interrupt_announcer.h). Without it only wake() wakes a suspended vCPU.
+  InterruptAnnouncer* announcer = nullptr;
   // The Paused state parks at this gate while the VM is paused; without one the vCPU never pauses.
   PauseGate* pause_gate = nullptr;
   // The VMM's answer to each Wakeup, on the vCPU thread; without one, Resume.
@@ -111,7 +111,7 @@ class Vcpu {
   // event aimed at it and returns exit::Wakeup, or until a kick or exit request, which always ends
   // the wait as exit::Request (or exit::Interrupted), never as a Wakeup. Wakeup events: wake(); a
   // vector newly pending in its LAPIC IRR, raised through evmm's interrupt paths (InterruptLine,
-  // irqfd, MSI; see IrqNotifier); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
+  // irqfd, MSI; see InterruptAnnouncer); a pending NMI. The wait takes nothing from the LAPIC: if the VMM
   // resumes the vCPU, the interrupt that woke it is delivered as usual.
   //
   // run() hands each Wakeup to the wake hook (default: Resume). Resume makes the vCPU runnable;
@@ -184,7 +184,7 @@ class Vcpu {
 
   std::atomic<bool> suspended_{false};
   std::atomic<bool> api_wake_{false};
-  // wake() and the IrqNotifier signal it; empty only if eventfd() failed, and then the vCPU cannot
+  // wake() and the InterruptAnnouncer signal it; empty only if eventfd() failed, and then the vCPU cannot
   // be suspended.
   std::optional<EventFd> wake_fd_ = [] { auto fd = EventFd::create(); return fd ? std::optional<EventFd>(std::move(*fd)) : std::nullopt; }();
   // vCPU thread only: what a StaySuspended answer suppressed.

@@ -73,8 +73,8 @@ class ConsoleInput::Feeder final : public EventSubscriber {
   Feeder(int fd, Push push, EventFd space) : fd_(fd), push_(std::move(push)), space_(std::move(space)) {}
 
   void init(EventOps& ops) override {
-    if (auto r = ops.add(space_.fd(), EPOLLIN); !r) LOG_WARN("serial input: {}", r.error().message());
-    if (auto r = ops.add(fd_, EPOLLIN); r) {
+    if (auto r = ops.add(space_.fd(), EPOLLIN, kSpace); !r) LOG_WARN("serial input: {}", r.error().message());
+    if (auto r = ops.add(fd_, EPOLLIN, kInput); r) {
       pollable_ = watching_ = true;
     } else if (r.error().code() == EPERM) {
       // A regular file: epoll refuses it, and it is always readable.
@@ -85,16 +85,16 @@ class ConsoleInput::Feeder final : public EventSubscriber {
     }
   }
 
-  void process(int fd, uint32_t, EventOps& ops) override {
-    if (fd == space_.fd()) discard_error(space_.consume(), discarded_, "serial input: reading its room eventfd");
+  void process(const Event& ev, EventOps& ops) override {
+    if (ev.token == kSpace) discard_error(space_.consume(), discarded_, "serial input: reading its room eventfd");
     if (at_ < have_ && !offer()) return unwatch(ops);  // the guest still has no room
     if (eof_) return;
     if (pollable_ && !watching_) {
       // The guest took the last pending byte: watch the input again.
-      if (ops.add(fd_, EPOLLIN)) watching_ = true;
+      if (ops.add(fd_, EPOLLIN, kInput)) watching_ = true;
       return;
     }
-    if (pollable_ && fd != fd_) return;  // room, but nothing to read yet
+    if (pollable_ && ev.token != kInput) return;  // room, but nothing to read yet
     ssize_t n = ::read(fd_, buf_.data(), buf_.size());
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (n <= 0) {
@@ -111,6 +111,9 @@ class ConsoleInput::Feeder final : public EventSubscriber {
   uint64_t discarded_errors() const { return discarded_.load(std::memory_order_relaxed); }
 
  private:
+  // The tokens of the two fds: the guest made room, or the input is readable.
+  static constexpr uint64_t kSpace = 0, kInput = 1;
+
   // Offers the pending bytes; true when the sink took them all.
   bool offer() {
     at_ += push_(std::span<const uint8_t>(buf_.data() + at_, have_ - at_));

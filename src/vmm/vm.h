@@ -1,5 +1,6 @@
-// A VM assembled from a VmConfig: KVM VM, guest memory, platform devices, the loaded image and
-// one thread per vCPU. start() runs it; wait() returns how it ended.
+// A VM assembled from a VmConfig (vmm/vm_builder.h): KVM VM, guest memory, platform devices, the
+// loaded image and one thread per vCPU. start() runs it; wait() returns how it ended; pause() and
+// resume() stop the vCPUs between run steps; S3 is vmm/sleep_policy.h's.
 #pragma once
 
 #include <atomic>
@@ -13,35 +14,26 @@
 #include <vector>
 
 #include "base/eventfd.h"
-#include "boot/boot.h"
 #include "bus/io_bus.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
+#include "event/interrupt_announcer.h"
 #include "event/io_event_registry.h"
-#include "event/irq_notifier.h"
 #include "event/irq_routing.h"
+#include "kvm/memory_slot.h"
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "vcpu/vcpu.h"
 #include "vmm/config.h"
+#include "vmm/sleep_policy.h"
+#include "vmm/vm_outcome.h"
 #include "xen/xen_hvm.h"
 
 namespace evmm {
 
 class ConsoleInput;
 class ConsoleOutput;
-class Devices;
-
-struct VmOutcome {
-  enum class Kind {
-    PowerOff, DebugExit, Reset, Crash, TripleFault, GuestError, VmmError, Interrupted,
-    Suspended,   // the guest asked for ACPI S3 and the policy is to end the VM
-    HostError,   // the VM could not be created: /dev/kvm, a capability, a KVM ioctl
-    ImageError,  // the image or initrd could not be read or loaded
-  } kind;
-  int exit_status;
-  std::string message;  // one line for the user; empty for a clean power-off
-};
+class PlatformDevices;
 
 // Counters a user or a test can read after (or during) a run.
 struct VmStats {
@@ -50,7 +42,7 @@ struct VmStats {
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
 };
 
-class Vm final : public VmControl {
+class Vm final : public VmStopHandler {
  public:
   // A VM that cannot be built fails with the outcome the process should report.
   static tl::expected<std::unique_ptr<Vm>, VmOutcome> create(const System& kvm, const VmConfig& cfg);
@@ -62,7 +54,7 @@ class Vm final : public VmControl {
   // Joins every thread and returns how the VM ended. Call after start().
   VmOutcome wait();
 
-  // VmControl: a device asks to stop. Thread-safe; the first request wins.
+  // VmStopHandler: a device asks to stop. Thread-safe; the first request wins.
   void request_stop(StopReason reason, int exit_status) override;
   // The host asks to stop (a signal, the API).
   void interrupt(std::string why);
@@ -90,10 +82,10 @@ class Vm final : public VmControl {
   // ---- suspend and wake (DESIGN.md §5, vcpu/vcpu.h) ----
   // An embedder that raises interrupts on its own irqfds or with KVM_SIGNAL_MSI calls notify() on
   // this afterwards, so that a suspended vCPU sees them; the platform's own lines already do.
-  IrqNotifier& irq_notifier() { return notifier_; }
+  InterruptAnnouncer& interrupt_announcer() { return notifier_; }
   // The VMM's answer to each Wakeup (before start(); vCPU thread). Without one: Resume, except in
   // ACPI S3, where only a platform wake (wake(), or an RTC alarm with RTC_EN) resumes the VM.
-  void set_wake_handler(Vcpu::WakeHandler handler) { user_wake_handler_ = std::move(handler); }
+  void set_wake_handler(Vcpu::WakeHandler handler) { sleep_->set_wake_handler(std::move(handler)); }
   // The platform wake button: ends ACPI S3 (the BSP resumes at the FACS waking vector); outside
   // S3, an API wake for every suspended vCPU. Any thread.
   void wake();
@@ -107,42 +99,34 @@ class Vm final : public VmControl {
   IrqRoutingTable& irq_routing() { return *routing_; }
 
  private:
+  friend class VmBuilder;
   Vm(VmConfig cfg, VmFd vm, GuestMemory mem, EventFd stopped);
-  Result<void> setup_platform();
-  Result<void> load_guest();
-  Result<void> create_vcpus(const System& kvm);
-  Result<void> setup_xen(const VcpuFd& bsp);
   void finish(VmOutcome outcome);
-  WakeDecision on_wakeup(Vcpu& vcpu, const exit::Wakeup& w);
-  // ACPI PM1a_CNT with SLP_EN and a sleep type other than S5 (vCPU thread).
-  void on_sleep(uint8_t slp_typ);
-  // The BSP's part of leaving S3: real mode at the FACS waking vector; APs back to wait-for-SIPI.
-  Result<void> resume_from_s3(Vcpu& bsp);
 
   VmConfig cfg_;
   VmFd vm_;
   GuestMemory mem_;
+  // After vm_ and mem_, so each slot leaves KVM before the VM fd closes and the memory is unmapped.
+  std::vector<MemorySlot> slots_;
   IoBus pio_{"pio"};
   IoBus mmio_{"mmio"};
   std::unique_ptr<IoEventRegistry> ioevents_;
   std::unique_ptr<IrqRoutingTable> routing_;
   std::unique_ptr<ConsoleOutput> out_;
   // Before devices_, so destroyed after it: its timers run on the devices' event loop, which stops
-  // in ~Devices. It writes console_io to out_.
+  // in ~PlatformDevices. It writes console_io to out_.
   std::unique_ptr<XenHvm> xen_;
-  std::unique_ptr<Devices> devices_;
+  // Before devices_, so destroyed after it: the PM's sleep handler and the RTC alarm call it.
+  std::unique_ptr<SleepPolicy> sleep_;
+  std::unique_ptr<PlatformDevices> devices_;
   std::unique_ptr<ConsoleInput> in_;
-  BootEntry entry_{};
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 
-  IrqNotifier notifier_;
+  InterruptAnnouncer notifier_;
   std::unique_ptr<PauseGate> gate_;
   mutable std::mutex pause_mu_;
   std::optional<kvm_clock_data> paused_clock_;  // set while paused
-  Vcpu::WakeHandler user_wake_handler_;
-  std::atomic<bool> s3_{false};        // the guest is in S3
-  std::atomic<bool> s3_wake_{false};   // a platform wake for S3 is pending
 
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> discarded_errors_{0};  // the Vm's own; VmStats adds the vCPUs'

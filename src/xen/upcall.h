@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "kvm/vm_fd.h"
 #include "xen/evtchn_2l.h"
 
@@ -19,7 +19,7 @@ class XenUpcalls {
  public:
   struct Sink {
     const VmFd* vm = nullptr;         // KVM_SIGNAL_MSI; null in unit tests
-    IrqNotifier* notifier = nullptr;  // told after each upcall
+    InterruptAnnouncer* notifier = nullptr;  // told after each upcall
     std::function<void(uint32_t vcpu, uint8_t vector)> inject_override{};  // replaces the MSI (tests)
   };
   XenUpcalls(uint32_t vcpus, Sink sink);

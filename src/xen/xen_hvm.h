@@ -43,9 +43,9 @@
 #include "base/result.h"
 #include "bus/io_bus.h"
 #include "devices/byte_sink.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
 #include "event/event_loop.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 #include "kvm/system.h"
 #include "kvm/vcpu_exit.h"
 #include "kvm/vm_fd.h"
@@ -103,8 +103,8 @@ class XenHvm {
     uint32_t vcpus = 1;
     uint64_t tsc_khz = 0;      // the guest TSC's rate (KVM_GET_TSC_KHZ)
     ByteSink console;          // console_io output
-    VmControl* control = nullptr;  // SCHEDOP_shutdown
-    IrqNotifier* notifier = nullptr;
+    VmStopHandler* control = nullptr;  // SCHEDOP_shutdown
+    InterruptAnnouncer* notifier = nullptr;
     // The VM's vCPU by index (nullptr: none), for hypercalls that arrive as reads of the port.
     std::function<Vcpu*(uint32_t index)> vcpu{};
     // Replaces KVM_SIGNAL_MSI (unit tests): called with the vCPU and vector of each upcall.

@@ -36,19 +36,17 @@ void XenTimers::arm(uint32_t vcpu, uint64_t timeout_abs_ns) {
 }
 
 void XenTimers::init(EventOps& ops) {
-  for (auto& fd : fds_)
-    if (auto r = ops.add(fd.get(), EPOLLIN); !r) LOG_ERROR("Xen timers: {}", r.error().message());
+  // The token is the vCPU index.
+  for (uint32_t i = 0; i < fds_.size(); i++)
+    if (auto r = ops.add(fds_[i].get(), EPOLLIN, i); !r) LOG_ERROR("Xen timers: {}", r.error().message());
 }
 
-void XenTimers::process(int fd, uint32_t, EventOps&) {
-  for (uint32_t i = 0; i < fds_.size(); i++) {
-    if (fds_[i].get() != fd) continue;
-    uint64_t expirations;
-    if (::read(fd, &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed meanwhile
-    fires_.fetch_add(1, std::memory_order_relaxed);
-    fire_(i);
-    return;
-  }
+void XenTimers::process(const Event& ev, EventOps&) {
+  auto i = static_cast<uint32_t>(ev.token);
+  uint64_t expirations;
+  if (::read(ev.fd, &expirations, sizeof expirations) != sizeof expirations) return;  // disarmed meanwhile
+  fires_.fetch_add(1, std::memory_order_relaxed);
+  fire_(i);
 }
 
 }  // namespace evmm

@@ -27,7 +27,7 @@ class XenTimers final : public EventSubscriber {
   uint64_t fires() const { return fires_.load(); }
 
   void init(EventOps& ops) override;
-  void process(int fd, uint32_t events, EventOps& ops) override;
+  void process(const Event& event, EventOps& ops) override;
 
  private:
   XenTimers(std::vector<UniqueFd> fds, uint64_t start, std::function<void(uint32_t)> fire)

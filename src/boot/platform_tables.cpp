@@ -1,5 +1,5 @@
-// write_firmware_tables: what a PC BIOS would have left in memory for the OS to find.
-#include "boot/firmware.h"
+// write_platform_tables: what a PC BIOS would have left in memory for the OS to find.
+#include "boot/platform_tables.h"
 
 #include "boot/boot.h"
 #include "memory/layout.h"
@@ -15,7 +15,7 @@ constexpr uint64_t kBdaBaseMemoryKib = 0x413;
 
 }  // namespace
 
-Result<void> write_firmware_tables(const GuestMemory& mem, unsigned cpus) {
+Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus) {
   using boot::kMaxCpus;
   if (cpus == 0 || cpus > kMaxCpus)
     return make_error(EINVAL, "firmware tables: {} vCPUs; the ACPI and MP tables describe 1 to {} (8-bit APIC IDs)",

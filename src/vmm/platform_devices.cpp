@@ -1,4 +1,4 @@
-#include "vmm/platform.h"
+#include "vmm/platform_devices.h"
 
 #include <cstring>
 
@@ -14,25 +14,25 @@
 #include "devices/rtc_timer.h"
 #include "devices/serial.h"
 #include "event/eventfd_interrupt_line.h"
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
+#include "event/kvm_irq_line.h"
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
 #include "vmm/console.h"
-#include "vmm/kvm_irq_line.h"
 
 namespace evmm {
 
 using namespace platform;
 
 // Stops the loop first: no resample is processed while the devices and lines go away.
-Devices::~Devices() {
+PlatformDevices::~PlatformDevices() {
   if (loop_) loop_->stop();
 }
 
 // The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
 // host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
 // the kernel lowers the line at EOI and the re-assert is a new edge.
-Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp) {
+Result<void> PlatformDevices::create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp) {
   loop_ = TRY(EventLoop::create());
   bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
   if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
@@ -46,7 +46,7 @@ Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier, bool s
     } else {
       line = std::make_shared<KvmIrqLine>(vm, gsi);
     }
-    if (notifier) return std::make_shared<NotifyingInterruptLine>(line, *notifier);
+    if (notifier) return std::make_shared<AnnouncingInterruptLine>(line, *notifier);
     return line;
   };
   com1_irq_ = TRY(make(kCom1Irq, Mode::Level));
@@ -61,10 +61,10 @@ Result<void> Devices::create_lines(const VmFd& vm, IrqNotifier* notifier, bool s
   return {};
 }
 
-Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
-                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg, IrqNotifier* notifier) {
-  std::unique_ptr<Devices> d(new Devices());
+Result<std::unique_ptr<PlatformDevices>> PlatformDevices::create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
+                                                 IoEventRegistry& ioevents, VmStopHandler& control, ConsoleOutput& out,
+                                                 const VmConfig& cfg, InterruptAnnouncer* notifier) {
+  std::unique_ptr<PlatformDevices> d(new PlatformDevices());
   TRY(d->create_lines(vm, notifier, cfg.seccomp && seccomp::supported()));
   ByteSink sink = [&out](std::span<const uint8_t> b) { out.write(b); };
   d->serial_ = std::make_shared<Serial>(*d->com1_irq_, sink);
@@ -95,7 +95,7 @@ Result<std::unique_ptr<Devices>> Devices::create(const VmFd& vm, const GuestMemo
   return d;
 }
 
-Result<void> Devices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg) {
+Result<void> PlatformDevices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg) {
   uint64_t low = 0, high = 0;
   for (const auto& r : mem.regions())
     if (r.kind == RegionKind::Ram) (r.start.raw() < layout::kMmioHoleEnd ? low : high) += r.size;
@@ -119,9 +119,9 @@ Result<void> Devices::populate_fw_cfg(const GuestMemory& mem, const VmConfig& cf
   return {};
 }
 
-void Devices::set_rtc_alarm_handler(std::function<void()> handler) { rtc_timer_->set_alarm_handler(std::move(handler)); }
+void PlatformDevices::set_rtc_alarm_handler(std::function<void()> handler) { rtc_timer_->set_alarm_handler(std::move(handler)); }
 
-Result<std::unique_ptr<ConsoleInput>> Devices::attach_console_input(int fd) {
+Result<std::unique_ptr<ConsoleInput>> PlatformDevices::attach_console_input(int fd) {
   auto serial = serial_;
   auto in = TRY(ConsoleInput::attach(*loop_, fd, [serial](std::span<const uint8_t> b) { return serial->push_input(b); }));
   serial_->set_rx_space_callback([p = in.get()] { p->notify_space(); });

@@ -1,4 +1,4 @@
-#include "vmm/kvm_irq_line.h"
+#include "event/kvm_irq_line.h"
 
 #include "base/log.h"
 

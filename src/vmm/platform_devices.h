@@ -7,12 +7,12 @@
 #include "base/result.h"
 #include "bus/io_bus.h"
 #include "devices/clock.h"
-#include "devices/vm_control.h"
+#include "devices/vm_stop_handler.h"
+#include "event/event_loop.h"
+#include "event/interrupt_line.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
-#include "event/event_loop.h"
-#include "event/interrupt_line.h"
 
 namespace evmm {
 
@@ -23,19 +23,19 @@ class DebugConsole;
 class DebugExit;
 class Doorbell;
 class IoEventRegistry;
-class IrqNotifier;
+class InterruptAnnouncer;
 class FwCfg;
 class I8042;
 class Rtc;
 class RtcTimer;
 class Serial;
 
-class Devices {
+class PlatformDevices {
  public:
-  static Result<std::unique_ptr<Devices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
-                                                 IoEventRegistry& ioevents, VmControl& control, ConsoleOutput& out,
-                                                 const VmConfig& cfg, IrqNotifier* notifier = nullptr);
-  ~Devices();
+  static Result<std::unique_ptr<PlatformDevices>> create(const VmFd& vm, const GuestMemory& mem, IoBus& pio, IoBus& mmio,
+                                                 IoEventRegistry& ioevents, VmStopHandler& control, ConsoleOutput& out,
+                                                 const VmConfig& cfg, InterruptAnnouncer* notifier = nullptr);
+  ~PlatformDevices();
 
   // Feeds fd (stdin) to COM1 with back-pressure.
   Result<std::unique_ptr<ConsoleInput>> attach_console_input(int fd);
@@ -53,13 +53,13 @@ class Devices {
   EventLoop& event_loop() { return *loop_; }
 
  private:
-  Devices() = default;
-  // notifier: told after each assertion, so suspended vCPUs recheck (event/irq_notifier.h).
-  Result<void> create_lines(const VmFd& vm, IrqNotifier* notifier, bool seccomp);
+  PlatformDevices() = default;
+  // notifier: told after each assertion, so suspended vCPUs recheck (event/interrupt_announcer.h).
+  Result<void> create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
   SystemClock clock_;
-  // The loop is declared first so that it is destroyed last: ~Devices stops it before anything else.
+  // The loop is declared first so that it is destroyed last: ~PlatformDevices stops it before anything else.
   std::unique_ptr<EventLoop> loop_;
   std::shared_ptr<InterruptLine> com1_irq_, rtc_irq_, sci_irq_, doorbell_irq_;
   std::shared_ptr<Serial> serial_;

@@ -11,9 +11,9 @@ enum class StopReason {
   Suspend,    // the guest asked to be suspended and saved (Xen SHUTDOWN_suspend); evmm ends the VM
 };
 
-class VmControl {
+class VmStopHandler {
  public:
-  virtual ~VmControl() = default;
+  virtual ~VmStopHandler() = default;
   // Thread-safe; may be called from any vCPU thread. The first request wins.
   virtual void request_stop(StopReason reason, int exit_status) = 0;
 };

@@ -1,4 +1,4 @@
-// The two halves of write_firmware_tables: ACPI in [kRsdpAddress, kMpFloatingPointerAddress) and
+// The two halves of write_platform_tables: ACPI in [kRsdpAddress, kMpFloatingPointerAddress) and
 // the MP table in [kMpFloatingPointerAddress, kBiosEnd).
 #pragma once
 

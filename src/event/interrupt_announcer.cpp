@@ -1,10 +1,10 @@
-#include "event/irq_notifier.h"
+#include "event/interrupt_announcer.h"
 
 #include <algorithm>
 
 namespace evmm {
 
-void IrqNotifier::notify() {
+void InterruptAnnouncer::notify() {
   // Pairs with add_waiter(): a waiter that registered before the interrupt was raised is seen here;
   // one that registers later finds the interrupt when it checks its LAPIC after registering. The
   // full barrier is a seq_cst read-modify-write rather than a fence, which TSan cannot model.
@@ -14,7 +14,7 @@ void IrqNotifier::notify() {
   for (const EventFd* fd : fds_) (void)fd->signal();
 }
 
-void IrqNotifier::add_waiter(const EventFd* fd) {
+void InterruptAnnouncer::add_waiter(const EventFd* fd) {
   {
     std::lock_guard lock(mu_);
     fds_.push_back(fd);
@@ -22,7 +22,7 @@ void IrqNotifier::add_waiter(const EventFd* fd) {
   waiters_.fetch_add(1, std::memory_order_seq_cst);  // a full barrier before the LAPIC check
 }
 
-void IrqNotifier::remove_waiter(const EventFd* fd) {
+void InterruptAnnouncer::remove_waiter(const EventFd* fd) {
   std::lock_guard lock(mu_);
   auto it = std::find(fds_.begin(), fds_.end(), fd);
   if (it == fds_.end()) return;

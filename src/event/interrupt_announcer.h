@@ -21,7 +21,7 @@
 
 namespace evmm {
 
-class IrqNotifier {
+class InterruptAnnouncer {
  public:
   // Any thread, after an interrupt was raised. One atomic read-modify-write when no vCPU waits.
   void notify();
@@ -39,9 +39,9 @@ class IrqNotifier {
 };
 
 // An InterruptLine that notifies after each trigger and each assertion.
-class NotifyingInterruptLine final : public InterruptLine {
+class AnnouncingInterruptLine final : public InterruptLine {
  public:
-  NotifyingInterruptLine(std::shared_ptr<InterruptLine> line, IrqNotifier& notifier)
+  AnnouncingInterruptLine(std::shared_ptr<InterruptLine> line, InterruptAnnouncer& notifier)
       : line_(std::move(line)), notifier_(notifier) {}
   void trigger() override {
     line_->trigger();
@@ -54,7 +54,7 @@ class NotifyingInterruptLine final : public InterruptLine {
 
  private:
   std::shared_ptr<InterruptLine> line_;
-  IrqNotifier& notifier_;
+  InterruptAnnouncer& notifier_;
 };
 
 }  // namespace evmm
