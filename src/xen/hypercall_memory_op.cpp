@@ -69,8 +69,7 @@ int64_t XenHvm::memory_op(XenCaller& c, uint64_t cmd, uint64_t arg) {
         // The frame is placed (zeroed: no grants); grant_table_op stays -ENOSYS until grant tables
         // exist. Version 1 only: there are no status frames.
         if ((m.idx & XENMAPIDX_grant_table_status) || m.idx >= kGrantFrames) return -XEN_EINVAL;
-        (void)page->fill(0, 0, kXenPage);  // a whole page inside guest RAM, checked above
-        return 0;
+        return page->fill(0, 0, kXenPage) ? 0 : -XEN_EINVAL;
       }
       return -XEN_EINVAL;  // gmfn spaces: evmm's guest memory does not move
     }

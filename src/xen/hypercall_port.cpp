@@ -131,7 +131,11 @@ bool XenHvm::on_msr(uint32_t vcpu, XenWidth mode, bool write, uint32_t index, ui
   }
   std::array<uint8_t, kXenPageSize> stubs;
   write_hypercall_page(stubs, mode);
-  (void)page->copy_in(0, stubs);  // a whole page inside guest RAM, checked above
+  if (auto r = page->copy_in(0, stubs); !r) {
+    counters_->bad_msr.fetch_add(1, std::memory_order_relaxed);
+    LOG_WARN("vCPU {}: Xen hypercall page at {:#x} refused: {}", vcpu, value, r.error().message());
+    return false;
+  }
   latch_width(mode);
   vcpus_[vcpu]->up.store(true);
   LOG_DEBUG("vCPU {}: Xen hypercall page at {:#x} ({}-bit)", vcpu, gpa, mode == XenWidth::Bits64 ? 64 : 32);

@@ -29,7 +29,7 @@ int64_t XenHvm::block(XenCaller& c) {
 void XenHvm::on_pending(uint32_t, uint32_t) {
   // A poller waits for any of its ports, whichever vCPU they are bound to (Xen's poll_mask).
   for (auto& v : vcpus_)
-    if (v->waiting.load()) (void)v->wake.signal();
+    if (v->waiting.load()) discard_error(v->wake.signal(), counters_->discarded, "Xen: waking a poller");
 }
 
 int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
@@ -73,7 +73,7 @@ int64_t XenHvm::poll(XenCaller& c, uint64_t arg) {
       break;
     }
     if (*r != XenWait::Readable) break;  // a port is pending, the timeout passed, or the vCPU must exit
-    (void)v.wake.consume();
+    discard_error(v.wake.consume(), counters_->discarded, "vCPU {}: SCHEDOP_poll: reading its wake eventfd", c.vcpu());
   }
   v.waiting.store(false);
   return 0;

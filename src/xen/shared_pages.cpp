@@ -38,9 +38,8 @@ bool XenSharedPages::move_shared_info(uint64_t gpa) {
   uint64_t old = shared_info_.load();
   if (page.empty() || old == gpa) return false;
   GuestSlice before = old == kNone ? GuestSlice{} : at(old, kPage);
-  // Both are whole pages of guest RAM, so neither copy can fail.
-  if (before.empty()) (void)page.fill(0, 0, kPage);
-  else (void)page.copy_from(before);
+  auto copied = before.empty() ? page.fill(0, 0, kPage) : page.copy_from(before);
+  if (!copied) return false;
   shared_info_.store(gpa, std::memory_order_release);
   return true;
 }
@@ -54,13 +53,12 @@ int XenSharedPages::register_vcpu_info(uint32_t vcpu, uint64_t mfn, uint64_t off
   GuestSlice dst = at(gpa, l.vcpu_info_size);
   if (dst.empty()) return -XEN_EINVAL;
   // Xen's map_vcpu_info: the new place starts as a copy of the old, with every selector bit and the
-  // upcall flag set, so that the guest rescans whatever was pending. dst is vcpu_info_size bytes, as
-  // old is, and holds both fields: no step below can fail.
+  // upcall flag set, so that the guest rescans whatever was pending.
   GuestSlice old = vcpu_info(vcpu);
-  if (old.empty()) (void)dst.fill(0, 0, dst.size());
-  else (void)dst.copy_from(old);
-  (void)dst.fill(l.pending_sel_offset, 0xff, l.word_bits / 8);
-  (void)dst.store<uint8_t>(l.upcall_pending_offset, 1, std::memory_order_relaxed);
+  auto placed = old.empty() ? dst.fill(0, 0, dst.size()) : dst.copy_from(old);
+  if (!placed || !dst.fill(l.pending_sel_offset, 0xff, l.word_bits / 8) ||
+      !dst.store<uint8_t>(l.upcall_pending_offset, 1, std::memory_order_relaxed))
+    return -XEN_EINVAL;
   vcpu_info_[vcpu].store(gpa, std::memory_order_release);
   return 0;
 }

@@ -63,9 +63,15 @@ uint64_t XenHvm::system_time_ns() const { return clock_->now_ns(); }
 
 XenStats XenHvm::stats() const {
   auto& c = *counters_;
-  return {c.hypercalls.load(), c.unknown.load(),     c.faults.load(),      c.console_bytes.load(),
-          c.bad_msr.load(),    upcalls_->injected(), upcalls_->lost(), timers_->fires(),
-          evtchn_->stats()};
+  XenStats s{c.hypercalls.load(), c.unknown.load(),     c.faults.load(),      c.console_bytes.load(),
+             c.bad_msr.load(),    upcalls_->injected(), upcalls_->lost(), timers_->fires(),
+             c.discarded.load(),  evtchn_->stats()};
+  return s;
+}
+
+void XenHvm::write_time(uint32_t vcpu) {
+  discard_error(clock_->write(pages_->vcpu_info(vcpu), pages_->width()), counters_->discarded,
+                "Xen: writing vCPU {}'s vcpu_time_info", vcpu);
 }
 
 void XenHvm::latch_width(XenWidth w) {

@@ -74,6 +74,7 @@ struct XenStats {
   uint64_t upcalls = 0;             // upcall vectors injected
   uint64_t lost_upcalls = 0;        // an upcall for a vCPU with no vector set
   uint64_t timer_fires = 0;
+  uint64_t discarded_errors = 0;    // failures logged and ignored where no caller could act (base/discard.h)
   EvtchnStats evtchn;
 };
 
@@ -167,7 +168,7 @@ class XenHvm {
   void latch_width(XenWidth w);
   void on_pending(uint32_t vcpu, uint32_t port);
   void reassert_upcall(uint32_t vcpu) { upcalls_->reassert(vcpu, *pages_, pages_->layout()); }
-  void write_time(uint32_t vcpu) { clock_->write(pages_->vcpu_info(vcpu), pages_->width()); }
+  void write_time(uint32_t vcpu);
   void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) { timers_->arm(vcpu, timeout_abs_ns); }
 
   Env env_;

@@ -18,6 +18,7 @@
 #include <xen/vcpu.h>
 #include <xen/version.h>
 
+#include "base/discard.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "xen/hypercall_abi.h"
@@ -38,7 +39,7 @@ struct XenHvm::VcpuState {
 };
 
 struct XenHvm::Counters {
-  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0};
+  std::atomic<uint64_t> hypercalls{0}, unknown{0}, faults{0}, console_bytes{0}, bad_msr{0}, discarded{0};
 };
 
 // An unknown hypercall or sub-op: counted, and answered as Xen answers it.

@@ -53,15 +53,13 @@ void XenClock::set_reference(uint64_t tsc, uint64_t mono) {
   ref_system_ns_.store(mono > start_mono_ns_ ? mono - start_mono_ns_ : 0);
 }
 
-void XenClock::write(const GuestSlice& info, XenWidth w) const {
+Result<void> XenClock::write(const GuestSlice& info, XenWidth w) const {
   size_t off = time_offset(w);
-  if (info.size() < off + sizeof(vcpu_time_info)) return;
+  if (info.size() < off + sizeof(vcpu_time_info)) return {};
   // A 32-bit guest's vcpu_info may sit at any 4-byte boundary, so the struct is written bytewise;
   // its version word is 4-byte aligned either way. The seqlock protocol: odd while being written.
-  auto version = info.load<uint32_t>(off, std::memory_order_relaxed);
-  if (!version) return;
-  uint32_t v = *version | 1;
-  (void)info.store<uint32_t>(off, v, std::memory_order_seq_cst);
+  uint32_t v = TRY(info.load<uint32_t>(off, std::memory_order_relaxed)) | 1;
+  TRY(info.store<uint32_t>(off, v, std::memory_order_seq_cst));
   vcpu_time_info f{};
   f.tsc_timestamp = ref_tsc_.load();
   f.system_time = ref_system_ns_.load();
@@ -70,8 +68,10 @@ void XenClock::write(const GuestSlice& info, XenWidth w) const {
   f.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
   constexpr size_t kBody = offsetof(vcpu_time_info, tsc_timestamp);
   // SAFETY: f is a trivially copyable local; its bytes from kBody on are the body.
-  (void)info.copy_in(off + kBody, std::span(reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody));
-  (void)info.store<uint32_t>(off, v + 1, std::memory_order_seq_cst);
+  auto body = info.copy_in(off + kBody, std::span(reinterpret_cast<const uint8_t*>(&f) + kBody, sizeof f - kBody));
+  // The version goes even whatever the body did, so that the guest's reader never spins on it.
+  TRY(info.store<uint32_t>(off, v + 1, std::memory_order_seq_cst));
+  return body;
 }
 
 }  // namespace evmm

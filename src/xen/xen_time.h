@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/result.h"
 #include "memory/guest_slice.h"
 #include "xen/xen_abi.h"
 
@@ -39,8 +40,8 @@ class XenClock {
   // reads 0 at every TSC value.
   void set_reference(uint64_t tsc, uint64_t mono_ns);
   // Writes vcpu_time_info into a vcpu_info of width w under its seqlock; nothing when the slice is
-  // too short.
-  void write(const GuestSlice& vcpu_info, XenWidth w) const;
+  // too short. EINVAL for a misaligned version word.
+  Result<void> write(const GuestSlice& vcpu_info, XenWidth w) const;
 
  private:
   const uint64_t start_mono_ns_;
