@@ -13,16 +13,19 @@ class BufferPages : public EvtchnPages {
  public:
   explicit BufferPages(XenWidth w) : layout_(evtchn_2l_layout(w)), page_(4096 / 8, 0) {}
 
-  std::span<uint8_t> shared_info() const override {
+  GuestSlice shared_info() const override {
     if (!placed) return {};
-    return {reinterpret_cast<uint8_t*>(page_.data()), 4096};
+    return GuestSlice::over_buffer({raw(), 4096});
   }
-  std::span<uint8_t> vcpu_info(uint32_t vcpu) const override {
+  GuestSlice vcpu_info(uint32_t vcpu) const override {
     if (!placed || vcpu >= layout_.legacy_vcpus) return {};
-    return shared_info().subspan(vcpu * layout_.vcpu_info_size + vcpu_info_shift, layout_.vcpu_info_size);
+    auto s = shared_info().subslice(vcpu * layout_.vcpu_info_size + vcpu_info_shift, layout_.vcpu_info_size);
+    return s ? *s : GuestSlice{};
   }
 
-  // The page as the headers describe it.
+  // The page as the headers describe it: the test's own buffer, not guest RAM.
+  // SAFETY (these four): page_ is 4096 bytes at an 8-byte boundary, as every view of it needs.
+  uint8_t* raw() const { return reinterpret_cast<uint8_t*>(page_.data()); }
   ::shared_info* si64() { return reinterpret_cast<::shared_info*>(page_.data()); }
   shared_info_x86_32* si32() { return reinterpret_cast<shared_info_x86_32*>(page_.data()); }
   uint8_t byte(size_t offset) const { return reinterpret_cast<const uint8_t*>(page_.data())[offset]; }

@@ -144,11 +144,11 @@ Result<void> GuestMemory::fill(GuestAddress addr, uint8_t byte, uint64_t len) co
   return for_each_chunk(addr, len, [&](uint8_t* host, uint64_t, uint64_t n) { std::memset(host, byte, n); });
 }
 
-Result<std::span<uint8_t>> GuestMemory::slice(GuestAddress addr, uint64_t len) const {
+Result<GuestSlice> GuestMemory::slice(GuestAddress addr, uint64_t len) const {
   const MemoryRegion* r = find(addr);
   if (!r || len > r->size - (addr - r->start))
     return make_error(EFAULT, "guest range of {} bytes at {} is not inside one RAM region", len, addr);
-  return std::span<uint8_t>(r->host + (addr - r->start), len);
+  return GuestSlice(r->host + (addr - r->start), len);
 }
 
 }  // namespace evmm

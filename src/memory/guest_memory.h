@@ -11,6 +11,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "memory/guest_address.h"
+#include "memory/guest_slice.h"
 
 namespace evmm {
 
@@ -30,7 +31,9 @@ struct MemoryRegion {
   GuestAddress start;
   uint64_t size;
   RegionKind kind;
-  uint8_t* host;        // mapping in the VMM, size bytes
+  // The mapping in the VMM, size bytes: for KVM_SET_USER_MEMORY_REGION only; everything else
+  // reaches guest bytes through GuestMemory's accessors and GuestSlice.
+  uint8_t* host;
   uint64_t fd_offset;   // offset of this region in the backing memfd
 
   GuestAddress end() const { return start + size; }  // one past the last byte
@@ -68,17 +71,19 @@ class GuestMemory {
   Result<T> read_obj(GuestAddress addr) const {
     static_assert(std::is_trivially_copyable_v<T>);
     T v;
+    // SAFETY: v is a trivially copyable local of sizeof v bytes.
     TRY(read(addr, std::span(reinterpret_cast<uint8_t*>(&v), sizeof v)));
     return v;
   }
   template <typename T>
   Result<void> write_obj(GuestAddress addr, const T& v) const {
     static_assert(std::is_trivially_copyable_v<T>);
+    // SAFETY: v is a trivially copyable object of sizeof v bytes.
     return write(addr, std::span(reinterpret_cast<const uint8_t*>(&v), sizeof v));
   }
 
-  // A host view of [addr, addr+len) when it lies inside one region; EFAULT otherwise.
-  Result<std::span<uint8_t>> slice(GuestAddress addr, uint64_t len) const;
+  // A checked window onto [addr, addr+len) when it lies inside one region; EFAULT otherwise.
+  Result<GuestSlice> slice(GuestAddress addr, uint64_t len) const;
 
  private:
   GuestMemory(UniqueFd memfd, std::vector<MemoryRegion> regions)

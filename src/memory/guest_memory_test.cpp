@@ -80,5 +80,21 @@ TEST(GuestMemory, AccessIntoHoleFailsAndCopiesNothing) {
   EXPECT_TRUE(mem->slice(GuestAddress(kLowRamEnd - 4), 4));
 }
 
+// A slice is a window onto the same guest bytes the copying accessors see, and stays inside its region.
+TEST(GuestMemory, SliceSeesGuestBytesAndStopsAtItsEnd) {
+  auto mem = GuestMemory::create_pc(8 * MiB);
+  ASSERT_TRUE(mem);
+  auto s = mem->slice(GuestAddress(kLowRamEnd - 16), 16);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->store<uint64_t>(8, 0x0102030405060708, std::memory_order_seq_cst));
+  EXPECT_EQ(*mem->read_obj<uint64_t>(GuestAddress(kLowRamEnd - 8)), 0x0102030405060708u);
+  ASSERT_TRUE(mem->write_obj<uint32_t>(GuestAddress(kLowRamEnd - 16), 0xa5a5a5a5));
+  EXPECT_EQ(*s->fetch_or<uint32_t>(0, 0x5a, std::memory_order_seq_cst), 0xa5a5a5a5u);
+  EXPECT_EQ(*mem->read_obj<uint32_t>(GuestAddress(kLowRamEnd - 16)), 0xa5a5a5ffu);
+  // The slice ends where low RAM does: one more byte is refused, and so is a misaligned word.
+  EXPECT_EQ(s->store<uint8_t>(16, 1, std::memory_order_relaxed).error().code(), EFAULT);
+  EXPECT_EQ(s->load<uint64_t>(4, std::memory_order_relaxed).error().code(), EINVAL);
+}
+
 }  // namespace
 }  // namespace evmm

@@ -134,17 +134,21 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
   std::array<int, static_cast<size_t>(AssistKind::Count)> ran{};
   f.fill_world(env);
   env.msrs[0xC0000103] = f.next();
-  auto view = env.memory().slice(GuestAddress(0), kMemBytes);
-  EXPECT_TRUE(view);
-  if (!view) return ran;
-  Bytes reference(view->begin(), view->end());
+  // Guest memory as it is now, copied out through the checked accessor.
+  auto snapshot = [&env] {
+    Bytes b(kMemBytes);
+    EXPECT_TRUE(env.memory().read(GuestAddress(0), b));
+    return b;
+  };
+  Bytes reference = snapshot();
 
   for (int i = 0; i < kIterations; ++i) {
     CpuState cpu = f.state();
     CpuState before = cpu;
     Bytes insn = f.insn();
     auto r = complete_instruction(insn, cpu, env);
-    bool memory_same = std::memcmp(view->data(), reference.data(), kMemBytes) == 0;
+    Bytes now = snapshot();
+    bool memory_same = now == reference;
     if (!r) {
       int code = r.error().code();
       EXPECT_TRUE(code == EINVAL || code == EOPNOTSUPP || code == EFAULT) << r.error().message();
@@ -152,7 +156,7 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
       EXPECT_EQ(std::memcmp(&cpu, &before, sizeof cpu), 0) << "registers changed by a failure: " << format_bytes(insn);
       EXPECT_TRUE(memory_same) << "memory changed by a failure: " << format_bytes(insn) << " "
                                << r.error().message();
-      if (!memory_same) reference.assign(view->begin(), view->end());
+      if (!memory_same) reference = std::move(now);
       if (::testing::Test::HasFailure()) return ran;
       continue;
     }
@@ -161,7 +165,7 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
     ++ran[static_cast<size_t>(*r)];
     EXPECT_EQ(cpu.regs.rflags & (1 << 16), 0u) << "RF survives " << format_bytes(insn);
     if (*r == AssistKind::Int3 || *r == AssistKind::IntN) {
-      reference.assign(view->begin(), view->end());
+      reference = std::move(now);
     } else {
       EXPECT_TRUE(memory_same) << format_bytes(insn);
       EXPECT_EQ(std::memcmp(&cpu.sregs, &before.sregs, sizeof cpu.sregs), 0) << format_bytes(insn);

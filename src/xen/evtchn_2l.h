@@ -9,22 +9,21 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
-
+#include "memory/guest_slice.h"
 #include "xen/xen_abi.h"
 
 namespace evmm {
 
-// Host views of the guest's event channel pages. The VMM backs them with guest memory (a slice of
+// Checked views of the guest's event channel pages. The VMM backs them with guest memory (a slice of
 // GuestMemory); tests back them with plain buffers. A view must stay valid while events can be sent.
 class EvtchnPages {
  public:
   virtual ~EvtchnPages() = default;
-  // The guest's shared_info, or an empty span while the guest has not placed it.
-  virtual std::span<uint8_t> shared_info() const = 0;
+  // The guest's shared_info, or an empty slice while the guest has not placed it.
+  virtual GuestSlice shared_info() const = 0;
   // vCPU vcpu's vcpu_info: where VCPUOP_register_vcpu_info put it, else its legacy slot inside
-  // shared_info (vcpu < XEN_LEGACY_MAX_VCPUS); an empty span when it has neither.
-  virtual std::span<uint8_t> vcpu_info(uint32_t vcpu) const = 0;
+  // shared_info (vcpu < XEN_LEGACY_MAX_VCPUS); an empty slice when it has neither.
+  virtual GuestSlice vcpu_info(uint32_t vcpu) const = 0;
 };
 
 // What a set_pending or unmask left for the caller to do.

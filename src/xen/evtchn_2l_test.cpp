@@ -119,7 +119,7 @@ TEST(Evtchn2l, MaskedPortThenUnmaskReraises) {
     const auto& l = bits.layout();
     uint32_t port = l.word_bits + 5;  // word 1
     // The guest masks the port itself, in its mask word.
-    uint8_t* si = pages.shared_info().data();
+    uint8_t* si = pages.raw();
     si[l.mask_offset + port / 8] |= 1 << (port % 8);
     EXPECT_TRUE(bits.is_masked(port));
     EXPECT_EQ(bits.set_pending(port, 0), Delivery::None);
@@ -183,7 +183,7 @@ TEST(EvtchnRaceConcurrent, SendAgainstUnmaskNeverLosesTheUpcall) {
     Evtchn2l bits(w, pages);
     const auto& l = bits.layout();
     const uint32_t port = l.word_bits * 3 + 7;
-    uint8_t* si = pages.shared_info().data();
+    uint8_t* si = pages.raw();
     constexpr int kRounds = 100000;
     std::atomic<int> round{0}, done{0}, sender_upcalls{0};
     std::thread sender([&] {

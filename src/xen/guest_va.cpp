@@ -1,6 +1,7 @@
 #include "xen/guest_va.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "xen/xen_abi.h"
@@ -11,7 +12,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 }
 
-std::optional<std::span<uint8_t>> GuestVa::piece(uint64_t gva, uint64_t n, bool write) const {
+std::optional<GuestSlice> GuestVa::piece(uint64_t gva, uint64_t n, bool write) const {
   auto page = translate_(gva & mask_);
   if (!page || (write && !page->writable)) return std::nullopt;
   auto host = mem_.slice(GuestAddress(page->gpa), n);
@@ -20,7 +21,7 @@ std::optional<std::span<uint8_t>> GuestVa::piece(uint64_t gva, uint64_t n, bool 
 }
 
 int GuestVa::walk(uint64_t gva, uint64_t len, bool write,
-                  const std::function<bool(std::span<uint8_t>, uint64_t)>& fn) const {
+                  const std::function<bool(const GuestSlice&, uint64_t)>& fn) const {
   uint64_t done = 0;
   while (done < len) {
     uint64_t at = (gva + done) & mask_;
@@ -34,22 +35,24 @@ int GuestVa::walk(uint64_t gva, uint64_t len, bool write,
 }
 
 int GuestVa::read(uint64_t gva, std::span<uint8_t> out) const {
-  return walk(gva, out.size(), false, [&](std::span<uint8_t> host, uint64_t done) {
-    std::memcpy(out.data() + done, host.data(), host.size());
-    return true;
+  return walk(gva, out.size(), false, [&](const GuestSlice& host, uint64_t done) {
+    return host.copy_out(0, out.subspan(done, host.size())).has_value();
   });
 }
 
 int GuestVa::write(uint64_t gva, std::span<const uint8_t> in) const {
-  return walk(gva, in.size(), true, [&](std::span<uint8_t> host, uint64_t done) {
-    std::memcpy(host.data(), in.data() + done, host.size());
-    return true;
+  return walk(gva, in.size(), true, [&](const GuestSlice& host, uint64_t done) {
+    return host.copy_in(0, in.subspan(done, host.size())).has_value();
   });
 }
 
 int GuestVa::for_each_piece(uint64_t gva, uint64_t len,
                             const std::function<bool(std::span<const uint8_t>)>& fn) const {
-  return walk(gva, len, false, [&](std::span<uint8_t> host, uint64_t) { return fn(host); });
+  std::array<uint8_t, kPage> buf;
+  return walk(gva, len, false, [&](const GuestSlice& host, uint64_t) {
+    auto bytes = std::span(buf).first(host.size());
+    return host.copy_out(0, bytes) && fn(bytes);
+  });
 }
 
 }  // namespace evmm

@@ -31,22 +31,25 @@ class GuestVa {
   int write(uint64_t gva, std::span<const uint8_t> in) const;
   template <typename T>
   int read_obj(uint64_t gva, T* out) const {
+    // SAFETY: out is one object of sizeof(T) bytes (hypercall argument structs are trivially copyable).
     return read(gva, std::span<uint8_t>(reinterpret_cast<uint8_t*>(out), sizeof(T)));
   }
   template <typename T>
   int write_obj(uint64_t gva, const T& in) const {
+    // SAFETY: in is one object of sizeof(T) bytes (hypercall argument structs are trivially copyable).
     return write(gva, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&in), sizeof(T)));
   }
-  // Hands [gva, gva+len) to fn one page-bounded piece at a time, in guest memory, in order; stops
-  // at the first piece that does not translate (-EFAULT) and after fn returns false (0).
+  // Hands [gva, gva+len) to fn one page-bounded piece at a time, in order, each copied out of guest
+  // memory into a page-sized buffer; stops at the first piece that does not translate (-EFAULT) and
+  // after fn returns false (0).
   int for_each_piece(uint64_t gva, uint64_t len, const std::function<bool(std::span<const uint8_t>)>& fn) const;
 
  private:
-  // The host bytes for [gva, gva+n) within one page, n <= the rest of that page.
-  std::optional<std::span<uint8_t>> piece(uint64_t gva, uint64_t n, bool write) const;
+  // The guest bytes for [gva, gva+n) within one page, n <= the rest of that page.
+  std::optional<GuestSlice> piece(uint64_t gva, uint64_t n, bool write) const;
   // Hands [gva, gva+len) to fn a page-bounded piece at a time, with the offset of each piece; -EFAULT
   // at the first piece that does not translate, 0 when done or when fn returns false.
-  int walk(uint64_t gva, uint64_t len, bool write, const std::function<bool(std::span<uint8_t>, uint64_t)>& fn) const;
+  int walk(uint64_t gva, uint64_t len, bool write, const std::function<bool(const GuestSlice&, uint64_t)>& fn) const;
 
   const GuestMemory& mem_;
   GuestTranslate translate_;

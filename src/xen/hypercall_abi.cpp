@@ -13,17 +13,19 @@ HypercallArgs decode_hypercall(const kvm_regs& r, XenWidth width) {
 void write_hypercall_page(std::span<uint8_t, kXenPageSize> page, XenWidth width) {
   std::fill(page.begin(), page.end(), uint8_t{0xcc});
   for (uint32_t nr = 0; nr < kXenPageSize / kXenHypercallStubSize; nr++) {
-    uint8_t* p = page.data() + nr * kXenHypercallStubSize;
-    *p++ = 0xb8;  // mov $nr, %eax
-    for (int i = 0; i < 4; i++) *p++ = static_cast<uint8_t>(nr >> (8 * i));
-    *p++ = 0xe5;  // in $port, %eax
-    *p++ = static_cast<uint8_t>(kXenHypercallPort);
+    auto stub = page.subspan(nr * kXenHypercallStubSize, kXenHypercallStubSize);
+    size_t at = 0;
+    auto emit = [&](uint8_t b) { stub[at++] = b; };
+    emit(0xb8);  // mov $nr, %eax
+    for (int i = 0; i < 4; i++) emit(static_cast<uint8_t>(nr >> (8 * i)));
+    emit(0xe5);  // in $port, %eax
+    emit(static_cast<uint8_t>(kXenHypercallPort));
     if (width == XenWidth::Bits64) {
-      *p++ = 0x48;  // movslq %eax, %rax
-      *p++ = 0x63;
-      *p++ = 0xc0;
+      emit(0x48);  // movslq %eax, %rax
+      emit(0x63);
+      emit(0xc0);
     }
-    *p++ = 0xc3;  // ret
+    emit(0xc3);  // ret
   }
 }
 

@@ -36,8 +36,8 @@ struct HypercallArgs {
 // (upper halves ignored).
 HypercallArgs decode_hypercall(const kvm_regs& regs, XenWidth width);
 
-// Fills one 4 KiB page with 128 stubs for the given width; the bytes after each stub are int3, as
-// in Xen's pages.
+// Fills one 4 KiB host buffer with 128 stubs for the given width, for copying into the guest's page;
+// the bytes after each stub are int3, as in Xen's pages.
 void write_hypercall_page(std::span<uint8_t, kXenPageSize> page, XenWidth width);
 
 }  // namespace evmm

@@ -6,19 +6,22 @@
 //   CPUID    xen/xen_cpuid.h: the leaves at 0x40000000 (or 0x40000100).
 //   MSR      the guest's write of the hypercall page's address to the MSR from CPUID is filtered
 //            (KVM_X86_SET_MSR_FILTER, KVM_CAP_X86_USER_SPACE_MSR) and reaches on_msr() on its vCPU
-//            thread, which writes the stubs of xen/hypercall_abi.h there.
+//            thread, which writes the stubs of xen/hypercall_abi.h there (xen/hypercall_port.cpp).
 //   calls    every stub reads kXenHypercallPort; the read runs hypercall() on the calling vCPU's
-//            thread, with guest pointers translated page by page (xen/guest_va.h).
+//            thread, with guest pointers translated page by page (xen/guest_va.h). Each family
+//            of hypercalls is one file, xen/hypercall_<family>.cpp.
 //   events   xen/evtchn.h holds the port table; its pages are guest memory (shared_info wherever
-//            the guest put it, vcpu_info wherever each vCPU registered it). The upcall is an MSI
+//            the guest put it, vcpu_info wherever each vCPU registered it: xen/shared_pages.h),
+//            reached only through checked slices (memory/guest_slice.h). The upcall is an MSI
 //            to the target vCPU's APIC ID through the in-kernel LAPIC, so the guest's handler ends
 //            with an EOI, for the per-domain callback vector too (Xen injects that one without the
 //            LAPIC; a guest that does not EOI it blocks its lower-priority interrupts here).
 //            IPIs, loopback ports and VIRQs raised by a hypercall are delivered by the calling
-//            vCPU's thread; nothing else is woken.
-//   timers   per-vCPU singleshot timers are timerfds on the device event loop; they raise VIRQ_TIMER.
+//            vCPU's thread; nothing else is woken (xen/upcall.h).
+//   timers   per-vCPU singleshot timers are timerfds on the device event loop; they raise VIRQ_TIMER
+//            (xen/xen_timers.h).
 //   time     Xen system time is nanoseconds since the VM was created, on CLOCK_MONOTONIC; each
-//            vcpu_info's vcpu_time_info maps the guest TSC onto it.
+//            vcpu_info's vcpu_time_info maps the guest TSC onto it (xen/xen_time.h).
 //
 // Where the host kernel has Xen support (KVM_CAP_XEN_HVM with hypercall interception, shared_info
 // and EVTCHN_SEND), install() chooses the kernel path at run time instead: KVM_XEN_HVM_CONFIG makes
@@ -50,8 +53,12 @@
 #include "xen/evtchn.h"
 #include "xen/guest_va.h"
 #include "xen/hypercall_abi.h"
+#include "xen/shared_pages.h"
+#include "xen/upcall.h"
 #include "xen/xen_config.h"
 #include "xen/xen_cpuid.h"
+#include "xen/xen_time.h"
+#include "xen/xen_timers.h"
 
 namespace evmm {
 
@@ -67,17 +74,9 @@ struct XenStats {
   uint64_t upcalls = 0;             // upcall vectors injected
   uint64_t lost_upcalls = 0;        // an upcall for a vCPU with no vector set
   uint64_t timer_fires = 0;
+  uint64_t discarded_errors = 0;    // failures logged and ignored where no caller could act (base/discard.h)
   EvtchnStats evtchn;
 };
-
-// Conversion of guest TSC ticks into Xen system time, as vcpu_time_info expresses it:
-// ns = ((ticks << shift) * mul) >> 32, with a negative shift shifting right.
-struct XenTimeScale {
-  uint32_t mul;
-  int8_t shift;
-};
-XenTimeScale xen_time_scale(uint64_t tsc_khz);
-uint64_t xen_scale_delta(uint64_t ticks, XenTimeScale s);
 
 enum class XenWait { Done, Readable, TimedOut, Kicked };
 
@@ -151,8 +150,6 @@ class XenHvm {
 
  private:
   struct VcpuState;
-  class Pages;
-  class Timers;
   class HypercallPort;
   XenHvm(Env env, XenConfig cfg);
 
@@ -169,22 +166,19 @@ class XenHvm {
   int64_t block(XenCaller& c);
 
   void latch_width(XenWidth w);
-  void inject(uint32_t vcpu);
   void on_pending(uint32_t vcpu, uint32_t port);
-  void reassert_upcall(uint32_t vcpu);
+  void reassert_upcall(uint32_t vcpu) { upcalls_->reassert(vcpu, *pages_, pages_->layout()); }
   void write_time(uint32_t vcpu);
-  void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns);
+  void arm_timer(uint32_t vcpu, uint64_t timeout_abs_ns) { timers_->arm(vcpu, timeout_abs_ns); }
 
   Env env_;
   XenConfig cfg_;
-  std::unique_ptr<Pages> pages_;
+  std::unique_ptr<XenSharedPages> pages_;
+  std::unique_ptr<XenUpcalls> upcalls_;
   std::vector<std::unique_ptr<VcpuState>> vcpus_;
   std::optional<EventChannels> evtchn_;
-  std::shared_ptr<Timers> timers_;
-  XenTimeScale scale_{};
-  uint64_t start_mono_ns_ = 0;  // system time 0
-  std::atomic<uint64_t> ref_tsc_{0}, ref_system_ns_{0};
-  std::atomic<uint64_t> callback_param_{0};  // HVM_PARAM_CALLBACK_IRQ as the guest set it
+  std::shared_ptr<XenTimers> timers_;
+  std::unique_ptr<XenClock> clock_;
   bool kernel_path_ = false;
   Result<void> commit_kernel_ports(std::span<const kvm_xen_hvm_attr> ports);
 

@@ -66,8 +66,16 @@ struct Xen : ::testing::TestWithParam<XenWidth> {
   }
   // Read as the guest does, atomically: the timer tests set bits from the event loop's thread.
   bool pending(uint32_t port) {
-    uint8_t* byte = mem.slice(GuestAddress(kShared + layout().pending_offset + port / 8), 1)->data();
-    return __atomic_load_n(byte, __ATOMIC_SEQ_CST) & (1u << (port % 8));
+    auto byte = mem.slice(GuestAddress(kShared + layout().pending_offset + port / 8), 1)->load<uint8_t>(0, std::memory_order_seq_cst);
+    return *byte & (1u << (port % 8));
+  }
+
+  // The NUL-terminated string at gpa, within n bytes.
+  std::string string_at(uint64_t gpa, size_t n) {
+    std::string b(n, '\0');
+    // SAFETY: b holds n chars, which the read fills as bytes.
+    EXPECT_TRUE(mem.read(GuestAddress(gpa), std::span(reinterpret_cast<uint8_t*>(b.data()), n)));
+    return b.substr(0, b.find('\0'));
   }
 
   GuestMemory mem;
@@ -131,17 +139,17 @@ TEST(XenGuestVa, CopiesAcrossPagesAndFaultsOnTheFirstBadPage) {
 TEST_P(XenConcurrent, VersionAndItsSubOps) {
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_version), (4 << 16) | 17);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_extraversion, kArg), 0);
-  EXPECT_STREQ(reinterpret_cast<const char*>(mem.slice(GuestAddress(kArg), 16)->data()), ".0");
+  EXPECT_STREQ(string_at(kArg, 16).c_str(), ".0");
   put(kArg, xen_feature_info{0, 0});
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_get_features, kArg), 0);
   EXPECT_EQ(get<xen_feature_info>(kArg).submap, (1u << XENFEAT_hvm_callback_vector) | (1u << XENFEAT_hvm_safe_pvclock));
   put(kArg, xen_feature_info{XENFEAT_NR_SUBMAPS, 0});
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_get_features, kArg), -XEN_EINVAL);
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_capabilities, kArg), 0);
-  EXPECT_STREQ(reinterpret_cast<const char*>(mem.slice(GuestAddress(kArg), 64)->data()),
+  EXPECT_STREQ(string_at(kArg, 64).c_str(),
                "hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p");
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_changeset, kArg), 0);
-  EXPECT_STREQ(reinterpret_cast<const char*>(mem.slice(GuestAddress(kArg), 64)->data()), "evmm");
+  EXPECT_STREQ(string_at(kArg, 64).c_str(), "evmm");
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_compile_info, kArg), 0);
   EXPECT_STREQ(get<xen_compile_info_t>(kArg).compiler, "evmm");
   EXPECT_EQ(call(__HYPERVISOR_xen_version, XENVER_guest_handle, kArg), 0);
