@@ -157,7 +157,8 @@ VmStats Vm::stats() const {
   }
   s.unclaimed_pio = pio_.stats().unclaimed_reads.load() + pio_.stats().unclaimed_writes.load();
   s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();
-  s.discarded_errors += discarded_errors_.load() + (sleep_ ? sleep_->discarded_errors() : 0);
+  s.discarded_errors += discarded_errors_.load() + (sleep_ ? sleep_->discarded_errors() : 0) +
+                        (xen_ ? xen_->stats().discarded_errors : 0);
   return s;
 }
 
