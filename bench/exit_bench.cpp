@@ -52,10 +52,7 @@ struct SpinVm {
     GuestMemory mem = TRY(GuestMemory::create({{GuestAddress(0), 0x10000}}));
     const uint8_t spin[] = {0xeb, 0xfe};
     TRY(mem.write(GuestAddress(0x1000), spin));
-    kvm_userspace_memory_region region{};
-    region.memory_size = mem.regions()[0].size;
-    region.userspace_addr = reinterpret_cast<uint64_t>(mem.regions()[0].host);
-    TRY(vm.set_user_memory_region(region));
+    TRY(vm.set_user_memory_region(mem.kvm_region(0)));
     TRY(vm.set_tss_addr(layout::kKvmTss));
     TRY(vm.set_identity_map_addr(layout::kKvmIdentityMap));
     TRY(vm.create_irqchip());

@@ -137,10 +137,7 @@ struct LoopVm {
     VmFd vm = TRY(kvm.create_vm());
     GuestMemory mem = TRY(GuestMemory::create({{GuestAddress(0), kMemSize}}));
     TRY(mem.write(GuestAddress(0), guest_image()));
-    kvm_userspace_memory_region region{};
-    region.memory_size = kMemSize;
-    region.userspace_addr = reinterpret_cast<uint64_t>(mem.regions()[0].host);
-    TRY(vm.set_user_memory_region(region));
+    TRY(vm.set_user_memory_region(mem.kvm_region(0)));
     TRY(vm.set_tss_addr(0xfffbd000));
     TRY(vm.create_irqchip());
     VcpuFd vcpu = TRY(vm.create_vcpu(0));

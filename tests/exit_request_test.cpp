@@ -46,11 +46,7 @@ struct TinyVm {
     t->vm = std::make_unique<VmFd>(TRY(t->kvm->create_vm()));
     t->mem = std::make_unique<GuestMemory>(TRY(GuestMemory::create({{GuestAddress(0), 0x10000}})));
     TRY(t->mem->write(GuestAddress(kCode), code));
-    const MemoryRegion& r = t->mem->regions()[0];
-    kvm_userspace_memory_region region{};
-    region.memory_size = r.size;
-    region.userspace_addr = reinterpret_cast<uint64_t>(r.host);
-    TRY(t->vm->set_user_memory_region(region));
+    TRY(t->vm->set_user_memory_region(t->mem->kvm_region(0)));
     TRY(t->vm->set_tss_addr(layout::kKvmTss));
     TRY(t->vm->set_identity_map_addr(layout::kKvmIdentityMap));
     TRY(t->vm->create_irqchip());

@@ -89,10 +89,7 @@ void run_guest(const std::vector<uint8_t>& code, const std::vector<Reg>& regs,
   ASSERT_TRUE(vm) << vm.error().message();
   auto mem = GuestMemory::create({RegionSpec{GuestAddress(0), 4 << 20}});
   ASSERT_TRUE(mem) << mem.error().message();
-  kvm_userspace_memory_region region{};
-  region.memory_size = mem->regions()[0].size;
-  region.userspace_addr = reinterpret_cast<uint64_t>(mem->regions()[0].host);
-  ASSERT_TRUE(vm->set_user_memory_region(region));
+  ASSERT_TRUE(vm->set_user_memory_region(mem->kvm_region(0)));
   ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
   ASSERT_TRUE(mem->write(GuestAddress(kCode), code));
   auto vcpu = vm->create_vcpu(0);
@@ -206,10 +203,7 @@ TEST(IoEventConcurrent, ReadsAtARegisteredAddressReachUserspace) {
   ASSERT_TRUE(vm);
   auto mem = GuestMemory::create({RegionSpec{GuestAddress(0), 4 << 20}});
   ASSERT_TRUE(mem);
-  kvm_userspace_memory_region region{};
-  region.memory_size = mem->regions()[0].size;
-  region.userspace_addr = reinterpret_cast<uint64_t>(mem->regions()[0].host);
-  ASSERT_TRUE(vm->set_user_memory_region(region));
+  ASSERT_TRUE(vm->set_user_memory_region(mem->kvm_region(0)));
   ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
   // in al, dx (port 0x1000); mov eax, [rbx] (MMIO); out dx, al; hlt
   std::vector<uint8_t> code{0x66, 0xba, 0x00, 0x10, 0xec, 0x48, 0xbb};

@@ -144,6 +144,16 @@ Result<void> GuestMemory::fill(GuestAddress addr, uint8_t byte, uint64_t len) co
   return for_each_chunk(addr, len, [&](uint8_t* host, uint64_t, uint64_t n) { std::memset(host, byte, n); });
 }
 
+kvm_userspace_memory_region GuestMemory::kvm_region(size_t index) const {
+  const MemoryRegion& r = regions_[index];
+  kvm_userspace_memory_region k{};
+  k.slot = static_cast<uint32_t>(index);
+  k.guest_phys_addr = r.start.raw();
+  k.memory_size = r.size;
+  k.userspace_addr = reinterpret_cast<uint64_t>(r.host);
+  return k;
+}
+
 Result<GuestSlice> GuestMemory::slice(GuestAddress addr, uint64_t len) const {
   const MemoryRegion* r = find(addr);
   if (!r || len > r->size - (addr - r->start))

@@ -1,6 +1,8 @@
 // Guest RAM: memfd-backed regions mapped into the VMM, reached only through bounds-checked accessors.
 #pragma once
 
+#include "kvm/kvm_uapi.h"  // first: it checks the kernel headers it wraps
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -31,8 +33,8 @@ struct MemoryRegion {
   GuestAddress start;
   uint64_t size;
   RegionKind kind;
-  // The mapping in the VMM, size bytes: for KVM_SET_USER_MEMORY_REGION only; everything else
-  // reaches guest bytes through GuestMemory's accessors and GuestSlice.
+  // The mapping in the VMM, size bytes: memory/'s own. KVM gets it through
+  // GuestMemory::kvm_region(); everything else reaches guest bytes through the accessors and GuestSlice.
   uint8_t* host;
   uint64_t fd_offset;   // offset of this region in the backing memfd
 
@@ -52,6 +54,9 @@ class GuestMemory {
   ~GuestMemory();
 
   std::span<const MemoryRegion> regions() const { return regions_; }
+  // Region `index` as KVM_SET_USER_MEMORY_REGION takes it, in slot `index`: the one way the host
+  // mapping leaves memory/. index < regions().size().
+  kvm_userspace_memory_region kvm_region(size_t index) const;
   int memfd() const { return memfd_.get(); }
   // Total bytes of RAM-kind regions (what the guest was given).
   uint64_t ram_bytes() const;

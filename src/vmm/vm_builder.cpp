@@ -74,15 +74,8 @@ Result<void> VmBuilder::setup_platform() {
   TRY(install_kick_handler());
   // Memory slots go in before the irqchip: once an irqchip exists, KVM waits for an SRCU grace
   // period when installing the first slot, which measured 5-10 ms here (bench/startup_bench).
-  uint32_t slot = 0;
-  for (const auto& r : vm.mem_.regions()) {
-    kvm_userspace_memory_region region{};
-    region.slot = slot++;
-    region.guest_phys_addr = r.start.raw();
-    region.memory_size = r.size;
-    region.userspace_addr = reinterpret_cast<uint64_t>(r.host);
-    vm.slots_.push_back(TRY(MemorySlot::add(vm.vm_, region)));
-  }
+  for (size_t i = 0; i < vm.mem_.regions().size(); ++i)
+    vm.slots_.push_back(TRY(MemorySlot::add(vm.vm_, vm.mem_.kvm_region(i))));
   // KVM needs these pages (VMX real-mode TSS and identity map) outside guest RAM, before vCPUs exist.
   TRY(vm.vm_.set_tss_addr(layout::kKvmTss));
   TRY(vm.vm_.set_identity_map_addr(layout::kKvmIdentityMap));
