@@ -93,7 +93,7 @@ void run_guest(const std::vector<uint8_t>& code, const std::vector<Reg>& regs,
   region.memory_size = mem->regions()[0].size;
   region.userspace_addr = reinterpret_cast<uint64_t>(mem->regions()[0].host);
   ASSERT_TRUE(vm->set_user_memory_region(region));
-  ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
+  ASSERT_TRUE(write_boot_tables(*mem, BootEntry{ImageFormat::ElfPlain, EntryMode::Long64, kCode}));
   ASSERT_TRUE(mem->write(GuestAddress(kCode), code));
   auto vcpu = vm->create_vcpu(0);
   ASSERT_TRUE(vcpu) << vcpu.error().message();
@@ -210,7 +210,7 @@ TEST(IoEventConcurrent, ReadsAtARegisteredAddressReachUserspace) {
   region.memory_size = mem->regions()[0].size;
   region.userspace_addr = reinterpret_cast<uint64_t>(mem->regions()[0].host);
   ASSERT_TRUE(vm->set_user_memory_region(region));
-  ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
+  ASSERT_TRUE(write_boot_tables(*mem, BootEntry{ImageFormat::ElfPlain, EntryMode::Long64, kCode}));
   // in al, dx (port 0x1000); mov eax, [rbx] (MMIO); out dx, al; hlt
   std::vector<uint8_t> code{0x66, 0xba, 0x00, 0x10, 0xec, 0x48, 0xbb};
   put_imm(code, kMmioBase, 8);
