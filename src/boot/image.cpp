@@ -35,7 +35,7 @@ Result<void> check_placement(const GuestMemory& mem, const Segment& s) {
   if (s.paddr < kVgaHoleStart && end > layout::kEbdaStart)
     return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps the EBDA [{:#x}, {:#x}), which e820 reports reserved",
                       s.label, s.paddr, end, layout::kEbdaStart, kVgaHoleStart);
-  // The multiboot and PVH guests here never need the IVT, but a null physical address is never valid data.
+  // write_platform_tables fills the BDA words 0x40E/0x413 there after loading (the MP spec's EBDA search).
   if (s.paddr < kPageSize)
     return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps page 0 (the real-mode IVT and BIOS data area), which evmm "
                       "keeps free", s.label, s.paddr, end);
