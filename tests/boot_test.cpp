@@ -234,5 +234,14 @@ TEST(Boot, DebugConsoleByteReachesStdout) {
   EXPECT_TRUE(has(r.err, "signal 15")) << r.err;
 }
 
+// Issue 13: an image linked at 0x8000 loads there, and the boot data its bss covers moves elsewhere;
+// the guest checks that its bss still reads zero and that EBX and the command line lie outside it.
+TEST(Boot, ImageLinkedAt0x8000) {
+  REQUIRE_KVM();
+  auto r = evmm({"run", "--kernel", guest("lowmem.mb.elf"), "--cmdline", "low memory", "--memory", "16"});
+  EXPECT_EQ(r.exit_status, 5) << r.out << r.err;  // (2 << 1) | 1
+  EXPECT_EQ(r.out, "lowmem ok: low memory\n") << r.err;
+}
+
 }  // namespace
 }  // namespace evmm::testing

@@ -90,7 +90,7 @@ void run_guest(const std::vector<uint8_t>& code, const std::vector<Reg>& regs,
   auto mem = GuestMemory::create({RegionSpec{GuestAddress(0), 4 << 20}});
   ASSERT_TRUE(mem) << mem.error().message();
   ASSERT_TRUE(vm->set_user_memory_region(mem->kvm_region(0)));
-  ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
+  ASSERT_TRUE(write_boot_tables(*mem, BootEntry{ImageFormat::ElfPlain, EntryMode::Long64, kCode}));
   ASSERT_TRUE(mem->write(GuestAddress(kCode), code));
   auto vcpu = vm->create_vcpu(0);
   ASSERT_TRUE(vcpu) << vcpu.error().message();
@@ -204,7 +204,7 @@ TEST(IoEventConcurrent, ReadsAtARegisteredAddressReachUserspace) {
   auto mem = GuestMemory::create({RegionSpec{GuestAddress(0), 4 << 20}});
   ASSERT_TRUE(mem);
   ASSERT_TRUE(vm->set_user_memory_region(mem->kvm_region(0)));
-  ASSERT_TRUE(write_boot_tables(*mem, EntryMode::Long64));
+  ASSERT_TRUE(write_boot_tables(*mem, BootEntry{ImageFormat::ElfPlain, EntryMode::Long64, kCode}));
   // in al, dx (port 0x1000); mov eax, [rbx] (MMIO); out dx, al; hlt
   std::vector<uint8_t> code{0x66, 0xba, 0x00, 0x10, 0xec, 0x48, 0xbb};
   put_imm(code, kMmioBase, 8);

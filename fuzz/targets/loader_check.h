@@ -38,7 +38,8 @@ struct LoaderExtras {
 };
 
 // A failure carries one of the codes load_image documents and a message; a success enters 32-bit
-// code inside guest RAM above 1 MiB (every loaded segment lies there), in the format expected.
+// code inside guest RAM above page 0 (no segment may use it), in the format expected, with the
+// information structure placed in RAM below 4 GiB.
 inline void check_load(const GuestMemory& mem, const Result<BootEntry>& r, ImageFormat format) {
   if (!r) {
     int code = r.error().code();
@@ -48,9 +49,11 @@ inline void check_load(const GuestMemory& mem, const Result<BootEntry>& r, Image
   }
   FUZZ_CHECK(r->format == format);
   FUZZ_CHECK(r->mode == EntryMode::Protected32);
-  FUZZ_CHECK(r->rip < 4 * layout::GiB && r->rip >= layout::kHighRamStart);
+  FUZZ_CHECK(r->rip < 4 * layout::GiB && r->rip >= 0x1000);
   FUZZ_CHECK(mem.contains(GuestAddress(r->rip), 1));
-  if (format == ImageFormat::Multiboot || format == ImageFormat::Pvh) FUZZ_CHECK(r->rbx == layout::kZeroPage);
+  if (format == ImageFormat::Multiboot || format == ImageFormat::Pvh)
+    FUZZ_CHECK(r->rbx < 4 * layout::GiB && r->rbx != 0 && mem.contains(GuestAddress(r->rbx), 0x1000));
+  FUZZ_CHECK(r->gdt < 4 * layout::GiB && mem.contains(GuestAddress(r->gdt), 32));
 }
 
 // After a successful load, [paddr, +filesz) holds the file's bytes from offset and the rest up to

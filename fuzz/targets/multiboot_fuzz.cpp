@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     fuzz::check_elf_loaded(mem, image, *elf);
   }
-  auto info = mem.read_obj<boot::MultibootInfo>(GuestAddress(layout::kZeroPage));
+  auto info = mem.read_obj<boot::MultibootInfo>(GuestAddress(entry->rbx));
   FUZZ_CHECK(info && info->mods_count == 1);
   auto mod = mem.read_obj<boot::MultibootModule>(GuestAddress(info->mods_addr));
   FUZZ_CHECK(mod && mod->mod_end >= mod->mod_start);

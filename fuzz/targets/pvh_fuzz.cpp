@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!loaded) return 0;
   FUZZ_CHECK(loaded->rip == **entry);
   fuzz::check_elf_loaded(mem, image, *elf);
-  auto info = mem.read_obj<hvm_start_info>(GuestAddress(layout::kZeroPage));
+  auto info = mem.read_obj<hvm_start_info>(GuestAddress(loaded->rbx));
   FUZZ_CHECK(info && info->magic == XEN_HVM_START_MAGIC_VALUE && info->nr_modules == 1);
   auto mod = mem.read_obj<hvm_modlist_entry>(GuestAddress(info->modlist_paddr));
   FUZZ_CHECK(mod);

@@ -10,6 +10,7 @@
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "memory/layout.h"
 
 namespace evmm {
 
@@ -18,7 +19,7 @@ enum class ImageFormat { Multiboot, Pvh, ElfPlain, Linux };
 // The CPU state the BSP starts in.
 enum class EntryMode {
   Protected32,  // 32-bit flat protected mode, paging off (multiboot, PVH, plain ELF)
-  Long64,       // 64-bit mode with identity page tables at layout::kPml4 (Linux 64-bit protocol)
+  Long64,       // 64-bit mode with identity page tables at BootEntry::page_tables (Linux 64-bit protocol)
 };
 
 struct BootEntry {
@@ -26,6 +27,9 @@ struct BootEntry {
   EntryMode mode;
   uint64_t rip = 0;
   uint64_t rax = 0, rbx = 0, rsi = 0, rsp = 0;
+  // Where write_boot_tables puts the GDT and (Long64) the page tables: boot/placement.h chose them.
+  uint64_t gdt = layout::kBootGdt;
+  uint64_t page_tables = layout::kPml4;
 };
 
 struct Module {

@@ -20,9 +20,9 @@ kvm_segment flat_segment(uint16_t selector, bool code, bool long_mode) {
   return s;
 }
 
-// Identity-maps the first 4 GiB with 2 MiB pages at layout::kPml4 for a 64-bit entry.
-Result<void> write_identity_page_tables(const GuestMemory& mem) {
-  const uint64_t pml4 = layout::kPml4, pdpt = pml4 + 0x1000, pd = pml4 + 0x2000;
+// Identity-maps the first 4 GiB with 2 MiB pages at pml4 for a 64-bit entry.
+Result<void> write_identity_page_tables(const GuestMemory& mem, uint64_t pml4) {
+  const uint64_t pdpt = pml4 + 0x1000, pd = pml4 + 0x2000;
   TRY(mem.fill(GuestAddress(pml4), 0, 6 * 0x1000));
   TRY(mem.write_obj<uint64_t>(GuestAddress(pml4), pdpt | 0x3));
   for (uint64_t i = 0; i < 4; ++i) {
@@ -37,13 +37,14 @@ Result<void> write_identity_page_tables(const GuestMemory& mem) {
 
 }  // namespace
 
-Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode) {
+Result<void> write_boot_tables(const GuestMemory& mem, const BootEntry& entry) {
+  const EntryMode mode = entry.mode;
   // Flat 4 GiB descriptors (Intel SDM Vol. 3A, 3.4.5). Selector 0x10 is code, 0x18 data, as the
   // Linux boot protocol's __BOOT_CS and __BOOT_DS.
   constexpr uint64_t kCode32 = 0x00cf9b000000ffff, kCode64 = 0x00af9b000000ffff, kData = 0x00cf93000000ffff;
   const uint64_t gdt[4] = {0, 0, mode == EntryMode::Long64 ? kCode64 : kCode32, kData};
-  TRY(mem.write_obj(GuestAddress(layout::kBootGdt), gdt));
-  if (mode == EntryMode::Long64) TRY(write_identity_page_tables(mem));
+  TRY(mem.write_obj(GuestAddress(entry.gdt), gdt));
+  if (mode == EntryMode::Long64) TRY(write_identity_page_tables(mem, entry.page_tables));
   return {};
 }
 
@@ -52,13 +53,13 @@ EntryState boot_entry_state(const BootEntry& entry) {
   bool long_mode = entry.mode == EntryMode::Long64;
   s.cs = flat_segment(0x10, true, long_mode);
   s.data = flat_segment(0x18, false, false);
-  s.gdt.base = layout::kBootGdt;
+  s.gdt.base = entry.gdt;
   s.gdt.limit = 4 * 8 - 1;
   // Multiboot and PVH: protected mode, paging off (CR0.ET is hard-wired on every CPU since the 486).
   s.cr0 = 0x11;
   if (long_mode) {
     s.cr0 |= 0x80000000;  // PG
-    s.cr3 = layout::kPml4;
+    s.cr3 = entry.page_tables;
     s.cr4 = 0x20;         // PAE
     s.efer = 0x500;       // LME | LMA
   }

@@ -10,9 +10,9 @@
 
 namespace evmm {
 
-// Writes the boot GDT (layout::kBootGdt) and, for a 64-bit entry, identity page tables
-// (layout::kPml4) into guest memory.
-Result<void> write_boot_tables(const GuestMemory& mem, EntryMode mode);
+// Writes the boot GDT at entry.gdt and, for a 64-bit entry, identity page tables at
+// entry.page_tables into guest memory.
+Result<void> write_boot_tables(const GuestMemory& mem, const BootEntry& entry);
 // Registers and segments of the BSP at the image's entry, using the tables write_boot_tables wrote.
 EntryState boot_entry_state(const BootEntry& entry);
 // boot_entry_state applied to `vcpu`.

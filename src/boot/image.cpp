@@ -29,9 +29,16 @@ Result<void> check_placement(const GuestMemory& mem, const Segment& s) {
   if (s.paddr < kVgaHoleEnd && end > kVgaHoleStart)
     return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps the VGA and option-ROM hole [{:#x}, {:#x})", s.label,
                       s.paddr, end, kVgaHoleStart, kVgaHoleEnd);
-  if (s.paddr < layout::kHighRamStart)
-    return make_error(EINVAL, "{} [{:#x}, {:#x}) starts below 1 MiB, which is reserved for boot data and firmware",
-                      s.label, s.paddr, end);
+  if (s.paddr < layout::kBiosEnd && end > layout::kBiosStart)
+    return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps the firmware area [{:#x}, {:#x}), where the ACPI and MP "
+                      "tables live", s.label, s.paddr, end, layout::kBiosStart, layout::kBiosEnd);
+  if (s.paddr < kVgaHoleStart && end > layout::kEbdaStart)
+    return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps the EBDA [{:#x}, {:#x}), which e820 reports reserved",
+                      s.label, s.paddr, end, layout::kEbdaStart, kVgaHoleStart);
+  // write_platform_tables fills the BDA words 0x40E/0x413 there after loading (the MP spec's EBDA search).
+  if (s.paddr < kPageSize)
+    return make_error(EINVAL, "{} [{:#x}, {:#x}) overlaps page 0 (the real-mode IVT and BIOS data area), which evmm "
+                      "keeps free", s.label, s.paddr, end);
   if (!mem.contains(GuestAddress(s.paddr), s.memsz))
     return make_error(EFAULT, "{} [{:#x}, {:#x}) is not inside guest RAM, which is {}", s.label, s.paddr, end,
                       ram_ranges(mem));
@@ -85,17 +92,17 @@ Result<void> check_cmdlines(const BootConfig& cfg) {
   return {};
 }
 
-Result<uint64_t> write_cmdline(const GuestMemory& mem, const std::string& cmdline) {
+Result<uint64_t> write_cmdline(const GuestMemory& mem, const std::string& cmdline, uint64_t addr) {
   std::vector<uint8_t> bytes(cmdline.begin(), cmdline.end());
   bytes.push_back(0);
-  TRY_CTX(mem.write(GuestAddress(layout::kCmdline), bytes), "writing the command line");
-  return layout::kCmdline;
+  TRY_CTX(mem.write(GuestAddress(addr), bytes), "writing the command line");
+  return addr;
 }
 
 Result<std::vector<PlacedModule>> place_modules(const GuestMemory& mem, std::span<const Module> modules,
-                                                uint64_t image_end, uint64_t limit, GuestArena& scratch) {
+                                                uint64_t start, uint64_t limit, GuestArena& scratch) {
   std::vector<PlacedModule> placed;
-  uint64_t cursor = image_end;
+  uint64_t cursor = start;
   for (size_t i = 0; i < modules.size(); ++i) {
     uint64_t size = modules[i].data.size();
     uint64_t addr = align_up(cursor, kPageSize);
@@ -113,10 +120,6 @@ Result<std::vector<PlacedModule>> place_modules(const GuestMemory& mem, std::spa
     placed[i].cmdline_addr = TRY(scratch.put_string(modules[i].cmdline));
   }
   return placed;
-}
-
-GuestArena make_scratch(const GuestMemory& mem) {
-  return GuestArena(mem, layout::kBootScratch, layout::kEbdaStart, "boot scratch");
 }
 
 }  // namespace evmm::boot

@@ -30,8 +30,9 @@ struct LoadedImage {
   uint64_t high = 0;
 };
 
-// Checks every segment's placement first (no wrap, not in the VGA hole, not below 1 MiB, inside
-// RAM, no overlap with another segment); only then copies them in and zeroes their bss.
+// Checks every segment's placement first (no wrap, not in page 0, the EBDA, the VGA hole or the
+// firmware area, inside RAM, no overlap with another segment); only then copies them in and zeroes
+// their bss. Segments below 1 MiB are fine: place_boot_data (placement.h) moves boot data around them.
 Result<LoadedImage> load_segments(const GuestMemory& mem, std::span<const uint8_t> image,
                                   std::vector<Segment> segments);
 
@@ -41,20 +42,17 @@ Result<void> check_entry32(uint64_t entry, std::span<const Segment> segments);
 // The kernel and module command lines fit layout::kCmdlineMax with their NUL (E2BIG) and hold no
 // NUL of their own (EINVAL), so that the guest reads exactly what was given.
 Result<void> check_cmdlines(const BootConfig& cfg);
-// Writes the kernel command line at layout::kCmdline; returns that address.
-Result<uint64_t> write_cmdline(const GuestMemory& mem, const std::string& cmdline);
+// Writes the kernel command line at addr (BootPlacement::cmdline); returns that address.
+Result<uint64_t> write_cmdline(const GuestMemory& mem, const std::string& cmdline, uint64_t addr);
 
 struct PlacedModule {
   uint64_t addr;
   uint64_t size;
   uint64_t cmdline_addr;  // in the scratch arena, NUL-terminated (possibly empty)
 };
-// Places the modules page-aligned, one after another, from image_end on. Each must lie in RAM and
+// Places the modules page-aligned, one after another, from start on (above the image and boot data). Each must lie in RAM and
 // end at or below limit (4 GiB for 32-bit boot protocols): EFAULT otherwise, before any is written.
 Result<std::vector<PlacedModule>> place_modules(const GuestMemory& mem, std::span<const Module> modules,
-                                                uint64_t image_end, uint64_t limit, GuestArena& scratch);
-
-// The boot scratch area: layout::kBootScratch up to the EBDA.
-GuestArena make_scratch(const GuestMemory& mem);
+                                                uint64_t start, uint64_t limit, GuestArena& scratch);
 
 }  // namespace evmm::boot

@@ -8,6 +8,7 @@
 #include "boot/elf.h"
 #include "boot/image.h"
 #include "boot/multiboot.h"
+#include "boot/placement.h"
 #include "boot/pvh.h"
 
 namespace evmm {
@@ -31,7 +32,8 @@ Result<BootEntry> load_plain_elf(const GuestMemory& mem, const BootConfig& cfg, 
   uint64_t entry = boot::elf_entry_paddr(elf);
   TRY(boot::check_entry32(entry, segments));
   TRY(boot::load_segments(mem, cfg.image, segments));
-  return BootEntry{.format = ImageFormat::ElfPlain, .mode = EntryMode::Protected32, .rip = entry};
+  auto placed = TRY(boot::place_boot_data(mem, segments, boot::BootData::GdtOnly, EntryMode::Protected32));
+  return BootEntry{.format = ImageFormat::ElfPlain, .mode = EntryMode::Protected32, .rip = entry, .gdt = placed.gdt};
 }
 
 Result<BootEntry> detect_and_load(const GuestMemory& mem, const BootConfig& cfg) {

@@ -104,16 +104,53 @@ TEST(BootPlacement, SegmentInTheVgaHole) {
   EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL, "ELF segment 1 [0xb8000, 0xb8040) overlaps the VGA"));
 }
 
-TEST(BootPlacement, SegmentBelowOneMiB) {
+TEST(BootPlacement, SegmentBelowOneMiBLoadsThere) {
   auto mem = make_memory();
   ElfSpec s = two_segments(false);
-  s.segments[0].paddr = 0x8000;
+  s.segments[0].paddr = 0x8000;  // [0x8000, 0xa000) with its bss: over the fixed page tables, which ELF needs not
   s.entry = 0x8000;
-  EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL, "ELF segment 0 [0x8000, 0xa000) starts below 1 MiB"));
-  // Ending in the BIOS area, just below 1 MiB, is refused the same way.
+  auto entry = load(mem, build_elf(s));
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(entry->rip, 0x8000u);
+  EXPECT_EQ(read_guest(mem, 0x8000, 300), s.segments[0].data);
+  EXPECT_EQ(entry->gdt, layout::kBootGdt);
+}
+
+TEST(BootPlacement, SegmentOverTheBootGdtMovesIt) {
+  auto mem = make_memory();
+  ElfSpec s = two_segments(false);
+  s.segments[0].paddr = 0x6000;
+  s.entry = 0x6000;
+  auto entry = load(mem, build_elf(s));
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(entry->gdt, 0x1000u);
+  EXPECT_EQ(read_guest(mem, 0x6000, 300), s.segments[0].data);
+}
+
+TEST(BootPlacement, SegmentInTheFirmwareArea) {
+  auto mem = make_memory();
+  ElfSpec s = two_segments(false);
   s.segments[0].paddr = 0xF0000;
   s.entry = 0xF0000;
-  EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL, "starts below 1 MiB"));
+  EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL,
+                         "ELF segment 0 [0xf0000, 0xf2000) overlaps the firmware area [0xe0000, 0x100000)"));
+}
+
+TEST(BootPlacement, SegmentInTheEbda) {
+  auto mem = make_memory();
+  ElfSpec s = two_segments(false);
+  s.segments[0].paddr = 0x9E000;
+  s.entry = 0x9E000;
+  EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL,
+                         "ELF segment 0 [0x9e000, 0xa0000) overlaps the EBDA [0x9fc00, 0xa0000)"));
+}
+
+TEST(BootPlacement, SegmentInPageZero) {
+  auto mem = make_memory();
+  ElfSpec s = two_segments(false);
+  s.segments[0].paddr = 0x800;
+  s.entry = 0x800;
+  EXPECT_TRUE(fails_with(load(mem, build_elf(s)), EINVAL, "ELF segment 0 [0x800, 0x2800) overlaps page 0"));
 }
 
 TEST(BootPlacement, OverlappingSegments) {

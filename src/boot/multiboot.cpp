@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "boot/image.h"
+#include "boot/placement.h"
 #include "memory/layout.h"
 
 namespace evmm::boot {
@@ -150,8 +151,9 @@ Result<BootEntry> load_multiboot(const GuestMemory& mem, const BootConfig& cfg, 
   TRY(check_entry32(entry, segments));
   LoadedImage loaded = TRY(load_segments(mem, cfg.image, segments));
 
-  GuestArena scratch = make_scratch(mem);
-  auto modules = TRY(place_modules(mem, cfg.modules, loaded.high, 4 * layout::GiB, scratch));
+  BootPlacement placed = TRY(place_boot_data(mem, segments, BootData::Protocol, EntryMode::Protected32));
+  GuestArena scratch = make_scratch(mem, placed);
+  auto modules = TRY(place_modules(mem, cfg.modules, modules_start(loaded, placed), 4 * layout::GiB, scratch));
   std::vector<MultibootModule> mods;
   for (const auto& m : modules)
     mods.push_back({uint32_t(m.addr), uint32_t(m.addr + m.size), uint32_t(m.cmdline_addr), 0});
@@ -164,19 +166,19 @@ Result<BootEntry> load_multiboot(const GuestMemory& mem, const BootConfig& cfg, 
                MultibootInfoFlag::Mmap | MultibootInfoFlag::BootLoaderName;
   info.mem_lower = mem_lower_kib(e820);
   info.mem_upper = mem_upper_kib(e820);
-  info.cmdline = uint32_t(TRY(write_cmdline(mem, cfg.cmdline)));
+  info.cmdline = uint32_t(TRY(write_cmdline(mem, cfg.cmdline, placed.cmdline)));
   info.mods_count = uint32_t(mods.size());
   info.mods_addr = mods.empty() ? 0 : uint32_t(TRY(scratch.put_array(mods, 16)));
   info.mmap_length = uint32_t(mmap.size() * sizeof(MultibootMmapEntry));
   info.mmap_addr = uint32_t(TRY(scratch.put_array(mmap, 8)));
   info.boot_loader_name = uint32_t(TRY(scratch.put_string("evmm")));
-  TRY_CTX(mem.write_obj(GuestAddress(layout::kZeroPage), info), "writing the multiboot information");
+  TRY_CTX(mem.write_obj(GuestAddress(placed.info), info), "writing the multiboot information");
 
   return BootEntry{.format = ImageFormat::Multiboot,
                    .mode = EntryMode::Protected32,
                    .rip = entry,
                    .rax = kMultibootBootloaderMagic,
-                   .rbx = layout::kZeroPage};
+                   .rbx = placed.info, .gdt = placed.gdt};
 }
 
 }  // namespace evmm::boot

@@ -144,6 +144,48 @@ TEST(MultibootKludge, InformationStructureAsForElf) {
   EXPECT_EQ(read_guest(mem, m0.mod_start, initrd.size()), initrd);
 }
 
+// Issue 13: real-mode test kernels are linked at 0x8000; nothing there collides with boot data.
+TEST(MultibootLowMemory, KludgeAt0x8000Loads) {
+  auto mem = make_memory();
+  Bytes initrd = pattern(777, 12);
+  auto k = kludge_image(0x8000, 0, 512);
+  auto entry = load(mem, k.bytes, "low", {{initrd, "m"}});
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(entry->rip, 0x8020u);
+  EXPECT_EQ(read_guest(mem, 0x8000, 512), k.bytes);
+  EXPECT_EQ(entry->rbx, layout::kZeroPage);  // still free, so unchanged
+  auto info = *mem.read_obj<MultibootInfo>(GuestAddress(entry->rbx));
+  auto m0 = *mem.read_obj<MultibootModule>(GuestAddress(info.mods_addr));
+  EXPECT_EQ(m0.mod_start, layout::kHighRamStart);  // modules never go into low RAM
+  EXPECT_EQ(read_guest(mem, m0.mod_start, initrd.size()), initrd);
+}
+
+// An image over every fixed place of boot data in low RAM: the boot data moves around it, some of
+// it above 1 MiB, and the image's bytes survive everything the loader writes afterwards.
+TEST(MultibootLowMemory, BootDataMovesAroundTheImage) {
+  auto mem = make_memory();
+  Bytes initrd = pattern(5000, 13);
+  auto k = kludge_image(0x5000, 0, 0x1000, 0x60000);  // [0x5000, 0x66000), bss included
+  auto entry = load(mem, k.bytes, "moved", {{initrd, "mod"}});
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(read_guest(mem, 0x5000, 0x1000), k.bytes);
+  EXPECT_EQ(read_guest(mem, 0x6000, 0x60000), Bytes(0x60000, 0));
+  auto outside = [](uint64_t a, uint64_t n) { return a + n <= 0x5000 || a >= 0x66000; };
+  EXPECT_TRUE(outside(entry->rbx, sizeof(MultibootInfo))) << std::hex << entry->rbx;
+  EXPECT_TRUE(outside(entry->gdt, 32)) << std::hex << entry->gdt;
+  EXPECT_EQ(entry->gdt, 0x1000u);   // the lowest free page, page 0 excluded
+  EXPECT_EQ(entry->rbx, 0x2000u);
+  auto info = *mem.read_obj<MultibootInfo>(GuestAddress(entry->rbx));
+  EXPECT_TRUE(outside(info.cmdline, 6));
+  EXPECT_EQ(read_guest(mem, info.cmdline, 6), Bytes({'m', 'o', 'v', 'e', 'd', 0}));
+  EXPECT_TRUE(outside(info.mods_addr, sizeof(MultibootModule)));
+  EXPECT_TRUE(outside(info.mmap_addr, info.mmap_length));
+  auto m0 = *mem.read_obj<MultibootModule>(GuestAddress(info.mods_addr));
+  EXPECT_GE(m0.mod_start, layout::kHighRamStart);
+  EXPECT_GE(m0.mod_start, info.mmap_addr + info.mmap_length);  // after the scratch area moved above 1 MiB
+  EXPECT_EQ(read_guest(mem, m0.mod_start, initrd.size()), initrd);
+}
+
 class MultibootErrors : public ::testing::Test {
  protected:
   GuestMemory mem_ = make_memory();
@@ -224,9 +266,21 @@ TEST_F(MultibootErrors, HeaderOutsideTheLoadedRange) {
   EXPECT_TRUE(fails_with(load_with(f), EINVAL, "header_addr 0x200040 is outside the loaded range"));
 }
 
-TEST_F(MultibootErrors, KludgeBelowOneMiB) {
-  auto k = kludge_image(0x8000, 0, 512);
-  EXPECT_TRUE(fails_with(load(mem_, k.bytes), EINVAL, "multiboot load range [0x8000, 0x8200) starts below 1 MiB"));
+TEST_F(MultibootErrors, KludgeOverTheFirmwareArea) {
+  auto k = kludge_image(0xF0000, 0, 512);
+  EXPECT_TRUE(fails_with(load(mem_, k.bytes), EINVAL,
+                         "multiboot load range [0xf0000, 0xf0200) overlaps the firmware area [0xe0000, 0x100000)"));
+}
+
+TEST_F(MultibootErrors, KludgeOverTheEbda) {
+  auto k = kludge_image(0x9F000, 0, 0x1000);
+  EXPECT_TRUE(fails_with(load(mem_, k.bytes), EINVAL,
+                         "multiboot load range [0x9f000, 0xa0000) overlaps the EBDA [0x9fc00, 0xa0000)"));
+}
+
+TEST_F(MultibootErrors, KludgeInPageZero) {
+  auto k = kludge_image(0x0, 0, 512);
+  EXPECT_TRUE(fails_with(load(mem_, k.bytes), EINVAL, "multiboot load range [0x0, 0x200) overlaps page 0"));
 }
 
 TEST_F(MultibootErrors, NonElfWithoutKludge) {

@@ -7,6 +7,7 @@
 #include <xen/elfnote.h>
 
 #include "boot/image.h"
+#include "boot/placement.h"
 #include "memory/layout.h"
 
 namespace evmm::boot {
@@ -29,8 +30,9 @@ Result<BootEntry> load_pvh(const GuestMemory& mem, const BootConfig& cfg, const 
   TRY_CTX(check_entry32(entry, segments), "PVH");
   LoadedImage loaded = TRY(load_segments(mem, cfg.image, segments));
 
-  GuestArena scratch = make_scratch(mem);
-  auto modules = TRY(place_modules(mem, cfg.modules, loaded.high, UINT64_MAX, scratch));
+  BootPlacement placed = TRY(place_boot_data(mem, segments, BootData::Protocol, EntryMode::Protected32));
+  GuestArena scratch = make_scratch(mem, placed);
+  auto modules = TRY(place_modules(mem, cfg.modules, modules_start(loaded, placed), UINT64_MAX, scratch));
   std::vector<hvm_modlist_entry> modlist;
   for (const auto& m : modules)
     modlist.push_back({.paddr = m.addr, .size = m.size, .cmdline_paddr = m.cmdline_addr, .reserved = 0});
@@ -42,13 +44,13 @@ Result<BootEntry> load_pvh(const GuestMemory& mem, const BootConfig& cfg, const 
   info.version = 1;  // memmap_paddr and memmap_entries are present
   info.nr_modules = uint32_t(modlist.size());
   info.modlist_paddr = modlist.empty() ? 0 : TRY(scratch.put_array(modlist, 8));
-  info.cmdline_paddr = TRY(write_cmdline(mem, cfg.cmdline));
+  info.cmdline_paddr = TRY(write_cmdline(mem, cfg.cmdline, placed.cmdline));
   info.rsdp_paddr = kRsdpAddress;
   info.memmap_paddr = TRY(scratch.put_array(memmap, 8));
   info.memmap_entries = uint32_t(memmap.size());
-  TRY_CTX(mem.write_obj(GuestAddress(layout::kZeroPage), info), "writing the PVH start info");
+  TRY_CTX(mem.write_obj(GuestAddress(placed.info), info), "writing the PVH start info");
 
-  return BootEntry{.format = ImageFormat::Pvh, .mode = EntryMode::Protected32, .rip = entry, .rbx = layout::kZeroPage};
+  return BootEntry{.format = ImageFormat::Pvh, .mode = EntryMode::Protected32, .rip = entry, .rbx = placed.info, .gdt = placed.gdt};
 }
 
 }  // namespace evmm::boot

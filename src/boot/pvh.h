@@ -17,7 +17,7 @@ namespace evmm::boot {
 Result<std::optional<uint64_t>> find_pvh_entry(const ElfImage& elf, std::span<const uint8_t> image);
 
 // Loads the PT_LOAD segments, places modules after them, and writes hvm_start_info version 1 at
-// layout::kZeroPage with the command line, module list, e820 memory map and kRsdpAddress.
+// the placed information address (placement.h) with the command line, module list, e820 memory map and kRsdpAddress.
 Result<BootEntry> load_pvh(const GuestMemory& mem, const BootConfig& cfg, const ElfImage& elf, uint64_t entry);
 
 }  // namespace evmm::boot

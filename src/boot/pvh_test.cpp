@@ -34,6 +34,28 @@ ElfSpec pvh_elf(size_t desc_size = 8, bool is64 = true) {
   return s;
 }
 
+// Issue 13: a PVH image at 0x7000 covers the start info's usual page; it moves, and the image survives.
+TEST(PvhBoot, ImageBelowOneMiBMovesTheStartInfo) {
+  auto mem = make_memory();
+  ElfSpec s = pvh_elf(4, false);
+  s.segments[0].paddr = 0x7000;  // [0x7000, 0xd000) with its bss
+  s.notes[1].desc = le_bytes(0x7100, 4);
+  Bytes initrd = pattern(3000, 14);
+  auto entry = load(mem, build_elf(s), "pvh low", {{initrd, "rd"}});
+  ASSERT_TRUE(entry) << entry.error().message();
+  EXPECT_EQ(entry->rip, 0x7100u);
+  EXPECT_EQ(read_guest(mem, 0x7000, 4096), s.segments[0].data);
+  EXPECT_EQ(read_guest(mem, 0x8000, 0x5000), Bytes(0x5000, 0));
+  EXPECT_EQ(entry->rbx, 0x1000u);  // the lowest free page, page 0 excluded
+  EXPECT_EQ(entry->gdt, layout::kBootGdt);
+  auto info = *mem.read_obj<hvm_start_info>(GuestAddress(entry->rbx));
+  EXPECT_EQ(info.magic, XEN_HVM_START_MAGIC_VALUE);
+  EXPECT_EQ(read_cstring(mem, info.cmdline_paddr), "pvh low");
+  auto mod = *mem.read_obj<hvm_modlist_entry>(GuestAddress(info.modlist_paddr));
+  EXPECT_EQ(mod.paddr, layout::kHighRamStart);
+  EXPECT_EQ(read_guest(mem, mod.paddr, initrd.size()), initrd);
+}
+
 TEST(PvhBoot, StartInfoDecodesBack) {
   auto mem = make_memory();
   Bytes initrd = pattern(20000, 13);

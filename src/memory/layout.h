@@ -22,7 +22,7 @@ constexpr uint64_t kMmioHoleEnd = 4 * GiB;
 constexpr uint64_t kIoapicBase = 0xFEC00000;
 constexpr uint64_t kLapicBase = 0xFEE00000;
 
-// Fixed places for boot data inside low RAM, well clear of images loaded at 1 MiB and above.
+// Preferred places for boot data in low RAM; boot/placement.h moves a piece that an image segment covers.
 constexpr uint64_t kZeroPage = 0x7000;        // Linux boot_params / multiboot info / PVH start info
 constexpr uint64_t kCmdline = 0x20000;        // kernel command line
 constexpr uint64_t kCmdlineMax = 0x10000;

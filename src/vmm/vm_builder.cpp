@@ -115,7 +115,7 @@ Result<void> VmBuilder::load_guest() {
   }
   auto entry = TRY_CTX(load_image(mem, boot), cfg.kernel);
   TRY(write_platform_tables(mem, cfg.cpus));
-  TRY(write_boot_tables(mem, entry.mode));
+  TRY(write_boot_tables(mem, entry));
   entry_ = entry;
   LOG_INFO("{}: {} image, entry {:#x}", cfg.kernel, to_string(entry.format), entry.rip);
   return {};
