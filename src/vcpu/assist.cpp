@@ -91,7 +91,7 @@ std::string describe(const DecodedInsn& d, std::span<const uint8_t> bytes) {
 
 }  // namespace
 
-Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env) {
+x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env) {
   auto bytes = insn.first(std::min(insn.size(), x86::kMaxInsnLength));
   CodeSize mode = TRY_CTX(x86::code_size(cpu.sregs), fmt::format("instruction {}", format_bytes(bytes)));
   DecodedInsn d = TRY(x86::decode(bytes, mode));
@@ -107,9 +107,9 @@ Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState&
       return d.kind;
     case AssistKind::Clac:
     case AssistKind::Stac: {
-      // CPL > 0 raises #UD (SDM vol. 2 CLAC, STAC), which evmm does not inject.
+      // CPL > 0 raises #UD (SDM vol. 2 CLAC, STAC).
       if (uint8_t level = x86::cpl(cpu.regs, cpu.sregs); level != 0)
-        return make_error(EOPNOTSUPP, "{}: at CPL {} (the CPU would raise #UD)", what, level);
+        return x86::raise(x86::Fault{x86::Vector::UD, {}, {}}, "{}: at CPL {}", what, level);
       if (d.kind == AssistKind::Clac) next.regs.rflags &= ~fl::kAC;
       else next.regs.rflags |= fl::kAC;
       break;
