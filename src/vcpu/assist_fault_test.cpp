@@ -16,7 +16,8 @@ using x86::Vector;
 
 bool same_cpu(const CpuState& a, const CpuState& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
-void expect_fault(World& w, std::initializer_list<uint8_t> insn, Vector vector, std::optional<uint32_t> error_code) {
+void expect_fault(World& w, std::initializer_list<uint8_t> insn, Vector vector, std::optional<uint32_t> error_code,
+                  std::optional<uint64_t> cr2 = std::nullopt) {
   CpuState before = w.cpu;
   auto memory_before = w.env.snapshot();
   auto r = w.run(insn);
@@ -24,7 +25,7 @@ void expect_fault(World& w, std::initializer_list<uint8_t> insn, Vector vector, 
   ASSERT_TRUE(r.error().fault()) << r.error().message();
   EXPECT_EQ(r.error().fault()->vector, vector) << r.error().message();
   EXPECT_EQ(r.error().fault()->error_code, error_code) << r.error().message();
-  EXPECT_FALSE(r.error().fault()->cr2);
+  EXPECT_EQ(r.error().fault()->cr2, cr2);
   EXPECT_NE(r.error().message().find(fmt::format("would raise #{}", x86::to_string(vector))), std::string::npos)
       << r.error().message();
   EXPECT_TRUE(same_cpu(before, w.cpu));
@@ -113,6 +114,20 @@ TEST(AssistFault, ClacAndStacAboveCpl0RaiseUdWithoutAnErrorCode) {
   expect_fault(w, {0x0f, 0x01, 0xcb}, Vector::UD, std::nullopt);
 }
 
+TEST(AssistFault, UnmappedPagesRaisePfWithTheAddressAndTheAccess) {
+  World w;
+  w.long_mode();
+  w.gate64(3, 0xffffffff81000100, kSelCode64, 0x8e);
+  w.env.map_identity(0x7000, 2);  // the stack only: the IDT read is the first to miss
+  expect_fault(w, {0xcc}, Vector::PF, 0, World::kIdt + 3 * 16);
+  w.env.map_identity(0x1000, 2);  // GDT and IDT
+  w.env.map(0xffffc90000008000, 0x12000);
+  w.cpu.regs.rsp = 0xffffc90000008018;  // SS and RSP fit on the mapped page, RFLAGS does not
+  expect_fault(w, {0xcc}, Vector::PF, 2, 0xffffc90000007ff8);  // W/R set: a write
+  auto r = w.run({0xcc});
+  EXPECT_EQ(r.error().code(), EFAULT);  // still a failed guest memory access
+}
+
 TEST(AssistFault, WhatEvmmCannotDoIsNoFault) {
   World w;
   w.long_mode();
@@ -120,10 +135,11 @@ TEST(AssistFault, WhatEvmmCannotDoIsNoFault) {
   auto r = w.run({0x0f, 0xae, 0xf0});  // mfence: not an assist
   ASSERT_FALSE(r);
   EXPECT_FALSE(r.error().fault());
-  w.env.map(0, 0);  // paging on, and the IDT unmapped: an EFAULT stop, not a guest fault
+  w.env.map(World::kIdt, 0x200000);  // the IDT maps beyond guest RAM: a stop, not a guest fault
   r = w.run({0xcd, 0x80});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), EFAULT);
+  EXPECT_NE(r.error().message().find("not guest RAM"), std::string::npos) << r.error().message();
   EXPECT_FALSE(r.error().fault());
 }
 

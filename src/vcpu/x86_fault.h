@@ -54,12 +54,14 @@ template <typename T = void>
 using AssistResult = tl::expected<T, AssistError>;
 
 // A fault the CPU would raise, with the message evmm logs: "... (the CPU would raise #GP(0x10))".
+// The errno is EINVAL, or EFAULT for a #PF: an unmapped page is still a guest memory access that failed.
 template <typename... Args>
 tl::unexpected<AssistError> raise(Fault f, fmt::format_string<Args...> fmtstr, Args&&... args) {
   std::string what = fmt::format(fmtstr, std::forward<Args>(args)...);
   std::string how = f.error_code ? fmt::format("#{}({:#x})", to_string(f.vector), *f.error_code)
                                  : fmt::format("#{}", to_string(f.vector));
-  return tl::unexpected(AssistError(Error(EINVAL, fmt::format("{} (the CPU would raise {})", what, how)), f));
+  int code = f.vector == Vector::PF ? EFAULT : EINVAL;
+  return tl::unexpected(AssistError(Error(code, fmt::format("{} (the CPU would raise {})", what, how)), f));
 }
 
 }  // namespace evmm::x86

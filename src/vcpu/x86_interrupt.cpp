@@ -142,7 +142,7 @@ AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& 
 }
 
 // Loading a descriptor sets its accessed bit in memory, as the CPU (and KVM's emulator) does.
-Result<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
+AssistResult<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
   if (cs.was_accessed) return {};
   uint8_t access = 0;
   TRY(mem.read(cs.descriptor_linear + 5, std::span(&access, 1)));
@@ -181,7 +181,7 @@ struct LegacyStack {
   uint64_t merged_rsp(uint64_t rsp) const { return (rsp & ~uint64_t{sp_mask}) | sp; }
 };
 
-Result<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
+AssistResult<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
   // 64-bit TSS (SDM vol. 3 figure 8-11): IST1 at byte 36, each entry 8 bytes.
   constexpr uint8_t kTss64Available = 0x9, kTss64Busy = 0xB;
   if (!s.tr.present || s.tr.unusable || (s.tr.type != kTss64Available && s.tr.type != kTss64Busy))
