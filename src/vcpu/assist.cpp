@@ -10,7 +10,11 @@
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed clac/stac/fwait/rdpid/popcnt/lzcnt/tzcnt is
 //   not raised; RF is cleared, as on completion of any instruction.
-// - fwait checks no pending x87 exception: guests run at CPL 0 with -mgeneral-regs-only.
+// - fwait checks no pending x87 exception (#MF): guests run at CPL 0 with -mgeneral-regs-only.
+// - No assist makes a data access that alignment checking (#AC) applies to: the frames pushed at
+//   CPL 0 are supervisor accesses (SDM vol. 3 6.15, interrupt 17).
+// - A page that translates but is read-only is written anyway: KVM_TRANSLATE's writeable bit is
+//   not consulted, so such a push does not raise #PF(P|W).
 // - CPUID feature bits (SMAP, RDPID, POPCNT, ABM, BMI1) are not consulted: KVM here reports the
 //   host's, and KVM only hands over an instruction the host CPU knows.
 // - lzcnt/tzcnt leave OF, SF, AF and PF unchanged (the SDM calls them undefined).

@@ -47,7 +47,8 @@ struct CpuState {
 //   EINVAL      "truncated instruction ..." (fewer bytes than the instruction needs), or a fault
 //               the CPU would raise (vector beyond the IDT limit, gate not present or of a bad type,
 //               clac at CPL > 0); then error().fault() names it, for the caller to inject
-//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM
+//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM; with the #PF
+//               in error().fault() when the page was not mapped
 //   other       read_msr's error, for rdpid
 x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env);
 
