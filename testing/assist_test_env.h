@@ -199,7 +199,7 @@ struct World {
                                           uint64_t{offset >> 16} << 48, 8);
   }
 
-  Result<AssistKind> run(std::initializer_list<uint8_t> insn) {
+  x86::AssistResult<AssistKind> run(std::initializer_list<uint8_t> insn) {
     std::vector<uint8_t> b(insn);
     return complete_instruction(b, cpu, env);
   }

@@ -89,6 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!r) {
     int code = r.error().code();
     FUZZ_CHECK(code == EINVAL || code == EOPNOTSUPP || code == EFAULT);
+    // A fault for the guest is an EINVAL (EFAULT for #PF, with its address), with a vector the vCPU can inject.
+    if (auto f = r.error().fault())
+      FUZZ_CHECK(f->vector < x86::Vector::Count && code == (f->vector == x86::Vector::PF ? EFAULT : EINVAL) &&
+                 f->cr2.has_value() == (f->vector == x86::Vector::PF));
     FUZZ_CHECK(!r.error().message().empty());
     FUZZ_CHECK(std::memcmp(&cpu, &before, sizeof cpu) == 0);
     FUZZ_CHECK(memory_same);

@@ -49,9 +49,11 @@ tl::unexpected<Error> errno_error(fmt::format_string<Args...> f, Args&&... args)
 
 namespace detail {
 // The value of a successful Result, moved out; nothing for Result<void>.
-template <typename T>
-T take_value(tl::expected<T, Error>&& r) { return std::move(*r); }
-inline void take_value(tl::expected<void, Error>&&) {}
+// Any error type, so that layers with a richer error (the assists' AssistError) can use TRY too.
+template <typename T, typename E>
+T take_value(tl::expected<T, E>&& r) { return std::move(*r); }
+template <typename E>
+void take_value(tl::expected<void, E>&&) {}
 }  // namespace detail
 
 }  // namespace evmm

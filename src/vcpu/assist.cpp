@@ -10,7 +10,11 @@
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed clac/stac/fwait/rdpid/popcnt/lzcnt/tzcnt is
 //   not raised; RF is cleared, as on completion of any instruction.
-// - fwait checks no pending x87 exception: guests run at CPL 0 with -mgeneral-regs-only.
+// - fwait checks no pending x87 exception (#MF): guests run at CPL 0 with -mgeneral-regs-only.
+// - No assist makes a data access that alignment checking (#AC) applies to: the frames pushed at
+//   CPL 0 are supervisor accesses (SDM vol. 3 6.15, interrupt 17).
+// - A page that translates but is read-only is written anyway: KVM_TRANSLATE's writeable bit is
+//   not consulted, so such a push does not raise #PF(P|W).
 // - CPUID feature bits (SMAP, RDPID, POPCNT, ABM, BMI1) are not consulted: KVM here reports the
 //   host's, and KVM only hands over an instruction the host CPU knows.
 // - lzcnt/tzcnt leave OF, SF, AF and PF unchanged (the SDM calls them undefined).
@@ -91,7 +95,7 @@ std::string describe(const DecodedInsn& d, std::span<const uint8_t> bytes) {
 
 }  // namespace
 
-Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env) {
+x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env) {
   auto bytes = insn.first(std::min(insn.size(), x86::kMaxInsnLength));
   CodeSize mode = TRY_CTX(x86::code_size(cpu.sregs), fmt::format("instruction {}", format_bytes(bytes)));
   DecodedInsn d = TRY(x86::decode(bytes, mode));
@@ -107,9 +111,9 @@ Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState&
       return d.kind;
     case AssistKind::Clac:
     case AssistKind::Stac: {
-      // CPL > 0 raises #UD (SDM vol. 2 CLAC, STAC), which evmm does not inject.
+      // CPL > 0 raises #UD (SDM vol. 2 CLAC, STAC).
       if (uint8_t level = x86::cpl(cpu.regs, cpu.sregs); level != 0)
-        return make_error(EOPNOTSUPP, "{}: at CPL {} (the CPU would raise #UD)", what, level);
+        return x86::raise(x86::Fault{x86::Vector::UD, {}, {}}, "{}: at CPL {}", what, level);
       if (d.kind == AssistKind::Clac) next.regs.rflags &= ~fl::kAC;
       else next.regs.rflags |= fl::kAC;
       break;

@@ -11,6 +11,7 @@
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "vcpu/x86_fault.h"
 
 namespace evmm {
 
@@ -44,9 +45,11 @@ struct CpuState {
 //   EOPNOTSUPP  not an instruction evmm completes ("unsupported instruction 0f ae f0"), or one in
 //               a case it does not handle (CPL != 0, task gate, memory operand)
 //   EINVAL      "truncated instruction ..." (fewer bytes than the instruction needs), or a fault
-//               the CPU would raise (vector beyond the IDT limit, gate not present or of a bad type)
-//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM
+//               the CPU would raise (vector beyond the IDT limit, gate not present or of a bad type,
+//               clac at CPL > 0); then error().fault() names it, for the caller to inject
+//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM; with the #PF
+//               in error().fault() when the page was not mapped
 //   other       read_msr's error, for rdpid
-Result<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env);
+x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env);
 
 }  // namespace evmm

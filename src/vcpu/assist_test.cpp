@@ -76,7 +76,7 @@ TEST(AssistFlags, ClacStacAtCpl3AndLookalikesAreRefused) {
   w.long_mode();
   w.cpu.sregs.ss.dpl = 3;
   w.cpu.sregs.cs.selector = 0x33;
-  expect_refused(w, {0x0f, 0x01, 0xcb}, EOPNOTSUPP, "CPL 3");
+  expect_refused(w, {0x0f, 0x01, 0xcb}, EINVAL, "at CPL 3 (the CPU would raise #UD)");
   w.long_mode();
   expect_refused(w, {0xf3, 0x0f, 0x01, 0xca}, EOPNOTSUPP, "unsupported instruction f3 0f 01 ca");  // eretu
   expect_refused(w, {0xf2, 0x0f, 0x01, 0xca}, EOPNOTSUPP, "unsupported instruction");              // erets

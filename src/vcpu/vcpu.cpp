@@ -359,6 +359,7 @@ bool Vcpu::complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop) {
   CpuState cpu{*regs, *sregs};
   VcpuAssistEnv env(fd_, mem_);
   auto done = complete_instruction(insn, cpu, env);
+  if (!done && done.error().fault()) return inject_fault(*done.error().fault(), done.error().context(), stop);
   if (!done) {
     // The assist's own message names the bytes when it could not decode them; otherwise add them.
     std::string why = done.error().context(), bytes = format_bytes(insn);
@@ -374,6 +375,38 @@ bool Vcpu::complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop) {
   }
   stats_.assists[static_cast<size_t>(*done)].fetch_add(1, std::memory_order_relaxed);
   LOG_DEBUG("vCPU {}: completed {} at {:#x}", id_, to_string(*done), regs->rip);
+  return true;
+}
+
+// The registers stay as KVM left them, at the faulting instruction; KVM delivers the exception
+// through the IDT on the next KVM_RUN, and turns a fault during that delivery into #DF or a
+// shutdown as the CPU would (SDM vol. 3 6.15, interrupt 8).
+bool Vcpu::inject_fault(const x86::Fault& f, std::string_view why, VcpuStop* stop) {
+  auto events = fd_.get_vcpu_events();
+  if (events) {
+    // Injected rather than pending: the instruction's own checks already ran (KVM API, kvm_vcpu_events).
+    events->exception.injected = 1;
+    events->exception.pending = 0;
+    events->exception.nr = static_cast<uint8_t>(f.vector);
+    events->exception.has_error_code = f.error_code.has_value();
+    events->exception.error_code = f.error_code.value_or(0);
+    events->flags = 0;  // leave NMI, SIPI, SMM and the payload state as they are
+  }
+  // Without KVM_CAP_EXCEPTION_PAYLOAD a #PF's address goes into CR2 before the injection.
+  auto set = events.and_then([&](const kvm_vcpu_events&) -> Result<void> {
+    if (!f.cr2) return {};
+    kvm_sregs s = TRY(fd_.get_sregs());
+    s.cr2 = *f.cr2;
+    return fd_.set_sregs(s);
+  });
+  set = set.and_then([&] { return fd_.set_vcpu_events(*events); });
+  if (!set) {
+    *stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: injecting #{}: {}", id_, x86::to_string(f.vector),
+                                                 set.error().message())};
+    return false;
+  }
+  stats_.faults[static_cast<size_t>(f.vector)].fetch_add(1, std::memory_order_relaxed);
+  LOG_DEBUG("vCPU {}: injected #{}: {}", id_, x86::to_string(f.vector), why);
   return true;
 }
 

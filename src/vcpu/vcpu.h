@@ -48,6 +48,8 @@ struct VcpuStats {
   std::atomic<uint64_t> msr_exits{0};         // filtered MSR accesses (exit::Msr)
   std::atomic<uint64_t> discarded_errors{0};  // failures with no caller to report to (base/discard.h)
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
+  // Exceptions injected because an assisted instruction faulted, by vector.
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(x86::Vector::Count)> faults{};
 };
 
 class Vcpu;
@@ -175,6 +177,7 @@ class Vcpu {
   // One exit; returns false with *stop filled when the loop must end.
   bool handle_exit(const StepExit& exit, VcpuStop* stop);
   bool complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop);
+  bool inject_fault(const x86::Fault& f, std::string_view why, VcpuStop* stop);
   // The suspended run step: blocks until a wakeup event or a kick.
   Result<StepExit> wait_suspended();
   // Wakeup events present now (reasons 0: none).

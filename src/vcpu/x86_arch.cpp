@@ -1,8 +1,31 @@
 #include "vcpu/x86_arch.h"
 
+#include "vcpu/x86_fault.h"
+
 #include <algorithm>
 
 namespace evmm::x86 {
+
+const char* to_string(Vector v) {
+  switch (v) {
+    case Vector::DE: return "DE";
+    case Vector::DB: return "DB";
+    case Vector::BP: return "BP";
+    case Vector::UD: return "UD";
+    case Vector::NM: return "NM";
+    case Vector::DF: return "DF";
+    case Vector::TS: return "TS";
+    case Vector::NP: return "NP";
+    case Vector::SS: return "SS";
+    case Vector::GP: return "GP";
+    case Vector::PF: return "PF";
+    case Vector::MF: return "MF";
+    case Vector::AC: return "AC";
+    case Vector::XM: return "XM";
+    case Vector::Count: break;
+  }
+  return "unknown";
+}
 
 Result<CodeSize> code_size(const kvm_sregs& sregs) {
   if ((sregs.efer & kEferLma) && sregs.cs.l) return CodeSize::Bits64;

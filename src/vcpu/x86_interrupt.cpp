@@ -51,12 +51,12 @@ struct SegmentDescriptor {
   bool g() const { return (raw >> 55) & 1; }
 };
 
-Result<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode) {
+AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode) {
   unsigned size = long_mode ? 16 : 8;
   uint64_t off = uint64_t{vector} * size;
   if (off + size - 1 > s.idt.limit)
-    return make_error(EINVAL, "vector {:#x} is beyond the IDT limit {:#x} (the CPU would raise #GP)", vector,
-                      s.idt.limit);
+    return raise(Fault{Vector::GP, idt_error(vector), {}}, "vector {:#x} is beyond the IDT limit {:#x}", vector,
+                 s.idt.limit);
   uint8_t b[16] = {};
   TRY_CTX(mem.read(s.idt.base + off, std::span(b, size)), fmt::format("reading IDT entry {:#x}", vector));
   auto u16 = [&](int i) { return static_cast<uint16_t>(b[i] | b[i + 1] << 8); };
@@ -69,8 +69,8 @@ Result<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bo
   g.present = (b[5] >> 7) & 1;
 
   auto bad_type = [&] {
-    return make_error(EINVAL, "IDT entry {:#x} has type {:#x}, not {} (the CPU would raise #GP)", vector, g.type,
-                      long_mode ? "a 64-bit interrupt or trap gate" : "an interrupt or trap gate");
+    return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has type {:#x}, not {}", vector, g.type,
+                 long_mode ? "a 64-bit interrupt or trap gate" : "an interrupt or trap gate");
   };
   if (long_mode) {
     g.offset |= uint64_t{u32(8)} << 32;
@@ -103,25 +103,28 @@ struct CodeSegment {
 
 // Loads the handler's code segment the way a same-privilege interrupt does (SDM vol. 2, INT n:
 // the checks on the gate's selector and on the segment it names).
-Result<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode) {
-  if ((selector & 0xfffc) == 0) return make_error(EINVAL, "the gate's code selector is null (the CPU would raise #GP)");
+AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode) {
+  if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, 0u, {}}, "the gate's code selector is null");
+  // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n (SDM vol. 3 6.13).
+  Fault gp{Vector::GP, selector_error(selector), {}};
   bool ldt = (selector & 4) != 0;
   if (ldt && (s.ldt.unusable || !s.ldt.present))
-    return make_error(EINVAL, "code selector {:#x} names the LDT, but none is loaded", selector);
+    return raise(gp, "code selector {:#x} names the LDT, but none is loaded", selector);
   uint64_t base = ldt ? s.ldt.base : s.gdt.base;
   uint64_t limit = ldt ? s.ldt.limit : s.gdt.limit;
   uint64_t index = selector & 0xfff8;
   if (index + 7 > limit)
-    return make_error(EINVAL, "code selector {:#x} is beyond the {} limit {:#x}", selector, ldt ? "LDT" : "GDT", limit);
+    return raise(gp, "code selector {:#x} is beyond the {} limit {:#x}", selector, ldt ? "LDT" : "GDT", limit);
   SegmentDescriptor d{TRY_CTX(mem.read_le<uint64_t>(base + index),
                               fmt::format("reading the descriptor of selector {:#x}", selector))};
   if (!d.s() || !(d.type() & kTypeCode))
-    return make_error(EINVAL, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
+    return raise(gp, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
   // At CPL 0 both a conforming and a non-conforming target must have DPL 0 (DPL > CPL is #GP).
-  if (d.dpl() != 0) return make_error(EINVAL, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
-  if (!d.present()) return make_error(EINVAL, "code segment {:#x} is not present (the CPU would raise #NP)", selector);
+  if (d.dpl() != 0) return raise(gp, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
+  if (!d.present())
+    return raise(Fault{Vector::NP, selector_error(selector), {}}, "code segment {:#x} is not present", selector);
   if (long_mode && (!d.l() || d.db()))
-    return make_error(EINVAL, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
+    return raise(gp, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
 
   kvm_segment c{};
   c.base = d.base();
@@ -139,7 +142,7 @@ Result<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uin
 }
 
 // Loading a descriptor sets its accessed bit in memory, as the CPU (and KVM's emulator) does.
-Result<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
+AssistResult<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
   if (cs.was_accessed) return {};
   uint8_t access = 0;
   TRY(mem.read(cs.descriptor_linear + 5, std::span(&access, 1)));
@@ -168,16 +171,17 @@ struct LegacyStack {
     return st;
   }
 
-  Result<void> push(LinearMemory& mem, uint64_t value, unsigned width) {
+  AssistResult<void> push(LinearMemory& mem, uint64_t value, unsigned width) {
     sp = (sp - width) & sp_mask;
     if (sp < lo || uint64_t{sp} + width - 1 > hi)
-      return make_error(EINVAL, "push at SS:{:#x} is outside the stack segment (the CPU would raise #SS)", sp);
-    return mem.stage(base + sp, value, width);
+      return raise(Fault{Vector::SS, 0u, {}}, "push at SS:{:#x} is outside the stack segment", sp);
+    TRY(mem.stage(base + sp, value, width));
+    return {};
   }
   uint64_t merged_rsp(uint64_t rsp) const { return (rsp & ~uint64_t{sp_mask}) | sp; }
 };
 
-Result<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
+AssistResult<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
   // 64-bit TSS (SDM vol. 3 figure 8-11): IST1 at byte 36, each entry 8 bytes.
   constexpr uint8_t kTss64Available = 0x9, kTss64Busy = 0xB;
   if (!s.tr.present || s.tr.unusable || (s.tr.type != kTss64Available && s.tr.type != kTss64Busy))
@@ -188,11 +192,11 @@ Result<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
   return TRY_CTX(mem.read_le<uint64_t>(s.tr.base + off), fmt::format("reading IST{} from the TSS", ist));
 }
 
-Result<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
   const kvm_sregs& s = next.sregs;
   CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true));
   if (!is_canonical(gate.offset, s))
-    return make_error(EINVAL, "handler address {:#x} is not canonical (the CPU would raise #GP)", gate.offset);
+    return raise(Fault{Vector::GP, 0u, {}}, "handler address {:#x} is not canonical", gate.offset);
   uint64_t rsp = next.regs.rsp;
   if (gate.ist) rsp = TRY(read_ist(mem, s, gate.ist));
   rsp &= ~(kLongStackAlign - 1);
@@ -200,7 +204,7 @@ Result<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, u
   const uint64_t frame[] = {s.ss.selector, next.regs.rsp, next.regs.rflags, s.cs.selector, next_rip};
   uint64_t bottom = rsp - sizeof frame;
   if (!is_canonical(bottom, s) || !is_canonical(rsp - 1, s))
-    return make_error(EINVAL, "stack {:#x} is not canonical (the CPU would raise #SS)", rsp);
+    return raise(Fault{Vector::SS, 0u, {}}, "stack {:#x} is not canonical", rsp);
   uint64_t at = rsp;
   for (uint64_t v : frame) TRY(mem.stage(at -= 8, v, 8));
   TRY(stage_accessed_bit(mem, cs));
@@ -212,12 +216,12 @@ Result<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, u
   return {};
 }
 
-Result<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
   const kvm_sregs& s = next.sregs;
   CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false));
   if (gate.offset > cs.cache.limit)
-    return make_error(EINVAL, "handler offset {:#x} is beyond the code segment limit {:#x} (the CPU would raise #GP)",
-                      gate.offset, cs.cache.limit);
+    return raise(Fault{Vector::GP, 0u, {}}, "handler offset {:#x} is beyond the code segment limit {:#x}", gate.offset,
+                 cs.cache.limit);
   bool gate32 = gate.type == static_cast<uint8_t>(GateType::Interrupt) || gate.type == static_cast<uint8_t>(GateType::Trap);
   unsigned width = gate32 ? 4 : 2;
   LegacyStack st = LegacyStack::from(s.ss, next.regs.rsp, false);
@@ -232,7 +236,7 @@ Result<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& ga
 }
 
 // Real-address mode: the IVT holds 4-byte segment:offset vectors (SDM vol. 3 20.1.4).
-Result<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+AssistResult<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
   const kvm_sregs& s = next.sregs;
   if (s.ss.db) return make_error(EOPNOTSUPP, "real mode with a 32-bit stack segment");
   LinearMemory mem(env, 0xffffffff);
@@ -256,7 +260,7 @@ Result<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64
 
 }  // namespace
 
-Result<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
   CpuState next = cpu;
   if (!(cpu.sregs.cr0 & kCr0Pe)) {
     TRY(deliver_real(next, env, vector, next_rip));
@@ -272,10 +276,9 @@ Result<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t v
   uint8_t level = cpl(cpu.regs, cpu.sregs);
   // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check.
   if (gate.dpl < level)
-    return make_error(EINVAL, "IDT entry {:#x} has DPL {}, below CPL {} (the CPU would raise #GP)", vector, gate.dpl,
-                      level);
-  if (!gate.present)
-    return make_error(EINVAL, "IDT entry {:#x} is not present (the CPU would raise #NP)", vector);
+    return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has DPL {}, below CPL {}", vector, gate.dpl,
+                 level);
+  if (!gate.present) return raise(Fault{Vector::NP, idt_error(vector), {}}, "IDT entry {:#x} is not present", vector);
   if (level != 0)
     return make_error(EOPNOTSUPP, "software interrupt at CPL {}: evmm completes only CPL 0 ones", level);
 

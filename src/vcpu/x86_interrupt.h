@@ -7,14 +7,15 @@
 
 #include "base/result.h"
 #include "vcpu/assist.h"
+#include "vcpu/x86_fault.h"
 
 namespace evmm::x86 {
 
 // Delivers `vector` as a software interrupt, pushing next_rip as the return address. On success
 // cpu holds the handler's entry state and the frame is in guest memory; on error neither changed.
-// EINVAL where the CPU would raise #GP, #NP or #SS (vector beyond the IDT limit, gate not
-// present or of a bad type, bad code segment, stack outside its segment); EFAULT when a table or
+// EINVAL with the fault where the CPU would raise #GP, #NP or #SS (vector beyond the IDT limit,
+// gate not present or of a bad type, bad code segment, stack outside its segment); EFAULT when a table or
 // the stack is not mapped to guest RAM; EOPNOTSUPP for the cases listed above.
-Result<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip);
+AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip);
 
 }  // namespace evmm::x86

@@ -10,12 +10,18 @@ constexpr uint64_t kPageSize = 4096;
 }
 
 template <typename Fn>
-Result<void> LinearMemory::for_each_page(uint64_t linear, size_t len, Fn&& fn) {
+AssistResult<void> LinearMemory::for_each_page(uint64_t linear, size_t len, bool write, Fn&& fn) {
   uint64_t addr = linear & mask_;
   size_t done = 0;
   while (done < len) {
     size_t n = std::min<size_t>(kPageSize - (addr & (kPageSize - 1)), len - done);
-    uint64_t gpa = TRY_CTX(env_.translate(addr), fmt::format("linear address {:#x}", addr));
+    auto translated = env_.translate(addr);
+    // Descriptor-table and stack accesses here are supervisor accesses: U/S is 0, P is 0 for an
+    // unmapped page, W/R says which (SDM vol. 3 4.7, figure 4-12).
+    if (!translated && translated.error().code() == EFAULT)
+      return raise(Fault{Vector::PF, write ? 2u : 0u, addr}, "linear address {:#x}: {}", addr,
+                   translated.error().context());
+    uint64_t gpa = TRY_CTX(std::move(translated), fmt::format("linear address {:#x}", addr));
     if (!env_.memory().contains(GuestAddress(gpa), n))
       return make_error(EFAULT, "linear address {:#x} maps to {:#x}, which is not guest RAM", addr, gpa);
     TRY(fn(gpa, done, n));
@@ -26,17 +32,17 @@ Result<void> LinearMemory::for_each_page(uint64_t linear, size_t len, Fn&& fn) {
   return {};
 }
 
-Result<void> LinearMemory::read(uint64_t linear, std::span<uint8_t> out) {
-  return for_each_page(linear, out.size(), [&](uint64_t gpa, size_t off, size_t n) {
+AssistResult<void> LinearMemory::read(uint64_t linear, std::span<uint8_t> out) {
+  return for_each_page(linear, out.size(), false, [&](uint64_t gpa, size_t off, size_t n) {
     return env_.memory().read(GuestAddress(gpa), out.subspan(off, n));
   });
 }
 
-Result<void> LinearMemory::stage(uint64_t linear, uint64_t value, unsigned bytes) {
+AssistResult<void> LinearMemory::stage(uint64_t linear, uint64_t value, unsigned bytes) {
   uint8_t le[8];
   for (unsigned i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(value >> (8 * i));
   size_t len = std::min(bytes, 8u);
-  return for_each_page(linear, len, [&](uint64_t gpa, size_t off, size_t n) -> Result<void> {
+  return for_each_page(linear, len, true, [&](uint64_t gpa, size_t off, size_t n) -> Result<void> {
     Chunk c{gpa, static_cast<uint8_t>(n), {}};
     std::memcpy(c.data, le + off, n);
     staged_.push_back(c);

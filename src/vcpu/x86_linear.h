@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "vcpu/assist.h"
+#include "vcpu/x86_fault.h"
 
 namespace evmm::x86 {
 
@@ -16,10 +17,11 @@ class LinearMemory {
   // address_mask: linear addresses wrap at 2^32 outside IA-32e mode (~0 in IA-32e mode).
   LinearMemory(AssistEnv& env, uint64_t address_mask) : env_(env), mask_(address_mask) {}
 
-  // Reads through translate(), one page at a time; EFAULT if any page is unmapped or not RAM.
-  Result<void> read(uint64_t linear, std::span<uint8_t> out);
+  // Reads through translate(), one page at a time; EFAULT if any page is not RAM, and EFAULT with
+  // the #PF the CPU would raise if one is unmapped.
+  AssistResult<void> read(uint64_t linear, std::span<uint8_t> out);
   template <typename T>
-  Result<T> read_le(uint64_t linear) {
+  AssistResult<T> read_le(uint64_t linear) {
     uint8_t b[sizeof(T)];
     TRY(read(linear, b));
     T v = 0;
@@ -29,7 +31,7 @@ class LinearMemory {
 
   // Queues a little-endian write of the low `bytes` bytes of value. Its pages are translated
   // now, so that commit() finds every mapping already resolved and nothing is half-written.
-  Result<void> stage(uint64_t linear, uint64_t value, unsigned bytes);
+  AssistResult<void> stage(uint64_t linear, uint64_t value, unsigned bytes);
   // Performs the staged writes in order.
   Result<void> commit();
 
@@ -41,7 +43,7 @@ class LinearMemory {
   };
   // Calls fn(gpa, offset, len) for each page-bounded piece of [linear, linear+len).
   template <typename Fn>
-  Result<void> for_each_page(uint64_t linear, size_t len, Fn&& fn);
+  AssistResult<void> for_each_page(uint64_t linear, size_t len, bool write, Fn&& fn);
 
   AssistEnv& env_;
   uint64_t mask_;

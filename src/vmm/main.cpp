@@ -35,11 +35,14 @@ void print_stats(const Vm& vm) {
   std::string assists;
   for (size_t i = 0; i < s.assists.size(); ++i)
     if (s.assists[i]) assists += fmt::format(" {}={}", to_string(static_cast<AssistKind>(i)), s.assists[i]);
+  std::string faults;
+  for (size_t i = 0; i < s.faults.size(); ++i)
+    if (s.faults[i]) faults += fmt::format(" #{}={}", x86::to_string(static_cast<x86::Vector>(i)), s.faults[i]);
   std::fprintf(stderr,
                "evmm: stats: pio_exits=%lu mmio_exits=%lu unclaimed_pio=%lu unclaimed_mmio=%lu assists:%s "
-               "discarded_errors=%lu\n",
+               "injected_faults:%s discarded_errors=%lu\n",
                s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str(),
-               s.discarded_errors);
+               faults.empty() ? " none" : faults.c_str(), s.discarded_errors);
 }
 
 // While a VM is being built, SIGINT and SIGTERM end evmm from this handler: start-up may wait in a

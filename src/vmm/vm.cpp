@@ -154,6 +154,7 @@ VmStats Vm::stats() const {
     s.mmio_exits += v->stats().mmio_exits.load();
     s.discarded_errors += v->stats().discarded_errors.load();
     for (size_t i = 0; i < s.assists.size(); ++i) s.assists[i] += v->stats().assists[i].load();
+    for (size_t i = 0; i < s.faults.size(); ++i) s.faults[i] += v->stats().faults[i].load();
   }
   s.unclaimed_pio = pio_.stats().unclaimed_reads.load() + pio_.stats().unclaimed_writes.load();
   s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();

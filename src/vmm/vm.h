@@ -40,6 +40,7 @@ struct VmStats {
   uint64_t pio_exits = 0, mmio_exits = 0, unclaimed_pio = 0, unclaimed_mmio = 0;
   uint64_t discarded_errors = 0;  // failures logged and ignored where no caller could act (base/discard.h)
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
+  std::array<uint64_t, static_cast<size_t>(x86::Vector::Count)> faults{};  // injected by the assists
 };
 
 class Vm final : public VmStopHandler {
