@@ -231,14 +231,20 @@ static bool step_doorbell(char *out, size_t cap)
 #define RTC_VECTOR (RT_VEC_USER + 2)
 #define RTC_B_AIE 0x20
 #define RTC_C_AF 0x20
-static volatile uint32_t rtc_irqs;
+static volatile uint32_t rtc_irqs, rtc_quiet_irqs;
 static volatile uint8_t rtc_c;
 
+/* An irqfd level line may deliver one interrupt whose source is already quiet (its register C reads
+ * without IRQF; event/eventfd_interrupt_line.h): counted apart, as testprog's rtcpie does. */
 static void on_rtc(struct rt_frame *f)
 {
     (void)f;
-    rtc_c |= rt_cmos_read(0x0c); /* reading C acknowledges the interrupt */
-    rtc_irqs++;
+    uint8_t c = rt_cmos_read(0x0c); /* reading C acknowledges the interrupt */
+    rtc_c |= c;
+    if (c & 0x80)
+        rtc_irqs++;
+    else
+        rtc_quiet_irqs++;
 }
 static bool rtc_irq_seen(void *arg) { (void)arg; return rtc_irqs != 0; }
 
@@ -257,6 +263,7 @@ static bool step_suspend(char *out, size_t cap)
     rt_cmos_write(0x05, 0xff);
     (void)rt_cmos_read(0x0c);
     rtc_irqs = 0;
+    rtc_quiet_irqs = 0;
     rtc_c = 0;
     rt_cmos_write(0x0b, 0x06 | RTC_B_AIE);
     uint64_t t0 = rdtsc();
@@ -269,8 +276,8 @@ static bool step_suspend(char *out, size_t cap)
     uint64_t khz = rt_tsc_khz(), ms = khz ? slept / khz : 0;
     rt_snprintf(out, cap,
                 "vCPU 0 suspended itself for %lu ms; the RTC alarm woke it, and its interrupt was still "
-                "delivered (%u, register C 0x%x)",
-                ms, rtc_irqs, rtc_c);
+                "delivered (%u, register C 0x%x; %u more with the source already quiet)",
+                ms, rtc_irqs, rtc_c, rtc_quiet_irqs);
     return delivered && rtc_irqs == 1 && (rtc_c & RTC_C_AF) && ms <= 2000;
 }
 
