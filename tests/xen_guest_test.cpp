@@ -230,6 +230,20 @@ TEST_P(XenPvhImage, IpiRoundTrips) {
   EXPECT_TRUE(has(r.out, "ipi: 5 round trips between cpu 0 and cpu 1 ok\n")) << r.out;
 }
 
+// A 64-bit guest's 32-bit compatibility-mode code calls the same stubs and gets 32-bit results: no
+// stub byte may decode differently there (a REX prefix is dec, and movslq is arpl, which stopped
+// the VM before the stubs wrote the port instead).
+TEST_P(XenPvhImage, HypercallsFromCompatibilityMode) {
+  REQUIRE_KVM();
+  auto r = run_guest(GetParam(), "compat", 1, true);
+  EXPECT_EQ(r.exit_status, 0) << r.out << r.err;
+  if (GetParam().width == 64)
+    EXPECT_TRUE(has(r.out, "compat: xen_version 0x40011 and -ENOSYS from compatibility mode, -38 from 64-bit mode; ok\n"))
+        << r.out;
+  else
+    EXPECT_TRUE(has(r.out, "compat: a 32-bit guest has no compatibility mode; skipped\n")) << r.out;
+}
+
 // An interrupt KVM raises by itself (the in-kernel LAPIC timer) ends SCHEDOP_block too.
 TEST_P(XenPvhImage, BlockWakesOnTheLapicTimer) {
   REQUIRE_KVM();

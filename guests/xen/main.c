@@ -327,6 +327,7 @@ static const struct word {
     {"exhaust", word_exhaust, false},   {"rebind", word_rebind, false},     {"poll", word_poll, false},
     {"block", word_block, false},       {"block-lapic", word_block_lapic, false},       {"bench-ipi", word_bench_ipi, false}, {"backend", word_backend, true},
     {"bench-backend", word_bench_backend, true}, {"shutdown", word_shutdown, true}, {"fatal", word_fatal, false},
+    {"compat", word_compat, false},
 };
 
 static const struct rt_arg default_words[] = {

@@ -174,3 +174,32 @@ void rtcheck(void)
     rt_printf("rtcheck: %u cpus up, %u ipis, lapic timer ok (10 ms sleep took %llu cycles)\n", up, check_ipis,
               (unsigned long long)cycles);
 }
+
+/* ---- compat ---- */
+
+/* A 64-bit guest's 32-bit code calls the same hypercall page: every byte of a stub must mean the same
+ * there, and the result must be the 32-bit one. Compared with the same calls from 64-bit code, where a
+ * negative result arrives sign-extended. */
+#ifdef __x86_64__
+uint32_t xt_compat_hypercall(uint64_t stub, uint32_t a1, uint32_t a2);
+#endif
+
+void word_compat(const char *value)
+{
+    (void)value;
+#ifdef __x86_64__
+    extern char hypercall_page[];
+    enum { UNKNOWN_HYPERCALL = 63 };
+    long ver64 = HYPERVISOR_xen_version(XENVER_version, NULL);
+    long bad64 = _hypercall0(UNKNOWN_HYPERCALL);
+    xt_step("xen_version and hypercall %d from a 32-bit compatibility-mode code segment", UNKNOWN_HYPERCALL);
+    uint32_t ver32 = xt_compat_hypercall((uintptr_t)hypercall_page + 32 * __HYPERVISOR_xen_version, XENVER_version, 0);
+    uint32_t bad32 = xt_compat_hypercall((uintptr_t)hypercall_page + 32 * UNKNOWN_HYPERCALL, 0, 0);
+    if (ver32 != (uint32_t)ver64 || bad32 != (uint32_t)-XEN_ENOSYS || bad64 != -XEN_ENOSYS)
+        xt_fail("compat: xen_version 0x%x (64-bit 0x%lx), unknown hypercall 0x%x (64-bit %ld), expected -ENOSYS (%d)",
+                ver32, ver64, bad32, bad64, -XEN_ENOSYS);
+    xt_printf("compat: xen_version 0x%x and -ENOSYS from compatibility mode, %ld from 64-bit mode; ok\n", ver32, bad64);
+#else
+    xt_printf("compat: a 32-bit guest has no compatibility mode; skipped\n");
+#endif
+}

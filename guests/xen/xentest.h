@@ -109,6 +109,7 @@ void word_mask(const char *value);
 void word_block(const char *value);
 void word_block_lapic(const char *value);
 void word_bench_ipi(const char *value);
+void word_compat(const char *value);
 void rtcheck(void); /* before discovery, on COM1 */
 
 /* Shared between words: the per-CPU IPI ports (ipi, bench-ipi) and the VIRQ_TIMER port of vCPU 0

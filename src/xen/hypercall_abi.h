@@ -3,14 +3,15 @@
 //
 // Xen's HVM hypercall page holds one 32-byte stub per hypercall; the guest calls
 // hypercall_page + 32 * nr. Hardware Xen uses vmcall/vmmcall, which KVM keeps for itself, so evmm's
-// stubs trap to userspace with a port read instead:
-//   mov $nr, %eax ; in $kXenHypercallPort, %eax ; [movslq %eax, %rax] ; ret
-// The VMM reads the arguments from the registers at the exit (KVM_GET_REGS) and answers the read
-// with the result, which KVM writes into EAX when the vCPU resumes. The 64-bit stub sign-extends it
-// into RAX, so negative Xen errnos arrive as longs; results are therefore 32-bit values, which
-// every hypercall evmm implements fits. Only RAX changes: the arguments are left as they were.
-// The stub is written for the mode the guest is in when it installs the page; the ABI is chosen at
-// each call from the mode it is in then.
+// stubs trap to userspace with a port write instead:
+//   mov $nr, %eax ; out %eax, $kXenHypercallPort ; ret
+// Every byte means the same in 16-, 32- and 64-bit code (no REX prefix, which a 32-bit
+// compatibility-mode segment of a 64-bit guest would decode as dec), so one page serves a guest that
+// calls from any mode. The VMM reads the arguments from the registers at the exit (KVM_GET_REGS),
+// chooses the ABI from the mode the vCPU is in at that call, and writes the result into RAX itself
+// (KVM_SET_REGS) before KVM completes the write: sign-extended to 64 bits for a 64-bit caller, so
+// negative Xen errnos arrive as longs; the low 32 bits for a 32-bit one. Results are 32-bit values,
+// which every hypercall evmm implements fits. Only RAX changes: the arguments stay as they were.
 #pragma once
 
 #include <array>
@@ -36,8 +37,11 @@ struct HypercallArgs {
 // (upper halves ignored).
 HypercallArgs decode_hypercall(const kvm_regs& regs, XenWidth width);
 
-// Fills one 4 KiB host buffer with 128 stubs for the given width, for copying into the guest's page;
-// the bytes after each stub are int3, as in Xen's pages.
-void write_hypercall_page(std::span<uint8_t, kXenPageSize> page, XenWidth width);
+// Fills one 4 KiB host buffer with 128 stubs, for copying into the guest's page; the bytes after
+// each stub are int3, as in Xen's pages. The same bytes serve every mode.
+void write_hypercall_page(std::span<uint8_t, kXenPageSize> page);
+
+// What RAX holds after a hypercall that returned result, for a caller of the given width.
+uint64_t hypercall_rax(int64_t result, XenWidth width);
 
 }  // namespace evmm

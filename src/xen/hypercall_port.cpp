@@ -1,5 +1,5 @@
 // The hypercall transport (QEMU: kvm_xen_handle_exit in target/i386/kvm/xen-emu.c): the MSR write that
-// installs the stub page, the port every stub reads, the vCPU as a caller with its ABI registers,
+// installs the stub page, the port every stub writes, the vCPU as a caller with its ABI registers,
 // and the kernel path's KVM_EXIT_XEN. The stubs and registers themselves are xen/hypercall_abi.h.
 #include "vcpu/vcpu.h"
 #include "xen/xen_hvm_internal.h"
@@ -31,7 +31,7 @@ class VcpuCaller final : public XenCaller {
   XenWidth width() const override { return width_; }
   const GuestVa& va() const override { return va_; }
   Result<void> halt() override {
-    // Set between the exit and the next KVM_RUN, which first completes the hypercall's port read.
+    // Set between the exit and the next KVM_RUN, which first completes the hypercall's port write.
     return v_.fd().set_mp_state(kvm_mp_state{KVM_MP_STATE_HALTED});
   }
   Result<XenWait> wait(int fd, uint64_t deadline, const std::function<bool()>& done) override {
@@ -61,11 +61,12 @@ class VcpuCaller final : public XenCaller {
 class XenHvm::HypercallPort final : public BusDevice {
  public:
   explicit HypercallPort(XenHvm& xen) : xen_(xen) {}
-  void read(const BusRead& io) override {
-    std::span<uint8_t> data = io.data;
-    std::fill(data.begin(), data.end(), uint8_t{0xff});
+  void read(const BusRead& io) override { std::fill(io.data.begin(), io.data.end(), uint8_t{0xff}); }
+  // A stub's 4-byte write: the hypercall, its result written into RAX before KVM completes the write
+  // (KVM does not touch RAX for an OUT). Anything else on the port is ignored.
+  void write(const BusWrite& io) override {
     Vcpu* v = xen_.env_.vcpu ? xen_.env_.vcpu(io.vcpu) : nullptr;
-    if (!v || data.size() != 4) return;  // not a stub's 4-byte read by a vCPU the VM knows
+    if (!v || io.data.size() != 4) return;
     auto regs = v->fd().get_regs();
     if (!regs) {
       LOG_ERROR("vCPU {}: Xen hypercall: {}", v->id(), regs.error().message());
@@ -73,10 +74,10 @@ class XenHvm::HypercallPort final : public BusDevice {
     }
     XenWidth width = vcpu_mode(*v);
     VcpuCaller caller(*v, *xen_.env_.mem, width);
-    auto result = static_cast<uint32_t>(xen_.hypercall(caller, decode_hypercall(*regs, width)));
-    std::memcpy(data.data(), &result, 4);
+    regs->rax = hypercall_rax(xen_.hypercall(caller, decode_hypercall(*regs, width)), width);
+    if (auto r = v->fd().set_regs(*regs); !r)
+      LOG_ERROR("vCPU {}: Xen hypercall result: {}", v->id(), r.error().message());
   }
-  void write(const BusWrite&) override {}
 
  private:
   XenHvm& xen_;
@@ -130,7 +131,7 @@ bool XenHvm::on_msr(uint32_t vcpu, XenWidth mode, bool write, uint32_t index, ui
     return false;
   }
   std::array<uint8_t, kXenPageSize> stubs;
-  write_hypercall_page(stubs, mode);
+  write_hypercall_page(stubs);
   if (auto r = page->copy_in(0, stubs); !r) {
     counters_->bad_msr.fetch_add(1, std::memory_order_relaxed);
     LOG_WARN("vCPU {}: Xen hypercall page at {:#x} refused: {}", vcpu, value, r.error().message());

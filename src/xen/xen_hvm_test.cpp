@@ -97,14 +97,27 @@ TEST(XenTime, ScaleTurnsOneSecondOfTicksIntoOneSecond) {
   }
 }
 
-TEST(XenHypercallAbi, StubsReadThePortAndSignExtendIn64BitMode) {
+// One page for every mode: no REX prefix, whose 0x48 a compatibility-mode segment decodes as dec.
+TEST(XenHypercallAbi, StubsWriteThePortWithBytesThatMeanTheSameInEveryMode) {
   std::array<uint8_t, kXenPageSize> page;
-  write_hypercall_page(page, XenWidth::Bits64);
-  const uint8_t stub34[] = {0xb8, 34, 0, 0, 0, 0xe5, kXenHypercallPort, 0x48, 0x63, 0xc0, 0xc3, 0xcc};
+  write_hypercall_page(page);
+  const uint8_t stub34[] = {0xb8, 34, 0, 0, 0, 0xe7, kXenHypercallPort, 0xc3, 0xcc};
   EXPECT_EQ(0, std::memcmp(page.data() + 34 * 32, stub34, sizeof stub34));
-  write_hypercall_page(page, XenWidth::Bits32);
-  const uint8_t stub127[] = {0xb8, 127, 0, 0, 0, 0xe5, kXenHypercallPort, 0xc3, 0xcc};
+  const uint8_t stub127[] = {0xb8, 127, 0, 0, 0, 0xe7, kXenHypercallPort, 0xc3, 0xcc};
   EXPECT_EQ(0, std::memcmp(page.data() + 127 * 32, stub127, sizeof stub127));
+  size_t other = 0;  // stubs whose opcodes are not mov-imm32, out-imm8, ret
+  for (size_t nr = 0; nr < kXenPageSize / 32; nr++) {
+    const uint8_t* st = page.data() + nr * 32;
+    other += st[0] != 0xb8 || st[1] != nr || st[5] != 0xe7 || st[6] != kXenHypercallPort || st[7] != 0xc3;
+  }
+  EXPECT_EQ(other, 0u);
+}
+
+TEST(XenHypercallAbi, ResultsAreSignExtendedForA64BitCaller) {
+  EXPECT_EQ(hypercall_rax(-22, XenWidth::Bits64), uint64_t(-22));
+  EXPECT_EQ(hypercall_rax(-22, XenWidth::Bits32), 0xffffffeau);
+  EXPECT_EQ(hypercall_rax(0x7fffffff, XenWidth::Bits64), 0x7fffffffu);
+  EXPECT_EQ(hypercall_rax(5, XenWidth::Bits32), 5u);
 }
 
 TEST(XenHypercallAbi, ArgumentRegistersPerWidth) {
