@@ -106,12 +106,8 @@ Vcpu::State Vcpu::paused_step() {
 Vcpu::State Vcpu::suspended_step() { return finish_step(counted_step([this] { return wait_suspended(); })); }
 
 VcpuStop Vcpu::stopping() {
-  if (stop_reason_.kind == VcpuStopKind::TripleFault || stop_reason_.kind == VcpuStopKind::GuestError) {
-    if (auto snap = snapshot_vcpu(fd_, mem_))
-      stop_reason_.dump = format_register_dump(id_, *snap);
-    else
-      stop_reason_.dump = fmt::format("  vCPU {}: registers unreadable: {}\n", id_, snap.error().message());
-  }
+  if (stop_reason_.kind == VcpuStopKind::TripleFault || stop_reason_.kind == VcpuStopKind::GuestError)
+    stop_reason_.dump = register_dump_text();
   unbind_thread();
   if (hooks_.pause_gate) hooks_.pause_gate->leave();
   return stop_reason_;
@@ -127,17 +123,19 @@ Vcpu::State Vcpu::finish_step(Result<RunStep> step) {
   return next_state();
 }
 
+std::string Vcpu::register_dump_text() const {
+  auto snap = snapshot_vcpu(fd_, mem_);
+  if (!snap) return fmt::format("  vCPU {}: registers unreadable: {}\n", id_, snap.error().message());
+  return format_register_dump(id_, *snap, suspended() ? "suspended" : "");
+}
+
 void Vcpu::serve_dump() {
   uint64_t seq;
   {
     std::lock_guard lock(dump_mu_);
     seq = dump_seq_;
   }
-  std::string text;
-  if (auto snap = snapshot_vcpu(fd_, mem_))
-    text = format_register_dump(id_, *snap, suspended() ? "suspended" : "");
-  else
-    text = fmt::format("  vCPU {}: registers unreadable: {}\n", id_, snap.error().message());
+  std::string text = register_dump_text();
   std::lock_guard lock(dump_mu_);
   if (seq != dump_seq_) return;
   dump_reply_ = std::move(text);

@@ -194,6 +194,8 @@ class Vcpu {
   // dump_registers(): one request at a time (dump_call_mu_); the vCPU thread answers through
   // dump_reply_ after a step that consumed an exit request, so other steps pay nothing.
   void serve_dump();
+  // This vCPU's register dump, or a line saying why it could not be read (vCPU thread).
+  std::string register_dump_text() const;
   std::mutex dump_call_mu_;
   std::mutex dump_mu_;
   std::condition_variable dump_cv_;
