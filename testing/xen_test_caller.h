@@ -70,6 +70,10 @@ struct Recorder : VmStopHandler {
     std::lock_guard l(mu);
     upcalls.push_back({vcpu, vector});
   }
+  size_t upcall_count() {
+    std::lock_guard l(mu);
+    return upcalls.size();
+  }
   std::vector<std::pair<uint32_t, uint8_t>> take_upcalls() {
     std::lock_guard l(mu);
     return std::exchange(upcalls, {});

@@ -387,7 +387,8 @@ TEST_P(XenConcurrent, SingleshotTimerRaisesVirqTimer) {
   const uint32_t port = get<evtchn_bind_virq>(kArg).port;
   put(kArg, vcpu_set_singleshot_timer{xen->system_time_ns() + 5'000'000, 0});
   EXPECT_EQ(call(__HYPERVISOR_vcpu_op, VCPUOP_set_singleshot_timer, 0, kArg), 0);
-  for (int i = 0; i < 200 && !pending(port); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The loop thread sets the port pending and then injects the upcall: wait for the upcall, the last.
+  for (int i = 0; i < 200 && rec.upcall_count() == 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_TRUE(pending(port));
   EXPECT_EQ(xen->stats().timer_fires, 1u);
   EXPECT_EQ(rec.take_upcalls(), (std::vector<std::pair<uint32_t, uint8_t>>{{0, 0xf3}}));
