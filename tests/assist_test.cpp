@@ -94,5 +94,19 @@ TEST(Assists, UnsupportedInstructionStopsTheVmWithOneLineAndTheDump) {
   EXPECT_TRUE(std::regex_search(r.err, std::regex("\n  code at 0x[0-9a-f]+: f0 48 0f c7"))) << r.err;
 }
 
+// 32-bit protected mode, paging off (guests/iret32): a same-privilege iret, an outer-privilege iret
+// to CPL3, and from the #UD handler CPL3's ud2 reaches on the TSS stack, an outer iret through the
+// CPU's own frame. The guest checks what CPL3 sees (DS nulled, CS and SS with RPL 3), the frame and the
+// accessed bits; on this host evmm completes each of its three irets.
+TEST(Assists, Iret32ToCpl3AndBack) {
+  REQUIRE_KVM();
+  auto r = evmm({"run", "--kernel", guest("iret32.mb.elf"), "--stats"});
+  EXPECT_EQ(r.out, "iret32 ok: 3 irets, cpl3 ds 0x0 cs 0x1b ss 0x23\n") << r.err;
+  EXPECT_EQ(r.exit_status, 5) << r.out << r.err;
+  unsigned n = assists(r.err, "iret");
+  if (n == 0) GTEST_SKIP() << "this host runs a 32-bit iret at CPL0 without the VMM";
+  EXPECT_EQ(n, 3u) << r.err;
+}
+
 }  // namespace
 }  // namespace evmm::testing
