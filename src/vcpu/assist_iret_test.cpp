@@ -146,6 +146,25 @@ TEST(AssistIret, SamePrivilege16KeepsTheUpperHalfOfEflags) {
   EXPECT_EQ(w.env.peek_le(World::kGdt + kSelCode16 + 5, 1), 0x9bu);
 }
 
+// In a 16-bit code segment cf is the 16-bit form and 66 cf the 32-bit one.
+TEST(AssistIret, OperandSizeFollowsTheCodeSegment) {
+  IretWorld w;
+  w.cpu.sregs.cs.db = 0;
+  w.frame({0x0345, kSelCode16, 0x2 | kArith}, 2);
+  ASSERT_TRUE(w.run({0xcf}));
+  EXPECT_EQ(w.cpu.regs.rip, 0x345u);
+  EXPECT_EQ(w.cpu.regs.rsp, kStack + 6);
+
+  IretWorld d;
+  d.cpu.sregs.cs.db = 0;
+  d.frame({0x12345, kSelCode32, 0x2 | kAC});
+  ASSERT_TRUE(d.run({0x66, 0xcf}));
+  EXPECT_EQ(d.cpu.regs.rip, 0x12345u);
+  EXPECT_EQ(d.cpu.regs.rsp, kStack + 12);
+  EXPECT_EQ(d.cpu.regs.rflags, 0x2 | kAC);
+  EXPECT_EQ(d.cpu.sregs.cs.db, 1);
+}
+
 TEST(AssistIret, SixteenBitStackUsesSpOnly) {
   IretWorld w;
   w.cpu.sregs.ss.db = 0;
@@ -361,6 +380,8 @@ TEST(AssistIret, StackSegmentChecksOnOuterReturn) {
   expect_fault(w, {0xcf}, Vector::GP, kSelData0Unaccessed);                   // DPL 0 != 3
   w = with_ss(kSelUserDataNotPresent | 3);
   expect_fault(w, {0xcf}, Vector::SS, kSelUserDataNotPresent);                // not present
+  w = with_ss(0x0c | 3);
+  expect_fault(w, {0xcf}, Vector::GP, 0x0c);                                  // LDT, none loaded
 }
 
 TEST(AssistIret, NestedTaskAndVirtual8086StopTheVm) {

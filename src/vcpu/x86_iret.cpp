@@ -91,6 +91,7 @@ AssistResult<void> complete_iret(CpuState& cpu, AssistEnv& env, unsigned operand
   const kvm_sregs& s = cpu.sregs;
   if (!(s.cr0 & kCr0Pe)) return make_error(EOPNOTSUPP, "iret in real mode: KVM's emulator completes it");
   if (cpu.regs.rflags & fl::kVM) return make_error(EOPNOTSUPP, "iret in virtual-8086 mode");
+  // In IA-32e mode the host runs iretq itself and raises #GP(0) for a compatibility-mode iret.
   if (s.efer & kEferLma) return make_error(EOPNOTSUPP, "iret in IA-32e mode");
   if (operand_bits != 16 && operand_bits != 32)
     return make_error(EOPNOTSUPP, "iret with a {}-bit operand outside 64-bit mode", operand_bits);
