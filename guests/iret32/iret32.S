@@ -10,7 +10,8 @@
  *   4. the second ud2 ends it: "iret32 ok: 3 irets, cpl3 ds 0x0 cs 0x1b ss 0x23" on the debug console
  *      and isa-debug-exit 2 (status 5).
  * Any check that fails, or any other exception, prints "iret32 FAIL <what> <hex>" and exits with 1
- * (status 3). Every iret here runs at CPL0, where the slow host's KVM emulator hands it to evmm. */
+ * (status 3). With the command line "stop-nt" (or "stop-vm") it first does an iret with EFLAGS.NT set
+ * (or one whose EFLAGS image sets VM), which evmm refuses by stopping the VM. Every iret here runs at CPL0, where the slow host's KVM emulator hands it to evmm. */
 #define MB_MAGIC 0x1badb002
 #define MB_FLAGS 3
 #define DEBUGCON 0xe9
@@ -23,6 +24,8 @@
 #define SEL_TSS 0x28
 #define EFLAGS_CF 0x1
 #define EFLAGS_RESERVED 0x2 /* IF=0 throughout */
+#define EFLAGS_NT 0x4000
+#define EFLAGS_VM 0x20000
 #define VEC_UD 6
 
     .section .multiboot, "a"
@@ -75,6 +78,17 @@ start:
     cmp $32, %ecx
     jb 2b
     lidt idt_ptr
+    /* The command line "stop-nt" or "stop-vm" asks for an iret evmm refuses instead. */
+    testl $4, (%ebx)
+    jz 1f
+    mov 16(%ebx), %esi
+    mov $word_nt, %edi
+    call streq
+    je stop_nt
+    mov $word_vm, %edi
+    call streq
+    je stop_vm
+1:
 
     /* 1: same privilege; CF comes from the popped image. */
     clc
@@ -170,6 +184,24 @@ done:
     outb %al, $DEBUG_EXIT
     jmp halt
 
+stop_nt: /* a nested-task return: evmm stops the VM */
+    pushfl
+    orl $EFLAGS_NT, (%esp)
+    popfl
+    pushl $EFLAGS_RESERVED
+    pushl $SEL_CODE0
+    pushl $stop_returned
+    iret
+stop_vm: /* a return to virtual-8086 mode: evmm stops the VM */
+    pushl $(EFLAGS_RESERVED | EFLAGS_VM)
+    pushl $SEL_CODE0
+    pushl $stop_returned
+    iret
+stop_returned:
+    mov $msg_stop, %esi
+    xor %eax, %eax
+    jmp fail
+
 unexpected: /* any other exception: the top of the frame (error code or EIP) names it */
     mov $SEL_DATA0, %eax
     mov %eax, %ds
@@ -234,6 +266,20 @@ puthex: /* %eax, as 0x<hex> without leading zeros */
     pop %ebx
     ret
 
+streq: /* ZF set when the strings at %esi and %edi are equal */
+    push %esi
+    push %edi
+1:  movb (%esi), %al
+    cmpb (%edi), %al
+    jne 2f
+    inc %esi
+    inc %edi
+    test %al, %al
+    jnz 1b
+2:  pop %edi
+    pop %esi
+    ret
+
 putdec: /* %eax < 10 */
     add $'0', %al
     outb %al, $DEBUGCON
@@ -254,6 +300,9 @@ msg_ss: .asciz "SS at CPL3 "
 msg_esp: .asciz "ESP at CPL3 "
 msg_accessed: .asciz "accessed bit not set, type byte "
 msg_exception: .asciz "unexpected exception, top of frame "
+msg_stop: .asciz "the refused iret returned "
+word_nt: .asciz "stop-nt"
+word_vm: .asciz "stop-vm"
 
     .data
     .balign 8
