@@ -1,7 +1,5 @@
 #include "vcpu/x86_interrupt.h"
 
-#include <algorithm>
-
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_linear.h"
 #include "vcpu/x86_segment.h"
