@@ -6,6 +6,7 @@
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_decode.h"
 #include "vcpu/x86_interrupt.h"
+#include "vcpu/x86_iret.h"
 
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed clac/stac/fwait/rdpid/popcnt/lzcnt/tzcnt is
@@ -35,6 +36,7 @@ const char* to_string(AssistKind k) {
     case AssistKind::Popcnt: return "popcnt";
     case AssistKind::Lzcnt: return "lzcnt";
     case AssistKind::Tzcnt: return "tzcnt";
+    case AssistKind::Iret: return "iret";
     case AssistKind::Count: break;
   }
   return "unknown";
@@ -107,6 +109,11 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
     case AssistKind::Int3:
     case AssistKind::IntN:
       TRY_CTX(x86::deliver_software_interrupt(next, env, d.vector, next_rip), what);
+      cpu = next;
+      return d.kind;
+    case AssistKind::Iret:
+      // RIP, and RF with the rest of EFLAGS, come from the stack.
+      TRY_CTX(x86::complete_iret(next, env, d.operand_bits), what);
       cpu = next;
       return d.kind;
     case AssistKind::Clac:

@@ -15,7 +15,7 @@
 
 namespace evmm {
 
-enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Count };
+enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Iret, Count };
 const char* to_string(AssistKind k);
 
 // Instruction bytes as a human reads them in a log line: "0f ae f0".
@@ -39,8 +39,8 @@ struct CpuState {
 
 // Executes the instruction in insn (the bytes KVM reported, starting at cs:rip; at most 15 are
 // looked at) against cpu. On success, cpu holds the state after the instruction, ready to be
-// written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n change cs and guest memory; the
-// others only regs), and the result names what ran.
+// written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n change cs and guest memory, iret
+// the segment registers; the others only regs), and the result names what ran.
 // On error neither cpu nor guest memory has changed, and the message names the bytes:
 //   EOPNOTSUPP  not an instruction evmm completes ("unsupported instruction 0f ae f0"), or one in
 //               a case it does not handle (CPL != 0, task gate, memory operand)

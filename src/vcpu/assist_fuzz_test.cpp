@@ -19,16 +19,20 @@ using Bytes = std::vector<uint8_t>;
 
 constexpr uint64_t kMemBytes = 64 * 1024;
 constexpr int kIterations = 20000;
+// Where fill_world leaves iret frames (EIP, CS, EFLAGS, ESP, SS) of mostly plausible selectors, and the
+// DPL 3 data segment an outer return needs, in a GDT slot World leaves free.
+constexpr uint64_t kFrames = 0xa000, kFrameBytes = 20, kFrameCount = 32;
+constexpr uint16_t kSelUserData = 0x48;
 
 // Bytes that steer the decoder somewhere: prefixes, REX, the opcodes it knows, ModRM forms.
 constexpr uint8_t kInteresting[] = {0x66, 0x67, 0xf2, 0xf3, 0xf0, 0x2e, 0x3e, 0x26, 0x64, 0x65, 0x36, 0x40,
                                     0x41, 0x44, 0x48, 0x49, 0x4d, 0x4f, 0xcc, 0xcd, 0x9b, 0x0f, 0x01, 0xca,
-                                    0xcb, 0xb8, 0xbc, 0xbd, 0xc7, 0xf8, 0xf9, 0xc3, 0x38, 0x03, 0x80};
+                                    0xcb, 0xb8, 0xbc, 0xbd, 0xc7, 0xf8, 0xf9, 0xc3, 0x38, 0x03, 0x80, 0xcf};
 
 const Bytes kTemplates[] = {
     {0xcc}, {0xcd, 0x80}, {0xcd, 0x03}, {0x0f, 0x01, 0xca}, {0x0f, 0x01, 0xcb}, {0x9b},
     {0xf3, 0x0f, 0xc7, 0xf8}, {0xf3, 0x41, 0x0f, 0xc7, 0xf9}, {0xf3, 0x48, 0x0f, 0xb8, 0xc3},
-    {0x66, 0xf3, 0x0f, 0xbd, 0xfe}, {0xf3, 0x4d, 0x0f, 0xbc, 0xcb},
+    {0x66, 0xf3, 0x0f, 0xbd, 0xfe}, {0xf3, 0x4d, 0x0f, 0xbc, 0xcb}, {0xcf}, {0x66, 0xcf},
 };
 
 class Fuzzer {
@@ -58,6 +62,18 @@ class Fuzzer {
     }
     for (int i = 0; i < 7; ++i) env.poke_le(kTssBase + 36 + 8 * i, chance(4) ? rng_() : rng_() % kMemBytes, 8);
     env.poke_le(0x10 * 4, 0xc0001234, 4);  // a real-mode IVT entry
+    env.poke_le(kGdtBase + kSelUserData, 0x00cff2000000ffff, 8);
+    const uint16_t frame_selectors[] = {kSelCode32, kSelCode32, kSelCode32, kSelCode32 | 3, kSelCode64Dpl3 | 3, kSelCode32Based, kSelData,
+                                        kSelUserData | 3, kSelUserData | 2, 0, 0x0c, 0xfff8};
+    for (uint64_t i = 0; i < kFrameCount; ++i) {
+      uint64_t at = kFrames + i * kFrameBytes;
+      auto selector = [&] { return frame_selectors[rng_() % std::size(frame_selectors)]; };
+      env.poke_le(at, chance(4) ? rng_() : rng_() % 0x3000, 4);
+      env.poke_le(at + 4, selector(), 4);
+      env.poke_le(at + 8, (rng_() & (chance(8) ? 0x3f7fd5 : 0x3d7fd5)) | 2, 4);  // VM set now and then
+      env.poke_le(at + 12, rng_(), 4);
+      env.poke_le(at + 16, selector(), 4);
+    }
   }
 
   CpuState state() {
@@ -81,9 +97,10 @@ class Fuzzer {
                      &c.regs.r8, &c.regs.r9, &c.regs.r10, &c.regs.r11, &c.regs.r12, &c.regs.r13, &c.regs.r14,
                      &c.regs.r15})
       *r = rng_();
-    switch (rng_() % 4) {
+    switch (rng_() % 5) {
       case 0: c.regs.rsp = rng_(); break;
       case 1: c.regs.rsp = 0xffffc90000000000 + rng_() % kMemBytes; break;
+      case 2: c.regs.rsp = kFrames + kFrameBytes * (rng_() % kFrameCount); break;
       default: c.regs.rsp = rng_() % (kMemBytes + 64); break;
     }
     if (chance(2)) c.regs.rflags = (rng_() & 0x3f7fd5) | 2;
@@ -163,8 +180,11 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
     EXPECT_LT(*r, AssistKind::Count);
     if (*r >= AssistKind::Count) return ran;
     ++ran[static_cast<size_t>(*r)];
-    EXPECT_EQ(cpu.regs.rflags & (1 << 16), 0u) << "RF survives " << format_bytes(insn);
-    if (*r == AssistKind::Int3 || *r == AssistKind::IntN) {
+    // iret loads RF from the stack; every other instruction clears it on completion.
+    if (*r != AssistKind::Iret) {
+      EXPECT_EQ(cpu.regs.rflags & (1 << 16), 0u) << "RF survives " << format_bytes(insn);
+    }
+    if (*r == AssistKind::Int3 || *r == AssistKind::IntN || *r == AssistKind::Iret) {
       reference = std::move(now);
     } else {
       EXPECT_TRUE(memory_same) << format_bytes(insn);

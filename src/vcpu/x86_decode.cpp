@@ -97,6 +97,9 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
     case 0x9B:
       d.kind = AssistKind::Fwait;
       break;
+    case 0xCF:
+      d.kind = AssistKind::Iret;
+      break;
     case 0x0F: {
       uint8_t op2 = TRY(c.next());
       switch (op2) {
