@@ -1,7 +1,9 @@
 // evmm run --gdb with Debian's gdb in batch mode against the testprog guest on 2 vCPUs: threads,
 // breakpoints, single steps, memory, watchpoints, continuing to the end, and kill.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <chrono>
 #include <regex>
@@ -127,6 +129,76 @@ TEST(Gdb, GdbLeavingLetsTheGuestRun) {
   SCOPED_TRACE("gdb stdout:\n" + s.gdb.out + "\nevmm stderr:\n" + s.vmm.err);
   EXPECT_EQ(s.vmm.exit_status, 0);
   EXPECT_TRUE(has(s.vmm.out, "hello from pvh on 2 cpus"));
+}
+
+// A minimal client for what gdb's batch mode cannot do: Ctrl-C while the guest runs.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_STREAM, 0)) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawClient() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  void send(const std::string& bytes) { ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), ssize_t(bytes.size())); }
+  // The data of the next packet from evmm (acks skipped); empty if the connection ends.
+  std::string packet() {
+    std::string data;
+    char c;
+    bool in = false;
+    while (::read(fd_, &c, 1) == 1) {
+      if (!in) {
+        in = c == '$';
+        continue;
+      }
+      if (c == '#') {
+        char sum[2];
+        if (::read(fd_, sum, 2) != 2) return {};
+        send("+");
+        return data;
+      }
+      data.push_back(c);
+    }
+    return {};
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+TEST(Gdb, CtrlCStopsEveryVcpu) {
+  REQUIRE_KVM();
+  std::string sock = ::testing::TempDir() + fmt::format("/evmm-gdb-int-{}.sock", ::getpid());
+  ::unlink(sock.c_str());
+  ProcessResult vmm;
+  ProcessOptions vopts;
+  vopts.timeout = std::chrono::seconds(60);
+  std::thread t([&] { vmm = boot("testprog.pvh.elf", "smp spin", 2, {"--gdb", sock}, vopts); });
+  struct stat st;
+  while (::stat(sock.c_str(), &st) != 0 && !vmm.timed_out) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  {
+    RawClient c(sock);
+    ASSERT_TRUE(c.connected());
+    c.send("$?#3f");
+    EXPECT_EQ(c.packet(), "T05thread:1;");
+    c.send("$vCont;c#a8");
+    // The guest spins for ever: only the interrupt can stop it.
+    c.send("\x03");
+    std::string stop = c.packet();
+    EXPECT_EQ(stop.substr(0, 10), "T02thread:") << stop;
+    // Stopped: registers of both vCPUs can be read, and the VM is still there to kill.
+    c.send("$Hg2#e1");
+    EXPECT_EQ(c.packet(), "OK");
+    c.send("$g#67");
+    EXPECT_EQ(c.packet().size(), 2 * 536u);
+    c.send("$k#6b");
+  }
+  t.join();
+  EXPECT_EQ(vmm.exit_status, 130) << vmm.err;
+  EXPECT_TRUE(has(vmm.err, "killed by gdb"));
 }
 
 }  // namespace
