@@ -77,9 +77,10 @@ GdbServer::GdbServer(UniqueFd conn, VcpuDebugger& dbg, int vm_stopped_fd, std::f
       quit_(std::move(quit)), stub_(dbg) {}
 
 Result<std::unique_ptr<GdbServer>> GdbServer::start(UniqueFd conn, VcpuDebugger& dbg, int vm_stopped_fd,
-                                                    std::function<int()> exit_status) {
+                                                    std::function<int()> exit_status,
+                                                    std::function<Result<void>()> setup) {
   std::unique_ptr<GdbServer> s(new GdbServer(std::move(conn), dbg, vm_stopped_fd, std::move(exit_status), TRY(EventFd::create())));
-  s->thread_ = std::thread([p = s.get()] { p->serve(); });
+  s->thread_ = std::thread([p = s.get(), setup = std::move(setup)] { p->serve(setup); });
   return s;
 }
 
@@ -124,19 +125,21 @@ bool GdbServer::on_event(const gdb::PacketEvent& e) {
     case Kind::Packet: break;
   }
   stats_.packets.fetch_add(1, std::memory_order_relaxed);
-  if (!send_raw("+")) return false;
+  LOG_DEBUG("gdb: packet '{}'", e.data.substr(0, 64));
+  // The command runs even when the ack cannot be sent: gdb may send 'k' or 'D' and close at once.
+  bool connected = send_raw("+");
   if (running_) {
     // All-stop: gdb waits for the stop reply before it sends anything but Ctrl-C.
     LOG_WARN("gdb: packet '{}' while the VM runs; ignored", e.data.substr(0, 32));
-    return true;
+    return connected;
   }
   auto reply = stub_.handle(e.data);
   if (stub_.killed()) return false;
   if (!reply) {
     running_ = true;
-    return true;
+    return connected;
   }
-  if (!send_packet(*reply)) return false;
+  if (!connected || !send_packet(*reply)) return false;
   return !stub_.detached();
 }
 
@@ -162,7 +165,14 @@ void GdbServer::linger() {
   }
 }
 
-void GdbServer::serve() {
+void GdbServer::serve(const std::function<Result<void>()>& setup) {
+  if (setup) {
+    if (auto r = setup(); !r) {
+      LOG_ERROR("gdb server: {}; the VM runs without the debugger", r.error().message());
+      discard_error(dbg_.detach(), stats_.io_errors, "detaching from the VM");
+      return;
+    }
+  }
   std::vector<gdb::PacketEvent> events;
   uint8_t buf[4096];
   for (;;) {

@@ -47,15 +47,17 @@ struct GdbServerStats {
 class GdbServer {
  public:
   // Serves conn on a thread of its own until gdb kills or detaches and leaves, or vm_stopped_fd
-  // becomes readable; exit_status then gives the status for the "W" reply.
+  // becomes readable; exit_status then gives the status for the "W" reply. The thread first runs
+  // setup (evmm's seccomp filter for it); if that fails it serves nothing and lets the VM run.
   static Result<std::unique_ptr<GdbServer>> start(UniqueFd conn, VcpuDebugger& dbg, int vm_stopped_fd,
-                                                  std::function<int()> exit_status);
+                                                  std::function<int()> exit_status,
+                                                  std::function<Result<void>()> setup = nullptr);
   ~GdbServer();
   const GdbServerStats& stats() const { return stats_; }
 
  private:
   GdbServer(UniqueFd conn, VcpuDebugger& dbg, int vm_stopped_fd, std::function<int()> exit_status, EventFd quit);
-  void serve();
+  void serve(const std::function<Result<void>()>& setup);
   // false when the connection is gone.
   bool send_raw(const std::string& bytes);
   bool send_packet(const std::string& data);

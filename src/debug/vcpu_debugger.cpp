@@ -39,6 +39,9 @@ uint64_t dr7_for(const auto& slots) {
 //     the instruction, before it runs.
 //   - Software breakpoints do not: with KVM_GUESTDBG_USE_SW_BP the emulator still delivers the
 //     int3's #BP to the guest (rip past the int3), never KVM_EXIT_DEBUG.
+//   - Data breakpoints (DR7 R/W 01 or 11) do not fire: a write to the watched variable at CPL0
+//     gives no exit. They are still set, for hosts that run the guest natively; gdb's software
+//     watchpoints, which single-step, work here.
 // So gdb's software breakpoints (Z0) take a free debug register first, which works on any host,
 // and only the fifth and later become an int3; on this host those reach the guest as #BP. The
 // int3 path is kept for hosts where #BP does exit (rip at, or rewound to, the int3).

@@ -12,8 +12,9 @@
 //     stopped, so it then runs the original instruction).
 //   - release() opens the gate for good: the VM is stopping and parked vCPUs must leave.
 //
-// What KVM on this nested (PVM) host does, measured with tests/gdb_test.cpp and the testprog guest
-// in long mode at CPL0 (where KVM's emulator runs the guest's code): see the README of debug/.
+// What KVM on this nested (PVM) host does with guest debugging (single steps and instruction
+// breakpoints work, int3 and data breakpoints do not) is measured and described in
+// vcpu_debugger.cpp and the README of debug/.
 #pragma once
 
 #include <array>

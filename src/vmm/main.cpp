@@ -178,8 +178,11 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
     std::unique_ptr<GdbServer> server;
     if (gdb) {
       Vm* v = vm->get();
+      auto setup = [sandbox = cfg.seccomp && seccomp::supported()]() -> Result<void> {
+        return sandbox ? seccomp::install(seccomp::Role::Debugger) : Result<void>{};
+      };
       auto srv = GdbServer::start(std::move(gdb_conn), *v->debugger(), v->stopped_fd(),
-                                  [v] { return v->exit_status().value_or(0); });
+                                  [v] { return v->exit_status().value_or(0); }, setup);
       if (!srv) {
         fail_line(srv.error().message());
         return exit_status::kHost;
