@@ -108,6 +108,14 @@ TEST(Gdb, BreaksStepsReadsMemoryAndWatches) {
   EXPECT_TRUE(has(s.vmm.out, "smp: 2 cpus up"));
 }
 
+TEST(Gdb, ABadEndpointIsAUsageError) {
+  for (const char* bad : {"0", "65536", ""}) {
+    auto r = boot("testprog.pvh.elf", "hello poweroff", 1, {"--gdb", bad});
+    EXPECT_EQ(r.exit_status, 2) << bad << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "--gdb")) << r.err;
+  }
+}
+
 TEST(Gdb, KillStopsTheVm) {
   REQUIRE_KVM();
   if (::access(kGdb, X_OK) != 0) GTEST_SKIP() << "no " << kGdb;

@@ -48,13 +48,13 @@ uint64_t dr7_for(const auto& slots) {
 
 }  // namespace
 
-VcpuDebugger::VcpuDebugger(unsigned vcpus, const GuestMemory& mem, EventFd stop_event)
-    : mem_(mem), stop_event_(std::move(stop_event)), gate_(vcpus) {
+VcpuDebugger::VcpuDebugger(unsigned vcpus, const GuestMemory& mem, EventFd stop_event, uint32_t kvm_flags)
+    : mem_(mem), kvm_flags_(kvm_flags), stop_event_(std::move(stop_event)), gate_(vcpus) {
   gate_.close();  // vCPUs wait for gdb's first resume
 }
 
-Result<std::unique_ptr<VcpuDebugger>> VcpuDebugger::create(unsigned vcpus, const GuestMemory& mem) {
-  return std::unique_ptr<VcpuDebugger>(new VcpuDebugger(vcpus, mem, TRY(EventFd::create())));
+Result<std::unique_ptr<VcpuDebugger>> VcpuDebugger::create(unsigned vcpus, const GuestMemory& mem, uint32_t kvm_flags) {
+  return std::unique_ptr<VcpuDebugger>(new VcpuDebugger(vcpus, mem, TRY(EventFd::create()), kvm_flags));
 }
 
 void VcpuDebugger::add_vcpu_hooks(VcpuHooks& hooks) {
@@ -252,7 +252,9 @@ Result<void> VcpuDebugger::apply_debug(std::span<const ResumeAction> actions) {
     bool step = i < actions.size() && actions[i] == ResumeAction::Step;
     if (!sw_.empty() || dr7 || step) {
       dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP;
-      if (step) dbg.control |= KVM_GUESTDBG_SINGLESTEP;
+      // A step with an interrupt pending would land in its handler, not on the next instruction;
+      // KVM_GUESTDBG_BLOCKIRQ holds interrupts back during the step where KVM offers it.
+      if (step) dbg.control |= KVM_GUESTDBG_SINGLESTEP | (kvm_flags_ & KVM_GUESTDBG_BLOCKIRQ);
       if (dr7) {
         dbg.control |= KVM_GUESTDBG_USE_HW_BP;
         for (unsigned s = 0; s < hw_.size(); ++s) dbg.arch.debugreg[s] = hw_[s].used ? hw_[s].addr : 0;

@@ -40,7 +40,8 @@ struct DebuggerStats {
 
 class VcpuDebugger final : public DebugTarget {
  public:
-  static Result<std::unique_ptr<VcpuDebugger>> create(unsigned vcpus, const GuestMemory& mem);
+  // kvm_flags: KVM_CAP_SET_GUEST_DEBUG2's answer, the KVM_GUESTDBG_* flags this KVM takes (0: unknown).
+  static Result<std::unique_ptr<VcpuDebugger>> create(unsigned vcpus, const GuestMemory& mem, uint32_t kvm_flags = 0);
 
   // Wires the debugger into a vCPU's hooks (before it is built).
   void add_vcpu_hooks(VcpuHooks& hooks);
@@ -71,7 +72,7 @@ class VcpuDebugger final : public DebugTarget {
   void kill() override;
 
  private:
-  VcpuDebugger(unsigned vcpus, const GuestMemory& mem, EventFd stop_event);
+  VcpuDebugger(unsigned vcpus, const GuestMemory& mem, EventFd stop_event, uint32_t kvm_flags);
   // vCPU thread: a KVM_EXIT_DEBUG.
   void on_debug_exit(Vcpu& v, const exit::Debug& d);
   // Records e unless a stop is pending, closes the gate and makes every vCPU exit.
@@ -89,6 +90,7 @@ class VcpuDebugger final : public DebugTarget {
   };
 
   const GuestMemory& mem_;
+  const uint32_t kvm_flags_;
   EventFd stop_event_;
   PauseGate gate_;
   std::vector<Vcpu*> vcpus_;

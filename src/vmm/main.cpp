@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("-v,--verbose", verbose, "Log what evmm does");
   run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
-  run->add_option("--gdb", gdb_spec,
+  auto* gdb_opt = run->add_option("--gdb", gdb_spec,
                   "Serve the GDB remote protocol on PATH (a Unix socket) or PORT (TCP, 127.0.0.1 only); evmm waits "
                   "for gdb to attach and the vCPUs start stopped until gdb continues (like QEMU's -S -gdb). A guest "
                   "reset then ends the VM");
@@ -312,7 +312,7 @@ int main(int argc, char** argv) {
   }
   cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
   std::optional<GdbEndpoint> gdb;
-  if (!gdb_spec.empty()) {
+  if (gdb_opt->count()) {
     auto ep = parse_gdb_endpoint(gdb_spec);
     if (!ep) {
       std::fprintf(stderr, "evmm: %s\n", ep.error().context().c_str());

@@ -144,7 +144,10 @@ Result<void> VmBuilder::create_vcpus(const System& kvm) {
   // A vCPU's hooks are fixed when it is built, so Xen, which owns some of them, comes first.
   if (cfg.xen) TRY(setup_xen(fds.front()));
   vm.gate_ = std::make_unique<PauseGate>(cfg.cpus);
-  if (cfg.debugger) vm.debugger_ = TRY(VcpuDebugger::create(cfg.cpus, vm.mem_));
+  if (cfg.debugger) {
+    int flags = vm.vm_.check_extension(KVM_CAP_SET_GUEST_DEBUG2);
+    vm.debugger_ = TRY(VcpuDebugger::create(cfg.cpus, vm.mem_, flags > 0 ? static_cast<uint32_t>(flags) : 0));
+  }
   for (unsigned id = 0; id < cfg.cpus; ++id) {
     VcpuHooks hooks;
     hooks.io_events = vm.ioevents_.get();
