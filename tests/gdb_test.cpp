@@ -9,6 +9,7 @@
 #include <regex>
 #include <thread>
 
+#include "testing/test_vm.h"
 #include "tests/kvm_test_util.h"
 
 namespace evmm::testing {
@@ -106,6 +107,24 @@ TEST(Gdb, BreaksStepsReadsMemoryAndWatches) {
   EXPECT_TRUE(has(out, "exited normally"));
   EXPECT_EQ(s.vmm.exit_status, 0);
   EXPECT_TRUE(has(s.vmm.out, "smp: 2 cpus up"));
+}
+
+// A debug exit with no debugger to take it (guest debugging enabled behind evmm's back) stops the VM
+// with a line that says so, instead of being taken for some other exit.
+TEST(GdbKvm, ADebugExitWithoutADebuggerStopsTheVm) {
+  REQUIRE_KVM();
+  TestVm vm;
+  ASSERT_EQ(vm.create({.image = guest("testprog.pvh.elf"), .cmdline = "hello poweroff"}), "");
+  kvm_guest_debug dbg{};
+  dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+  ASSERT_TRUE(vm->vcpu(0).fd().set_guest_debug(dbg));
+  ASSERT_TRUE(vm->start());
+  VmOutcome out;
+  std::string serial = vm.finish(&out);
+  EXPECT_EQ(out.kind, VmOutcome::Kind::VmmError) << out.message;
+  EXPECT_TRUE(has(out.message, "debug exit (vector 1")) << out.message;
+  EXPECT_TRUE(has(out.message, "no debugger attached")) << out.message;
+  EXPECT_EQ(serial, "");  // stopped at the first instruction
 }
 
 TEST(Gdb, ABadEndpointIsAUsageError) {

@@ -251,7 +251,8 @@ Result<void> VcpuDebugger::apply_debug(std::span<const ResumeAction> actions) {
     kvm_guest_debug dbg{};
     bool step = i < actions.size() && actions[i] == ResumeAction::Step;
     if (!sw_.empty() || dr7 || step) {
-      dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP;
+      // #BP exits only while an int3 of ours is in memory: the guest's own int3s stay its own.
+      dbg.control = KVM_GUESTDBG_ENABLE | (sw_.empty() ? 0 : KVM_GUESTDBG_USE_SW_BP);
       // A step with an interrupt pending would land in its handler, not on the next instruction;
       // KVM_GUESTDBG_BLOCKIRQ holds interrupts back during the step where KVM offers it.
       if (step) dbg.control |= KVM_GUESTDBG_SINGLESTEP | (kvm_flags_ & KVM_GUESTDBG_BLOCKIRQ);
