@@ -95,7 +95,7 @@ void VcpuDebugger::on_debug_exit(Vcpu& v, const exit::Debug& d) {
     if (e.reason == StopEvent::Reason::Trap && (d.dr6 & kDr6Step)) e.reason = StopEvent::Reason::Step;
   }
   lock.unlock();
-  LOG_INFO("vCPU {}: debug exit, vector {} at {:#x}, dr6 {:#x}", v.id(), d.exception, d.pc, d.dr6);
+  LOG_DEBUG("vCPU {}: debug exit, vector {} at {:#x}, dr6 {:#x}", v.id(), d.exception, d.pc, d.dr6);
   record_stop(e);
 }
 
