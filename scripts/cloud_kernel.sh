@@ -18,7 +18,7 @@ if [[ -n "$cached" && ${CLOUD_KERNEL_REFRESH:-0} != 1 ]]; then echo "$cached"; e
 command -v apt-cache >/dev/null || skip "no apt-cache on this host"
 # The metapackage names the real image package (linux-image-6.1.0-N-cloud-amd64).
 pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-      sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
+      sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1 || true)
 [[ -n "$pkg" ]] || skip "apt knows no linux-image-cloud-amd64 (no Debian apt source?)"
 version=${pkg#linux-image-}
 vmlinux="$out/vmlinux-$version"
