@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages evmm needs that are missing. Idempotent, silent when nothing is
-# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench|fuzz]
+# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench|fuzz|kernel]
 set -euo pipefail
 
 # One line each on why: README.md, "Dependencies".
@@ -8,11 +8,14 @@ build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-d
             libbenchmark-dev libxen-dev libseccomp-dev python3)
 bench_pkgs=(qemu-system-x86)
 fuzz_pkgs=(clang libclang-rt-dev)
+# The small Linux guest (scripts/guest_kernel.sh) and the tools to unpack Debian's cloud kernel.
+kernel_pkgs=(linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev xz-utils zstd)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
   bench) want+=("${bench_pkgs[@]}") ;;
   fuzz) want+=("${fuzz_pkgs[@]}") ;;
+  kernel) want=("${kernel_pkgs[@]}") ;;
 esac
 
 missing=()

@@ -1,5 +1,7 @@
 #include "vcpu/cpu_setup.h"
 
+#include <asm/kvm_para.h>
+
 #include <bit>
 #include <cstring>
 
@@ -40,6 +42,29 @@ void set_extended_topology(CpuidTable& t, uint32_t leaf, unsigned id, unsigned c
   entry(2, 0, 0, 0);                     // invalid: ends the enumeration
 }
 
+// KVM's paravirtual features that a guest uses through `vmcall`: PV_UNHALT (KVM_HC_KICK_CPU),
+// PV_SEND_IPI (KVM_HC_SEND_IPI) and PV_SCHED_YIELD (KVM_HC_SCHED_YIELD). Where KVM runs guest CPL0
+// code in its instruction emulator (README, "Host facts"), the emulator does not make the
+// hypercall: it rewrites the vmcall to the vendor's form and restarts it, expecting the CPU to
+// trap it natively, which never happens there. The vCPU re-executes the vmcall forever (Linux
+// 6.1's first PV IPI, at "x86: Booting SMP configuration"). Without them the guest sends IPIs
+// through the local APIC and spins in its locks, which work on every host.
+constexpr uint32_t kHypercallFeatures =
+    (1u << KVM_FEATURE_PV_UNHALT) | (1u << KVM_FEATURE_PV_SEND_IPI) | (1u << KVM_FEATURE_PV_SCHED_YIELD);
+
+// "KVMKVMKVM\0\0\0" in leaf BASE's EBX, ECX, EDX: KVM's leaves are there (0x40000000, or 0x40000100
+// behind Xen's).
+bool is_kvm_base(const kvm_cpuid_entry2* e) {
+  return e && e->ebx == 0x4b4d564b && e->ecx == 0x564b4d56 && e->edx == 0x0000004d;
+}
+
+void hide_hypercall_features(CpuidTable& t) {
+  for (uint32_t base : {0x40000000u, 0x40000100u}) {
+    if (!is_kvm_base(t.find(base))) continue;
+    if (auto* features = t.find(base + 1)) features->eax &= ~kHypercallFeatures;
+  }
+}
+
 }  // namespace
 
 CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned id, unsigned cpus) {
@@ -52,6 +77,7 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned id, unsigned cpu
     else l1->edx &= ~(1u << 28);
     l1->ecx |= 1u << 31;                // running under a hypervisor
   }
+  hide_hypercall_features(t);
   if (max_basic >= 0xb) set_extended_topology(t, 0xb, id, cpus);
   if (max_basic >= 0x1f && t.find(0x1f)) set_extended_topology(t, 0x1f, id, cpus);
   if (is_intel(t)) {

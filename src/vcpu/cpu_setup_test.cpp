@@ -71,6 +71,26 @@ TEST(CpuSetup, IntelLeafFourCountsCores) {
   EXPECT_EQ(t.find(4, 0)->eax & 0x3fff, 0x0121u);    // cache type and level untouched
 }
 
+// The KVM features a guest would use through vmcall are hidden (the emulator on hosts that emulate
+// CPL0 code never makes the hypercall); the others, and a non-KVM leaf at the same place, stay.
+TEST(CpuSetup, HidesKvmFeaturesThatNeedHypercalls) {
+  const uint32_t all = 0x01ffffff;
+  const uint32_t hypercalls = (1u << 7) | (1u << 11) | (1u << 13);  // PV_UNHALT, PV_SEND_IPI, PV_SCHED_YIELD
+  CpuidTable kvm({leaf(0, 1), leaf(1), leaf(0x40000000, 0x40000001, 0x4b4d564b, 0x564b4d56, 0x4d),
+                  leaf(0x40000001, all, 0, 0, 0)});
+  CpuidTable t = cpuid_for_vcpu(kvm, 0, 2);
+  EXPECT_EQ(t.find(0x40000001)->eax, all & ~hypercalls);
+  EXPECT_TRUE(t.find(0x40000001)->eax & (1u << 3));  // KVM_FEATURE_CLOCKSOURCE2: an MSR, kept
+
+  // Behind Xen's leaves (--xen-after-kvm puts KVM's at 0x40000100).
+  CpuidTable behind({leaf(0, 1), leaf(0x40000000, 0x40000002, 0x566e6558, 0x65584d4d, 0x4d4d566e),
+                     leaf(0x40000001, all), leaf(0x40000100, 0x40000101, 0x4b4d564b, 0x564b4d56, 0x4d),
+                     leaf(0x40000101, all)});
+  t = cpuid_for_vcpu(behind, 0, 1);
+  EXPECT_EQ(t.find(0x40000001)->eax, all);  // Xen's version leaf, untouched
+  EXPECT_EQ(t.find(0x40000101)->eax, all & ~hypercalls);
+}
+
 TEST(CpuSetup, RealModeStateIsThePageOfTheVector) {
   EntryState s = real_mode_state(0x9a, 0x5);
   EXPECT_EQ(s.cs.selector, 0x9a);
