@@ -15,7 +15,10 @@
 
 namespace evmm {
 
-enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Count };
+enum class AssistKind : uint8_t {
+  Int3, IntN, Int1, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
+  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Count
+};
 const char* to_string(AssistKind k);
 
 // Instruction bytes as a human reads them in a log line: "0f ae f0".
@@ -25,10 +28,12 @@ std::string format_bytes(std::span<const uint8_t> bytes);
 class AssistEnv {
  public:
   virtual ~AssistEnv() = default;
-  // Guest-virtual to guest-physical (KVM_TRANSLATE); EFAULT when not mapped. With paging off
-  // the answer is the address itself.
-  virtual Result<uint64_t> translate(uint64_t gva) = 0;
+  // Guest-physical memory; assists reach it through their own page walk (x86_paging.h).
   virtual const GuestMemory& memory() = 0;
+  // MAXPHYADDR of the guest (CPUID 0x80000008 EAX[7:0]): entry bits above it are reserved.
+  virtual unsigned physical_address_bits() = 0;
+  // Drops every cached translation of the vCPU (invpcid), taking effect before it runs again.
+  virtual Result<void> flush_tlb() = 0;
   virtual Result<uint64_t> read_msr(uint32_t index) = 0;
 };
 

@@ -51,11 +51,11 @@ struct SegmentDescriptor {
   bool g() const { return (raw >> 55) & 1; }
 };
 
-AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode) {
+AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode, bool ext) {
   unsigned size = long_mode ? 16 : 8;
   uint64_t off = uint64_t{vector} * size;
   if (off + size - 1 > s.idt.limit)
-    return raise(Fault{Vector::GP, idt_error(vector), {}}, "vector {:#x} is beyond the IDT limit {:#x}", vector,
+    return raise(Fault{Vector::GP, idt_error(vector, ext), {}}, "vector {:#x} is beyond the IDT limit {:#x}", vector,
                  s.idt.limit);
   uint8_t b[16] = {};
   TRY_CTX(mem.read(s.idt.base + off, std::span(b, size)), fmt::format("reading IDT entry {:#x}", vector));
@@ -69,7 +69,7 @@ AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vect
   g.present = (b[5] >> 7) & 1;
 
   auto bad_type = [&] {
-    return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has type {:#x}, not {}", vector, g.type,
+    return raise(Fault{Vector::GP, idt_error(vector, ext), {}}, "IDT entry {:#x} has type {:#x}, not {}", vector, g.type,
                  long_mode ? "a 64-bit interrupt or trap gate" : "an interrupt or trap gate");
   };
   if (long_mode) {
@@ -239,7 +239,7 @@ AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Ga
 AssistResult<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
   const kvm_sregs& s = next.sregs;
   if (s.ss.db) return make_error(EOPNOTSUPP, "real mode with a 32-bit stack segment");
-  LinearMemory mem(env, 0xffffffff);
+  LinearMemory mem(env, next, true);
   uint64_t off = uint64_t{vector} * 4;
   if (off + 3 > s.idt.limit)
     return make_error(EINVAL, "vector {:#x} is beyond the IVT limit {:#x}", vector, s.idt.limit);
@@ -260,7 +260,8 @@ AssistResult<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, 
 
 }  // namespace
 
-AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip,
+                                              bool privileged) {
   CpuState next = cpu;
   if (!(cpu.sregs.cr0 & kCr0Pe)) {
     TRY(deliver_real(next, env, vector, next_rip));
@@ -271,14 +272,16 @@ AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uin
 
   // Compatibility mode delivers through the 64-bit IDT too: the IDT format follows EFER.LMA.
   bool long_mode = (cpu.sregs.efer & kEferLma) != 0;
-  LinearMemory mem(env, long_mode ? ~0ull : 0xffffffffull);
-  Gate gate = TRY(read_gate(mem, cpu.sregs, vector, long_mode));
+  LinearMemory mem(env, cpu, true);
+  // EXT is clear only for int n, int3 and into (SDM vol. 3 6.13), so int1's faults set it.
+  Gate gate = TRY(read_gate(mem, cpu.sregs, vector, long_mode, privileged));
   uint8_t level = cpl(cpu.regs, cpu.sregs);
-  // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check.
-  if (gate.dpl < level)
+  // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check;
+  // int1 is a privileged software exception, which skips it (SDM vol. 3 6.4).
+  if (!privileged && gate.dpl < level)
     return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has DPL {}, below CPL {}", vector, gate.dpl,
                  level);
-  if (!gate.present) return raise(Fault{Vector::NP, idt_error(vector), {}}, "IDT entry {:#x} is not present", vector);
+  if (!gate.present) return raise(Fault{Vector::NP, idt_error(vector, privileged), {}}, "IDT entry {:#x} is not present", vector);
   if (level != 0)
     return make_error(EOPNOTSUPP, "software interrupt at CPL {}: evmm completes only CPL 0 ones", level);
 
