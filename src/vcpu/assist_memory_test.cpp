@@ -8,6 +8,7 @@
 #include "testing/assist_test_env.h"
 #include "vcpu/assist.h"
 #include "vcpu/x86_arch.h"
+#include "vcpu/x86_paging.h"
 
 namespace evmm {
 namespace {
@@ -241,6 +242,93 @@ TEST(AssistMemory, Int1DeliversVectorOneWithExtInItsErrors) {
   w.long_mode();
   w.gate64(1, 0xffffffff81000100, kSelCode64, 0x0e);  // not present: #NP with EXT set
   expect_fault(w, {0xf1}, Vector::NP, (1u << 3) | 2 | 1);
+}
+
+TEST(AssistMemory, ReadsCrossingAPageGoToBothPhysicalPages) {
+  World w;
+  w.long_mode();
+  w.env.map(0x40000, 0x50000);
+  w.env.map(0x41000, 0x20000);
+  w.env.poke_le(0x50ffc, 0x0f0f0f0f, 4);
+  w.env.poke_le(0x20000, 0x01010101, 4);
+  w.cpu.regs.rbx = 0x40ffc;
+  auto r = w.run({0xf3, 0x48, 0x0f, 0xb8, 0x03});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(w.cpu.regs.rax, 16u + 4u);
+}
+
+TEST(AssistMemory, FiveLevelPaging) {
+  World w;
+  w.long_mode();
+  w.env.map(0x40000, 0x50000);
+  w.cpu.sregs.cr4 |= 1ull << 12;
+  w.cpu.sregs.cr3 = kPml5;
+  w.cpu.regs.rbx = 0x40000;
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x03}, 0x50000, 4);
+  w.cpu.regs.rbx = 0x0080000000000000;  // canonical with 57 bits only; PML5 entry 0x80 is empty
+  expect_fault(w, {0xf3, 0x0f, 0xb8, 0x03}, Vector::PF, 0, 0x0080000000000000);
+  w.cpu.sregs.cr4 &= ~(1ull << 12);
+  w.cpu.sregs.cr3 = kPml4;
+  expect_fault(w, {0xf3, 0x0f, 0xb8, 0x03}, Vector::GP, 0);  // not canonical with 48 bits
+}
+
+TEST(AssistMemory, FlushOfAPagesLastByteWalksOnlyThatPage) {
+  World w;
+  w.long_mode();
+  w.env.map(0x40000, 0x50000);  // 0x41000 is not mapped
+  w.cpu.regs.rdi = 0x40fff;
+  auto r = w.run({0x0f, 0xae, 0x3f});
+  EXPECT_TRUE(r) << r.error().message();
+}
+
+TEST(AssistMemory, CompatibilityModeUsesSegmentBasesAndWrapsAt4GiB) {
+  World w;
+  w.long_mode();
+  w.cpu.sregs.cs = flat_segment(kSelCode32, 0xb, false, true);
+  w.cpu.sregs.ds.base = 0x3000;
+  w.cpu.regs.rbx = 0xffffffff00000100;  // only ebx counts
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x03}, 0x3100, 4);
+  w.cpu.sregs.ds.base = 0xfffff000;
+  w.cpu.regs.rbx = 0x2000;  // base + offset wraps to 0x1000
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x03}, 0x1000, 4);
+}
+
+TEST(AssistMemory, SixteenBitBaseIndexPairs) {
+  World w;
+  w.real_mode();
+  w.cpu.sregs.ds = w.cpu.sregs.ss;
+  w.cpu.regs.rbx = 0x100, w.cpu.regs.rbp = 0x200, w.cpu.regs.rsi = 0x10, w.cpu.regs.rdi = 0x20;
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x01}, 0x120, 2);  // (%bx,%di)
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x02}, 0x210, 2);  // (%bp,%si): ss
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x03}, 0x220, 2);  // (%bp,%di)
+  expect_popcnt(w, {0xf3, 0x0f, 0xb8, 0x04}, 0x010, 2);  // (%si)
+  expect_popcnt(w, {0x66, 0x67, 0xf3, 0x0f, 0xb8, 0x03}, 0x100, 4);  // 32-bit operand and address: (%ebx)
+}
+
+// The walk's user-mode rules (SDM vol. 3 4.6.1), which no CPL 0 assist reaches.
+TEST(AssistMemory, UserModeWalks) {
+  World w;
+  w.long_mode();
+  w.env.map(0x40000, 0x50000);                        // supervisor
+  w.env.map(0x41000, 0x51000, kPteP | kPteU);         // user, read-only
+  w.env.map(0x42000, 0x52000, kPteP | kPteW | kPteU);  // user, writable
+  x86::PagingContext user = x86::PagingContext::from(w.cpu.regs, w.cpu.sregs, false, 46);
+  user.user = true;
+  auto fault_code = [&](uint64_t linear, x86::AccessType a) -> int64_t {
+    auto r = x86::walk(w.env.memory(), user, linear, a);
+    if (r) return -1;
+    return r.error().fault() ? r.error().fault()->error_code.value_or(99) : 99;
+  };
+  EXPECT_EQ(fault_code(0x40000, x86::AccessType::Read), 0x5);   // P|U
+  EXPECT_EQ(fault_code(0x41000, x86::AccessType::Read), -1);
+  EXPECT_EQ(fault_code(0x41000, x86::AccessType::Write), 0x7);  // P|W|U
+  EXPECT_EQ(fault_code(0x42000, x86::AccessType::Write), -1);
+  EXPECT_EQ(fault_code(0x43000, x86::AccessType::Read), 0x4);   // not present, U
+  // NX with EFER.NXE: a fetch faults with I/D.
+  w.env.map(0x44000, 0x54000, kPteP | kPteU | (1ull << 63));
+  EXPECT_EQ(fault_code(0x44000, x86::AccessType::Fetch), 0x15);  // P|U|I/D
+  user.efer &= ~(1ull << 11);  // without NXE bit 63 is reserved
+  EXPECT_EQ(fault_code(0x44000, x86::AccessType::Read), 0xd);    // P|U|RSVD
 }
 
 }  // namespace

@@ -170,6 +170,9 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
   }
   if (d.kind == AssistKind::Int3) d.vector = 3;
   if (d.kind == AssistKind::Int1) d.vector = 1;
+  // Zydis sizes a flush's operand as the 64-byte line; the CPU checks it as a byte load (SDM vol. 2 CLFLUSH).
+  bool flush = d.kind == AssistKind::Clflush || d.kind == AssistKind::Clflushopt || d.kind == AssistKind::Clwb;
+  if (flush && d.mem) d.mem->size = 1;
   return d;
 }
 
