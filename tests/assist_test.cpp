@@ -87,7 +87,8 @@ TEST(Assists, MemoryOperandAssistsAndTheirFaults) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "assist-mem", 1, {"--stats"});
   for (const char* name : {"cmpxchg8b", "cmpxchg8b-miss", "cmpxchg16b", "cmpxchg16b-misaligned", "popcnt-mem",
-                           "tzcnt-mem", "popcnt-noncanonical", "clflush", "int1"})
+                           "tzcnt-mem", "popcnt-noncanonical", "clflush", "popcnt-pf-not-present",
+                           "cmpxchg16b-pf-read-only", "int1"})
     EXPECT_TRUE(has(r.out, fmt::format("assist-mem: {} ok", name))) << name << "\n" << r.out << r.err;
   EXPECT_TRUE(has(r.out, "assist-mem: all ok")) << r.out << r.err;
   EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
@@ -101,6 +102,11 @@ TEST(Assists, MemoryOperandAssistsAndTheirFaults) {
   EXPECT_EQ(assists(r.err, "cmpxchg16b"), 1u) << r.err;
   EXPECT_EQ(assists(r.err, "popcnt"), 1u) << r.err;
   EXPECT_EQ(assists(r.err, "int1"), 1u) << r.err;
+  // Both page faults come from assists (popcnt, cmpxchg16b), so evmm injected them, CR2 and all.
+  EXPECT_EQ(injected(r.err, "PF"), 2u) << r.err;
+  if (has(r.out, "assist-mem: clwb ok")) {
+    EXPECT_EQ(assists(r.err, "clwb"), 1u) << r.err;
+  }
   // lzcnt run by the emulator is bsr (the guest says so); completed by evmm it is right.
   if (has(r.out, "lzcnt-mem ran as bsr")) EXPECT_EQ(assists(r.err, "lzcnt"), 0u) << r.err;
   else EXPECT_TRUE(has(r.out, "assist-mem: lzcnt-mem ok")) << r.out;

@@ -5,11 +5,12 @@
 
 #define EFLAGS_ZF (1u << 6)
 
-static volatile uint64_t seen_vector, seen_error, seen_rip, skip;
+static volatile uint64_t seen_vector, seen_error, seen_rip, seen_cr2, skip;
 
 static void record_fault(struct rt_frame *f)
 {
     seen_vector = f->vector;
+    seen_cr2 = read_cr2();
     seen_error = f->error;
     seen_rip = f->rip;
     f->rip += skip; /* past the faulting instruction */
@@ -119,6 +120,39 @@ static void test_int1(void)
     rt_set_handler(1, NULL);
 }
 
+extern uint64_t rt_pd[];
+
+/* #PF from a memory operand: a read of an unmapped page (the runtime maps 4 GiB) is #PF(0), a write
+ * to a read-only page with CR0.WP is #PF(P|W), each with CR2 the operand's address. */
+static void test_page_faults(void)
+{
+    const uint64_t unmapped = 0x100000040ull, ro = 0xc0000010ull;
+    uint64_t at;
+    rt_set_handler(RT_VEC_PF, record_fault);
+    seen_vector = ~0ull;
+    skip = 5;
+    __asm__ volatile("1: .byte 0xf3, 0x48, 0x0f, 0xb8, 0x07 /* popcnt (%%rdi), %%rax */\n leaq 1b(%%rip), %0"
+                     : "=r"(at) : "D"(unmapped) : "rax", "memory", "cc");
+    CHECK("popcnt-pf-not-present", seen_vector == RT_VEC_PF && seen_error == 0 && seen_cr2 == unmapped && seen_rip == at,
+          "vector %lu error 0x%lx cr2 0x%lx rip 0x%lx", seen_vector, seen_error, seen_cr2, seen_rip);
+
+    uint64_t cr0;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+    __asm__ volatile("mov %0, %%cr0" ::"r"(cr0 | (1ull << 16)));
+    uint64_t saved = rt_pd[ro >> 21];
+    rt_pd[ro >> 21] = saved & ~2ull; /* clear R/W */
+    __asm__ volatile("invlpg (%0)" ::"r"(ro) : "memory");
+    seen_vector = ~0ull;
+    __asm__ volatile("1: .byte 0xf0, 0x48, 0x0f, 0xc7, 0x0f /* lock cmpxchg16b (%%rdi) */\n leaq 1b(%%rip), %0"
+                     : "=r"(at) : "D"(ro), "a"(0), "d"(0), "b"(0), "c"(0) : "memory", "cc");
+    rt_pd[ro >> 21] = saved;
+    __asm__ volatile("invlpg (%0)" ::"r"(ro) : "memory");
+    __asm__ volatile("mov %0, %%cr0" ::"r"(cr0));
+    CHECK("cmpxchg16b-pf-read-only", seen_vector == RT_VEC_PF && seen_error == 3 && seen_cr2 == ro && seen_rip == at,
+          "vector %lu error 0x%lx cr2 0x%lx rip 0x%lx", seen_vector, seen_error, seen_cr2, seen_rip);
+    rt_set_handler(RT_VEC_PF, NULL);
+}
+
 void action_assist_mem(void)
 {
     struct cpuid_regs l7 = cpuid(0, 0).eax >= 7 ? cpuid(7, 0) : (struct cpuid_regs){0};
@@ -127,6 +161,7 @@ void action_assist_mem(void)
     test_counts();
     test_flushes(l7);
     rt_set_handler(RT_VEC_GP, NULL);
+    test_page_faults();
     test_int1();
     rt_printf("assist-mem: all ok\n");
 }
