@@ -24,11 +24,14 @@ class VcpuAssistEnv final : public AssistEnv {
  public:
   VcpuAssistEnv(const VcpuFd& fd, const GuestMemory& mem) : fd_(fd), mem_(mem) {}
   const GuestMemory& memory() override { return mem_; }
-  // KVM passes the host's MAXPHYADDR through to the guest's CPUID here.
+  // KVM passes the host's MAXPHYADDR through to the guest's CPUID here. Asked once per
+  // emulation: CPUID exits to the hypervisor on a nested host.
   unsigned physical_address_bits() override {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(0x80000008, &eax, &ebx, &ecx, &edx)) return 36;
-    return eax & 0xff;
+    if (phys_bits_ == 0) {
+      unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+      phys_bits_ = __get_cpuid(0x80000008, &eax, &ebx, &ecx, &edx) ? (eax & 0xff) : 36;
+    }
+    return phys_bits_;
   }
   // Done after the registers are written back: see Vcpu::complete_emulation.
   Result<void> flush_tlb() override {
@@ -44,6 +47,7 @@ class VcpuAssistEnv final : public AssistEnv {
  private:
   const VcpuFd& fd_;
   const GuestMemory& mem_;
+  unsigned phys_bits_ = 0;
 };
 
 template <class... Ts>
