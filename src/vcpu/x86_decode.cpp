@@ -99,22 +99,23 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
     return make_error(EINVAL, "Zydis refused decoder mode {}", static_cast<int>(mode));
   ZydisDecodedInstruction insn;
   ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
-  auto hex = format_bytes(bytes);
+  // The message's bytes, built only for a failure.
+  auto hex = [&] { return format_bytes(bytes); };
   ZyanStatus st = bytes.empty() ? ZYDIS_STATUS_NO_MORE_DATA
                                 : ZydisDecoderDecodeFull(&decoder, bytes.data(), bytes.size(), &insn, ops);
   if (st == ZYDIS_STATUS_NO_MORE_DATA || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG) {
     // Fifteen bytes that are not yet a whole instruction are an over-long one (#GP on hardware);
     // fewer means KVM did not hand over the rest.
     if (bytes.size() >= kMaxInsnLength || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG)
-      return make_error(EINVAL, "instruction longer than 15 bytes {}", hex);
-    return make_error(EINVAL, "truncated instruction {}", hex);
+      return make_error(EINVAL, "instruction longer than 15 bytes {}", hex());
+    return make_error(EINVAL, "truncated instruction {}", hex());
   }
   // LOCK on an instruction that does not accept it, or with a register destination (SDM vol. 2 LOCK).
   if (st == ZYDIS_STATUS_ILLEGAL_LOCK)
-    return raise(Fault{Vector::UD, {}, {}}, "lock prefix on instruction {}", hex);
-  if (ZYAN_FAILED(st)) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex);
+    return raise(Fault{Vector::UD, {}, {}}, "lock prefix on instruction {}", hex());
+  if (ZYAN_FAILED(st)) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
   auto kind = assist_kind(insn.mnemonic);
-  if (!kind) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex);
+  if (!kind) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
 
   DecodedInsn d{};
   d.kind = *kind;
@@ -128,7 +129,7 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
     switch (op.type) {
       case ZYDIS_OPERAND_TYPE_REGISTER: {
         auto n = gpr_number(op.reg.value);
-        if (!n) return make_error(EOPNOTSUPP, "unsupported instruction {} (register operand)", hex);
+        if (!n) return make_error(EOPNOTSUPP, "unsupported instruction {} (register operand)", hex());
         // The ModRM.reg operand comes first where both are registers (popcnt r, r/m).
         if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_RM) d.rm = *n;
         else if (!seen_reg) d.reg = *n, seen_reg = true;
@@ -137,22 +138,22 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
       }
       case ZYDIS_OPERAND_TYPE_MEMORY: {
         if (op.mem.type != ZYDIS_MEMOP_TYPE_MEM)
-          return make_error(EOPNOTSUPP, "unsupported instruction {} (memory operand)", hex);
+          return make_error(EOPNOTSUPP, "unsupported instruction {} (memory operand)", hex());
         MemRef m{};
         auto seg = segment(op.mem.segment);
-        if (!seg) return make_error(EOPNOTSUPP, "unsupported instruction {} (segment)", hex);
+        if (!seg) return make_error(EOPNOTSUPP, "unsupported instruction {} (segment)", hex());
         m.segment = *seg;
         m.base = m.index = kNoReg;
         if (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP) {
           m.rip_relative = true;
         } else if (op.mem.base != ZYDIS_REGISTER_NONE) {
           auto b = gpr_number(op.mem.base);
-          if (!b) return make_error(EOPNOTSUPP, "unsupported instruction {} (base register)", hex);
+          if (!b) return make_error(EOPNOTSUPP, "unsupported instruction {} (base register)", hex());
           m.base = *b;
         }
         if (op.mem.index != ZYDIS_REGISTER_NONE) {
           auto x = gpr_number(op.mem.index);
-          if (!x) return make_error(EOPNOTSUPP, "unsupported instruction {} (index register)", hex);
+          if (!x) return make_error(EOPNOTSUPP, "unsupported instruction {} (index register)", hex());
           m.index = *x;
         }
         m.scale = op.mem.scale ? op.mem.scale : 1;
@@ -165,7 +166,7 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
         d.vector = static_cast<uint8_t>(op.imm.value.u);
         break;
       default:
-        return make_error(EOPNOTSUPP, "unsupported instruction {} (operand)", hex);
+        return make_error(EOPNOTSUPP, "unsupported instruction {} (operand)", hex());
     }
   }
   if (d.kind == AssistKind::Int3) d.vector = 3;
