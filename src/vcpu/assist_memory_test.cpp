@@ -305,6 +305,43 @@ TEST(AssistMemory, SixteenBitBaseIndexPairs) {
   expect_popcnt(w, {0x66, 0x67, 0xf3, 0x0f, 0xb8, 0x03}, 0x100, 4);  // 32-bit operand and address: (%ebx)
 }
 
+// Interrupt frames are implicit supervisor writes: a read-only stack page faults with CR0.WP, and
+// a user stack page faults under SMAP even with RFLAGS.AC (SDM vol. 3 4.6.1).
+TEST(AssistMemory, InterruptFramesAreImplicitSupervisorWrites) {
+  World w;
+  w.long_mode();
+  w.gate64(3, 0xffffffff81000100, kSelCode64, 0x8e);
+  w.env.map_identity(0x1000, 3);
+  w.env.map(0x7000, 0x7000, kPteP);  // the stack, read-only
+  expect_fault(w, {0xcc}, Vector::PF, 0x3, 0x7ff0 - 8);
+  w.env.map(0x7000, 0x7000, kPteP | kPteW | kPteU);  // now a user page
+  w.cpu.sregs.cr4 |= 1ull << 21;
+  w.cpu.regs.rflags |= 1ull << 18;
+  expect_fault(w, {0xcc}, Vector::PF, 0x3, 0x7ff0 - 8);
+  w.cpu.sregs.cr4 &= ~(1ull << 21);
+  auto r = w.run({0xcc});
+  EXPECT_TRUE(r) << r.error().message();
+}
+
+TEST(AssistMemory, Cmpxchg8bInProtectedModeThroughASegmentBase) {
+  World w;
+  w.protected_mode();
+  w.cpu.sregs.es.base = 0x20000;
+  w.cpu.regs.rdi = 0x100;
+  w.env.poke_le(0x20100, 0x1111111122222222, 8);
+  w.cpu.regs.rax = 0x22222222, w.cpu.regs.rdx = 0x11111111;
+  w.cpu.regs.rbx = 0x44444444, w.cpu.regs.rcx = 0x33333333;
+  auto r = w.run({0x26, 0xf0, 0x0f, 0xc7, 0x0f});  // lock cmpxchg8b %es:(%edi)
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(w.env.peek_le(0x20100, 8), 0x3333333344444444u);
+  EXPECT_TRUE(w.cpu.regs.rflags & (1u << 6));
+  r = w.run({0x26, 0x0f, 0xc7, 0x0f});  // now the compare fails and loads edx:eax
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(w.cpu.regs.rflags & (1u << 6));
+  EXPECT_EQ(w.cpu.regs.rax, 0x44444444u);
+  EXPECT_EQ(w.cpu.regs.rdx, 0x33333333u);
+}
+
 // The walk's user-mode rules (SDM vol. 3 4.6.1), which no CPL 0 assist reaches.
 TEST(AssistMemory, UserModeWalks) {
   World w;
