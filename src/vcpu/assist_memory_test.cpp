@@ -242,6 +242,8 @@ TEST(AssistMemory, Int1DeliversVectorOneWithExtInItsErrors) {
   w.long_mode();
   w.gate64(1, 0xffffffff81000100, kSelCode64, 0x0e);  // not present: #NP with EXT set
   expect_fault(w, {0xf1}, Vector::NP, (1u << 3) | 2 | 1);
+  w.gate64(1, 0xffffffff81000100, kSelCode64NotPresent, 0x8e);  // the code segment is not present
+  expect_fault(w, {0xf1}, Vector::NP, kSelCode64NotPresent | 1);
 }
 
 TEST(AssistMemory, ReadsCrossingAPageGoToBothPhysicalPages) {

@@ -103,10 +103,12 @@ struct CodeSegment {
 
 // Loads the handler's code segment the way a same-privilege interrupt does (SDM vol. 2, INT n:
 // the checks on the gate's selector and on the segment it names).
-AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode) {
+AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode,
+                                            bool ext) {
   if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, 0u, {}}, "the gate's code selector is null");
-  // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n (SDM vol. 3 6.13).
-  Fault gp{Vector::GP, selector_error(selector), {}};
+  // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n and int3, 1 for
+  // int1 (SDM vol. 3 6.13).
+  Fault gp{Vector::GP, selector_error(selector, ext), {}};
   bool ldt = (selector & 4) != 0;
   if (ldt && (s.ldt.unusable || !s.ldt.present))
     return raise(gp, "code selector {:#x} names the LDT, but none is loaded", selector);
@@ -122,7 +124,7 @@ AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& 
   // At CPL 0 both a conforming and a non-conforming target must have DPL 0 (DPL > CPL is #GP).
   if (d.dpl() != 0) return raise(gp, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
   if (!d.present())
-    return raise(Fault{Vector::NP, selector_error(selector), {}}, "code segment {:#x} is not present", selector);
+    return raise(Fault{Vector::NP, selector_error(selector, ext), {}}, "code segment {:#x} is not present", selector);
   if (long_mode && (!d.l() || d.db()))
     return raise(gp, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
 
@@ -192,9 +194,9 @@ AssistResult<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t i
   return TRY_CTX(mem.read_le<uint64_t>(s.tr.base + off), fmt::format("reading IST{} from the TSS", ist));
 }
 
-AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip, bool ext) {
   const kvm_sregs& s = next.sregs;
-  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true));
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true, ext));
   if (!is_canonical(gate.offset, s))
     return raise(Fault{Vector::GP, 0u, {}}, "handler address {:#x} is not canonical", gate.offset);
   uint64_t rsp = next.regs.rsp;
@@ -216,9 +218,10 @@ AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& g
   return {};
 }
 
-AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip,
+                                     bool ext) {
   const kvm_sregs& s = next.sregs;
-  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false));
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false, ext));
   if (gate.offset > cs.cache.limit)
     return raise(Fault{Vector::GP, 0u, {}}, "handler offset {:#x} is beyond the code segment limit {:#x}", gate.offset,
                  cs.cache.limit);
@@ -285,8 +288,8 @@ AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uin
   if (level != 0)
     return make_error(EOPNOTSUPP, "software interrupt at CPL {}: evmm completes only CPL 0 ones", level);
 
-  if (long_mode) TRY(deliver_long(next, mem, gate, next_rip));
-  else TRY(deliver_protected(next, mem, gate, next_rip));
+  if (long_mode) TRY(deliver_long(next, mem, gate, next_rip, privileged));
+  else TRY(deliver_protected(next, mem, gate, next_rip, privileged));
   next.regs.rflags &= ~(rflags::kTF | rflags::kNT | rflags::kRF | rflags::kVM);
   if (gate.interrupt()) next.regs.rflags &= ~rflags::kIF;
   cpu = next;
