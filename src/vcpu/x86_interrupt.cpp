@@ -105,7 +105,7 @@ struct CodeSegment {
 // the checks on the gate's selector and on the segment it names).
 AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode,
                                             bool ext) {
-  if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, 0u, {}}, "the gate's code selector is null");
+  if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, ext ? 1u : 0u, {}}, "the gate's code selector is null");
   // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n and int3, 1 for
   // int1 (SDM vol. 3 6.13).
   Fault gp{Vector::GP, selector_error(selector, ext), {}};
