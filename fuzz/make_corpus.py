@@ -280,6 +280,32 @@ for width, physmap in ((0, physmap64), (1, physmap32)):
          + hcall(HV_SCHED, 2, ARG + 0x20))
 
 
+# --- GDB remote protocol (targets/gdb_packet_fuzz.cpp) ------------------------------------------
+
+def gdb_frame(data):
+    esc = bytearray()
+    for b in data:
+        if b in b"$#}*":
+            esc += bytes([0x7D, b ^ 0x20])
+        else:
+            esc.append(b)
+    return b"$" + bytes(esc) + b"#" + b"%02x" % (sum(esc) % 256)
+
+
+# A session as gdb 13 opens one, then the commands the stub knows, malformed ones and framing noise.
+GDB_SESSION = [b"qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;vContSupported+",
+               b"vMustReplyEmpty", b"Hg0", b"qTStatus", b"?", b"qfThreadInfo", b"qsThreadInfo", b"qAttached",
+               b"Hc-1", b"qC", b"g", b"m1000,8", b"qOffsets", b"T2", b"p10", b"vCont?"]
+seed("gdb_packet", "session", b"\x07" + b"+".join(gdb_frame(p) for p in GDB_SESSION))
+seed("gdb_packet", "memory", b"\x03" + b"".join(gdb_frame(p) for p in [
+    b"M1000,4:01020304", b"X1004,4:" + bytes([0x7D ^ 0x20 ^ 0x20, 0x24, 0x23, 0x00]), b"X0,0:", b"m1ffc,8", b"mzz,1"]))
+seed("gdb_packet", "breakpoints", b"\x10" + b"".join(gdb_frame(p) for p in [
+    b"Z0,1234,1", b"Z1,1300,1", b"Z2,1400,4", b"Z3,1500,8", b"Z4,1600,2", b"z0,1234,1", b"z2,1400,4",
+    b"vCont;s:1;c", b"c", b"s", b"D", b"k"]))
+seed("gdb_packet", "registers", b"\x40" + gdb_frame(b"G" + b"00" * 536) + gdb_frame(b"P10=efbeadde00000000"))
+seed("gdb_packet", "framing", b"\x01" + b"+-\x03xx$g#00$g#zz$$?#3f}" + gdb_frame(b"qC")[:-1] + b"$" + b"a" * 64)
+
+
 def main():
     for target, files in corpus.items():
         d = os.path.join(OUT, target)

@@ -2,8 +2,7 @@
 # emulator cannot run at CPL0 (DESIGN.md, "The host we run on"), or any SSE/AVX register.
 # Usage: cmake -DOBJDUMP=... -DLIST=<file with one object per line> -DSTAMP=<file> -P check_insns.cmake
 file(STRINGS "${LIST}" objects)
-# iret, iretl, iretw: a 32-bit protected-mode iret (rt32's code); the 64-bit iretq runs.
-set(mnemonics "int3|clac|stac|fwait|popcnt[a-z]*|lzcnt[a-z]*|tzcnt[a-z]*|rdpid|xsave[a-z0-9]*|xrstor[a-z0-9]*|cmpxchg16b|iret[lw]?")
+set(mnemonics "int3|clac|stac|fwait|popcnt[a-z]*|lzcnt[a-z]*|tzcnt[a-z]*|rdpid|xsave[a-z0-9]*|xrstor[a-z0-9]*|cmpxchg16b")
 set(forbidden "\t(${mnemonics})[ \n]|%[xyz]mm[0-9]")
 foreach(object IN LISTS objects)
   execute_process(COMMAND "${OBJDUMP}" -d --no-show-raw-insn "${object}"

@@ -126,5 +126,40 @@ TEST(Assists, UnsupportedInstructionStopsTheVmWithOneLineAndTheDump) {
   EXPECT_TRUE(std::regex_search(r.err, std::regex("\n  code at 0x[0-9a-f]+: d9 d0"))) << r.err;
 }
 
+// 32-bit protected mode, paging off (guests/iret32): a same-privilege iret, an outer-privilege iret
+// to CPL3, and from the #UD handler CPL3's ud2 reaches on the TSS stack, an outer iret through the
+// CPU's own frame. The guest checks what CPL3 sees (DS nulled, CS and SS with RPL 3), the frame and the
+// accessed bits; on this host evmm completes each of its three irets.
+TEST(Assists, Iret32ToCpl3AndBack) {
+  REQUIRE_KVM();
+  auto r = evmm({"run", "--kernel", guest("iret32.mb.elf"), "--stats"});
+  EXPECT_EQ(r.out, "iret32 ok: 3 irets, cpl3 ds 0x0 cs 0x1b ss 0x23\n") << r.err;
+  EXPECT_EQ(r.exit_status, 5) << r.out << r.err;
+  unsigned n = assists(r.err, "iret");
+  if (n == 0) GTEST_SKIP() << "this host runs a 32-bit iret at CPL0 without the VMM";
+  EXPECT_EQ(n, 3u) << r.err;
+}
+
+// A nested-task return and a return to virtual-8086 mode are not assisted: evmm stops the VM with one
+// line that says why, at the iret's address (guests/iret32 with "stop-nt" or "stop-vm").
+TEST(Assists, RefusedIretStopsTheVmWithItsReason) {
+  REQUIRE_KVM();
+  for (auto [word, why] : {std::pair{"stop-nt", "iret with EFLAGS.NT: nested task return is not supported"},
+                           std::pair{"stop-vm", "iret to virtual-8086 mode (popped EFLAGS 0x20002) is not supported"}}) {
+    auto r = evmm({"run", "--kernel", guest("iret32.mb.elf"), "--cmdline", word, "--stats"});
+    // A host that runs the iret itself gets as far as the guest's FAIL line without evmm's help.
+    if (has(r.out, "iret32 FAIL") && assists(r.err, "iret") == 0)
+      GTEST_SKIP() << "this host runs a 32-bit iret at CPL0 itself";
+    EXPECT_EQ(r.exit_status, 8) << word << ": " << r.out << r.err;
+    // The stop line (after --stats' line), then the register dump.
+    size_t at = r.err.find("evmm: vCPU 0: cannot emulate");
+    ASSERT_NE(at, std::string::npos) << r.err;
+    std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+    EXPECT_TRUE(std::regex_search(line, std::regex("at 0x8:0x[0-9a-f]+: iret \\(cf\\): "))) << line;
+    EXPECT_TRUE(has(line, why)) << line;
+    EXPECT_FALSE(has(r.out, "iret32 ok")) << r.out;
+  }
+}
+
 }  // namespace
 }  // namespace evmm::testing

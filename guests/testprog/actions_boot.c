@@ -8,6 +8,13 @@ void action_hello(void)
     rt_printf("cmdline: %s\n", rt_boot.cmdline);
 }
 
+/* Runs forever, for a debugger to interrupt (tests/gdb_test.cpp). */
+void action_spin(void)
+{
+    for (volatile uint64_t i = 0;; i++)
+        ;
+}
+
 /* The highest page-aligned usable page below 4 GiB (the runtime maps only the first 4 GiB). */
 static uint64_t highest_usable_page(void)
 {

@@ -12,6 +12,7 @@ __attribute__((noreturn, format(printf, 2, 3))) void tp_fail(uint8_t code, const
 extern const char *tp_value;
 
 void action_hello(void);
+void action_spin(void);
 void action_mem(void);
 void action_modules(void);
 void action_serial(void);

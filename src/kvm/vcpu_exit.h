@@ -33,10 +33,13 @@ struct Msr { bool write; uint32_t index; uint64_t value; __u64* result; __u8* er
 // KVM_EXIT_XEN of type KVM_EXIT_XEN_HCALL: a Xen hypercall the kernel intercepted for the VMM
 // (KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL). Store the result through *result.
 struct XenHypercall { bool longmode; uint32_t cpl; uint64_t nr; std::array<uint64_t, 6> args; __u64* result; };
+// KVM_EXIT_DEBUG: a #DB or #BP the VMM asked for with KVM_SET_GUEST_DEBUG. exception is the vector
+// (1 or 3), pc the linear address of the instruction, dr6/dr7 the debug status and control.
+struct Debug { uint32_t exception; uint64_t pc; uint64_t dr6; uint64_t dr7; };
 }  // namespace exit
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown, exit::Msr, exit::XenHypercall>;
+                              exit::EmulationFailure, exit::Unknown, exit::Msr, exit::XenHypercall, exit::Debug>;
 
 }  // namespace evmm

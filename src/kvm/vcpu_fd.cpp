@@ -81,6 +81,10 @@ Result<VcpuExit> VcpuFd::run() {
       bool write = run_->exit_reason == KVM_EXIT_X86_WRMSR;
       return exit::Msr{write, m.index, write ? m.data : 0, &m.data, &m.error};
     }
+    case KVM_EXIT_DEBUG: {
+      auto& d = run_->debug.arch;
+      return exit::Debug{d.exception, d.pc, d.dr6, d.dr7};
+    }
     case KVM_EXIT_XEN: {
       auto& x = run_->xen;
       if (x.type != KVM_EXIT_XEN_HCALL) return exit::Unknown{run_->exit_reason};
@@ -114,6 +118,11 @@ Result<kvm_vcpu_events> VcpuFd::get_vcpu_events() const {
 }
 Result<void> VcpuFd::set_vcpu_events(const kvm_vcpu_events& e) const {
   return set(fd_.get(), KVM_SET_VCPU_EVENTS, e, "KVM_SET_VCPU_EVENTS");
+}
+
+Result<void> VcpuFd::set_guest_debug(const kvm_guest_debug& d) const {
+  if (::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &d) < 0) return errno_error("KVM_SET_GUEST_DEBUG");
+  return {};
 }
 
 Result<kvm_translation> VcpuFd::translate(uint64_t gva) const {

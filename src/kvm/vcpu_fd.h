@@ -42,6 +42,8 @@ class VcpuFd {
   Result<kvm_vcpu_events> get_vcpu_events() const;
   Result<void> set_vcpu_events(const kvm_vcpu_events& e) const;
   Result<kvm_translation> translate(uint64_t gva) const;
+  // KVM_SET_GUEST_DEBUG: which #DB/#BP exit to the VMM (KVM_EXIT_DEBUG) and the debug registers.
+  Result<void> set_guest_debug(const kvm_guest_debug& d) const;
   // The guest's TSC frequency in kHz (KVM_GET_TSC_KHZ).
   Result<uint32_t> get_tsc_khz() const;
 

@@ -36,6 +36,10 @@ const char* const kVcpu[] = {"ppoll", "poll", "timerfd_settime", "timerfd_gettim
 const char* const kDevice[] = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "ppoll", "poll",
                                "timerfd_settime", "timerfd_gettime"};
 
+// The gdb server reads, writes and polls the connection main accepted before the filters, its
+// eventfds, and the vCPUs' registers and debug state (KVM ioctls): no socket calls of its own.
+const char* const kDebugger[] = {"ppoll", "poll"};
+
 // The main thread builds VMs (again on a guest reset): it opens images, makes guest memory and the
 // fds the devices use, starts threads (which then install their own filters), and waits for
 // signals. It never executes programs, makes sockets, or ptraces.
@@ -67,7 +71,7 @@ void append(std::vector<std::string>& out, const char* const (&names)[N]) {
 // needs no allocation.
 constexpr int kMaxSyscall = 512;
 std::array<char[32], kMaxSyscall> g_names{};
-const char* g_role[3] = {"main", "vcpu", "device"};
+const char* g_role[4] = {"main", "vcpu", "device", "debugger"};
 thread_local int t_role = -1;
 std::once_flag g_once;
 
@@ -135,12 +139,13 @@ const char* to_string(Role role) { return g_role[static_cast<int>(role)]; }
 
 const std::vector<std::string>& allowed(Role role) {
   static const auto lists = [] {
-    std::array<std::vector<std::string>, 3> l;
+    std::array<std::vector<std::string>, 4> l;
     for (auto& v : l) append(v, kCommon), v.emplace_back("ioctl");
-    append(l[0], kMain), append(l[0], kVcpu), append(l[0], kDevice);
+    append(l[0], kMain), append(l[0], kVcpu), append(l[0], kDevice), append(l[0], kDebugger);
     l[0].emplace_back("clone"), l[0].emplace_back("prctl");
     append(l[1], kVcpu);
     append(l[2], kDevice);
+    append(l[3], kDebugger);
     for (auto& v : l) {
       std::sort(v.begin(), v.end());
       v.erase(std::unique(v.begin(), v.end()), v.end());

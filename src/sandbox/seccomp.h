@@ -23,6 +23,7 @@ enum class Role {
   Main,    // the CLI's main thread: builds VMs (files, memory, KVM), starts threads, handles signals
   Vcpu,    // KVM_RUN and the exits it handles: device registers, interrupts, kicks, serial output
   Device,  // an event loop: eventfds, timerfds, serial input, interrupt lines
+  Debugger,  // the gdb server (debug/gdb_server.h): its connection, made before any filter, and vCPU ioctls
 };
 
 const char* to_string(Role role);

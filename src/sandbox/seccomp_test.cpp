@@ -36,20 +36,21 @@ bool allows(Role role, const std::string& name) {
 }
 
 TEST(SeccompLists, NoRoleMayExecuteOpenSocketsOrTrace) {
-  for (Role r : {Role::Main, Role::Vcpu, Role::Device})
+  for (Role r : {Role::Main, Role::Vcpu, Role::Device, Role::Debugger})
     for (const char* name : {"execve", "execveat", "socket", "connect", "ptrace", "fork", "vfork", "kill",
-                             "process_vm_writev", "mount", "bpf", "io_uring_setup"})
+                             "process_vm_writev", "mount", "bpf", "io_uring_setup",
+                             "accept4", "bind", "listen"})
       EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
 }
 
 TEST(SeccompLists, OnlyTheMainThreadOpensFilesOrStartsThreads) {
   EXPECT_TRUE(allows(Role::Main, "openat"));
   EXPECT_TRUE(allows(Role::Main, "clone"));
-  for (Role r : {Role::Vcpu, Role::Device})
+  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger})
     for (const char* name : {"openat", "clone", "memfd_create", "eventfd2", "seccomp", "prctl"})
       EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
   // The main thread's filter is inherited by every thread, so it holds what they need.
-  for (Role r : {Role::Vcpu, Role::Device})
+  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger})
     for (const auto& name : allowed(r)) EXPECT_TRUE(allows(Role::Main, name)) << name;
 }
 

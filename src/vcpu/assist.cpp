@@ -7,6 +7,7 @@
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_decode.h"
 #include "vcpu/x86_interrupt.h"
+#include "vcpu/x86_iret.h"
 
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed instruction is not raised; RF is cleared, as
@@ -48,6 +49,7 @@ const char* to_string(AssistKind k) {
     case AssistKind::Clflushopt: return "clflushopt";
     case AssistKind::Clwb: return "clwb";
     case AssistKind::Invpcid: return "invpcid";
+    case AssistKind::Iret: return "iret";
     case AssistKind::Count: break;
   }
   return "unknown";
@@ -91,6 +93,11 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
     case AssistKind::IntN:
     case AssistKind::Int1:
       TRY_CTX(x86::deliver_software_interrupt(next, env, d.vector, next_rip, d.kind == AssistKind::Int1), what);
+      cpu = next;
+      return d.kind;
+    case AssistKind::Iret:
+      // RIP, and RF with the rest of EFLAGS, come from the stack.
+      TRY_CTX(x86::complete_iret(next, env, d.operand_bits), what);
       cpu = next;
       return d.kind;
     case AssistKind::Clac:

@@ -17,7 +17,7 @@ namespace evmm {
 
 enum class AssistKind : uint8_t {
   Int3, IntN, Int1, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
-  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Count
+  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Iret, Count
 };
 const char* to_string(AssistKind k);
 
@@ -45,8 +45,8 @@ struct CpuState {
 // Executes the instruction in insn (the bytes KVM reported, starting at cs:rip; at most 15 are
 // looked at) against cpu. On success, cpu holds the state after the instruction, ready to be
 // written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n/int1 change cs and guest memory,
-// cmpxchg8b/16b guest memory; the others only regs), and the result names what ran. Memory
-// operands go through the guest's segments and page tables (x86_operand.h, x86_paging.h), which
+// iret the segment registers, cmpxchg8b/16b guest memory; the others only regs), and the result
+// names what ran. Memory operands go through the guest's segments and page tables (x86_operand.h, x86_paging.h), which
 // may set accessed and dirty flags in the tables even when the instruction then faults.
 // On error neither cpu nor guest memory has changed, and the message names the bytes:
 //   EOPNOTSUPP  not an instruction evmm completes ("unsupported instruction 0f ae f0"), or one in

@@ -20,17 +20,21 @@ using Bytes = std::vector<uint8_t>;
 
 constexpr uint64_t kMemBytes = 64 * 1024;
 constexpr int kIterations = 20000;
+// Where fill_world leaves iret frames (EIP, CS, EFLAGS, ESP, SS) of mostly plausible selectors, and the
+// DPL 3 data segment an outer return needs, in a GDT slot World leaves free.
+constexpr uint64_t kFrames = 0xa000, kFrameBytes = 20, kFrameCount = 32;
+constexpr uint16_t kSelUserData = 0x48;
 
 // Bytes that steer the decoder somewhere: prefixes, REX, the opcodes it knows, ModRM forms.
 constexpr uint8_t kInteresting[] = {0x66, 0x67, 0xf2, 0xf3, 0xf0, 0x2e, 0x3e, 0x26, 0x64, 0x65, 0x36, 0x40,
                                     0x41, 0x44, 0x48, 0x49, 0x4d, 0x4f, 0xcc, 0xcd, 0x9b, 0x0f, 0x01, 0xca,
                                     0xcb, 0xb8, 0xbc, 0xbd, 0xc7, 0xf8, 0xf9, 0xc3, 0x38, 0x03, 0x80,
-                                    0xf1, 0xae, 0x3f, 0x37, 0x82, 0x0f, 0x07};
+                                    0xf1, 0xae, 0x3f, 0x37, 0x82, 0x0f, 0x07, 0xcf};
 
 const Bytes kTemplates[] = {
     {0xcc}, {0xcd, 0x80}, {0xcd, 0x03}, {0x0f, 0x01, 0xca}, {0x0f, 0x01, 0xcb}, {0x9b},
     {0xf3, 0x0f, 0xc7, 0xf8}, {0xf3, 0x41, 0x0f, 0xc7, 0xf9}, {0xf3, 0x48, 0x0f, 0xb8, 0xc3},
-    {0x66, 0xf3, 0x0f, 0xbd, 0xfe}, {0xf3, 0x4d, 0x0f, 0xbc, 0xcb}, {0xf1},
+    {0x66, 0xf3, 0x0f, 0xbd, 0xfe}, {0xf3, 0x4d, 0x0f, 0xbc, 0xcb}, {0xf1}, {0xcf}, {0x66, 0xcf},
     {0xf3, 0x0f, 0xb8, 0x07}, {0x67, 0xf3, 0x48, 0x0f, 0xbd, 0x44, 0x9f, 0x10},  // popcnt/lzcnt from memory
     {0x0f, 0xc7, 0x0f}, {0xf0, 0x0f, 0xc7, 0x4f, 0x08}, {0x48, 0x0f, 0xc7, 0x0f}, {0xf0, 0x48, 0x0f, 0xc7, 0x0f},
     {0x0f, 0xae, 0x3f}, {0x66, 0x0f, 0xae, 0x3f}, {0x66, 0x0f, 0xae, 0x37}, {0x66, 0x0f, 0x38, 0x82, 0x07},
@@ -68,6 +72,18 @@ class Fuzzer {
     }
     for (int i = 0; i < 7; ++i) env.poke_le(kTssBase + 36 + 8 * i, chance(4) ? rng_() : rng_() % kMemBytes, 8);
     env.poke_le(0x10 * 4, 0xc0001234, 4);  // a real-mode IVT entry
+    env.poke_le(kGdtBase + kSelUserData, 0x00cff2000000ffff, 8);
+    const uint16_t frame_selectors[] = {kSelCode32, kSelCode32, kSelCode32, kSelCode32 | 3, kSelCode64Dpl3 | 3, kSelCode32Based, kSelData,
+                                        kSelUserData | 3, kSelUserData | 2, 0, 0x0c, 0xfff8};
+    for (uint64_t i = 0; i < kFrameCount; ++i) {
+      uint64_t at = kFrames + i * kFrameBytes;
+      auto selector = [&] { return frame_selectors[rng_() % std::size(frame_selectors)]; };
+      env.poke_le(at, chance(4) ? rng_() : rng_() % 0x3000, 4);
+      env.poke_le(at + 4, selector(), 4);
+      env.poke_le(at + 8, (rng_() & (chance(8) ? 0x3f7fd5 : 0x3d7fd5)) | 2, 4);  // VM set now and then
+      env.poke_le(at + 12, rng_(), 4);
+      env.poke_le(at + 16, selector(), 4);
+    }
   }
 
   CpuState state() {
@@ -94,9 +110,10 @@ class Fuzzer {
     if (chance(2)) c.regs.rdi = kOperandWindow + (rng_() % kOperandBytes & ~uint64_t{chance(2) ? 15u : 0u});
     if (chance(2)) c.regs.rbx = rng_() % 8;
     if (chance(2)) c.regs.rax = rng_() % 5;
-    switch (rng_() % 4) {
+    switch (rng_() % 5) {
       case 0: c.regs.rsp = rng_(); break;
       case 1: c.regs.rsp = 0xffffc90000000000 + rng_() % kMemBytes; break;
+      case 2: c.regs.rsp = kFrames + kFrameBytes * (rng_() % kFrameCount); break;
       default: c.regs.rsp = rng_() % (kMemBytes + 64); break;
     }
     if (chance(2)) c.regs.rflags = (rng_() & 0x3f7fd5) | 2;
@@ -176,9 +193,12 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
     EXPECT_LT(*r, AssistKind::Count);
     if (*r >= AssistKind::Count) return ran;
     ++ran[static_cast<size_t>(*r)];
-    EXPECT_EQ(cpu.regs.rflags & (1 << 16), 0u) << "RF survives " << format_bytes(insn);
-    if (*r == AssistKind::Int3 || *r == AssistKind::IntN || *r == AssistKind::Int1 || *r == AssistKind::Cmpxchg8b ||
-        *r == AssistKind::Cmpxchg16b) {
+    // iret loads RF from the stack; every other instruction clears it on completion.
+    if (*r != AssistKind::Iret) {
+      EXPECT_EQ(cpu.regs.rflags & (1 << 16), 0u) << "RF survives " << format_bytes(insn);
+    }
+    if (*r == AssistKind::Int3 || *r == AssistKind::IntN || *r == AssistKind::Int1 || *r == AssistKind::Iret ||
+        *r == AssistKind::Cmpxchg8b || *r == AssistKind::Cmpxchg16b) {
       reference = std::move(now);
     } else {
       EXPECT_TRUE(memory_same) << format_bytes(insn);

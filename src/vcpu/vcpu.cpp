@@ -104,6 +104,7 @@ VcpuStop Vcpu::run() {
 Vcpu::State Vcpu::next_state() const {
   if (stop_.load()) return State::Stopping;
   if (hooks_.pause_gate && hooks_.pause_gate->closed()) return State::Paused;
+  if (hooks_.debug_gate && hooks_.debug_gate->closed()) return State::Paused;
   return suspended() ? State::Suspended : State::Running;
 }
 
@@ -111,7 +112,8 @@ Vcpu::State Vcpu::running_step() { return finish_step(counted_step([this] { retu
 
 Vcpu::State Vcpu::paused_step() {
   // Returns at once if the gate opened meanwhile; the stop flag may have been set while parked.
-  hooks_.pause_gate->park_if_closed();
+  if (hooks_.pause_gate) hooks_.pause_gate->park_if_closed();
+  if (hooks_.debug_gate) hooks_.debug_gate->park_if_closed();
   return next_state();
 }
 
@@ -122,6 +124,7 @@ VcpuStop Vcpu::stopping() {
     stop_reason_.dump = register_dump_text();
   unbind_thread();
   if (hooks_.pause_gate) hooks_.pause_gate->leave();
+  if (hooks_.debug_gate) hooks_.debug_gate->leave();
   return stop_reason_;
 }
 
@@ -239,6 +242,15 @@ bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
             if (!hooks_.hypercall)
               return fail(VcpuStopKind::VmmError, "a Xen hypercall exit, but no Xen emulation is attached");
             *h.result = hooks_.hypercall(*this, h);
+            return true;
+          },
+          [&](const exit::Debug& d) {
+            stats_.debug_exits.fetch_add(1, std::memory_order_relaxed);
+            // Only KVM_SET_GUEST_DEBUG makes these, and only a debugger sets that.
+            if (!hooks_.debug)
+              return fail(VcpuStopKind::VmmError, fmt::format("a debug exit (vector {} at {:#x}) with no debugger attached",
+                                                              d.exception, d.pc));
+            hooks_.debug(*this, d);
             return true;
           },
           [&](const exit::Unknown& u) {

@@ -3,7 +3,7 @@
 // run() is a state machine (DESIGN.md §5), one function per state, each doing one step and naming
 // the next, as Firecracker's vstate/vcpu.rs does:
 //   Running    one KVM_RUN and the exit it returned
-//   Paused     parked at the VM's pause gate until it opens
+//   Paused     parked at the VM's pause gate, or the debugger's, until it opens
 //   Suspended  evmm's Suspended MP state: one wait for a wakeup event, then the VMM's decision
 //   Stopping   the VM's stop flag is set or the vCPU cannot go on: run() returns why
 // Between steps the next state comes from what other threads asked for, in this order: stop, pause,
@@ -46,6 +46,7 @@ struct VcpuStats {
   std::atomic<uint64_t> wakeups{0};           // exit::Wakeup steps
   std::atomic<uint64_t> wakeups_resumed{0};   // ... that the VMM answered with Resume
   std::atomic<uint64_t> msr_exits{0};         // filtered MSR accesses (exit::Msr)
+  std::atomic<uint64_t> debug_exits{0};       // KVM_EXIT_DEBUG (exit::Debug)
   std::atomic<uint64_t> discarded_errors{0};  // failures with no caller to report to (base/discard.h)
   std::array<std::atomic<uint64_t>, static_cast<size_t>(AssistKind::Count)> assists{};
   // Exceptions injected because an assisted instruction faulted, by vector.
@@ -72,6 +73,12 @@ struct VcpuHooks {
   // Hypercalls the kernel intercepted for the platform's emulation (KVM_EXIT_XEN); returns the
   // guest's result. Without a hook such an exit stops the vCPU with VmmError.
   std::function<uint64_t(Vcpu&, const exit::XenHypercall&)> hypercall;
+  // A debugger's all-stop gate (debug/vcpu_debugger.h): parked at like pause_gate, but closed and
+  // opened by the debugger alone, so that a debugger's stop and an API pause do not undo each other.
+  PauseGate* debug_gate = nullptr;
+  // KVM_EXIT_DEBUG, on the vCPU thread: the debugger records the stop and closes debug_gate. Such an
+  // exit happens only after KVM_SET_GUEST_DEBUG; without a hook it stops the vCPU with VmmError.
+  std::function<void(Vcpu&, const exit::Debug&)> debug;
 };
 
 // Why a run loop ended.

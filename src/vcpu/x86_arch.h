@@ -19,11 +19,16 @@ inline constexpr uint64_t kZF = 1ull << 6;
 inline constexpr uint64_t kSF = 1ull << 7;
 inline constexpr uint64_t kTF = 1ull << 8;
 inline constexpr uint64_t kIF = 1ull << 9;
+inline constexpr uint64_t kDF = 1ull << 10;
 inline constexpr uint64_t kOF = 1ull << 11;
+inline constexpr uint64_t kIOPL = 3ull << 12;
 inline constexpr uint64_t kNT = 1ull << 14;
 inline constexpr uint64_t kRF = 1ull << 16;
 inline constexpr uint64_t kVM = 1ull << 17;
 inline constexpr uint64_t kAC = 1ull << 18;
+inline constexpr uint64_t kVIF = 1ull << 19;
+inline constexpr uint64_t kVIP = 1ull << 20;
+inline constexpr uint64_t kID = 1ull << 21;
 }  // namespace rflags
 
 inline constexpr uint64_t kCr0Pe = 1ull << 0;

@@ -44,6 +44,9 @@ std::optional<AssistKind> assist_kind(ZydisMnemonic m) {
     case ZYDIS_MNEMONIC_CLFLUSHOPT: return AssistKind::Clflushopt;
     case ZYDIS_MNEMONIC_CLWB: return AssistKind::Clwb;
     case ZYDIS_MNEMONIC_INVPCID: return AssistKind::Invpcid;
+    case ZYDIS_MNEMONIC_IRET:
+    case ZYDIS_MNEMONIC_IRETD:
+    case ZYDIS_MNEMONIC_IRETQ: return AssistKind::Iret;
     default: return std::nullopt;
   }
 }

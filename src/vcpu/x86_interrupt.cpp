@@ -1,9 +1,8 @@
 #include "vcpu/x86_interrupt.h"
 
-#include <algorithm>
-
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_linear.h"
+#include "vcpu/x86_segment.h"
 
 namespace evmm::x86 {
 namespace {
@@ -11,11 +10,6 @@ namespace {
 // System-descriptor types with the S bit (SDM vol. 3 table 3-2); in IA-32e mode 0x0E and 0x0F
 // are the 64-bit interrupt and trap gates, and the 16-bit and task gates do not exist.
 enum class GateType : uint8_t { Task = 0x05, Interrupt16 = 0x06, Trap16 = 0x07, Interrupt = 0x0E, Trap = 0x0F };
-
-// Code/data segment type bits (SDM vol. 3 3.4.5.1).
-constexpr uint8_t kTypeAccessed = 0x1;
-constexpr uint8_t kTypeExpandDown = 0x4;
-constexpr uint8_t kTypeCode = 0x8;
 
 // The frame's RSP is aligned down to 16 in IA-32e mode (SDM vol. 3 6.14.2).
 constexpr uint64_t kLongStackAlign = 16;
@@ -31,24 +25,6 @@ struct Gate {
   bool interrupt() const {
     return type == static_cast<uint8_t>(GateType::Interrupt) || type == static_cast<uint8_t>(GateType::Interrupt16);
   }
-};
-
-// A code or data segment descriptor, SDM vol. 3 figure 3-8.
-struct SegmentDescriptor {
-  uint64_t raw;
-  uint32_t base() const { return static_cast<uint32_t>(((raw >> 16) & 0xffffff) | ((raw >> 32) & 0xff000000)); }
-  uint32_t limit() const {
-    uint32_t l = static_cast<uint32_t>((raw & 0xffff) | ((raw >> 32) & 0xf0000));
-    return g() ? (l << 12) | 0xfff : l;
-  }
-  uint8_t type() const { return (raw >> 40) & 0xf; }
-  bool s() const { return (raw >> 44) & 1; }
-  uint8_t dpl() const { return (raw >> 45) & 3; }
-  bool present() const { return (raw >> 47) & 1; }
-  bool avl() const { return (raw >> 52) & 1; }
-  bool l() const { return (raw >> 53) & 1; }
-  bool db() const { return (raw >> 54) & 1; }
-  bool g() const { return (raw >> 55) & 1; }
 };
 
 AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode, bool ext) {
@@ -97,8 +73,7 @@ AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vect
 
 struct CodeSegment {
   kvm_segment cache;
-  uint64_t descriptor_linear;
-  bool was_accessed;
+  LoadedDescriptor loaded;
 };
 
 // Loads the handler's code segment the way a same-privilege interrupt does (SDM vol. 2, INT n:
@@ -107,81 +82,20 @@ AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& 
                                             bool ext) {
   if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, ext ? 1u : 0u, {}}, "the gate's code selector is null");
   // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n and int3, 1 for
-  // int1 (SDM vol. 3 6.13).
+  // int1 (SDM vol. 3 6.13); read_descriptor's own faults do not set it.
   Fault gp{Vector::GP, selector_error(selector, ext), {}};
-  bool ldt = (selector & 4) != 0;
-  if (ldt && (s.ldt.unusable || !s.ldt.present))
-    return raise(gp, "code selector {:#x} names the LDT, but none is loaded", selector);
-  uint64_t base = ldt ? s.ldt.base : s.gdt.base;
-  uint64_t limit = ldt ? s.ldt.limit : s.gdt.limit;
-  uint64_t index = selector & 0xfff8;
-  if (index + 7 > limit)
-    return raise(gp, "code selector {:#x} is beyond the {} limit {:#x}", selector, ldt ? "LDT" : "GDT", limit);
-  SegmentDescriptor d{TRY_CTX(mem.read_le<uint64_t>(base + index),
-                              fmt::format("reading the descriptor of selector {:#x}", selector))};
-  if (!d.s() || !(d.type() & kTypeCode))
-    return raise(gp, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
+  LoadedDescriptor loaded = TRY(read_descriptor(mem, s, selector, "code selector"));
+  const SegmentDescriptor& d = loaded.desc;
+  if (!d.code()) return raise(gp, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
   // At CPL 0 both a conforming and a non-conforming target must have DPL 0 (DPL > CPL is #GP).
   if (d.dpl() != 0) return raise(gp, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
   if (!d.present())
     return raise(Fault{Vector::NP, selector_error(selector, ext), {}}, "code segment {:#x} is not present", selector);
   if (long_mode && (!d.l() || d.db()))
     return raise(gp, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
-
-  kvm_segment c{};
-  c.base = d.base();
-  c.limit = d.limit();
-  c.selector = selector & 0xfffc;  // RPL becomes the CPL, 0
-  c.type = d.type() | kTypeAccessed;
-  c.present = 1;
-  c.dpl = d.dpl();
-  c.db = d.db();
-  c.s = 1;
-  c.l = d.l();
-  c.g = d.g();
-  c.avl = d.avl();
-  return CodeSegment{c, base + index, (d.type() & kTypeAccessed) != 0};
+  // RPL becomes the CPL, 0.
+  return CodeSegment{segment_cache(d, selector & 0xfffc), loaded};
 }
-
-// Loading a descriptor sets its accessed bit in memory, as the CPU (and KVM's emulator) does.
-AssistResult<void> stage_accessed_bit(LinearMemory& mem, const CodeSegment& cs) {
-  if (cs.was_accessed) return {};
-  uint8_t access = 0;
-  TRY(mem.read(cs.descriptor_linear + 5, std::span(&access, 1)));
-  return mem.stage(cs.descriptor_linear + 5, access | kTypeAccessed, 1);
-}
-
-// The stack below 64-bit mode: SP or ESP (by SS.B) inside a segment whose valid offsets are
-// [lo, hi]; pushes that leave it would raise #SS.
-struct LegacyStack {
-  uint64_t base;
-  uint32_t sp;
-  uint32_t sp_mask;
-  uint64_t lo, hi;
-
-  static LegacyStack from(const kvm_segment& ss, uint64_t rsp, bool real_mode) {
-    uint32_t mask = ss.db && !real_mode ? 0xffffffff : 0xffff;
-    LegacyStack st{ss.base, static_cast<uint32_t>(rsp & mask), mask, 0, mask};
-    bool expand_down = ss.s && !(ss.type & kTypeCode) && (ss.type & kTypeExpandDown);
-    if (real_mode) {
-      // Real mode keeps the 64 KiB segment; only a push that wraps mid-word is a fault.
-    } else if (expand_down) {
-      st.lo = uint64_t{ss.limit} + 1;
-    } else {
-      st.hi = std::min<uint64_t>(ss.limit, mask);
-    }
-    return st;
-  }
-
-  AssistResult<void> push(LinearMemory& mem, uint64_t value, unsigned width) {
-    sp = (sp - width) & sp_mask;
-    if (sp < lo || uint64_t{sp} + width - 1 > hi)
-      return raise(Fault{Vector::SS, 0u, {}}, "push at SS:{:#x} is outside the stack segment", sp);
-    TRY(mem.stage(base + sp, value, width));
-    return {};
-  }
-  uint64_t merged_rsp(uint64_t rsp) const { return (rsp & ~uint64_t{sp_mask}) | sp; }
-};
 
 AssistResult<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t ist) {
   // 64-bit TSS (SDM vol. 3 figure 8-11): IST1 at byte 36, each entry 8 bytes.
@@ -209,7 +123,7 @@ AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& g
     return raise(Fault{Vector::SS, 0u, {}}, "stack {:#x} is not canonical", rsp);
   uint64_t at = rsp;
   for (uint64_t v : frame) TRY(mem.stage(at -= 8, v, 8));
-  TRY(stage_accessed_bit(mem, cs));
+  TRY(stage_accessed_bit(mem, cs.loaded));
   TRY(mem.commit());
 
   next.regs.rsp = bottom;
@@ -229,7 +143,7 @@ AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Ga
   unsigned width = gate32 ? 4 : 2;
   LegacyStack st = LegacyStack::from(s.ss, next.regs.rsp, false);
   for (uint64_t v : {uint64_t{next.regs.rflags}, uint64_t{s.cs.selector}, next_rip}) TRY(st.push(mem, v, width));
-  TRY(stage_accessed_bit(mem, cs));
+  TRY(stage_accessed_bit(mem, cs.loaded));
   TRY(mem.commit());
 
   next.regs.rsp = st.merged_rsp(next.regs.rsp);

@@ -38,6 +38,8 @@ struct VmConfig {
   bool seccomp = true;
   // A Xen HVM environment for the guest (xen/xen_hvm.h): CPUID leaves, hypercalls, event channels.
   std::optional<XenConfig> xen;
+  // A debugger (debug/vcpu_debugger.h, Vm::debugger()): the vCPUs wait at its gate until it resumes them.
+  bool debugger = false;
 };
 
 }  // namespace evmm

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "debug/gdb_server.h"
 #include "kvm/system.h"
 #include "sandbox/seccomp.h"
 #include "vcpu/assist.h"
@@ -107,7 +108,22 @@ VmOutcome run_once(Vm& vm, int sigfd) {
   return vm.wait();
 }
 
-int cmd_run(const VmConfig& cfg, bool stats) {
+// Waits for gdb on ep with SIGINT and SIGTERM unblocked, so that they end evmm as during start-up.
+Result<UniqueFd> wait_for_gdb(const GdbEndpoint& ep) {
+  UniqueFd listener = TRY(gdb_listen(ep));
+  std::fprintf(stderr, "evmm: waiting for gdb on %s (the guest starts when gdb continues)\n", ep.describe().c_str());
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
+  auto conn = gdb_accept(listener.get());
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  if (!ep.tcp) ::unlink(ep.path.c_str());  // one gdb per run: nobody else may connect
+  return conn;
+}
+
+int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& gdb) {
   auto kvm = System::open();
   if (!kvm) {
     fail_line(fmt::format("cannot use KVM: {}", kvm.error().message()));
@@ -132,6 +148,16 @@ int cmd_run(const VmConfig& cfg, bool stats) {
   sigfillset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // gdb connects before the sandbox exists: the filters allow no socket calls (debug/gdb_server.h).
+  UniqueFd gdb_conn;
+  if (gdb) {
+    auto c = wait_for_gdb(*gdb);
+    if (!c) {
+      fail_line(c.error().message());
+      return exit_status::kHost;
+    }
+    gdb_conn = std::move(*c);
+  }
   // The main thread's filter, before the first VM exists: every thread evmm starts inherits it, and
   // the vCPU and device threads narrow it further (sandbox/seccomp.h).
   if (cfg.seccomp && seccomp::supported()) {
@@ -149,7 +175,22 @@ int cmd_run(const VmConfig& cfg, bool stats) {
       fail_line(vm.error().message);
       return vm.error().exit_status;
     }
+    std::unique_ptr<GdbServer> server;
+    if (gdb) {
+      Vm* v = vm->get();
+      auto setup = [sandbox = cfg.seccomp && seccomp::supported()]() -> Result<void> {
+        return sandbox ? seccomp::install(seccomp::Role::Debugger) : Result<void>{};
+      };
+      auto srv = GdbServer::start(std::move(gdb_conn), *v->debugger(), v->stopped_fd(),
+                                  [v] { return v->exit_status().value_or(0); }, setup);
+      if (!srv) {
+        fail_line(srv.error().message());
+        return exit_status::kHost;
+      }
+      server = std::move(*srv);
+    }
     VmOutcome out = run_once(**vm, sigfd);
+    server.reset();
     if (stats) print_stats(**vm);
     if (out.kind == VmOutcome::Kind::Reset && cfg.on_reset == OnReset::Reset) {
       LOG_INFO("guest reset: starting the VM afresh");
@@ -194,6 +235,7 @@ int main(int argc, char** argv) {
   VmConfig cfg;
   std::string serial = "stdio", on_reset = "reset", on_suspend = "suspend";
   bool verbose = false, stats = false, no_seccomp = false;
+  std::string gdb_spec;
   auto* run = app.add_subcommand("run", "Boot a guest image (multiboot, PVH or plain ELF; detected)");
   run->add_option("--kernel", cfg.kernel, "Guest image")->required();
   run->add_option("--initrd", cfg.initrd, "File loaded as module 0 (multiboot) or the first PVH module");
@@ -211,6 +253,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("-v,--verbose", verbose, "Log what evmm does");
   run->add_flag("--stats", stats, "Print exit and assist counters when the VM stops");
+  auto* gdb_opt = run->add_option("--gdb", gdb_spec,
+                  "Serve the GDB remote protocol on PATH (a Unix socket) or PORT (TCP, 127.0.0.1 only); evmm waits "
+                  "for gdb to attach and the vCPUs start stopped until gdb continues (like QEMU's -S -gdb). A guest "
+                  "reset then ends the VM");
   run->add_flag("--no-seccomp", no_seccomp, "Run without the per-thread seccomp filters (for debugging)");
   bool xen = false, xen_after_kvm = false;
   std::string xen_version = "4.17";
@@ -265,6 +311,17 @@ int main(int argc, char** argv) {
     cfg.xen = x;
   }
   cfg.on_reset = on_reset == "exit" ? OnReset::Exit : OnReset::Reset;
+  std::optional<GdbEndpoint> gdb;
+  if (gdb_opt->count()) {
+    auto ep = parse_gdb_endpoint(gdb_spec);
+    if (!ep) {
+      std::fprintf(stderr, "evmm: %s\n", ep.error().context().c_str());
+      return exit_status::kUsage;
+    }
+    gdb = *ep;
+    cfg.debugger = true;
+    cfg.on_reset = OnReset::Exit;  // the gdb session belongs to this VM
+  }
   cfg.on_suspend = on_suspend == "exit" ? OnSuspend::Exit : on_suspend == "ignore" ? OnSuspend::Ignore : OnSuspend::Suspend;
-  return cmd_run(cfg, stats);
+  return cmd_run(cfg, stats, gdb);
 }

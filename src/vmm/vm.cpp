@@ -62,6 +62,8 @@ void Vm::finish(VmOutcome outcome) {
     outcome_ = std::move(outcome);
   }
   stop_.store(true);
+  // A vCPU parked for the debugger must leave to stop.
+  if (debugger_) debugger_->release();
   for (auto& v : vcpus_) v->request_exit();
   discard_error(stopped_.signal(), discarded_errors_, "signalling the VM's stopped eventfd");
 }
@@ -131,6 +133,12 @@ std::string Vm::dump_vcpus(std::chrono::milliseconds timeout) {
     out += d ? *d : fmt::format("  vCPU {}: {}\n", v->id(), d.error().message());
   }
   return out;
+}
+
+std::optional<int> Vm::exit_status() {
+  std::lock_guard lock(outcome_mu_);
+  if (!outcome_) return std::nullopt;
+  return outcome_->exit_status;
 }
 
 void Vm::interrupt(std::string why) { finish({VmOutcome::Kind::Interrupted, exit_status::kInterrupted, std::move(why)}); }

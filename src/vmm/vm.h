@@ -15,6 +15,7 @@
 
 #include "base/eventfd.h"
 #include "bus/io_bus.h"
+#include "debug/vcpu_debugger.h"
 #include "devices/vm_stop_handler.h"
 #include "event/interrupt_announcer.h"
 #include "event/io_event_registry.h"
@@ -99,6 +100,12 @@ class Vm final : public VmStopHandler {
   // is gone; stop raising before destroying the Vm, as a raise that races the destructor is not safe.
   XenHvm* xen() { return xen_.get(); }
 
+  // The debugger's side of the vCPUs when the config asked for one (VmConfig::debugger), else
+  // nullptr: a gdb server (debug/gdb_server.h) serves it.
+  VcpuDebugger* debugger() { return debugger_.get(); }
+  // The exit status once the VM has stopped (for the gdb server's last reply).
+  std::optional<int> exit_status();
+
   // The GSI routing table (PC wiring plus MSI routes).
   IrqRoutingTable& irq_routing() { return *routing_; }
 
@@ -124,6 +131,8 @@ class Vm final : public VmStopHandler {
   std::unique_ptr<SleepPolicy> sleep_;
   std::unique_ptr<PlatformDevices> devices_;
   std::unique_ptr<ConsoleInput> in_;
+  // Before vcpus_, so destroyed after them: their hooks point into it.
+  std::unique_ptr<VcpuDebugger> debugger_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::vector<std::thread> threads_;
 

@@ -144,6 +144,10 @@ Result<void> VmBuilder::create_vcpus(const System& kvm) {
   // A vCPU's hooks are fixed when it is built, so Xen, which owns some of them, comes first.
   if (cfg.xen) TRY(setup_xen(fds.front()));
   vm.gate_ = std::make_unique<PauseGate>(cfg.cpus);
+  if (cfg.debugger) {
+    int flags = vm.vm_.check_extension(KVM_CAP_SET_GUEST_DEBUG2);
+    vm.debugger_ = TRY(VcpuDebugger::create(cfg.cpus, vm.mem_, flags > 0 ? static_cast<uint32_t>(flags) : 0));
+  }
   for (unsigned id = 0; id < cfg.cpus; ++id) {
     VcpuHooks hooks;
     hooks.io_events = vm.ioevents_.get();
@@ -151,8 +155,17 @@ Result<void> VmBuilder::create_vcpus(const System& kvm) {
     hooks.pause_gate = vm.gate_.get();
     hooks.wake = [s = vm.sleep_.get()](Vcpu& v, const exit::Wakeup& w) { return s->on_wakeup(v, w); };
     if (vm.xen_) vm.xen_->add_vcpu_hooks(hooks);
+    if (vm.debugger_) vm.debugger_->add_vcpu_hooks(hooks);
     vm.vcpus_.push_back(
         std::make_unique<Vcpu>(id, std::move(fds[id]), vm.mem_, vm.pio_, vm.mmio_, vm.stop_, exit_fds, std::move(hooks)));
+  }
+  if (vm.debugger_) {
+    std::vector<Vcpu*> vcpus;
+    for (auto& v : vm.vcpus_) vcpus.push_back(v.get());
+    vm.debugger_->attach(std::move(vcpus));
+    vm.debugger_->set_kill([&vm] {
+      vm.finish({VmOutcome::Kind::Interrupted, exit_status::kInterrupted, "killed by gdb"});
+    });
   }
   return {};
 }

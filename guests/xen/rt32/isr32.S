@@ -18,11 +18,6 @@ rt32_isr_stubs:
     .set vec, vec + 1
     .endr
 
-/* Offsets in the frame once pushal is done (struct rt_frame). */
-#define FRAME_EIP 40
-#define FRAME_CS 44
-#define FRAME_EFLAGS 48
-
 isr_common:
     pushal
     cld
@@ -30,18 +25,10 @@ isr_common:
     pushl %eax /* the frame */
     call rt_isr_dispatch
     addl $4, %esp
-    /* No iret: on the slow host the in-kernel emulator that runs CPL0 code cannot execute a 32-bit
-     * protected-mode iret (it stops with "unsupported instruction cf"), though it runs the 64-bit
-     * runtime's iretq. Nothing here changes privilege or code segment, so popfl; ret $4 does the same
-     * on a frame rearranged into EFLAGS, EIP (the CS slot is dropped). popfl has no interrupt shadow:
-     * an interrupt let in by the restored IF can arrive before the ret, and nests on this stack. */
-    movl FRAME_EIP(%esp), %eax
-    movl FRAME_EFLAGS(%esp), %ebx
-    movl %eax, FRAME_CS(%esp)
-    movl %ebx, FRAME_EIP(%esp)
     popal
     addl $8, %esp /* vector and error code */
-    popfl
-    ret $4
+    /* On the slow host KVM's emulator cannot execute a 32-bit protected-mode iret; evmm completes it
+     * (an emulation assist, src/vcpu/x86_iret.cpp). */
+    iret
 
     .section .note.GNU-stack, "", @progbits
