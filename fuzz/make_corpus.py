@@ -208,6 +208,11 @@ insns = {
     "rdpid": b"\xf3\x0f\xc7\xf8", "rdpid_r9": b"\xf3\x41\x0f\xc7\xf9", "popcnt64": b"\xf3\x48\x0f\xb8\xc3",
     "lzcnt16": b"\x66\xf3\x0f\xbd\xfe", "tzcnt_r11": b"\xf3\x4d\x0f\xbc\xcb", "prefixed": b"\x2e\x3e\xf3\x0f\xb8\xc1",
     "unsupported": b"\x0f\xae\xf0", "truncated": b"\xf3\x0f",
+    "int1": b"\xf1", "popcnt_mem": b"\xf3\x0f\xb8\x44\x9e\x10", "lzcnt_mem16": b"\x67\x66\xf3\x0f\xbd\x07",
+    "cmpxchg8b": b"\xf0\x0f\xc7\x0f", "cmpxchg16b": b"\xf0\x48\x0f\xc7\x4f\x10", "clflush": b"\x0f\xae\x3f",
+    "clflushopt": b"\x66\x0f\xae\x3f", "clwb": b"\x66\x0f\xae\x37", "invpcid": b"\x66\x0f\x38\x82\x07",
+    "riprel": b"\xf3\x0f\xb8\x05\x00\x10\x00\x00", "fs_sib": b"\x64\xf3\x43\x0f\xb8\x44\xcd\x08",
+    "lock_bad": b"\xf0\xf3\x0f\xb8\xc3",
 }
 for name, b in insns.items():
     seed("x86_decode", name + "_64", b"\2" + b + b"\x90")
@@ -224,7 +229,8 @@ def patch_mem(addr, value):
 
 
 for mode, mname in enumerate(["long", "prot", "real", "compat"]):
-    for name in ("int3", "int80", "clac", "rdpid", "popcnt64", "lzcnt16", "tzcnt_r11"):
+    for name in ("int3", "int80", "clac", "rdpid", "popcnt64", "lzcnt16", "tzcnt_r11", "int1", "popcnt_mem",
+                 "cmpxchg8b", "cmpxchg16b", "clflush", "clwb", "invpcid", "riprel"):
         b = insns[name]
         seed("assist", f"{name}_{mname}", bytes([mode, len(b)]) + b)
 # rsp (kvm_regs offset 56) near the bottom of memory, and a gate that is not present.

@@ -1,5 +1,6 @@
-// Test scaffolding for the emulation assists: a fake AssistEnv over real GuestMemory, with either
-// identity translation or a small page map, and CPU states for the modes a CPL 0 guest runs in.
+// Test scaffolding for the emulation assists: a fake AssistEnv over real GuestMemory with real
+// IA-32e page tables (identity by default, or a page map), and CPU states for the modes a CPL 0
+// guest runs in.
 #pragma once
 
 #include "kvm/kvm_uapi.h"
@@ -14,31 +15,56 @@
 
 namespace evmm::assist_testing {
 
+// Page tables live in their own region of guest-physical memory, above the RAM the tests use.
+inline constexpr uint64_t kTableBase = 0x40000000, kTableBytes = 2 << 20;
+inline constexpr uint64_t kPml4 = kTableBase;  // the CR3 the CPU states below load
+// With CR4.LA57, load this CR3 instead: a PML5 table whose first entry holds the PML4 above.
+inline constexpr uint64_t kPml5 = kTableBase + kTableBytes - 4096;
+// Page-table entry bits (SDM vol. 3 table 4-19).
+inline constexpr uint64_t kPteP = 1, kPteW = 2, kPteU = 4, kPteA = 0x20, kPteD = 0x40, kPtePs = 0x80;
+
 class FakeEnv : public AssistEnv {
  public:
-  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)) {}
+  // Starts with the first GiB identity-mapped, writable, by one 1 GiB page.
+  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)), ram_bytes_(bytes) { reset_tables(true); }
 
-  Result<uint64_t> translate(uint64_t gva) override {
-    ++translations;
-    if (!paging_) return gva;
-    auto it = pages_.find(gva >> 12);
-    if (it == pages_.end()) return make_error(EFAULT, "gva {:#x} not mapped", gva);
-    return it->second | (gva & 0xfff);
-  }
   const GuestMemory& memory() override { return memory_; }
+  unsigned physical_address_bits() override { return 46; }
+  Result<void> flush_tlb() override {
+    ++tlb_flushes;
+    return {};
+  }
   Result<uint64_t> read_msr(uint32_t index) override {
     auto it = msrs.find(index);
     if (it == msrs.end()) return make_error(EIO, "MSR {:#x} not readable", index);
     return it->second;
   }
 
-  // Switches to the page-map model: from now on only mapped pages translate.
-  void map(uint64_t gva, uint64_t gpa) {
-    paging_ = true;
-    pages_[gva >> 12] = gpa & ~0xfffull;
+  // Switches to 4 KiB mappings: from the first call on, only mapped pages translate. flags are
+  // the leaf's; the tables above it allow everything.
+  void map(uint64_t gva, uint64_t gpa, uint64_t flags = kPteP | kPteW) {
+    if (identity_) reset_tables(false);
+    uint64_t table = kPml4;
+    for (int level = 4; level > 1; --level) {
+      uint64_t slot = table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8;
+      uint64_t e = peek_le(slot, 8);
+      if (!(e & kPteP)) {
+        e = alloc_table() | kPteP | kPteW | kPteU;
+        poke_le(slot, e, 8);
+      }
+      table = e & 0x000ffffffffff000ull;
+    }
+    poke_le(table + ((gva >> 12) & 511) * 8, (gpa & ~0xfffull) | flags, 8);
   }
-  void map_identity(uint64_t gpa, uint64_t pages) {
-    for (uint64_t i = 0; i < pages; ++i) map(gpa + i * 4096, gpa + i * 4096);
+  void map_identity(uint64_t gpa, uint64_t pages, uint64_t flags = kPteP | kPteW) {
+    for (uint64_t i = 0; i < pages; ++i) map(gpa + i * 4096, gpa + i * 4096, flags);
+  }
+  // The guest-physical address of gva's 4 KiB leaf entry (after map()), to check A and D.
+  uint64_t leaf_entry(uint64_t gva) {
+    uint64_t table = kPml4;
+    for (int level = 4; level > 1; --level)
+      table = peek_le(table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8, 8) & 0x000ffffffffff000ull;
+    return table + ((gva >> 12) & 511) * 8;
   }
 
   void poke(uint64_t gpa, std::initializer_list<uint8_t> bytes) { poke(gpa, std::vector<uint8_t>(bytes)); }
@@ -57,25 +83,44 @@ class FakeEnv : public AssistEnv {
     for (unsigned i = 0; i < bytes; ++i) v |= uint64_t{b[i]} << (8 * i);
     return v;
   }
+  // The RAM the tests use, without the page tables.
   std::vector<uint8_t> snapshot() {
-    std::vector<uint8_t> all(memory_.end().raw());
+    std::vector<uint8_t> all(ram_bytes_);
     if (!memory_.read(GuestAddress(0), all)) throw std::runtime_error("snapshot failed");
     return all;
   }
 
   std::map<uint32_t, uint64_t> msrs;
-  int translations = 0;
+  int tlb_flushes = 0;
 
  private:
   static GuestMemory make_memory(uint64_t bytes) {
-    auto m = GuestMemory::create({{GuestAddress(0), bytes}});
+    auto m = GuestMemory::create({{GuestAddress(0), bytes}, {GuestAddress(kTableBase), kTableBytes}});
     if (!m) throw std::runtime_error(m.error().message());
     return std::move(*m);
   }
+  void reset_tables(bool identity) {
+    std::vector<uint8_t> zero(kTableBytes);
+    poke(kTableBase, zero);
+    next_table_ = kTableBase + 4096;
+    identity_ = identity;
+    poke_le(kPml5, kPml4 | kPteP | kPteW | kPteU, 8);
+    if (!identity) return;
+    uint64_t pdpt = alloc_table();
+    poke_le(kPml4, pdpt | kPteP | kPteW, 8);
+    poke_le(pdpt, kPteP | kPteW | kPtePs, 8);  // 0 to 1 GiB
+  }
+  uint64_t alloc_table() {
+    if (next_table_ >= kPml5) throw std::runtime_error("out of page tables");
+    uint64_t t = next_table_;
+    next_table_ += 4096;
+    return t;
+  }
 
   GuestMemory memory_;
-  bool paging_ = false;
-  std::map<uint64_t, uint64_t> pages_;
+  uint64_t ram_bytes_;
+  bool identity_ = true;
+  uint64_t next_table_ = 0;
 };
 
 // GDT entries the tests load, written out as raw descriptors (SDM vol. 3 figure 3-8) so that they
@@ -120,6 +165,7 @@ inline CpuState long_mode_state() {
   cpu.sregs.cs = flat_segment(kSelCode64Current, 0xb, true, false);
   cpu.sregs.ss = cpu.sregs.ds = cpu.sregs.es = flat_segment(kSelData, 0x3, false, true);
   cpu.sregs.cr0 = 0x80050033;
+  cpu.sregs.cr3 = kPml4;
   cpu.sregs.cr4 = 0x20;
   cpu.sregs.efer = 0xd01;
   cpu.sregs.gdt = {kGdtBase, 0x7f, {}};

@@ -1,8 +1,9 @@
 // The instruction decoder of the emulation assists (vcpu/x86_decode.h), on the bytes a guest left at
 // cs:rip. Input: one byte choosing the code size (value % 3: 16, 32, 64 bits), then the bytes.
 // Invariants from x86_decode.h: at most 15 bytes are looked at; a decoded instruction is 1 to 15
-// bytes long and lies inside the bytes given, with a known kind, operand size and registers;
-// failures are EINVAL (truncated or over-long) or EOPNOTSUPP (not an assisted instruction).
+// bytes long and lies inside the bytes given, with a known kind, operand and address size,
+// registers and a well-formed memory operand where the instruction has one; failures are EINVAL
+// (truncated or over-long, or a LOCK the instruction refuses) or EOPNOTSUPP (not an assisted instruction).
 #include <cerrno>
 
 #include "fuzz_input.h"
@@ -30,7 +31,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(d->length >= 1 && d->length <= x86::kMaxInsnLength && d->length <= bytes.size());
     FUZZ_CHECK(d->operand_bits == 16 || d->operand_bits == 32 || d->operand_bits == 64);
     FUZZ_CHECK(d->reg < 16 && d->rm < 16);
+    FUZZ_CHECK(d->address_bits == 16 || d->address_bits == 32 || d->address_bits == 64);
     if (d->kind == AssistKind::Int3) FUZZ_CHECK(d->vector == 3);
+    if (d->kind == AssistKind::Int1) FUZZ_CHECK(d->vector == 1);
+    if (d->mem) {
+      FUZZ_CHECK(d->mem->size >= 1 && d->mem->size <= 16);
+      FUZZ_CHECK(d->mem->scale == 1 || d->mem->scale == 2 || d->mem->scale == 4 || d->mem->scale == 8);
+      FUZZ_CHECK(d->mem->base == x86::kNoReg || d->mem->base < 16);
+      FUZZ_CHECK(d->mem->index == x86::kNoReg || d->mem->index < 16);
+      FUZZ_CHECK(static_cast<unsigned>(d->mem->segment) <= static_cast<unsigned>(x86::SegReg::GS));
+      if (mode != x86::CodeSize::Bits64) FUZZ_CHECK(!d->mem->rip_relative && d->address_bits != 64);
+    }
+    // The instructions that take memory operands have one; the others do not.
+    bool needs_mem = d->kind == AssistKind::Cmpxchg8b || d->kind == AssistKind::Cmpxchg16b ||
+                     d->kind == AssistKind::Clflush || d->kind == AssistKind::Clflushopt ||
+                     d->kind == AssistKind::Clwb || d->kind == AssistKind::Invpcid;
+    if (needs_mem) FUZZ_CHECK(d->mem.has_value());
     if (mode != x86::CodeSize::Bits64) FUZZ_CHECK(d->operand_bits != 64 && d->reg < 8 && d->rm < 8);
   }
   // Bytes past the 15th cannot change the answer.

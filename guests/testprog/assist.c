@@ -195,13 +195,11 @@ void action_assist_force(void)
     action_assist();
 }
 
-/* cmpxchg16b: an instruction the CPL0 emulator lacks and evmm does not complete, so the VMM must stop
+/* fnop: an instruction the CPL0 emulator lacks and evmm does not complete (yet), so the VMM must stop
  * the VM with one line naming the address and the bytes. Where the CPU runs it natively, the guest
  * says so and exits 0 (status 1), and the test that expects the stop skips itself. */
 void action_badinsn(void)
 {
-    static volatile uint64_t pair[2] __attribute__((aligned(16)));
-    uint64_t lo = 0, hi = 0;
-    __asm__ volatile("lock cmpxchg16b %2" : "+a"(lo), "+d"(hi), "+m"(pair[0]) : "b"(1ull), "c"(2ull) : "memory", "cc");
-    rt_printf("badinsn: cmpxchg16b ran without the VMM\n");
+    __asm__ volatile(".byte 0xd9, 0xd0 /* fnop */");
+    rt_printf("badinsn: fnop ran without the VMM\n");
 }

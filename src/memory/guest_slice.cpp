@@ -12,6 +12,22 @@ Result<void> GuestSlice::misaligned(uint64_t off, uint64_t len) const {
   return make_error(EINVAL, "atomic guest access of {} bytes at offset {} is misaligned", len, off);
 }
 
+Result<GuestSlice::Words16> GuestSlice::compare_exchange_16(uint64_t off, Words16 expected, Words16 desired) const {
+  uint8_t* p = TRY(at(off, 16));
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) TRY(misaligned(off, 16));
+  struct alignas(16) Pair {
+    uint64_t w[2];
+  };
+  uint64_t lo = expected.lo, hi = expected.hi;
+  // SAFETY: 16 bytes in bounds and 16-byte aligned, checked above; every x86-64 CPU KVM runs on has
+  // cmpxchg16b. It loads the old value into rdx:rax whether or not it stores.
+  asm volatile("lock cmpxchg16b %0"
+               : "+m"(*reinterpret_cast<Pair*>(p)), "+a"(lo), "+d"(hi)
+               : "b"(desired.lo), "c"(desired.hi)
+               : "memory", "cc");
+  return Words16{lo, hi};
+}
+
 Result<GuestSlice> GuestSlice::subslice(uint64_t off, uint64_t len) const {
   return GuestSlice(TRY(at(off, len)), len);
 }

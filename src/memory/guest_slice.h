@@ -6,7 +6,8 @@
 //     would cross the end touches nothing and fails with EFAULT.
 //   - Atomic accesses (load, store, fetch_or, fetch_and, exchange, compare_exchange) take 1, 2, 4
 //     or 8-byte unsigned words at their natural alignment in host memory; a misaligned one fails
-//     with EINVAL and touches nothing. The caller names the memory order.
+//     with EINVAL and touches nothing. The caller names the memory order. compare_exchange_16
+//     takes two words at 16-byte alignment and is always sequentially consistent.
 //   - Plain copies (copy_in, copy_out, fill, copy_from, read_obj, write_obj) are for bytes the
 //     guest does not change at the same time, or whose readers follow a protocol (a seqlock).
 //   - A slice does not own memory: one from GuestMemory::slice stays valid while that GuestMemory
@@ -100,6 +101,13 @@ class GuestSlice {
     TRY(atomic_at<T>(off)).compare_exchange_strong(expected, desired, o);
     return expected;
   }
+  // The same on 16 bytes (low word first), as the guest's cmpxchg16b needs: lock cmpxchg16b on
+  // the host, since std::atomic of 16 bytes may take a lock that the guest does not share.
+  struct Words16 {
+    uint64_t lo, hi;
+    bool operator==(const Words16&) const = default;
+  };
+  Result<Words16> compare_exchange_16(uint64_t off, Words16 expected, Words16 desired) const;
 
  private:
   friend class GuestMemory;

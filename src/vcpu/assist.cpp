@@ -3,25 +3,31 @@
 #include <algorithm>
 #include <bit>
 
+#include "vcpu/assist_ops.h"
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_decode.h"
 #include "vcpu/x86_interrupt.h"
 #include "vcpu/x86_iret.h"
 
 // What the assists do not model, because evmm's guests do not need it:
-// - A single-step trap (RFLAGS.TF) after a completed clac/stac/fwait/rdpid/popcnt/lzcnt/tzcnt is
-//   not raised; RF is cleared, as on completion of any instruction.
+// - A single-step trap (RFLAGS.TF) after a completed instruction is not raised; RF is cleared, as
+//   on completion of any instruction.
 // - fwait checks no pending x87 exception (#MF): guests run at CPL 0 with -mgeneral-regs-only.
-// - No assist makes a data access that alignment checking (#AC) applies to: the frames pushed at
-//   CPL 0 are supervisor accesses (SDM vol. 3 6.15, interrupt 17).
-// - A page that translates but is read-only is written anyway: KVM_TRANSLATE's writeable bit is
-//   not consulted, so such a push does not raise #PF(P|W).
-// - CPUID feature bits (SMAP, RDPID, POPCNT, ABM, BMI1) are not consulted: KVM here reports the
-//   host's, and KVM only hands over an instruction the host CPU knows.
+// - Alignment checking (#AC) is not applied to data accesses (popcnt and the others from memory,
+//   a misaligned cmpxchg8b at CPL 3 with CR0.AM and RFLAGS.AC); the frames pushed at CPL 0 are
+//   supervisor accesses, to which it does not apply (SDM vol. 3 6.15, interrupt 17).
+// - A cmpxchg8b operand that is not 8-byte aligned is compared and stored without one atomic
+//   operation (assist_cmpxchg.cpp); aligned cmpxchg8b and every cmpxchg16b are atomic.
+// - CPUID feature bits (SMAP, RDPID, POPCNT, ABM, BMI1, CX16, CLWB, INVPCID) are not consulted:
+//   KVM here reports the host's, and KVM only hands over an instruction the host CPU knows.
 // - lzcnt/tzcnt leave OF, SF, AF and PF unchanged (the SDM calls them undefined).
 // - A 32-bit register write zero-extends in every mode, as KVM's own emulator does; outside 64-bit
 //   mode the SDM leaves the upper half undefined.
 // - The interrupt shadow (sti, mov ss) is the caller's business: these registers carry none.
+// - Paging: protection keys, 32-bit and PAE paging (this host refuses them), and the TLB: every
+//   access walks the guest's current tables (x86_paging.h).
+// - Segment checks on memory operands use the cached descriptors in kvm_sregs as the CPU does;
+//   virtual-8086 mode is treated like real mode for them.
 
 namespace evmm {
 
@@ -36,6 +42,13 @@ const char* to_string(AssistKind k) {
     case AssistKind::Popcnt: return "popcnt";
     case AssistKind::Lzcnt: return "lzcnt";
     case AssistKind::Tzcnt: return "tzcnt";
+    case AssistKind::Int1: return "int1";
+    case AssistKind::Cmpxchg8b: return "cmpxchg8b";
+    case AssistKind::Cmpxchg16b: return "cmpxchg16b";
+    case AssistKind::Clflush: return "clflush";
+    case AssistKind::Clflushopt: return "clflushopt";
+    case AssistKind::Clwb: return "clwb";
+    case AssistKind::Invpcid: return "invpcid";
     case AssistKind::Iret: return "iret";
     case AssistKind::Count: break;
   }
@@ -58,37 +71,6 @@ using x86::CodeSize;
 using x86::DecodedInsn;
 namespace fl = x86::rflags;
 
-// Writes the low `bits` of value to register n: a 16-bit write keeps bits 63:16, a 32-bit write
-// zero-extends (SDM vol. 1 3.4.1.1).
-void write_register(kvm_regs& regs, unsigned n, uint64_t value, unsigned bits) {
-  __u64& r = x86::gpr(regs, n);
-  if (bits == 16) r = (r & ~0xffffull) | (value & 0xffff);
-  else if (bits == 32) r = value & 0xffffffff;
-  else r = value;
-}
-
-// popcnt, lzcnt and tzcnt on registers: SDM vol. 2 POPCNT, LZCNT, TZCNT.
-void count_bits(const DecodedInsn& d, kvm_regs& regs) {
-  unsigned bits = d.operand_bits;
-  uint64_t mask = bits == 64 ? ~0ull : (1ull << bits) - 1;
-  uint64_t src = x86::gpr(regs, d.rm) & mask;
-  uint64_t result;
-  uint64_t flags = regs.rflags;
-  if (d.kind == AssistKind::Popcnt) {
-    result = static_cast<uint64_t>(std::popcount(src));
-    flags &= ~(fl::kOF | fl::kSF | fl::kZF | fl::kAF | fl::kCF | fl::kPF);
-    if (src == 0) flags |= fl::kZF;
-  } else {
-    if (d.kind == AssistKind::Lzcnt) result = static_cast<uint64_t>(std::countl_zero(src)) - (64 - bits);
-    else result = std::min<uint64_t>(static_cast<uint64_t>(std::countr_zero(src)), bits);
-    flags &= ~(fl::kCF | fl::kZF);
-    if (src == 0) flags |= fl::kCF;
-    if (result == 0) flags |= fl::kZF;
-  }
-  write_register(regs, d.reg, result, bits);
-  regs.rflags = flags;
-}
-
 std::string describe(const DecodedInsn& d, std::span<const uint8_t> bytes) {
   auto hex = format_bytes(bytes.first(d.length));
   if (d.kind == AssistKind::IntN) return fmt::format("int {:#x} ({})", d.vector, hex);
@@ -100,15 +82,17 @@ std::string describe(const DecodedInsn& d, std::span<const uint8_t> bytes) {
 x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env) {
   auto bytes = insn.first(std::min(insn.size(), x86::kMaxInsnLength));
   CodeSize mode = TRY_CTX(x86::code_size(cpu.sregs), fmt::format("instruction {}", format_bytes(bytes)));
-  DecodedInsn d = TRY(x86::decode(bytes, mode));
+  DecodedInsn d = TRY(x86::decode(bytes, TRY(x86::decode_mode(cpu.sregs))));
   std::string what = describe(d, bytes);
 
   CpuState next = cpu;
   uint64_t next_rip = (cpu.regs.rip + d.length) & x86::ip_mask(mode);
+  assist_ops::Step step{d, next, env, next_rip, what};
   switch (d.kind) {
     case AssistKind::Int3:
     case AssistKind::IntN:
-      TRY_CTX(x86::deliver_software_interrupt(next, env, d.vector, next_rip), what);
+    case AssistKind::Int1:
+      TRY_CTX(x86::deliver_software_interrupt(next, env, d.vector, next_rip, d.kind == AssistKind::Int1), what);
       cpu = next;
       return d.kind;
     case AssistKind::Iret:
@@ -130,13 +114,25 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
     case AssistKind::Rdpid: {
       // IA32_TSC_AUX is 32 bits wide; rdpid r64 zero-extends it (SDM vol. 2 RDPID).
       uint64_t aux = TRY_CTX(env.read_msr(x86::kMsrTscAux), what + ": reading IA32_TSC_AUX");
-      write_register(next.regs, d.rm, aux & 0xffffffff, mode == CodeSize::Bits64 ? 64 : 32);
+      assist_ops::write_register(next.regs, d.rm, aux & 0xffffffff, mode == CodeSize::Bits64 ? 64 : 32);
       break;
     }
     case AssistKind::Popcnt:
     case AssistKind::Lzcnt:
     case AssistKind::Tzcnt:
-      count_bits(d, next.regs);
+      TRY(assist_ops::bit_count(step));
+      break;
+    case AssistKind::Cmpxchg8b:
+    case AssistKind::Cmpxchg16b:
+      TRY(assist_ops::cmpxchg(step));
+      break;
+    case AssistKind::Clflush:
+    case AssistKind::Clflushopt:
+    case AssistKind::Clwb:
+      TRY(assist_ops::cache_line(step));
+      break;
+    case AssistKind::Invpcid:
+      TRY(assist_ops::invpcid(step));
       break;
     case AssistKind::Count:
       return make_error(EOPNOTSUPP, "unsupported instruction {}", format_bytes(bytes));

@@ -15,7 +15,10 @@
 
 namespace evmm {
 
-enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Iret, Count };
+enum class AssistKind : uint8_t {
+  Int3, IntN, Int1, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
+  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Iret, Count
+};
 const char* to_string(AssistKind k);
 
 // Instruction bytes as a human reads them in a log line: "0f ae f0".
@@ -25,10 +28,12 @@ std::string format_bytes(std::span<const uint8_t> bytes);
 class AssistEnv {
  public:
   virtual ~AssistEnv() = default;
-  // Guest-virtual to guest-physical (KVM_TRANSLATE); EFAULT when not mapped. With paging off
-  // the answer is the address itself.
-  virtual Result<uint64_t> translate(uint64_t gva) = 0;
+  // Guest-physical memory; assists reach it through their own page walk (x86_paging.h).
   virtual const GuestMemory& memory() = 0;
+  // MAXPHYADDR of the guest (CPUID 0x80000008 EAX[7:0]): entry bits above it are reserved.
+  virtual unsigned physical_address_bits() = 0;
+  // Drops every cached translation of the vCPU (invpcid), taking effect before it runs again.
+  virtual Result<void> flush_tlb() = 0;
   virtual Result<uint64_t> read_msr(uint32_t index) = 0;
 };
 
@@ -39,17 +44,21 @@ struct CpuState {
 
 // Executes the instruction in insn (the bytes KVM reported, starting at cs:rip; at most 15 are
 // looked at) against cpu. On success, cpu holds the state after the instruction, ready to be
-// written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n change cs and guest memory, iret
-// the segment registers; the others only regs), and the result names what ran.
+// written back with KVM_SET_REGS and KVM_SET_SREGS (int3/int n/int1 change cs and guest memory,
+// iret the segment registers, cmpxchg8b/16b guest memory; the others only regs), and the result
+// names what ran. Memory operands go through the guest's segments and page tables (x86_operand.h, x86_paging.h), which
+// may set accessed and dirty flags in the tables even when the instruction then faults.
 // On error neither cpu nor guest memory has changed, and the message names the bytes:
 //   EOPNOTSUPP  not an instruction evmm completes ("unsupported instruction 0f ae f0"), or one in
-//               a case it does not handle (CPL != 0, task gate, memory operand)
+//               a case it does not handle (CPL != 0 for int n, task gate, 32-bit or PAE paging)
 //   EINVAL      "truncated instruction ..." (fewer bytes than the instruction needs), or a fault
-//               the CPU would raise (vector beyond the IDT limit, gate not present or of a bad type,
-//               clac at CPL > 0); then error().fault() names it, for the caller to inject
-//   EFAULT      a guest memory access (IDT, GDT, TSS, stack) did not reach guest RAM; with the #PF
-//               in error().fault() when the page was not mapped
-//   other       read_msr's error, for rdpid
+//               the CPU would raise (#GP, #SS, #NP, #UD: a bad gate or segment, a non-canonical
+//               or out-of-limit operand, a misaligned cmpxchg16b, a refused LOCK, clac at CPL > 0);
+//               then error().fault() names it, for the caller to inject
+//   EFAULT      a guest memory access did not reach guest RAM; with the #PF (error code and CR2)
+//               in error().fault() when the page walk faulted
+//   EAGAIN      the guest's page tables kept changing under the walk
+//   other       read_msr's error, for rdpid; flush_tlb's, for invpcid
 x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn, CpuState& cpu, AssistEnv& env);
 
 }  // namespace evmm

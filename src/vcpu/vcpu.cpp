@@ -1,5 +1,6 @@
 #include "vcpu/vcpu.h"
 
+#include <cpuid.h>
 #include <poll.h>
 #include <signal.h>
 
@@ -22,12 +23,22 @@ namespace {
 class VcpuAssistEnv final : public AssistEnv {
  public:
   VcpuAssistEnv(const VcpuFd& fd, const GuestMemory& mem) : fd_(fd), mem_(mem) {}
-  Result<uint64_t> translate(uint64_t gva) override {
-    kvm_translation t = TRY(fd_.translate(gva));
-    if (!t.valid) return make_error(EFAULT, "guest virtual address {:#x} is not mapped", gva);
-    return t.physical_address;
-  }
   const GuestMemory& memory() override { return mem_; }
+  // KVM passes the host's MAXPHYADDR through to the guest's CPUID here. Asked once per
+  // emulation: CPUID exits to the hypervisor on a nested host.
+  unsigned physical_address_bits() override {
+    if (phys_bits_ == 0) {
+      unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+      phys_bits_ = __get_cpuid(0x80000008, &eax, &ebx, &ecx, &edx) ? (eax & 0xff) : 36;
+    }
+    return phys_bits_;
+  }
+  // Done after the registers are written back: see Vcpu::complete_emulation.
+  Result<void> flush_tlb() override {
+    flush_requested = true;
+    return {};
+  }
+  bool flush_requested = false;
   Result<uint64_t> read_msr(uint32_t index) override {
     const uint32_t idx[] = {index};
     return TRY(fd_.get_msrs(idx))[0];
@@ -36,6 +47,7 @@ class VcpuAssistEnv final : public AssistEnv {
  private:
   const VcpuFd& fd_;
   const GuestMemory& mem_;
+  unsigned phys_bits_ = 0;
 };
 
 template <class... Ts>
@@ -379,6 +391,15 @@ bool Vcpu::complete_emulation(std::span<const uint8_t> insn, VcpuStop* stop) {
     return false;
   }
   auto wrote = fd_.set_sregs(cpu.sregs).and_then([&] { return fd_.set_regs(cpu.regs); });
+  if (wrote && env.flush_requested) {
+    // KVM has no ioctl that flushes a vCPU's TLB. KVM_SET_SREGS with a CR4 other than the vCPU's
+    // sets mmu_reset_needed in __set_sregs_common, whose kvm_mmu_reset_context unloads the MMU
+    // roots; kvm_mmu_load then flushes the current TLB context before the next entry. So toggle
+    // CR4.PGE and put it back: two resets, the vCPU's state unchanged.
+    kvm_sregs toggled = cpu.sregs;
+    toggled.cr4 ^= 1ull << 7;
+    wrote = fd_.set_sregs(toggled).and_then([&] { return fd_.set_sregs(cpu.sregs); });
+  }
   if (!wrote) {
     *stop = {VcpuStopKind::VmmError, fmt::format("vCPU {}: {}", id_, wrote.error().message())};
     return false;

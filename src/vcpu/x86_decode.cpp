@@ -1,143 +1,182 @@
 #include "vcpu/x86_decode.h"
 
+#include <Zydis/Zydis.h>
+
 #include <algorithm>
 
 namespace evmm::x86 {
 namespace {
 
-// Legacy prefixes, SDM vol. 2 2.1.1.
-enum class Prefix : uint8_t {
-  Es = 0x26, Cs = 0x2E, Ss = 0x36, Ds = 0x3E, Fs = 0x64, Gs = 0x65,
-  OperandSize = 0x66, AddressSize = 0x67, Lock = 0xF0, Repne = 0xF2, Rep = 0xF3,
+struct ModeInfo {
+  ZydisMachineMode machine;
+  ZydisStackWidth stack;
 };
 
-bool is_legacy_prefix(uint8_t b) {
-  switch (static_cast<Prefix>(b)) {
-    case Prefix::Es: case Prefix::Cs: case Prefix::Ss: case Prefix::Ds: case Prefix::Fs:
-    case Prefix::Gs: case Prefix::OperandSize: case Prefix::AddressSize: case Prefix::Lock:
-    case Prefix::Repne: case Prefix::Rep:
-      return true;
+ModeInfo zydis_mode(DecodeMode m) {
+  switch (m) {
+    case DecodeMode::Long64: return {ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64};
+    case DecodeMode::Compat32: return {ZYDIS_MACHINE_MODE_LONG_COMPAT_32, ZYDIS_STACK_WIDTH_32};
+    case DecodeMode::Compat16: return {ZYDIS_MACHINE_MODE_LONG_COMPAT_16, ZYDIS_STACK_WIDTH_16};
+    case DecodeMode::Legacy32: return {ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32};
+    case DecodeMode::Legacy16: return {ZYDIS_MACHINE_MODE_LEGACY_16, ZYDIS_STACK_WIDTH_16};
+    case DecodeMode::Real16: return {ZYDIS_MACHINE_MODE_REAL_16, ZYDIS_STACK_WIDTH_16};
   }
-  return false;
+  return {ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64};
 }
 
-// REX, SDM vol. 2 2.2.1: 0100WRXB, only in 64-bit mode, and only when it is the last prefix.
-constexpr uint8_t kRexW = 8, kRexR = 4, kRexB = 1;
-
-class Cursor {
- public:
-  explicit Cursor(std::span<const uint8_t> bytes) : bytes_(bytes) {}
-
-  Result<uint8_t> next() {
-    if (pos_ < bytes_.size()) return bytes_[pos_++];
-    // Fifteen bytes that are not yet a whole instruction are an over-long one (#GP on hardware);
-    // fewer means KVM did not hand over the rest.
-    if (bytes_.size() >= kMaxInsnLength)
-      return make_error(EINVAL, "instruction longer than 15 bytes {}", format_bytes(bytes_));
-    return make_error(EINVAL, "truncated instruction {}", format_bytes(bytes_));
+// The instructions the assists complete. Zydis has already applied the mandatory prefixes
+// (F3 0F B8 is popcnt, 0F B8 alone is jmpe; 66 0F AE /7 is clflushopt, 0F AE /7 clflush).
+std::optional<AssistKind> assist_kind(ZydisMnemonic m) {
+  switch (m) {
+    case ZYDIS_MNEMONIC_INT3: return AssistKind::Int3;
+    case ZYDIS_MNEMONIC_INT: return AssistKind::IntN;
+    case ZYDIS_MNEMONIC_INT1: return AssistKind::Int1;
+    case ZYDIS_MNEMONIC_CLAC: return AssistKind::Clac;
+    case ZYDIS_MNEMONIC_STAC: return AssistKind::Stac;
+    case ZYDIS_MNEMONIC_FWAIT: return AssistKind::Fwait;
+    case ZYDIS_MNEMONIC_RDPID: return AssistKind::Rdpid;
+    case ZYDIS_MNEMONIC_POPCNT: return AssistKind::Popcnt;
+    case ZYDIS_MNEMONIC_LZCNT: return AssistKind::Lzcnt;
+    case ZYDIS_MNEMONIC_TZCNT: return AssistKind::Tzcnt;
+    case ZYDIS_MNEMONIC_CMPXCHG8B: return AssistKind::Cmpxchg8b;
+    case ZYDIS_MNEMONIC_CMPXCHG16B: return AssistKind::Cmpxchg16b;
+    case ZYDIS_MNEMONIC_CLFLUSH: return AssistKind::Clflush;
+    case ZYDIS_MNEMONIC_CLFLUSHOPT: return AssistKind::Clflushopt;
+    case ZYDIS_MNEMONIC_CLWB: return AssistKind::Clwb;
+    case ZYDIS_MNEMONIC_INVPCID: return AssistKind::Invpcid;
+    case ZYDIS_MNEMONIC_IRET:
+    case ZYDIS_MNEMONIC_IRETD:
+    case ZYDIS_MNEMONIC_IRETQ: return AssistKind::Iret;
+    default: return std::nullopt;
   }
-  uint8_t pos() const { return static_cast<uint8_t>(pos_); }
+}
 
- private:
-  std::span<const uint8_t> bytes_;
-  size_t pos_ = 0;
-};
+// Register number in the ModRM/REX numbering, for general-purpose registers of any width but 8.
+std::optional<uint8_t> gpr_number(ZydisRegister r) {
+  switch (ZydisRegisterGetClass(r)) {
+    case ZYDIS_REGCLASS_GPR16:
+    case ZYDIS_REGCLASS_GPR32:
+    case ZYDIS_REGCLASS_GPR64: return static_cast<uint8_t>(ZydisRegisterGetId(r));
+    default: return std::nullopt;
+  }
+}
+
+std::optional<SegReg> segment(ZydisRegister r) {
+  switch (r) {
+    case ZYDIS_REGISTER_ES: return SegReg::ES;
+    case ZYDIS_REGISTER_CS: return SegReg::CS;
+    case ZYDIS_REGISTER_SS: return SegReg::SS;
+    case ZYDIS_REGISTER_DS: return SegReg::DS;
+    case ZYDIS_REGISTER_FS: return SegReg::FS;
+    case ZYDIS_REGISTER_GS: return SegReg::GS;
+    default: return std::nullopt;
+  }
+}
 
 }  // namespace
 
-Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
-  auto bytes = all.first(std::min(all.size(), kMaxInsnLength));
-  auto unsupported = [&](std::string_view why = {}) {
-    return make_error(EOPNOTSUPP, "unsupported instruction {}{}", format_bytes(bytes), why);
-  };
-  Cursor c(bytes);
-
-  bool opsize = false, lock = false, rep = false, repne = false;
-  uint8_t rex = 0;
-  uint8_t op;
-  for (;;) {
-    op = TRY(c.next());
-    if (is_legacy_prefix(op)) {
-      auto p = static_cast<Prefix>(op);
-      opsize |= p == Prefix::OperandSize;
-      lock |= p == Prefix::Lock;
-      rep |= p == Prefix::Rep;
-      repne |= p == Prefix::Repne;
-      rex = 0;  // a REX followed by a legacy prefix is ignored
-      continue;
-    }
-    if (mode == CodeSize::Bits64 && (op & 0xF0) == 0x40) {
-      rex = op;
-      continue;
-    }
-    break;
+Result<DecodeMode> decode_mode(const kvm_sregs& sregs) {
+  CodeSize size = TRY(code_size(sregs));
+  if (sregs.efer & kEferLma) {
+    if (size == CodeSize::Bits64) return DecodeMode::Long64;
+    return size == CodeSize::Bits32 ? DecodeMode::Compat32 : DecodeMode::Compat16;
   }
-  // None of the instructions completed here accepts LOCK: hardware raises #UD.
-  if (lock) return unsupported(" (lock prefix)");
+  if (!(sregs.cr0 & kCr0Pe)) return DecodeMode::Real16;
+  return size == CodeSize::Bits32 ? DecodeMode::Legacy32 : DecodeMode::Legacy16;
+}
+
+DecodeMode decode_mode(CodeSize size) {
+  switch (size) {
+    case CodeSize::Bits64: return DecodeMode::Long64;
+    case CodeSize::Bits32: return DecodeMode::Legacy32;
+    case CodeSize::Bits16: return DecodeMode::Legacy16;
+  }
+  return DecodeMode::Legacy16;
+}
+
+AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) {
+  auto bytes = all.first(std::min(all.size(), kMaxInsnLength));
+  ModeInfo zm = zydis_mode(mode);
+  ZydisDecoder decoder;
+  if (ZYAN_FAILED(ZydisDecoderInit(&decoder, zm.machine, zm.stack)))
+    return make_error(EINVAL, "Zydis refused decoder mode {}", static_cast<int>(mode));
+  ZydisDecodedInstruction insn;
+  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+  // The message's bytes, built only for a failure.
+  auto hex = [&] { return format_bytes(bytes); };
+  ZyanStatus st = bytes.empty() ? ZYDIS_STATUS_NO_MORE_DATA
+                                : ZydisDecoderDecodeFull(&decoder, bytes.data(), bytes.size(), &insn, ops);
+  if (st == ZYDIS_STATUS_NO_MORE_DATA || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG) {
+    // Fifteen bytes that are not yet a whole instruction are an over-long one (#GP on hardware);
+    // fewer means KVM did not hand over the rest.
+    if (bytes.size() >= kMaxInsnLength || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG)
+      return make_error(EINVAL, "instruction longer than 15 bytes {}", hex());
+    return make_error(EINVAL, "truncated instruction {}", hex());
+  }
+  // LOCK on an instruction that does not accept it, or with a register destination (SDM vol. 2 LOCK).
+  if (st == ZYDIS_STATUS_ILLEGAL_LOCK)
+    return raise(Fault{Vector::UD, {}, {}}, "lock prefix on instruction {}", hex());
+  if (ZYAN_FAILED(st)) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
+  auto kind = assist_kind(insn.mnemonic);
+  if (!kind) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
 
   DecodedInsn d{};
-  switch (mode) {
-    case CodeSize::Bits64: d.operand_bits = (rex & kRexW) ? 64 : opsize ? 16 : 32; break;
-    case CodeSize::Bits32: d.operand_bits = opsize ? 16 : 32; break;
-    case CodeSize::Bits16: d.operand_bits = opsize ? 32 : 16; break;
-  }
-
-  // Mandatory prefixes (F3 for popcnt/lzcnt/tzcnt/rdpid) select the instruction; the same
-  // opcode with F2 or without F3 is a different one (bsf, bsr, rdseed, FRED's erets/eretu).
-  bool only_f3 = rep && !repne;
-  switch (op) {
-    case 0xCC:
-      d.kind = AssistKind::Int3;
-      d.vector = 3;
-      break;
-    case 0xCD:
-      d.kind = AssistKind::IntN;
-      d.vector = TRY(c.next());
-      break;
-    case 0x9B:
-      d.kind = AssistKind::Fwait;
-      break;
-    case 0xCF:
-      d.kind = AssistKind::Iret;
-      break;
-    case 0x0F: {
-      uint8_t op2 = TRY(c.next());
-      switch (op2) {
-        case 0x01: {
-          if (opsize || rep || repne) return unsupported();
-          uint8_t modrm = TRY(c.next());
-          if (modrm == 0xCA) d.kind = AssistKind::Clac;
-          else if (modrm == 0xCB) d.kind = AssistKind::Stac;
-          else return unsupported();
-          break;
-        }
-        case 0xB8: case 0xBC: case 0xBD: {
-          if (!only_f3) return unsupported();
-          uint8_t modrm = TRY(c.next());
-          if ((modrm >> 6) != 3) return unsupported(" (memory operand)");
-          d.kind = op2 == 0xB8 ? AssistKind::Popcnt : op2 == 0xBC ? AssistKind::Tzcnt : AssistKind::Lzcnt;
-          d.reg = static_cast<uint8_t>(((modrm >> 3) & 7) | ((rex & kRexR) ? 8 : 0));
-          d.rm = static_cast<uint8_t>((modrm & 7) | ((rex & kRexB) ? 8 : 0));
-          break;
-        }
-        case 0xC7: {
-          if (!only_f3 || opsize) return unsupported();
-          uint8_t modrm = TRY(c.next());
-          if (((modrm >> 3) & 7) != 7) return unsupported();
-          if ((modrm >> 6) != 3) return unsupported(" (memory operand)");
-          d.kind = AssistKind::Rdpid;
-          d.rm = static_cast<uint8_t>((modrm & 7) | ((rex & kRexB) ? 8 : 0));
-          break;
-        }
-        default:
-          return unsupported();
+  d.kind = *kind;
+  d.length = insn.length;
+  d.operand_bits = insn.operand_width == 64 ? 64 : insn.operand_width == 32 ? 32 : 16;
+  d.address_bits = insn.address_width == 64 ? 64 : insn.address_width == 32 ? 32 : 16;
+  d.lock = (insn.attributes & ZYDIS_ATTRIB_HAS_LOCK) != 0;
+  bool seen_reg = false;
+  for (unsigned i = 0; i < insn.operand_count_visible; ++i) {
+    const ZydisDecodedOperand& op = ops[i];
+    switch (op.type) {
+      case ZYDIS_OPERAND_TYPE_REGISTER: {
+        auto n = gpr_number(op.reg.value);
+        if (!n) return make_error(EOPNOTSUPP, "unsupported instruction {} (register operand)", hex());
+        // The ModRM.reg operand comes first where both are registers (popcnt r, r/m).
+        if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_RM) d.rm = *n;
+        else if (!seen_reg) d.reg = *n, seen_reg = true;
+        else d.rm = *n;
+        break;
       }
-      break;
+      case ZYDIS_OPERAND_TYPE_MEMORY: {
+        if (op.mem.type != ZYDIS_MEMOP_TYPE_MEM)
+          return make_error(EOPNOTSUPP, "unsupported instruction {} (memory operand)", hex());
+        MemRef m{};
+        auto seg = segment(op.mem.segment);
+        if (!seg) return make_error(EOPNOTSUPP, "unsupported instruction {} (segment)", hex());
+        m.segment = *seg;
+        m.base = m.index = kNoReg;
+        if (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP) {
+          m.rip_relative = true;
+        } else if (op.mem.base != ZYDIS_REGISTER_NONE) {
+          auto b = gpr_number(op.mem.base);
+          if (!b) return make_error(EOPNOTSUPP, "unsupported instruction {} (base register)", hex());
+          m.base = *b;
+        }
+        if (op.mem.index != ZYDIS_REGISTER_NONE) {
+          auto x = gpr_number(op.mem.index);
+          if (!x) return make_error(EOPNOTSUPP, "unsupported instruction {} (index register)", hex());
+          m.index = *x;
+        }
+        m.scale = op.mem.scale ? op.mem.scale : 1;
+        m.disp = op.mem.disp.has_displacement ? op.mem.disp.value : 0;
+        m.size = static_cast<uint16_t>(std::max<unsigned>(op.size / 8, 1));
+        d.mem = m;
+        break;
+      }
+      case ZYDIS_OPERAND_TYPE_IMMEDIATE:
+        d.vector = static_cast<uint8_t>(op.imm.value.u);
+        break;
+      default:
+        return make_error(EOPNOTSUPP, "unsupported instruction {} (operand)", hex());
     }
-    default:
-      return unsupported();
   }
-  d.length = c.pos();
+  if (d.kind == AssistKind::Int3) d.vector = 3;
+  if (d.kind == AssistKind::Int1) d.vector = 1;
+  // Zydis sizes a flush's operand as the 64-byte line; the CPU checks it as a byte load (SDM vol. 2 CLFLUSH).
+  bool flush = d.kind == AssistKind::Clflush || d.kind == AssistKind::Clflushopt || d.kind == AssistKind::Clwb;
+  if (flush && d.mem) d.mem->size = 1;
   return d;
 }
 

@@ -1,31 +1,68 @@
-// Just enough of the x86 instruction decoder for the emulation assists: legacy prefixes, REX and
-// the opcodes listed in AssistKind. Anything else is refused, never guessed at.
+// The instruction decoder of the emulation assists: Zydis 4 (Debian's libzydis-dev) decodes every
+// prefix, ModRM/SIB and mode form; this header turns its answer into evmm's own DecodedInsn, so no
+// Zydis type leaves x86_decode.cpp. Instructions that are not in AssistKind are refused, never guessed at.
+//
+// Errors:
+//   EINVAL      "truncated instruction <hex>" (the bytes end before the instruction does) or
+//               "instruction longer than 15 bytes <hex>"
+//   EINVAL+#UD  a LOCK prefix on an instruction that does not accept one (SDM vol. 2 LOCK)
+//   EOPNOTSUPP  "unsupported instruction <hex>": anything the assists do not complete
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "base/result.h"
 #include "vcpu/assist.h"
 #include "vcpu/x86_arch.h"
+#include "vcpu/x86_fault.h"
 
 namespace evmm::x86 {
 
 // The architectural limit on instruction length (SDM vol. 2 2.3.11); longer raises #GP.
 inline constexpr size_t kMaxInsnLength = 15;
 
+// Segment registers in their encoding order (SDM vol. 2 3.1.1.3, Sreg).
+enum class SegReg : uint8_t { ES, CS, SS, DS, FS, GS };
+
+// "No register" for MemRef's base and index.
+inline constexpr uint8_t kNoReg = 0xff;
+
+// A memory operand as the instruction names it (SDM vol. 1 3.7.5): segment:[base + index*scale + disp].
+struct MemRef {
+  SegReg segment;      // after overrides and the SS default for rsp/rbp bases
+  uint8_t base;        // GPR number (ModRM/REX numbering) or kNoReg
+  uint8_t index;       // GPR number or kNoReg
+  uint8_t scale;       // 1, 2, 4 or 8
+  int64_t disp;        // sign-extended displacement
+  bool rip_relative;   // base is the next instruction's RIP (64-bit mode only)
+  uint16_t size;       // bytes the instruction accesses there
+};
+
 struct DecodedInsn {
   AssistKind kind;
   uint8_t length;        // bytes, prefixes included
   uint8_t operand_bits;  // 16, 32 or 64, after 66 and REX.W
-  uint8_t reg;           // ModRM.reg extended by REX.R (destination of popcnt/lzcnt/tzcnt)
-  uint8_t rm;            // ModRM.rm extended by REX.B (source; rdpid's destination)
-  uint8_t vector;        // int n; 3 for int3
+  uint8_t address_bits;  // 16, 32 or 64, after 67
+  uint8_t reg;           // register operand (ModRM.reg with REX.R): popcnt's destination, invpcid's type
+  uint8_t rm;            // register form of ModRM.rm with REX.B: popcnt's source, rdpid's destination
+  uint8_t vector;        // int n; 3 for int3, 1 for int1
+  bool lock;             // a LOCK prefix was given (and is allowed)
+  std::optional<MemRef> mem;  // the memory operand, if the instruction has one
 };
 
+// Which decoder mode applies: 64-bit, compatibility mode (IA-32e with a 32- or 16-bit CS),
+// legacy protected mode, or real mode (SDM vol. 3 5.2.1).
+enum class DecodeMode : uint8_t { Long64, Compat32, Compat16, Legacy32, Legacy16, Real16 };
+Result<DecodeMode> decode_mode(const kvm_sregs& sregs);
+// The legacy (non-IA-32e) mode of a code size: what the fuzz target and older callers name.
+DecodeMode decode_mode(CodeSize size);
+
 // Decodes the instruction at the start of bytes (at most kMaxInsnLength of them are looked at).
-// EINVAL "truncated instruction ..." when bytes end before the instruction does, or "longer than
-// 15 bytes"; EOPNOTSUPP "unsupported instruction <hex>" for anything the assists do not complete.
-Result<DecodedInsn> decode(std::span<const uint8_t> bytes, CodeSize mode);
+AssistResult<DecodedInsn> decode(std::span<const uint8_t> bytes, DecodeMode mode);
+inline AssistResult<DecodedInsn> decode(std::span<const uint8_t> bytes, CodeSize size) {
+  return decode(bytes, decode_mode(size));
+}
 
 }  // namespace evmm::x86

@@ -27,11 +27,11 @@ struct Gate {
   }
 };
 
-AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode) {
+AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vector, bool long_mode, bool ext) {
   unsigned size = long_mode ? 16 : 8;
   uint64_t off = uint64_t{vector} * size;
   if (off + size - 1 > s.idt.limit)
-    return raise(Fault{Vector::GP, idt_error(vector), {}}, "vector {:#x} is beyond the IDT limit {:#x}", vector,
+    return raise(Fault{Vector::GP, idt_error(vector, ext), {}}, "vector {:#x} is beyond the IDT limit {:#x}", vector,
                  s.idt.limit);
   uint8_t b[16] = {};
   TRY_CTX(mem.read(s.idt.base + off, std::span(b, size)), fmt::format("reading IDT entry {:#x}", vector));
@@ -45,7 +45,7 @@ AssistResult<Gate> read_gate(LinearMemory& mem, const kvm_sregs& s, uint8_t vect
   g.present = (b[5] >> 7) & 1;
 
   auto bad_type = [&] {
-    return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has type {:#x}, not {}", vector, g.type,
+    return raise(Fault{Vector::GP, idt_error(vector, ext), {}}, "IDT entry {:#x} has type {:#x}, not {}", vector, g.type,
                  long_mode ? "a 64-bit interrupt or trap gate" : "an interrupt or trap gate");
   };
   if (long_mode) {
@@ -78,17 +78,19 @@ struct CodeSegment {
 
 // Loads the handler's code segment the way a same-privilege interrupt does (SDM vol. 2, INT n:
 // the checks on the gate's selector and on the segment it names).
-AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode) {
-  if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, 0u, {}}, "the gate's code selector is null");
-  // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n (SDM vol. 3 6.13).
-  Fault gp{Vector::GP, selector_error(selector), {}};
+AssistResult<CodeSegment> load_code_segment(LinearMemory& mem, const kvm_sregs& s, uint16_t selector, bool long_mode,
+                                            bool ext) {
+  if ((selector & 0xfffc) == 0) return raise(Fault{Vector::GP, ext ? 1u : 0u, {}}, "the gate's code selector is null");
+  // The selector checks below raise #GP or #NP with the selector; EXT is 0 for int n and int3, 1 for
+  // int1 (SDM vol. 3 6.13); read_descriptor's own faults do not set it.
+  Fault gp{Vector::GP, selector_error(selector, ext), {}};
   LoadedDescriptor loaded = TRY(read_descriptor(mem, s, selector, "code selector"));
   const SegmentDescriptor& d = loaded.desc;
   if (!d.code()) return raise(gp, "selector {:#x} is not a code segment (descriptor {:#018x})", selector, d.raw);
   // At CPL 0 both a conforming and a non-conforming target must have DPL 0 (DPL > CPL is #GP).
   if (d.dpl() != 0) return raise(gp, "code segment {:#x} has DPL {}, above CPL 0", selector, d.dpl());
   if (!d.present())
-    return raise(Fault{Vector::NP, selector_error(selector), {}}, "code segment {:#x} is not present", selector);
+    return raise(Fault{Vector::NP, selector_error(selector, ext), {}}, "code segment {:#x} is not present", selector);
   if (long_mode && (!d.l() || d.db()))
     return raise(gp, "code segment {:#x} is not a 64-bit code segment (descriptor {:#018x})", selector, d.raw);
   // RPL becomes the CPL, 0.
@@ -106,9 +108,9 @@ AssistResult<uint64_t> read_ist(LinearMemory& mem, const kvm_sregs& s, uint8_t i
   return TRY_CTX(mem.read_le<uint64_t>(s.tr.base + off), fmt::format("reading IST{} from the TSS", ist));
 }
 
-AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip, bool ext) {
   const kvm_sregs& s = next.sregs;
-  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true));
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, true, ext));
   if (!is_canonical(gate.offset, s))
     return raise(Fault{Vector::GP, 0u, {}}, "handler address {:#x} is not canonical", gate.offset);
   uint64_t rsp = next.regs.rsp;
@@ -130,9 +132,10 @@ AssistResult<void> deliver_long(CpuState& next, LinearMemory& mem, const Gate& g
   return {};
 }
 
-AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip) {
+AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Gate& gate, uint64_t next_rip,
+                                     bool ext) {
   const kvm_sregs& s = next.sregs;
-  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false));
+  CodeSegment cs = TRY(load_code_segment(mem, s, gate.selector, false, ext));
   if (gate.offset > cs.cache.limit)
     return raise(Fault{Vector::GP, 0u, {}}, "handler offset {:#x} is beyond the code segment limit {:#x}", gate.offset,
                  cs.cache.limit);
@@ -153,7 +156,7 @@ AssistResult<void> deliver_protected(CpuState& next, LinearMemory& mem, const Ga
 AssistResult<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
   const kvm_sregs& s = next.sregs;
   if (s.ss.db) return make_error(EOPNOTSUPP, "real mode with a 32-bit stack segment");
-  LinearMemory mem(env, 0xffffffff);
+  LinearMemory mem(env, next, true);
   uint64_t off = uint64_t{vector} * 4;
   if (off + 3 > s.idt.limit)
     return make_error(EINVAL, "vector {:#x} is beyond the IVT limit {:#x}", vector, s.idt.limit);
@@ -174,7 +177,8 @@ AssistResult<void> deliver_real(CpuState& next, AssistEnv& env, uint8_t vector, 
 
 }  // namespace
 
-AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip) {
+AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip,
+                                              bool privileged) {
   CpuState next = cpu;
   if (!(cpu.sregs.cr0 & kCr0Pe)) {
     TRY(deliver_real(next, env, vector, next_rip));
@@ -185,19 +189,21 @@ AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uin
 
   // Compatibility mode delivers through the 64-bit IDT too: the IDT format follows EFER.LMA.
   bool long_mode = (cpu.sregs.efer & kEferLma) != 0;
-  LinearMemory mem(env, long_mode ? ~0ull : 0xffffffffull);
-  Gate gate = TRY(read_gate(mem, cpu.sregs, vector, long_mode));
+  LinearMemory mem(env, cpu, true);
+  // EXT is clear only for int n, int3 and into (SDM vol. 3 6.13), so int1's faults set it.
+  Gate gate = TRY(read_gate(mem, cpu.sregs, vector, long_mode, privileged));
   uint8_t level = cpl(cpu.regs, cpu.sregs);
-  // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check.
-  if (gate.dpl < level)
+  // The software-interrupt privilege check (SDM vol. 3 6.12.1.1) comes before the present check;
+  // int1 is a privileged software exception, which skips it (SDM vol. 3 6.4).
+  if (!privileged && gate.dpl < level)
     return raise(Fault{Vector::GP, idt_error(vector), {}}, "IDT entry {:#x} has DPL {}, below CPL {}", vector, gate.dpl,
                  level);
-  if (!gate.present) return raise(Fault{Vector::NP, idt_error(vector), {}}, "IDT entry {:#x} is not present", vector);
+  if (!gate.present) return raise(Fault{Vector::NP, idt_error(vector, privileged), {}}, "IDT entry {:#x} is not present", vector);
   if (level != 0)
     return make_error(EOPNOTSUPP, "software interrupt at CPL {}: evmm completes only CPL 0 ones", level);
 
-  if (long_mode) TRY(deliver_long(next, mem, gate, next_rip));
-  else TRY(deliver_protected(next, mem, gate, next_rip));
+  if (long_mode) TRY(deliver_long(next, mem, gate, next_rip, privileged));
+  else TRY(deliver_protected(next, mem, gate, next_rip, privileged));
   next.regs.rflags &= ~(rflags::kTF | rflags::kNT | rflags::kRF | rflags::kVM);
   if (gate.interrupt()) next.regs.rflags &= ~rflags::kIF;
   cpu = next;

@@ -16,6 +16,8 @@ namespace evmm::x86 {
 // EINVAL with the fault where the CPU would raise #GP, #NP or #SS (vector beyond the IDT limit,
 // gate not present or of a bad type, bad code segment, stack outside its segment); EFAULT when a table or
 // the stack is not mapped to guest RAM; EOPNOTSUPP for the cases listed above.
-AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip);
+// privileged: int1 (icebp), a privileged software exception, skips the gate's DPL check (SDM vol. 3 6.12.1.1).
+AssistResult<void> deliver_software_interrupt(CpuState& cpu, AssistEnv& env, uint8_t vector, uint64_t next_rip,
+                                              bool privileged = false);
 
 }  // namespace evmm::x86

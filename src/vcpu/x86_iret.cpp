@@ -101,7 +101,7 @@ AssistResult<void> complete_iret(CpuState& cpu, AssistEnv& env, unsigned operand
 
   uint8_t level = cpl(cpu.regs, s);
   unsigned width = operand_bits / 8;
-  LinearMemory mem(env, 0xffffffffull);
+  LinearMemory mem(env, cpu, false);
   LegacyStack st = LegacyStack::from(s.ss, cpu.regs.rsp, false);
   uint64_t eip = TRY(st.pop(mem, width));
   auto cs = static_cast<uint16_t>(TRY(st.pop(mem, width)));
