@@ -31,6 +31,23 @@ class FakeEnv : public AssistEnv {
     if (it == msrs.end()) return make_error(EIO, "MSR {:#x} not readable", index);
     return it->second;
   }
+  Result<std::vector<uint8_t>> read_fpu() override {
+    if (fpu.empty()) return make_error(EIO, "no FPU state in this fake");
+    return fpu;
+  }
+  Result<void> write_fpu(std::span<const uint8_t> area) override {
+    if (area.size() != fpu.size()) return make_error(EINVAL, "FPU area of {} bytes, expected {}", area.size(), fpu.size());
+    fpu.assign(area.begin(), area.end());
+    ++fpu_writes;
+    return {};
+  }
+  Result<uint64_t> read_xcr0() override { return xcr0; }
+  Result<void> write_xcr0(uint64_t value) override {
+    // KVM refuses XCR0 values without x87 or beyond what it supports (kvm_set_xcr).
+    if (!(value & 1) || (value & ~xcr0_supported)) return make_error(EINVAL, "XCR0 {:#x} refused", value);
+    xcr0 = value;
+    return {};
+  }
 
   // Switches to the page-map model: from now on only mapped pages translate.
   void map(uint64_t gva, uint64_t gpa) {
@@ -65,6 +82,9 @@ class FakeEnv : public AssistEnv {
 
   std::map<uint32_t, uint64_t> msrs;
   int translations = 0;
+  std::vector<uint8_t> fpu;  // the XSAVE area read_fpu returns; empty: reading fails
+  int fpu_writes = 0;
+  uint64_t xcr0 = 3, xcr0_supported = 7;
 
  private:
   static GuestMemory make_memory(uint64_t bytes) {

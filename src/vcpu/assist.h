@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
@@ -30,6 +31,13 @@ class AssistEnv {
   virtual Result<uint64_t> translate(uint64_t gva) = 0;
   virtual const GuestMemory& memory() = 0;
   virtual Result<uint64_t> read_msr(uint32_t index) = 0;
+  // The guest's x87/SSE/AVX... state: the standard-format XSAVE area KVM hands out
+  // (KVM_GET_XSAVE2), written back whole. Read per instruction: only the FPU assists need it.
+  virtual Result<std::vector<uint8_t>> read_fpu() = 0;
+  virtual Result<void> write_fpu(std::span<const uint8_t> area) = 0;
+  // XCR0 (KVM_GET_XCRS / KVM_SET_XCRS); KVM refuses a value the guest's CPUID does not allow.
+  virtual Result<uint64_t> read_xcr0() = 0;
+  virtual Result<void> write_xcr0(uint64_t value) = 0;
 };
 
 struct CpuState {

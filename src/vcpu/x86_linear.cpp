@@ -50,6 +50,16 @@ AssistResult<void> LinearMemory::stage(uint64_t linear, uint64_t value, unsigned
   });
 }
 
+AssistResult<void> LinearMemory::stage(uint64_t linear, std::span<const uint8_t> bytes) {
+  for (size_t i = 0; i < bytes.size(); i += 8) {
+    size_t n = std::min<size_t>(8, bytes.size() - i);
+    uint64_t v = 0;
+    for (size_t k = 0; k < n; ++k) v |= uint64_t{bytes[i + k]} << (8 * k);
+    TRY(stage(linear + i, v, static_cast<unsigned>(n)));
+  }
+  return {};
+}
+
 Result<void> LinearMemory::commit() {
   for (const Chunk& c : staged_)
     TRY(env_.memory().write(GuestAddress(c.gpa), std::span<const uint8_t>(c.data, c.len)));

@@ -32,6 +32,8 @@ class LinearMemory {
   // Queues a little-endian write of the low `bytes` bytes of value. Its pages are translated
   // now, so that commit() finds every mapping already resolved and nothing is half-written.
   AssistResult<void> stage(uint64_t linear, uint64_t value, unsigned bytes);
+  // Queues a write of bytes (the FPU assists' 512-byte and larger images).
+  AssistResult<void> stage(uint64_t linear, std::span<const uint8_t> bytes);
   // Performs the staged writes in order.
   Result<void> commit();
 
