@@ -164,6 +164,7 @@ AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint
   uint32_t v = TRY(mem.read_le<uint32_t>(linear));
   if (v & ~mxcsr_mask(s)) return fault(Vector::GP, 0, "ldmxcsr {:#x}: reserved bits (mask {:#x})", v, mxcsr_mask(s));
   s.set(FpuState::kMxcsr, v, 4);
+  s.set(FpuState::kXstateBv, s.xstate_bv() | xfeature::kSse, 8);
   return {};
 }
 

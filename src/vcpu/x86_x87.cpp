@@ -30,7 +30,7 @@ constexpr bool valid_form(uint8_t op, uint8_t m) {
       if (m >= 0xe8 && m <= 0xee) return true;  // fld1 fldl2t fldl2e fldpi fldlg2 fldln2 fldz
       return m >= 0xf0;  // f2xm1 ... fcos
     case 0xda: return m <= 0xdf || m == 0xe9;  // fcmovb/e/be/u, fucompp
-    case 0xdb: return m <= 0xdf || m == 0xe2 || m == 0xe3 || m >= 0xe8;  // fcmovn*, fnclex, fninit, fucomi, fcomi
+    case 0xdb: return m <= 0xdf || m == 0xe2 || m == 0xe3 || (m >= 0xe8 && m <= 0xf7);  // fcmovn*, fnclex, fninit, fucomi, fcomi
     case 0xdc: return m <= 0xcf || m >= 0xe0;  // fadd fmul, fsubr fsub fdivr fdiv st(i), st(0)
     case 0xdd: return m <= 0xc7 || (m >= 0xd0 && m <= 0xef);  // ffree, fst, fstp, fucom, fucomp
     case 0xde: return m <= 0xcf || m == 0xd9 || m >= 0xe0;  // faddp fmulp fcompp fsubrp fsubp fdivrp fdivp
@@ -133,15 +133,18 @@ AssistResult<void> x87_register_op(FpuState& s, const FpuCpu& c, uint8_t op, uin
   kTable[(op - 0xd8) * 64 + (modrm - 0xc0)](n);
 
   // The host recorded its own instruction pointer; the guest's CPU records the instruction's
-  // offset (and no FCS on this layout). FDP is left as the host left it: no memory operand here.
+  // offset (and no FCS on this layout). fninit zeroes it and the other control instructions
+  // (fnclex, fnstsw) keep it (SDM vol. 1 8.1.8). FDP is left as the host left it: no memory operand here.
   uint64_t fip_out;
   std::memcpy(&fip_out, guest + FpuState::kFip, 8);
-  if (fip_out != fip_in) s.set(FpuState::kFip, c.bits64 ? c.rip : c.rip & 0xffffffff, 8);
-  else s.set(FpuState::kFip, fip_in, 8);
+  bool recorded = is_waiting(op, modrm) && fip_out != fip_in;
+  s.set(FpuState::kFip, recorded ? (c.bits64 ? c.rip : c.rip & 0xffffffff) : fip_out, 8);
   std::memcpy(s.bytes().data(), guest, FpuState::kFip);
   std::memcpy(s.bytes().data() + FpuState::kFdp, guest + FpuState::kFdp, 8);
   std::memcpy(s.bytes().data() + FpuState::kSt0, guest + FpuState::kSt0, FpuState::kXmm0 - FpuState::kSt0);
-  s.set(FpuState::kXstateBv, s.xstate_bv() | xfeature::kX87, 8);
+  // XINUSE[0]: fnstsw changes no x87 state, and the host leaves the bit as it was (checked by
+  // the differential test); every other form puts the x87 state in use.
+  if (!(op == 0xdf && modrm == 0xe0)) s.set(FpuState::kXstateBv, s.xstate_bv() | xfeature::kX87, 8);
 
   if (op == 0xdf && modrm == 0xe0) rax = (rax & ~0xffffull) | n.ax;
   if (writes_eflags(op, modrm))
