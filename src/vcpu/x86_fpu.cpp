@@ -144,7 +144,7 @@ void FpuState::set(size_t offset, uint64_t value, unsigned width) { std::memcpy(
 
 bool FpuState::x87_exception_pending() const {
   if (!(xstate_bv() & xfeature::kX87)) return false;  // initial: FSW 0
-  return (fsw() & 0x80) || (fsw() & ~fcw() & 0x3f);
+  return fsw() & ~fcw() & 0x3f;
 }
 
 FpuCpu fpu_cpu(const CpuState& cpu, uint64_t xcr0) {

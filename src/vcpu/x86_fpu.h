@@ -89,8 +89,9 @@ class FpuState {
   uint32_t mxcsr() const { return static_cast<uint32_t>(get(kMxcsr, 4)); }
   uint64_t xstate_bv() const { return get(kXstateBv, 8); }
 
-  // An x87 exception is pending for the next waiting instruction (SDM vol. 1 8.6): FSW.ES, or an
-  // unmasked exception flag the summary bit does not reflect (a state fxrstor/xrstor loaded).
+  // An x87 exception is pending for the next waiting instruction (SDM vol. 1 8.6): an exception
+  // flag in FSW that FCW does not mask. FSW.ES and B only summarise that: fxrstor/xrstor recompute
+  // them from the flags and the mask (checked on the host by AssistFpuDifferential.FswSummaryIsDerived).
   bool x87_exception_pending() const;
 
  private:
