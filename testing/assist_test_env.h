@@ -16,7 +16,14 @@ namespace evmm::assist_testing {
 
 class FakeEnv : public AssistEnv {
  public:
-  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)) {}
+  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)) {
+    // The FPU as after reset and fninit: FCW 037FH, MXCSR 1F80H, x87 and SSE in use.
+    fpu[0] = 0x7f;
+    fpu[1] = 0x03;
+    fpu[24] = 0x80;
+    fpu[25] = 0x1f;
+    fpu[512] = 3;
+  }
 
   Result<uint64_t> translate(uint64_t gva) override {
     ++translations;
@@ -82,7 +89,7 @@ class FakeEnv : public AssistEnv {
 
   std::map<uint32_t, uint64_t> msrs;
   int translations = 0;
-  std::vector<uint8_t> fpu;  // the XSAVE area read_fpu returns; empty: reading fails
+  std::vector<uint8_t> fpu = std::vector<uint8_t>(4096);  // the XSAVE area read_fpu returns; empty: reading fails
   int fpu_writes = 0;
   uint64_t xcr0 = 3, xcr0_supported = 7;
 

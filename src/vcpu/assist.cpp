@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 
+#include "vcpu/assist_fpu.h"
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_decode.h"
 #include "vcpu/x86_interrupt.h"
@@ -10,7 +11,6 @@
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed clac/stac/fwait/rdpid/popcnt/lzcnt/tzcnt is
 //   not raised; RF is cleared, as on completion of any instruction.
-// - fwait checks no pending x87 exception (#MF): guests run at CPL 0 with -mgeneral-regs-only.
 // - No assist makes a data access that alignment checking (#AC) applies to: the frames pushed at
 //   CPL 0 are supervisor accesses (SDM vol. 3 6.15, interrupt 17).
 // - A page that translates but is read-only is written anyway: KVM_TRANSLATE's writeable bit is
@@ -35,6 +35,16 @@ const char* to_string(AssistKind k) {
     case AssistKind::Popcnt: return "popcnt";
     case AssistKind::Lzcnt: return "lzcnt";
     case AssistKind::Tzcnt: return "tzcnt";
+    case AssistKind::Ldmxcsr: return "ldmxcsr";
+    case AssistKind::Stmxcsr: return "stmxcsr";
+    case AssistKind::Fxsave: return "fxsave";
+    case AssistKind::Fxrstor: return "fxrstor";
+    case AssistKind::Xsave: return "xsave";
+    case AssistKind::Xsaveopt: return "xsaveopt";
+    case AssistKind::Xrstor: return "xrstor";
+    case AssistKind::Xgetbv: return "xgetbv";
+    case AssistKind::Xsetbv: return "xsetbv";
+    case AssistKind::X87: return "x87";
     case AssistKind::Count: break;
   }
   return "unknown";
@@ -119,6 +129,17 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
       break;
     }
     case AssistKind::Fwait:
+    case AssistKind::Ldmxcsr:
+    case AssistKind::Stmxcsr:
+    case AssistKind::Fxsave:
+    case AssistKind::Fxrstor:
+    case AssistKind::Xsave:
+    case AssistKind::Xsaveopt:
+    case AssistKind::Xrstor:
+    case AssistKind::Xgetbv:
+    case AssistKind::Xsetbv:
+    case AssistKind::X87:
+      TRY_CTX(complete_fpu(d, next, env, mode), what);
       break;
     case AssistKind::Rdpid: {
       // IA32_TSC_AUX is 32 bits wide; rdpid r64 zero-extends it (SDM vol. 2 RDPID).

@@ -16,7 +16,12 @@
 
 namespace evmm {
 
-enum class AssistKind : uint8_t { Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt, Count };
+enum class AssistKind : uint8_t {
+  Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
+  // The FPU family (x86_fpu.h): memory forms take a register-indirect operand.
+  Ldmxcsr, Stmxcsr, Fxsave, Fxrstor, Xsave, Xsaveopt, Xrstor, Xgetbv, Xsetbv, X87,
+  Count
+};
 const char* to_string(AssistKind k);
 
 // Instruction bytes as a human reads them in a log line: "0f ae f0".

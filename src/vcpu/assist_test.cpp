@@ -320,7 +320,9 @@ TEST(AssistDecode, UnsupportedInstructionsNameTheirBytes) {
   expect_refused(w, {0xce}, EOPNOTSUPP, "unsupported instruction ce");                // into
   expect_refused(w, {0xf1}, EOPNOTSUPP, "unsupported instruction f1");                // int1
   expect_refused(w, {0x0f, 0xc7, 0x0f}, EOPNOTSUPP, "unsupported instruction");       // cmpxchg16b-ish
-  expect_refused(w, {0x0f, 0xae, 0x2f}, EOPNOTSUPP, "unsupported instruction");       // xrstor (%rdi)
+  expect_refused(w, {0x0f, 0xae, 0x6f, 0x08}, EOPNOTSUPP, "only a [register] operand");  // xrstor 8(%rdi)
+  expect_refused(w, {0x66, 0x0f, 0xae, 0x37}, EOPNOTSUPP, "unsupported instruction");  // clwb (%rdi)
+  expect_refused(w, {0xdd, 0x07}, EOPNOTSUPP, "memory operand");                       // fldl (%rdi)
 }
 
 // Every supported encoding, cut short at every length, is "truncated"; whole, it runs.

@@ -52,7 +52,7 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
   };
   Cursor c(bytes);
 
-  bool opsize = false, lock = false, rep = false, repne = false;
+  bool opsize = false, lock = false, rep = false, repne = false, segment = false, addrsize = false;
   uint8_t rex = 0;
   uint8_t op;
   for (;;) {
@@ -63,6 +63,9 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
       lock |= p == Prefix::Lock;
       rep |= p == Prefix::Rep;
       repne |= p == Prefix::Repne;
+      addrsize |= p == Prefix::AddressSize;
+      segment |= p == Prefix::Es || p == Prefix::Cs || p == Prefix::Ss || p == Prefix::Ds || p == Prefix::Fs ||
+                 p == Prefix::Gs;
       rex = 0;  // a REX followed by a legacy prefix is ignored
       continue;
     }
@@ -97,6 +100,15 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
     case 0x9B:
       d.kind = AssistKind::Fwait;
       break;
+    case 0xD8: case 0xD9: case 0xDA: case 0xDB: case 0xDC: case 0xDD: case 0xDE: case 0xDF: {
+      // x87 register forms only (ModRM.mod = 3); x86_fpu.cpp checks its allow-list.
+      uint8_t modrm = TRY(c.next());
+      if ((modrm >> 6) != 3) return unsupported(" (memory operand)");
+      d.kind = AssistKind::X87;
+      d.opcode = op;
+      d.modrm = modrm;
+      break;
+    }
     case 0x0F: {
       uint8_t op2 = TRY(c.next());
       switch (op2) {
@@ -105,6 +117,8 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
           uint8_t modrm = TRY(c.next());
           if (modrm == 0xCA) d.kind = AssistKind::Clac;
           else if (modrm == 0xCB) d.kind = AssistKind::Stac;
+          else if (modrm == 0xD0) d.kind = AssistKind::Xgetbv;
+          else if (modrm == 0xD1) d.kind = AssistKind::Xsetbv;
           else return unsupported();
           break;
         }
@@ -124,6 +138,24 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
           if ((modrm >> 6) != 3) return unsupported(" (memory operand)");
           d.kind = AssistKind::Rdpid;
           d.rm = static_cast<uint8_t>((modrm & 7) | ((rex & kRexB) ? 8 : 0));
+          break;
+        }
+        case 0xAE: {
+          // 0F AE /0../6 without 66/F2/F3 (those select other instructions: clwb, rdfsbase, ...);
+          // only [reg] operands through DS, no SIB, displacement, segment or address-size prefix.
+          if (opsize || rep || repne) return unsupported();
+          uint8_t modrm = TRY(c.next());
+          unsigned ext = (modrm >> 3) & 7;
+          if ((modrm >> 6) == 3 || ext == 7) return unsupported();
+          if ((modrm >> 6) != 0 || (modrm & 7) == 4 || (modrm & 7) == 5 || segment || addrsize)
+            return unsupported(" (only a [register] operand is handled)");
+          static constexpr AssistKind kinds[] = {AssistKind::Fxsave, AssistKind::Fxrstor, AssistKind::Ldmxcsr,
+                                                 AssistKind::Stmxcsr, AssistKind::Xsave,  AssistKind::Xrstor,
+                                                 AssistKind::Xsaveopt};
+          d.kind = kinds[ext];
+          d.rm = static_cast<uint8_t>((modrm & 7) | ((rex & kRexB) ? 8 : 0));
+          d.rex_w = rex & kRexW;
+          d.modrm = modrm;
           break;
         }
         default:

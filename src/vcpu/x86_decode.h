@@ -21,6 +21,11 @@ struct DecodedInsn {
   uint8_t reg;           // ModRM.reg extended by REX.R (destination of popcnt/lzcnt/tzcnt)
   uint8_t rm;            // ModRM.rm extended by REX.B (source; rdpid's destination)
   uint8_t vector;        // int n; 3 for int3
+  // FPU family: the opcode byte and ModRM (x87 register forms), REX.W (fxsave64 & co.); memory
+  // forms are register-indirect through rm and use DS.
+  uint8_t opcode;
+  uint8_t modrm;
+  bool rex_w;
 };
 
 // Decodes the instruction at the start of bytes (at most kMaxInsnLength of them are looked at).

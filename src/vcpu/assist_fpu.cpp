@@ -1,0 +1,107 @@
+#include "vcpu/assist_fpu.h"
+
+#include "vcpu/x86_fpu.h"
+#include "vcpu/x86_linear.h"
+
+namespace evmm {
+
+using x86::CodeSize;
+
+bool is_fpu_kind(AssistKind k) {
+  switch (k) {
+    case AssistKind::Fwait: case AssistKind::Ldmxcsr: case AssistKind::Stmxcsr: case AssistKind::Fxsave:
+    case AssistKind::Fxrstor: case AssistKind::Xsave: case AssistKind::Xsaveopt: case AssistKind::Xrstor:
+    case AssistKind::Xgetbv: case AssistKind::Xsetbv: case AssistKind::X87:
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+// The linear address of a [register] operand through DS (SDM vol. 3 3.4.2; in 64-bit mode DS's
+// base is 0 and the address must be canonical, else #GP(0): vol. 3 3.3.7.1).
+x86::AssistResult<uint64_t> operand_address(const x86::DecodedInsn& d, CpuState& cpu, CodeSize mode) {
+  uint64_t reg = x86::gpr(cpu.regs, d.rm);
+  if (mode == CodeSize::Bits64) {
+    if (!x86::is_canonical(reg, cpu.sregs))
+      return x86::raise(x86::Fault{x86::Vector::GP, 0u, {}}, "operand address {:#x} is not canonical", reg);
+    return reg;
+  }
+  if (mode == CodeSize::Bits16) return make_error(EOPNOTSUPP, "FPU memory operand in 16-bit code");
+  return (cpu.sregs.ds.base + (reg & 0xffffffff)) & 0xffffffff;
+}
+
+void write32(__u64& r, uint64_t v) { r = v & 0xffffffff; }
+
+}  // namespace
+
+x86::AssistResult<void> complete_fpu(const x86::DecodedInsn& d, CpuState& next, AssistEnv& env, CodeSize mode) {
+  auto area = TRY_CTX(env.read_fpu(), "reading the FPU state");
+  x86::FpuState s = TRY(x86::FpuState::create(std::move(area)));
+  uint64_t xcr0 = TRY_CTX(env.read_xcr0(), "reading XCR0");
+  x86::FpuCpu c = x86::fpu_cpu(next, xcr0);
+  x86::LinearMemory mem(env, (next.sregs.efer & x86::kEferLma) ? ~0ull : 0xffffffffull);
+  uint64_t edx_eax = (next.regs.rdx & 0xffffffff) << 32 | (next.regs.rax & 0xffffffff);
+  uint32_t ecx = static_cast<uint32_t>(next.regs.rcx);
+  bool changed = false;
+  switch (d.kind) {
+    case AssistKind::Fwait:
+      TRY(x86::fwait(s, c));
+      break;
+    case AssistKind::Ldmxcsr:
+      TRY(x86::ldmxcsr(s, c, mem, TRY(operand_address(d, next, mode))));
+      changed = true;
+      break;
+    case AssistKind::Stmxcsr:
+      TRY(x86::stmxcsr(s, c, mem, TRY(operand_address(d, next, mode))));
+      break;
+    case AssistKind::Fxsave:
+      TRY(x86::fxsave(s, c, mem, TRY(operand_address(d, next, mode)), d.rex_w));
+      break;
+    case AssistKind::Fxrstor:
+      TRY(x86::fxrstor(s, c, mem, TRY(operand_address(d, next, mode)), d.rex_w));
+      changed = true;
+      break;
+    case AssistKind::Xsave:
+    case AssistKind::Xsaveopt:  // saved in full: x86_fpu.h says why the SDM allows it
+      TRY(x86::xsave(s, c, mem, TRY(operand_address(d, next, mode)), edx_eax, d.rex_w));
+      break;
+    case AssistKind::Xrstor:
+      TRY(x86::xrstor(s, c, mem, TRY(operand_address(d, next, mode)), edx_eax, d.rex_w));
+      changed = true;
+      break;
+    case AssistKind::Xgetbv: {
+      uint64_t v = TRY(x86::xgetbv(s, c, ecx));
+      write32(next.regs.rax, v);
+      write32(next.regs.rdx, v >> 32);
+      break;
+    }
+    case AssistKind::Xsetbv: {
+      uint64_t v = TRY(x86::xsetbv(s, c, ecx, edx_eax));
+      // KVM refuses an XCR0 the guest's CPUID does not enumerate (kvm_set_xcr): the guest's CPU
+      // would not support it either, so that is its #GP(0).
+      auto wrote = env.write_xcr0(v);
+      if (!wrote && wrote.error().code() == EINVAL)
+        return x86::raise(x86::Fault{x86::Vector::GP, 0u, {}}, "xsetbv XCR0 {:#x}: {}", v, wrote.error().context());
+      TRY(std::move(wrote));
+      break;
+    }
+    case AssistKind::X87:
+    {
+      uint64_t rax = next.regs.rax, rflags = next.regs.rflags;
+      TRY(x86::x87_register_op(s, c, d.opcode, d.modrm, rax, rflags));
+      next.regs.rax = rax;
+      next.regs.rflags = rflags;
+      changed = true;
+      break;
+    }
+    default:
+      return make_error(EOPNOTSUPP, "{} is not an FPU instruction", to_string(d.kind));
+  }
+  if (changed) TRY_CTX(env.write_fpu(s.bytes()), "writing the FPU state");
+  return {};
+}
+
+}  // namespace evmm
