@@ -1,5 +1,7 @@
 #include "vcpu/assist_fpu.h"
 
+#include <algorithm>
+
 #include "vcpu/x86_fpu.h"
 #include "vcpu/x86_linear.h"
 
@@ -100,7 +102,17 @@ x86::AssistResult<void> complete_fpu(const x86::DecodedInsn& d, CpuState& next, 
     default:
       return make_error(EOPNOTSUPP, "{} is not an FPU instruction", to_string(d.kind));
   }
-  if (changed) TRY_CTX(env.write_fpu(s.bytes()), "writing the FPU state");
+  if (changed) {
+    // KVM_SET_XSAVE takes MXCSR from the area only when XSTATE_BV has SSE or AVX (the kernel's
+    // copy_uabi_to_xstate); mark SSE in use so that a non-initial MXCSR is not dropped. Its XMM
+    // bytes hold the initial zeros then, so the registers read the same.
+    uint64_t bv = s.xstate_bv();
+    if (s.mxcsr() != 0x1f80 && !(bv & (x86::xfeature::kSse | x86::xfeature::kAvx))) {
+      std::fill_n(s.bytes().begin() + x86::FpuState::kXmm0, 256, uint8_t{0});
+      s.set(x86::FpuState::kXstateBv, bv | x86::xfeature::kSse, 8);
+    }
+    TRY_CTX(env.write_fpu(s.bytes()), "writing the FPU state");
+  }
   return {};
 }
 
