@@ -86,7 +86,7 @@ static void clear(uint8_t *p, size_t n) { for (size_t i = 0; i < n; ++i) p[i] = 
             rt_printf("assist-fpu: " name " wrong: vector %lu error 0x%lx\n", f_vector, f_error);                 \
     } while (0)
 
-static void test_results(void)
+static void test_results(bool has_avx)
 {
     xsetbv(0, 3);
     CHECK("xgetbv", xgetbv(0) == 3, "XCR0 0x%lx after xsetbv 3", xgetbv(0));
@@ -110,6 +110,17 @@ static void test_results(void)
     mx = 0;
     __asm__ volatile("stmxcsr (%0)" ::"D"(&mx) : "memory");
     CHECK("ldmxcsr", mx == 0x9f80, "MXCSR 0x%x after ldmxcsr 0x9f80", mx);
+    if (has_avx) {
+        xsetbv(0, 7); /* the VEX forms need XCR0 SSE and AVX */
+        mx = 0x1fc0;  /* denormals-are-zero on */
+        __asm__ volatile("vldmxcsr (%0)" ::"D"(&mx) : "memory");
+        mx = 0;
+        __asm__ volatile("vstmxcsr (%0)" ::"D"(&mx) : "memory");
+        CHECK("vldmxcsr", mx == 0x1fc0, "MXCSR 0x%x after vldmxcsr 0x1fc0", mx);
+        xsetbv(0, 3);
+    } else {
+        rt_printf("assist-fpu: vldmxcsr skipped (no AVX in cpuid)\n");
+    }
 
     put16(area, 0x27f); /* 53-bit precision */
     put32(area + 24, 0x1f80);
@@ -193,7 +204,7 @@ void action_assist_fpu(void)
     uint64_t fpu_cr0 = (cr0 & ~(CR0_EM | CR0_TS)) | CR0_MP | CR0_NE;
     write_cr0(fpu_cr0);
     write_cr4(cr4 | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE);
-    test_results();
+    test_results(c & (1u << 28));
     test_faults(fpu_cr0);
     write_cr4(cr4);
     write_cr0(cr0);

@@ -18,7 +18,8 @@ namespace evmm {
 
 enum class AssistKind : uint8_t {
   Int3, IntN, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
-  // The FPU family (x86_fpu.h): memory forms take a register-indirect operand.
+  // The FPU family (x86_fpu.h): memory forms take a register-indirect operand; vldmxcsr and
+  // vstmxcsr count as ldmxcsr and stmxcsr.
   Ldmxcsr, Stmxcsr, Fxsave, Fxrstor, Xsave, Xsaveopt, Xrstor, Xgetbv, Xsetbv, X87,
   Count
 };

@@ -53,11 +53,11 @@ x86::AssistResult<void> complete_fpu(const x86::DecodedInsn& d, CpuState& next, 
       TRY(x86::fwait(s, c));
       break;
     case AssistKind::Ldmxcsr:
-      TRY(x86::ldmxcsr(s, c, mem, TRY(operand_address(d, next, mode))));
+      TRY(x86::ldmxcsr(s, c, mem, TRY(operand_address(d, next, mode)), d.vex));
       changed = true;
       break;
     case AssistKind::Stmxcsr:
-      TRY(x86::stmxcsr(s, c, mem, TRY(operand_address(d, next, mode))));
+      TRY(x86::stmxcsr(s, c, mem, TRY(operand_address(d, next, mode)), d.vex));
       break;
     case AssistKind::Fxsave:
       TRY(x86::fxsave(s, c, mem, TRY(operand_address(d, next, mode)), d.rex_w));

@@ -100,6 +100,24 @@ Result<DecodedInsn> decode(std::span<const uint8_t> all, CodeSize mode) {
     case 0x9B:
       d.kind = AssistKind::Fwait;
       break;
+    case 0xC5: {
+      // Two-byte VEX (SDM vol. 2 2.3.5): only vldmxcsr/vstmxcsr [register], with vvvv = 1111b,
+      // L = 0, pp = 00 and no legacy or REX prefix before it (those are #UD).
+      uint8_t v = TRY(c.next());
+      if (mode != CodeSize::Bits64 && (v >> 6) != 3) return unsupported();  // LDS outside 64-bit mode
+      if ((v & 0x7f) != 0x78 || opsize || rep || repne || rex || segment || addrsize) return unsupported();
+      if (TRY(c.next()) != 0xAE) return unsupported();
+      uint8_t modrm = TRY(c.next());
+      unsigned ext = (modrm >> 3) & 7;
+      if ((modrm >> 6) == 3 || (ext != 2 && ext != 3)) return unsupported();
+      if ((modrm >> 6) != 0 || (modrm & 7) == 4 || (modrm & 7) == 5)
+        return unsupported(" (only a [register] operand is handled)");
+      d.kind = ext == 2 ? AssistKind::Ldmxcsr : AssistKind::Stmxcsr;
+      d.rm = modrm & 7;
+      d.modrm = modrm;
+      d.vex = true;
+      break;
+    }
     case 0xD8: case 0xD9: case 0xDA: case 0xDB: case 0xDC: case 0xDD: case 0xDE: case 0xDF: {
       // x87 register forms only (ModRM.mod = 3); x86_fpu.cpp checks its allow-list.
       uint8_t modrm = TRY(c.next());

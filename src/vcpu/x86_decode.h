@@ -26,6 +26,7 @@ struct DecodedInsn {
   uint8_t opcode;
   uint8_t modrm;
   bool rex_w;
+  bool vex;  // vldmxcsr/vstmxcsr (VEX.L0.0F AE /2, /3)
 };
 
 // Decodes the instruction at the start of bytes (at most kMaxInsnLength of them are looked at).

@@ -80,10 +80,15 @@ void init_x87(FpuState& s) {
 
 uint32_t mxcsr_mask(const FpuState& s) { return s.layout().mxcsr_mask; }
 
-AssistResult<void> check_sse(const FpuCpu& c, const char* what) {
+AssistResult<void> check_sse(const FpuCpu& c, const char* what, bool vex) {
   // SDM vol. 2 2.8 (exception class 5): #UD before #NM.
-  if (c.cr0 & kCr0Em) return fault(Vector::UD, {}, "{} with CR0.EM set", what);
-  if (!(c.cr4 & kCr4Osfxsr)) return fault(Vector::UD, {}, "{} with CR4.OSFXSR clear", what);
+  if (vex) {
+    if (!(c.cr4 & kCr4Osxsave)) return fault(Vector::UD, {}, "v{} with CR4.OSXSAVE clear", what);
+    if ((c.xcr0 & 6) != 6) return fault(Vector::UD, {}, "v{} with XCR0 {:#x} (SSE and AVX not both on)", what, c.xcr0);
+  } else {
+    if (c.cr0 & kCr0Em) return fault(Vector::UD, {}, "{} with CR0.EM set", what);
+    if (!(c.cr4 & kCr4Osfxsr)) return fault(Vector::UD, {}, "{} with CR4.OSFXSR clear", what);
+  }
   if (c.cr0 & kCr0Ts) return fault(Vector::NM, {}, "{} with CR0.TS set", what);
   return {};
 }
@@ -159,8 +164,8 @@ FpuCpu fpu_cpu(const CpuState& cpu, uint64_t xcr0) {
   return c;
 }
 
-AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear) {
-  TRY(check_sse(c, "ldmxcsr"));
+AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, bool vex) {
+  TRY(check_sse(c, "ldmxcsr", vex));
   uint32_t v = TRY(mem.read_le<uint32_t>(linear));
   if (v & ~mxcsr_mask(s)) return fault(Vector::GP, 0, "ldmxcsr {:#x}: reserved bits (mask {:#x})", v, mxcsr_mask(s));
   s.set(FpuState::kMxcsr, v, 4);
@@ -168,8 +173,8 @@ AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint
   return {};
 }
 
-AssistResult<void> stmxcsr(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear) {
-  TRY(check_sse(c, "stmxcsr"));
+AssistResult<void> stmxcsr(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, bool vex) {
+  TRY(check_sse(c, "stmxcsr", vex));
   TRY(mem.stage(linear, s.mxcsr(), 4));
   TRY(mem.commit());
   return {};

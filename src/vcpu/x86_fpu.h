@@ -110,9 +110,10 @@ struct FpuCpu {
 };
 FpuCpu fpu_cpu(const CpuState& cpu, uint64_t xcr0);
 
-// SSE control/status (SDM vol. 2 LDMXCSR, STMXCSR; VEX forms the same with CR4.OSXSAVE and XCR0).
-AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear);
-AssistResult<void> stmxcsr(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear);
+// SSE control/status (SDM vol. 2 LDMXCSR, STMXCSR). vex: VLDMXCSR/VSTMXCSR, which check
+// CR4.OSXSAVE and XCR0[2:1] instead of CR0.EM and CR4.OSFXSR (vol. 2 2.8, exception class 5).
+AssistResult<void> ldmxcsr(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, bool vex = false);
+AssistResult<void> stmxcsr(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, bool vex = false);
 
 // FXSAVE/FXRSTOR (SDM vol. 2; vol. 1 10.5.1). rex_w: the 64-bit form (FIP/FDP 64 bits wide).
 AssistResult<void> fxsave(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, bool rex_w);

@@ -269,6 +269,7 @@ class AssistFpuDifferential : public ::testing::Test {
 TEST_F(AssistFpuDifferential, Ldmxcsr) {
   uint32_t mask = XsaveLayout::host().mxcsr_mask;
   for (int i = 0; i < 2000; ++i) {
+    bool vex = i % 2 && (xcr0_ & 6) == 6;
     auto state = random_state();
     std::vector<uint8_t> mem = random_mem();
     uint32_t v = static_cast<uint32_t>(r64());
@@ -276,8 +277,9 @@ TEST_F(AssistFpuDifferential, Ldmxcsr) {
     if (coin(4)) v = 0x1f80;  // the initial value: XINUSE[1] may stay clear
     std::memcpy(&mem[0], &v, 4);
     Expect e = expectation(v & ~mask ? std::optional(Vector::GP) : std::nullopt);
-    compare({0x0f, 0xae, 0x13}, state, mem, 0, Regs{}, e,
-            [&](FpuState& s, LinearMemory& m, Regs&) { return ldmxcsr(s, cpu(), m, kMemOff); });
+    std::vector<uint8_t> code = vex ? std::vector<uint8_t>{0xc5, 0xf8, 0xae, 0x13} : std::vector<uint8_t>{0x0f, 0xae, 0x13};
+    compare(code, state, mem, 0, Regs{}, e,
+            [&](FpuState& s, LinearMemory& m, Regs&) { return ldmxcsr(s, cpu(), m, kMemOff, vex); });
     if (HasFatalFailure() || HasFailure()) return;
   }
 }
@@ -285,8 +287,10 @@ TEST_F(AssistFpuDifferential, Ldmxcsr) {
 TEST_F(AssistFpuDifferential, Stmxcsr) {
   for (int i = 0; i < 1000; ++i) {
     auto state = random_state();
-    compare({0x0f, 0xae, 0x1b}, state, random_mem(), r64() % 64, Regs{}, expectation(std::nullopt),
-            [&](FpuState& s, LinearMemory& m, Regs&) { return stmxcsr(s, cpu(), m, kMemOff + last_off_); });
+    bool vex = i % 2 && (xcr0_ & 6) == 6;
+    std::vector<uint8_t> code = vex ? std::vector<uint8_t>{0xc5, 0xf8, 0xae, 0x1b} : std::vector<uint8_t>{0x0f, 0xae, 0x1b};
+    compare(code, state, random_mem(), r64() % 64, Regs{}, expectation(std::nullopt),
+            [&](FpuState& s, LinearMemory& m, Regs&) { return stmxcsr(s, cpu(), m, kMemOff + last_off_, vex); });
     if (HasFailure()) return;
   }
 }

@@ -76,6 +76,24 @@ TEST_F(AssistFpu, LdmxcsrFaults) {
   expect_fault(ldmxcsr(state, c, mem, kOp), Vector::PF, 0u);
 }
 
+// VLDMXCSR/VSTMXCSR: #UD for CR4.OSXSAVE or XCR0[2:1], not for CR0.EM or CR4.OSFXSR.
+TEST_F(AssistFpu, VexLdmxcsrFaults) {
+  env.poke_le(kOp, 0x1f80, 4);
+  snapshot();
+  c.cr0 |= kCr0Em;
+  c.cr4 &= ~kCr4Osfxsr;
+  EXPECT_TRUE(ldmxcsr(state, c, mem, kOp, true));
+  c.xcr0 = 3;
+  snapshot();
+  expect_fault(ldmxcsr(state, c, mem, kOp, true), Vector::UD, {});
+  c.xcr0 = kAllSse;
+  c.cr4 &= ~kCr4Osxsave;
+  expect_fault(stmxcsr(state, c, mem, kOp, true), Vector::UD, {});
+  c.cr4 |= kCr4Osxsave;
+  c.cr0 |= kCr0Ts;
+  expect_fault(stmxcsr(state, c, mem, kOp, true), Vector::NM, {});
+}
+
 TEST_F(AssistFpu, LdmxcsrStmxcsrRoundTrip) {
   env.poke_le(kOp, 0x9fc0, 4);
   ASSERT_TRUE(ldmxcsr(state, c, mem, kOp));
@@ -234,6 +252,53 @@ TEST_F(AssistFpu, X87RecordsFipAndFlags) {
   c.rip = 0x12345678;
   ASSERT_TRUE(x87_register_op(state, c, 0xde, 0xc1, rax, rflags));  // faddp
   EXPECT_EQ(state.get(FpuState::kFip, 8), 0x12345678u);
+}
+
+}  // namespace
+}  // namespace evmm
+
+namespace evmm {
+namespace {
+
+// The FPU forms through complete_instruction: decode, operand address, write-back, RIP.
+TEST(AssistFpuDispatch, CompletesAndWritesBack) {
+  assist_testing::World w;
+  w.long_mode();
+  w.cpu.sregs.cr4 |= x86::kCr4Osfxsr | x86::kCr4Osxsave;
+  w.env.xcr0 = 7;
+  w.cpu.regs.rdi = 0x9000;
+  w.env.poke_le(0x9000, 0x9f80, 4);
+  uint64_t rip = w.cpu.regs.rip;
+  ASSERT_EQ(*w.run({0xc5, 0xf8, 0xae, 0x17}), AssistKind::Ldmxcsr);  // vldmxcsr (%rdi)
+  EXPECT_EQ(w.env.fpu[24] | w.env.fpu[25] << 8, 0x9f80);
+  EXPECT_EQ(w.cpu.regs.rip, rip + 4);
+  w.cpu.regs.rdi = 0x9040;
+  ASSERT_EQ(*w.run({0x0f, 0xae, 0x1f}), AssistKind::Stmxcsr);  // stmxcsr (%rdi)
+  EXPECT_EQ(w.env.peek_le(0x9040, 4), 0x9f80u);
+  w.cpu.regs.rcx = 0;
+  ASSERT_EQ(*w.run({0x0f, 0x01, 0xd0}), AssistKind::Xgetbv);
+  EXPECT_EQ(w.cpu.regs.rax, 7u);
+  EXPECT_EQ(w.cpu.regs.rdx, 0u);
+  w.cpu.regs.rax = 3;
+  ASSERT_EQ(*w.run({0x0f, 0x01, 0xd1}), AssistKind::Xsetbv);
+  EXPECT_EQ(w.env.xcr0, 3u);
+  ASSERT_EQ(*w.run({0xd9, 0xe8}), AssistKind::X87);  // fld1
+  w.cpu.regs.rax = 0xffffffffffffffff;
+  ASSERT_EQ(*w.run({0xdf, 0xe0}), AssistKind::X87);  // fnstsw ax: TOP 7
+  EXPECT_EQ(w.cpu.regs.rax, 0xffffffffffff3800u);
+  // KVM refusing an XCR0 the guest's CPUID lacks is the guest's #GP(0).
+  w.env.xcr0_supported = 3;
+  w.cpu.regs.rax = 7;
+  auto r = w.run({0x0f, 0x01, 0xd1});
+  ASSERT_FALSE(r);
+  ASSERT_TRUE(r.error().fault());
+  EXPECT_EQ(r.error().fault()->vector, x86::Vector::GP);
+  // In 64-bit mode a non-canonical operand is #GP(0).
+  w.cpu.regs.rdi = 0x8000000000000000;
+  r = w.run({0x0f, 0xae, 0x1f});
+  ASSERT_FALSE(r);
+  ASSERT_TRUE(r.error().fault());
+  EXPECT_EQ(r.error().fault()->vector, x86::Vector::GP);
 }
 
 }  // namespace
