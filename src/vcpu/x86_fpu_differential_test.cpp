@@ -212,7 +212,8 @@ class AssistFpuDifferential : public ::testing::Test {
   // with its memory operand at offset off; compares the state, memory, RAX, RDX and RFLAGS.
   template <typename Op>
   void compare(std::vector<uint8_t> code, const std::vector<uint8_t>& state, const std::vector<uint8_t>& mem, size_t off,
-               Regs regs, Expect e, Op op, uint64_t result_mask = ~0ull) {
+               Regs regs, Expect e, Op op, uint64_t result_mask = ~0ull,
+               const std::vector<std::pair<size_t, size_t>>& unchecked = {}) {
     last_off_ = off;
     FakeEnv env(1 << 20);
     env.poke(kMemOff, mem);
@@ -245,6 +246,8 @@ class AssistFpuDifferential : public ::testing::Test {
         ADD_FAILURE() << "state byte " << i << ": assist " << int(a[i]) << " native " << int(b[i]) << " " << ctx;
         return;
       }
+    for (auto [from, len] : unchecked)
+      for (size_t i = off + from; i < off + from + len && i < mem.size(); ++i) mem_after[i] = native_mem[i];
     for (size_t i = 0; i < mem.size(); ++i)
       if (mem_after[i] != native_mem[i]) {
         ADD_FAILURE() << "memory byte " << i - off << " (of operand): assist " << int(mem_after[i]) << " native "
@@ -350,6 +353,30 @@ TEST_F(AssistFpuDifferential, Xsave) {
   }
 }
 
+// XSAVEOPT may skip a component in its initial configuration (SDM vol. 1 13.9); evmm saves it like
+// XSAVE, so the bytes of components not in use are not compared. The modified optimization never
+// applies here: the last xrstor was from another address.
+TEST_F(AssistFpuDifferential, Xsaveopt) {
+  const auto& l = XsaveLayout::host();
+  for (int i = 0; i < 1000; ++i) {
+    auto state = random_state();
+    uint64_t rfbm = r64() & safe_, bv;
+    std::memcpy(&bv, &state[512], 8);
+    std::vector<std::pair<size_t, size_t>> unchecked;
+    if (!(bv & 1)) unchecked.insert(unchecked.end(), {{0, 24}, {32, 128}});
+    if (!(bv & 2)) unchecked.push_back({160, 256});
+    for (unsigned k = 2; k < 64; ++k)
+      if (!((bv >> k) & 1) && l.size[k]) unchecked.push_back({l.offset[k], l.size[k]});
+    Regs regs;
+    regs.rax = rfbm & 0xffffffff;
+    regs.rdx = rfbm >> 32;
+    compare({0x48, 0x0f, 0xae, 0x33}, state, random_mem(), 64, regs, expectation(std::nullopt),
+            [&](FpuState& s, LinearMemory& m, Regs&) { return xsave(s, cpu(), m, kMemOff + 64, rfbm, true); },
+            ~0ull, unchecked);
+    if (HasFailure()) return;
+  }
+}
+
 TEST_F(AssistFpuDifferential, Xrstor) {
   uint32_t mask = XsaveLayout::host().mxcsr_mask;
   for (bool w : {false, true}) {
@@ -363,7 +390,11 @@ TEST_F(AssistFpuDifferential, Xrstor) {
       uint64_t bv = r64() & safe_;
       uint64_t rfbm = r64() & safe_;
       bool gp = off % 64;
-      switch (r64() % 8) {
+      unsigned how = r64() % 8;
+      // XMM initialised with a non-initial MXCSR: this CPU sometimes reports SSE in use after it,
+      // sometimes not (see random_state): not generated.
+      if (!(bv & 2) && how != 0) std::memcpy(&mem[off + 24], &kMxcsrInit, 4);
+      switch (how) {
         case 0: {  // reserved MXCSR bits: a fault only when MXCSR is restored (SSE or AVX requested)
           uint32_t mxcsr;
           std::memcpy(&mxcsr, &mem[off + 24], 4);

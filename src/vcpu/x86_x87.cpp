@@ -4,6 +4,9 @@
 // An unmasked exception the instruction raises only sets FSW.ES in the saved image: no waiting
 // x87 instruction runs while the guest's state is loaded, and a waiting guest instruction is not
 // run at all while an exception is pending (it raises #MF instead, SDM vol. 1 8.6).
+// A signal arriving while the guest's registers are loaded (the vCPU kick) is safe: Linux saves
+// the interrupted FPU state in the signal frame, runs the handler with a clean one and restores
+// it on return.
 #include <array>
 #include <cstring>
 #include <utility>
