@@ -99,10 +99,6 @@ AssistResult<void> check_xsave(const FpuCpu& c, const char* what) {
   return {};
 }
 
-uint64_t top_of(const XsaveLayout& l, uint64_t rfbm) {
-  return std::max<uint64_t>(FpuState::kMinSize, l.area_size(rfbm));
-}
-
 }  // namespace
 
 uint32_t XsaveLayout::area_size(uint64_t components) const {
@@ -160,7 +156,6 @@ FpuCpu fpu_cpu(const CpuState& cpu, uint64_t xcr0) {
   c.cpl = cpl(cpu.regs, cpu.sregs);
   c.bits64 = (cpu.sregs.efer & kEferLma) && cpu.sregs.cs.l;
   c.rip = cpu.regs.rip;
-  c.cs = cpu.sregs.cs.selector;
   return c;
 }
 
@@ -306,7 +301,7 @@ AssistResult<void> xrstor(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint6
   if (comp >> 63) return make_error(EOPNOTSUPP, "xrstor of a compacted image (XCOMP_BV {:#x})", comp);
   if (comp || rsvd) return fault(Vector::GP, 0, "xrstor: header bytes 23:8 not zero");
   if (bv & ~c.xcr0) return fault(Vector::GP, 0, "xrstor: XSTATE_BV {:#x} beyond XCR0 {:#x}", bv, c.xcr0);
-  std::vector<uint8_t> image(top_of(l, rfbm));
+  std::vector<uint8_t> image(l.area_size(rfbm));
   TRY(mem.read(linear, image));
   FpuState next = s;
   if (rfbm & (xfeature::kSse | xfeature::kAvx)) {

@@ -19,7 +19,9 @@
 // CPL 0, where KVM's emulator hands instructions over); CPUID feature checks (FXSR, XSAVE, ...: KVM
 // only hands over an instruction the host knows and evmm passes the host's CPUID through); XINUSE
 // beyond what XSTATE_BV in KVM's area says; the FCS/FDS selectors (KVM's 64-bit layout has no
-// room for them and this host deprecates them, CPUID.(EAX=7,ECX=0):EBX[13]).
+// room for them and this host deprecates them, CPUID.(EAX=7,ECX=0):EBX[13]); whether SSE counts as
+// in use when XMM is initial but MXCSR is not (this host answers differently after different
+// instructions; the assists keep XSTATE_BV[1] as the instruction's own rule says).
 #pragma once
 
 #include <array>
@@ -106,7 +108,6 @@ struct FpuCpu {
   uint8_t cpl = 0;
   bool bits64 = false;  // 64-bit mode: FIP is RIP
   uint64_t rip = 0;     // the instruction's offset, the FIP a non-control x87 instruction records
-  uint16_t cs = 0;
 };
 FpuCpu fpu_cpu(const CpuState& cpu, uint64_t xcr0);
 
@@ -135,7 +136,7 @@ AssistResult<void> xrstor(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint6
 // FWAIT: #NM when CR0.MP and CR0.TS, #MF when an exception is pending and CR0.NE (SDM vol. 2 WAIT).
 AssistResult<void> fwait(const FpuState& s, const FpuCpu& c);
 
-// An x87 instruction without a memory operand (D8..DF with ModRM.mod = 3, SDM vol. 2 table A-?),
+// An x87 instruction without a memory operand (D8..DF with ModRM.mod = 3, SDM vol. 2 A.5.1),
 // evaluated by running it on the host CPU with the guest's x87 state loaded (x86_x87.cpp).
 // rax and rflags: fnstsw ax writes AX; fcomi/fucomi write ZF, PF, CF; fcmov reads them.
 AssistResult<void> x87_register_op(FpuState& s, const FpuCpu& c, uint8_t op, uint8_t modrm, uint64_t& rax,

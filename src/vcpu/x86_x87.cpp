@@ -20,7 +20,8 @@ namespace {
 
 namespace fl = rflags;
 
-// The valid D8..DF forms with ModRM.mod = 3 (SDM vol. 2 table A-10 and the instruction pages).
+// The valid D8..DF forms with ModRM.mod = 3 (SDM vol. 2 A.5.1, the x87 opcode map, and the
+// instruction pages).
 // Undocumented aliases (fstp1, fxch4, fcom2, ffreep, fneni, ...) are left out on purpose.
 constexpr bool valid_form(uint8_t op, uint8_t m) {
   if (m < 0xc0) return false;
