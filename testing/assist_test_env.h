@@ -26,7 +26,15 @@ inline constexpr uint64_t kPteP = 1, kPteW = 2, kPteU = 4, kPteA = 0x20, kPteD =
 class FakeEnv : public AssistEnv {
  public:
   // Starts with the first GiB identity-mapped, writable, by one 1 GiB page.
-  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)), ram_bytes_(bytes) { reset_tables(true); }
+  explicit FakeEnv(uint64_t bytes = 1 << 20) : memory_(make_memory(bytes)), ram_bytes_(bytes) {
+    reset_tables(true);
+    // The FPU as after reset and fninit: FCW 037FH, MXCSR 1F80H, x87 and SSE in use.
+    fpu[0] = 0x7f;
+    fpu[1] = 0x03;
+    fpu[24] = 0x80;
+    fpu[25] = 0x1f;
+    fpu[512] = 3;
+  }
 
   const GuestMemory& memory() override { return memory_; }
   unsigned physical_address_bits() override { return 46; }
@@ -38,6 +46,23 @@ class FakeEnv : public AssistEnv {
     auto it = msrs.find(index);
     if (it == msrs.end()) return make_error(EIO, "MSR {:#x} not readable", index);
     return it->second;
+  }
+  Result<std::vector<uint8_t>> read_fpu() override {
+    if (fpu.empty()) return make_error(EIO, "no FPU state in this fake");
+    return fpu;
+  }
+  Result<void> write_fpu(std::span<const uint8_t> area) override {
+    if (area.size() != fpu.size()) return make_error(EINVAL, "FPU area of {} bytes, expected {}", area.size(), fpu.size());
+    fpu.assign(area.begin(), area.end());
+    ++fpu_writes;
+    return {};
+  }
+  Result<uint64_t> read_xcr0() override { return xcr0; }
+  Result<void> write_xcr0(uint64_t value) override {
+    // KVM refuses XCR0 values without x87 or beyond what it supports (kvm_set_xcr).
+    if (!(value & 1) || (value & ~xcr0_supported)) return make_error(EINVAL, "XCR0 {:#x} refused", value);
+    xcr0 = value;
+    return {};
   }
 
   // Switches to 4 KiB mappings: from the first call on, only mapped pages translate. flags are
@@ -92,6 +117,9 @@ class FakeEnv : public AssistEnv {
 
   std::map<uint32_t, uint64_t> msrs;
   int tlb_flushes = 0;
+  std::vector<uint8_t> fpu = std::vector<uint8_t>(4096);  // the XSAVE area read_fpu returns; empty: reading fails
+  int fpu_writes = 0;
+  uint64_t xcr0 = 3, xcr0_supported = 7;
 
  private:
   static GuestMemory make_memory(uint64_t bytes) {

@@ -88,7 +88,7 @@ TEST(Assists, MemoryOperandAssistsAndTheirFaults) {
   auto r = boot("testprog.mb.elf", "assist-mem", 1, {"--stats"});
   for (const char* name : {"cmpxchg8b", "cmpxchg8b-miss", "cmpxchg16b", "cmpxchg16b-misaligned", "popcnt-mem",
                            "tzcnt-mem", "popcnt-noncanonical", "clflush", "popcnt-pf-not-present",
-                           "cmpxchg16b-pf-read-only", "int1"})
+                           "cmpxchg16b-pf-read-only", "int1", "lsl", "lar", "lsl-null"})
     EXPECT_TRUE(has(r.out, fmt::format("assist-mem: {} ok", name))) << name << "\n" << r.out << r.err;
   EXPECT_TRUE(has(r.out, "assist-mem: all ok")) << r.out << r.err;
   EXPECT_EQ(r.exit_status, 1) << r.out << r.err;
@@ -96,12 +96,15 @@ TEST(Assists, MemoryOperandAssistsAndTheirFaults) {
     GTEST_SKIP() << "this host runs CPL0 code without the VMM";
   // The guest runs each of these once (cmpxchg8b twice, cmpxchg16b once plus the faulting one,
   // popcnt once plus the faulting one); a kind the emulator handled itself shows 0.
-  for (const char* kind : {"cmpxchg8b", "cmpxchg16b", "popcnt", "lzcnt", "tzcnt", "clflush", "int1"})
+  for (const char* kind : {"cmpxchg8b", "cmpxchg16b", "popcnt", "lzcnt", "tzcnt", "clflush", "int1", "lsl", "lar"})
     std::printf("assist-mem: %s counted %u\n", kind, assists(r.err, kind));
   // KVM's emulator raises the misaligned cmpxchg16b's #GP and the non-canonical popcnt's itself.
   EXPECT_EQ(assists(r.err, "cmpxchg16b"), 1u) << r.err;
   EXPECT_EQ(assists(r.err, "popcnt"), 1u) << r.err;
   EXPECT_EQ(assists(r.err, "int1"), 1u) << r.err;
+  // Linux's NMI entry needs lsl; the emulator here runs neither lsl nor lar.
+  EXPECT_EQ(assists(r.err, "lsl"), 2u) << r.err;
+  EXPECT_EQ(assists(r.err, "lar"), 1u) << r.err;
   // Both page faults come from assists (popcnt, cmpxchg16b), so evmm injected them, CR2 and all.
   EXPECT_EQ(injected(r.err, "PF"), 2u) << r.err;
   if (has(r.out, "assist-mem: clwb ok")) {
@@ -115,15 +118,15 @@ TEST(Assists, MemoryOperandAssistsAndTheirFaults) {
 TEST(Assists, UnsupportedInstructionStopsTheVmWithOneLineAndTheDump) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "badinsn");
-  if (has(r.out, "ran without the VMM")) GTEST_SKIP() << "this host executes fnop at CPL0 itself";
+  if (has(r.out, "ran without the VMM")) GTEST_SKIP() << "this host executes crc32 at CPL0 itself";
   EXPECT_EQ(r.exit_status, 8) << r.err;
-  // One evmm: line, with the guest address and the instruction bytes (fnop: d9 d0).
+  // One evmm: line, with the guest address and the instruction bytes (crc32 %eax, %eax: f2 0f 38 f1 c0).
   std::string first = r.err.substr(0, r.err.find('\n'));
   EXPECT_TRUE(std::regex_search(first, std::regex("^evmm: .*at 0x8:0x[0-9a-f]+"))) << r.err;
-  EXPECT_TRUE(has(first, "d9 d0")) << r.err;
+  EXPECT_TRUE(has(first, "f2 0f 38 f1 c0")) << r.err;
   EXPECT_FALSE(has(r.err.substr(first.size()), "\nevmm:")) << r.err;  // no second failure line
   // Then the vCPU's register dump, whose code bytes are the same instruction.
-  EXPECT_TRUE(std::regex_search(r.err, std::regex("\n  code at 0x[0-9a-f]+: d9 d0"))) << r.err;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex("\n  code at 0x[0-9a-f]+: f2 0f 38 f1 c0"))) << r.err;
 }
 
 // 32-bit protected mode, paging off (guests/iret32): a same-privilege iret, an outer-privilege iret

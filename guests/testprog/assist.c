@@ -200,6 +200,7 @@ void action_assist_force(void)
  * says so and exits 0 (status 1), and the test that expects the stop skips itself. */
 void action_badinsn(void)
 {
-    __asm__ volatile(".byte 0xd9, 0xd0 /* fnop */");
-    rt_printf("badinsn: fnop ran without the VMM\n");
+    /* crc32 %eax, %eax: neither KVM's emulator nor evmm's assists complete it. */
+    __asm__ volatile(".byte 0xf2, 0x0f, 0x38, 0xf1, 0xc0" ::: "eax", "cc", "memory");
+    rt_printf("badinsn: crc32 ran without the VMM\n");
 }

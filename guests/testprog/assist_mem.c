@@ -1,5 +1,5 @@
 /* The assist-mem action: the memory-operand assists at CPL0 (cmpxchg8b/16b, popcnt/lzcnt/tzcnt from
- * memory, the cache-line flushes, invpcid, int1), each checked against the SDM vol. 2 result, and their
+ * memory, the cache-line flushes, invpcid, int1, lsl and lar), each checked against the SDM vol. 2 result, and their
  * faulting forms, whose handler checks the vector, the error code and RIP at the instruction. */
 #include "testprog.h"
 
@@ -153,6 +153,26 @@ static void test_page_faults(void)
     rt_set_handler(RT_VEC_PF, NULL);
 }
 
+/* lsl and lar on the code segment the guest runs in (flat 64-bit code, DPL 0) and on the null
+ * selector, from a register and from memory. */
+static void test_segment_queries(void)
+{
+    uint16_t cs;
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    static volatile uint16_t sel;
+    sel = cs;
+    uint64_t limit = 0, rights = 0, f;
+    __asm__ volatile("lsl %2, %0\n pushfq\n popq %1" : "=r"(limit), "=r"(f) : "m"(sel) : "cc");
+    CHECK("lsl", (f & EFLAGS_ZF) && limit == 0xffffffff, "zf %lu limit 0x%lx", f & EFLAGS_ZF, limit);
+    __asm__ volatile("lar %2, %0\n pushfq\n popq %1" : "=r"(rights), "=r"(f) : "r"((uint64_t)cs) : "cc");
+    /* Present, DPL 0, code (type bit 3 of 11:8), L set. */
+    CHECK("lar", (f & EFLAGS_ZF) && (rights & 0x8000) && !(rights & 0x6000) && (rights & 0x0800) && (rights & 0x200000),
+          "zf %lu rights 0x%lx", f & EFLAGS_ZF, rights);
+    limit = 0x1234;
+    __asm__ volatile("lsl %2, %0\n pushfq\n popq %1" : "+r"(limit), "=r"(f) : "r"(0ull) : "cc");
+    CHECK("lsl-null", !(f & EFLAGS_ZF) && limit == 0x1234, "zf %lu limit 0x%lx", f & EFLAGS_ZF, limit);
+}
+
 void action_assist_mem(void)
 {
     struct cpuid_regs l7 = cpuid(0, 0).eax >= 7 ? cpuid(7, 0) : (struct cpuid_regs){0};
@@ -163,5 +183,6 @@ void action_assist_mem(void)
     rt_set_handler(RT_VEC_GP, NULL);
     test_page_faults();
     test_int1();
+    test_segment_queries();
     rt_printf("assist-mem: all ok\n");
 }

@@ -10,7 +10,7 @@ struct action {
 static const struct action actions[] = {
     {"hello", action_hello},   {"spin", action_spin},       {"smp", action_smp},         {"mem", action_mem},       {"acpi", action_acpi},
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
-    {"assist", action_assist}, {"assist-force", action_assist_force}, {"assist-fault", action_assist_fault}, {"assist-mem", action_assist_mem}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
+    {"assist", action_assist}, {"assist-force", action_assist_force}, {"assist-fault", action_assist_fault}, {"assist-mem", action_assist_mem}, {"assist-fpu", action_assist_fpu}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
     {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend}, {"s3", action_s3},
     {"rtcalarm", action_rtc_alarm}, {"rtcuip", action_rtc_uip}, {"rtcpie", action_rtc_pie},
 };

@@ -27,6 +27,7 @@ void action_assist(void);
 void action_assist_force(void);
 void action_assist_fault(void);
 void action_assist_mem(void);
+void action_assist_fpu(void);
 void action_badinsn(void);
 void action_doorbell(void);
 void action_ring3(void);

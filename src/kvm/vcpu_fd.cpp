@@ -24,7 +24,7 @@ Result<void> set(int fd, unsigned long req, const T& v, const char* name) {
 }  // namespace
 
 VcpuFd::VcpuFd(VcpuFd&& o) noexcept
-    : fd_(std::move(o.fd_)), run_(std::exchange(o.run_, nullptr)), run_size_(o.run_size_) {}
+    : fd_(std::move(o.fd_)), run_(std::exchange(o.run_, nullptr)), run_size_(o.run_size_), xsave_size_(o.xsave_size_) {}
 
 VcpuFd::~VcpuFd() {
   if (run_) ::munmap(run_, run_size_);
@@ -103,6 +103,26 @@ Result<kvm_sregs> VcpuFd::get_sregs() const { return get<kvm_sregs>(fd_.get(), K
 Result<void> VcpuFd::set_sregs(const kvm_sregs& s) const { return set(fd_.get(), KVM_SET_SREGS, s, "KVM_SET_SREGS"); }
 Result<kvm_fpu> VcpuFd::get_fpu() const { return get<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU"); }
 Result<void> VcpuFd::set_fpu(const kvm_fpu& f) const { return set(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
+
+Result<std::vector<uint8_t>> VcpuFd::get_xsave() const {
+  // kvm_xsave is a 4096-byte region followed by a flexible array; KVM_GET_XSAVE2 fills as many
+  // bytes as KVM_CAP_XSAVE2 reported (KVM API, 4.42 and 4.136).
+  size_t size = std::max(xsave_size_, sizeof(kvm_xsave));
+  std::vector<uint8_t> area(size);
+  unsigned long req = xsave_size_ ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+  if (::ioctl(fd_.get(), req, area.data()) < 0) return errno_error("{}", xsave_size_ ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+  return area;
+}
+
+Result<void> VcpuFd::set_xsave(std::span<const uint8_t> area) const {
+  size_t size = std::max(xsave_size_, sizeof(kvm_xsave));
+  if (area.size() != size) return make_error(EINVAL, "KVM_SET_XSAVE: {} bytes, the vCPU's area has {}", area.size(), size);
+  if (::ioctl(fd_.get(), KVM_SET_XSAVE, area.data()) < 0) return errno_error("KVM_SET_XSAVE");
+  return {};
+}
+
+Result<kvm_xcrs> VcpuFd::get_xcrs() const { return get<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
+Result<void> VcpuFd::set_xcrs(const kvm_xcrs& x) const { return set(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }
 Result<kvm_lapic_state> VcpuFd::get_lapic() const {
   return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC");
 }

@@ -16,7 +16,10 @@ namespace evmm {
 
 class VcpuFd {
  public:
-  VcpuFd(UniqueFd fd, kvm_run* run, size_t run_size) : fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  // xsave_size: KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2), the size of the guest's XSAVE area, which
+  // can exceed struct kvm_xsave's 4096 bytes (AMX); 0 when the host lacks the capability.
+  VcpuFd(UniqueFd fd, kvm_run* run, size_t run_size, size_t xsave_size = 0)
+      : fd_(std::move(fd)), run_(run), run_size_(run_size), xsave_size_(xsave_size) {}
   VcpuFd(VcpuFd&& o) noexcept;
   VcpuFd& operator=(VcpuFd&&) = delete;
   ~VcpuFd();
@@ -31,6 +34,13 @@ class VcpuFd {
   Result<void> set_sregs(const kvm_sregs& s) const;
   Result<kvm_fpu> get_fpu() const;
   Result<void> set_fpu(const kvm_fpu& f) const;
+  // The guest's FPU/SSE/AVX... state in the standard (non-compacted) XSAVE format: KVM_GET_XSAVE2
+  // with the KVM_CAP_XSAVE2 size, else KVM_GET_XSAVE's 4096 bytes. set_xsave takes the same size.
+  Result<std::vector<uint8_t>> get_xsave() const;
+  Result<void> set_xsave(std::span<const uint8_t> area) const;
+  // Extended control registers (XCR0 is index 0), KVM_GET_XCRS / KVM_SET_XCRS.
+  Result<kvm_xcrs> get_xcrs() const;
+  Result<void> set_xcrs(const kvm_xcrs& x) const;
   Result<void> set_cpuid2(const CpuidTable& table) const;
   // Reads the MSRs in indices; fails with EINVAL naming the first one KVM refused.
   Result<std::vector<uint64_t>> get_msrs(std::span<const uint32_t> indices) const;
@@ -55,6 +65,7 @@ class VcpuFd {
   UniqueFd fd_;
   kvm_run* run_;
   size_t run_size_;
+  size_t xsave_size_;
 };
 
 }  // namespace evmm

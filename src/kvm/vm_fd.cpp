@@ -132,7 +132,8 @@ Result<VcpuFd> VmFd::create_vcpu(unsigned id) const {
   UniqueFd vcpu(fd);
   void* run = ::mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (run == MAP_FAILED) return errno_error("mmap kvm_run of vCPU {}", id);
-  return VcpuFd(std::move(vcpu), static_cast<kvm_run*>(run), run_size_);
+  int xsave_size = check_extension(KVM_CAP_XSAVE2);
+  return VcpuFd(std::move(vcpu), static_cast<kvm_run*>(run), run_size_, xsave_size > 0 ? size_t(xsave_size) : 0);
 }
 
 }  // namespace evmm

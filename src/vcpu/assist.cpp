@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "vcpu/assist_ops.h"
+#include "vcpu/assist_fpu.h"
 #include "vcpu/x86_arch.h"
 #include "vcpu/x86_decode.h"
 #include "vcpu/x86_interrupt.h"
@@ -12,7 +13,6 @@
 // What the assists do not model, because evmm's guests do not need it:
 // - A single-step trap (RFLAGS.TF) after a completed instruction is not raised; RF is cleared, as
 //   on completion of any instruction.
-// - fwait checks no pending x87 exception (#MF): guests run at CPL 0 with -mgeneral-regs-only.
 // - Alignment checking (#AC) is not applied to data accesses (popcnt and the others from memory,
 //   a misaligned cmpxchg8b at CPL 3 with CR0.AM and RFLAGS.AC); the frames pushed at CPL 0 are
 //   supervisor accesses, to which it does not apply (SDM vol. 3 6.15, interrupt 17).
@@ -50,6 +50,18 @@ const char* to_string(AssistKind k) {
     case AssistKind::Clwb: return "clwb";
     case AssistKind::Invpcid: return "invpcid";
     case AssistKind::Iret: return "iret";
+    case AssistKind::Lsl: return "lsl";
+    case AssistKind::Lar: return "lar";
+    case AssistKind::Ldmxcsr: return "ldmxcsr";
+    case AssistKind::Stmxcsr: return "stmxcsr";
+    case AssistKind::Fxsave: return "fxsave";
+    case AssistKind::Fxrstor: return "fxrstor";
+    case AssistKind::Xsave: return "xsave";
+    case AssistKind::Xsaveopt: return "xsaveopt";
+    case AssistKind::Xrstor: return "xrstor";
+    case AssistKind::Xgetbv: return "xgetbv";
+    case AssistKind::Xsetbv: return "xsetbv";
+    case AssistKind::X87: return "x87";
     case AssistKind::Count: break;
   }
   return "unknown";
@@ -110,6 +122,17 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
       break;
     }
     case AssistKind::Fwait:
+    case AssistKind::Ldmxcsr:
+    case AssistKind::Stmxcsr:
+    case AssistKind::Fxsave:
+    case AssistKind::Fxrstor:
+    case AssistKind::Xsave:
+    case AssistKind::Xsaveopt:
+    case AssistKind::Xrstor:
+    case AssistKind::Xgetbv:
+    case AssistKind::Xsetbv:
+    case AssistKind::X87:
+      TRY_CTX(complete_fpu(d, next, env, next_rip), what);
       break;
     case AssistKind::Rdpid: {
       // IA32_TSC_AUX is 32 bits wide; rdpid r64 zero-extends it (SDM vol. 2 RDPID).
@@ -133,6 +156,10 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
       break;
     case AssistKind::Invpcid:
       TRY(assist_ops::invpcid(step));
+      break;
+    case AssistKind::Lsl:
+    case AssistKind::Lar:
+      TRY(assist_ops::segment_query(step));
       break;
     case AssistKind::Count:
       return make_error(EOPNOTSUPP, "unsupported instruction {}", format_bytes(bytes));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
@@ -17,7 +18,10 @@ namespace evmm {
 
 enum class AssistKind : uint8_t {
   Int3, IntN, Int1, Clac, Stac, Fwait, Rdpid, Popcnt, Lzcnt, Tzcnt,
-  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Iret, Count
+  Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Iret, Lsl, Lar,
+  // The FPU family (x86_fpu.h); vldmxcsr and vstmxcsr count as ldmxcsr and stmxcsr.
+  Ldmxcsr, Stmxcsr, Fxsave, Fxrstor, Xsave, Xsaveopt, Xrstor, Xgetbv, Xsetbv, X87,
+  Count
 };
 const char* to_string(AssistKind k);
 
@@ -35,6 +39,13 @@ class AssistEnv {
   // Drops every cached translation of the vCPU (invpcid), taking effect before it runs again.
   virtual Result<void> flush_tlb() = 0;
   virtual Result<uint64_t> read_msr(uint32_t index) = 0;
+  // The guest's x87/SSE/AVX... state: the standard-format XSAVE area KVM hands out
+  // (KVM_GET_XSAVE2), written back whole. Read per instruction: only the FPU assists need it.
+  virtual Result<std::vector<uint8_t>> read_fpu() = 0;
+  virtual Result<void> write_fpu(std::span<const uint8_t> area) = 0;
+  // XCR0 (KVM_GET_XCRS / KVM_SET_XCRS); KVM refuses a value the guest's CPUID does not allow.
+  virtual Result<uint64_t> read_xcr0() = 0;
+  virtual Result<void> write_xcr0(uint64_t value) = 0;
 };
 
 struct CpuState {

@@ -31,5 +31,6 @@ x86::AssistResult<void> bit_count(const Step& s);   // popcnt, lzcnt, tzcnt (ass
 x86::AssistResult<void> cmpxchg(const Step& s);     // cmpxchg8b, cmpxchg16b (assist_cmpxchg.cpp)
 x86::AssistResult<void> cache_line(const Step& s);  // clflush, clflushopt, clwb (assist_cache.cpp)
 x86::AssistResult<void> invpcid(const Step& s);     // assist_cache.cpp
+x86::AssistResult<void> segment_query(const Step& s);  // lsl, lar (assist_segment.cpp)
 
 }  // namespace evmm::assist_ops

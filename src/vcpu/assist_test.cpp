@@ -318,7 +318,7 @@ TEST(AssistDecode, UnsupportedInstructionsNameTheirBytes) {
   w.long_mode();
   expect_refused(w, {0xf0, 0xf3, 0x0f, 0xb8, 0xc3}, EINVAL, "lock prefix");
   expect_refused(w, {0xce}, EOPNOTSUPP, "unsupported instruction ce");                // into
-  expect_refused(w, {0x0f, 0xae, 0x2f}, EOPNOTSUPP, "unsupported instruction");       // xrstor (%rdi)
+  expect_refused(w, {0xdd, 0x07}, EOPNOTSUPP, "unsupported instruction dd 07");  // fldl (%rdi): x87 memory forms
 }
 
 // Every supported encoding, cut short at every length, is "truncated"; whole, it runs.

@@ -43,6 +43,20 @@ class VcpuAssistEnv final : public AssistEnv {
     const uint32_t idx[] = {index};
     return TRY(fd_.get_msrs(idx))[0];
   }
+  Result<std::vector<uint8_t>> read_fpu() override { return fd_.get_xsave(); }
+  Result<void> write_fpu(std::span<const uint8_t> area) override { return fd_.set_xsave(area); }
+  Result<uint64_t> read_xcr0() override {
+    kvm_xcrs x = TRY(fd_.get_xcrs());
+    for (uint32_t i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; ++i)
+      if (x.xcrs[i].xcr == 0) return x.xcrs[i].value;
+    return make_error(EIO, "KVM_GET_XCRS did not report XCR0");
+  }
+  Result<void> write_xcr0(uint64_t value) override {
+    kvm_xcrs x{};
+    x.nr_xcrs = 1;
+    x.xcrs[0] = {0, 0, value};
+    return fd_.set_xcrs(x);
+  }
 
  private:
   const VcpuFd& fd_;

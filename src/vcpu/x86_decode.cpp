@@ -44,6 +44,24 @@ std::optional<AssistKind> assist_kind(ZydisMnemonic m) {
     case ZYDIS_MNEMONIC_CLFLUSHOPT: return AssistKind::Clflushopt;
     case ZYDIS_MNEMONIC_CLWB: return AssistKind::Clwb;
     case ZYDIS_MNEMONIC_INVPCID: return AssistKind::Invpcid;
+    case ZYDIS_MNEMONIC_LSL: return AssistKind::Lsl;
+    case ZYDIS_MNEMONIC_LAR: return AssistKind::Lar;
+    case ZYDIS_MNEMONIC_LDMXCSR:
+    case ZYDIS_MNEMONIC_VLDMXCSR: return AssistKind::Ldmxcsr;
+    case ZYDIS_MNEMONIC_STMXCSR:
+    case ZYDIS_MNEMONIC_VSTMXCSR: return AssistKind::Stmxcsr;
+    case ZYDIS_MNEMONIC_FXSAVE:
+    case ZYDIS_MNEMONIC_FXSAVE64: return AssistKind::Fxsave;
+    case ZYDIS_MNEMONIC_FXRSTOR:
+    case ZYDIS_MNEMONIC_FXRSTOR64: return AssistKind::Fxrstor;
+    case ZYDIS_MNEMONIC_XSAVE:
+    case ZYDIS_MNEMONIC_XSAVE64: return AssistKind::Xsave;
+    case ZYDIS_MNEMONIC_XSAVEOPT:
+    case ZYDIS_MNEMONIC_XSAVEOPT64: return AssistKind::Xsaveopt;
+    case ZYDIS_MNEMONIC_XRSTOR:
+    case ZYDIS_MNEMONIC_XRSTOR64: return AssistKind::Xrstor;
+    case ZYDIS_MNEMONIC_XGETBV: return AssistKind::Xgetbv;
+    case ZYDIS_MNEMONIC_XSETBV: return AssistKind::Xsetbv;
     case ZYDIS_MNEMONIC_IRET:
     case ZYDIS_MNEMONIC_IRETD:
     case ZYDIS_MNEMONIC_IRETQ: return AssistKind::Iret;
@@ -117,7 +135,11 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
   if (st == ZYDIS_STATUS_ILLEGAL_LOCK)
     return raise(Fault{Vector::UD, {}, {}}, "lock prefix on instruction {}", hex());
   if (ZYAN_FAILED(st)) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
-  auto kind = assist_kind(insn.mnemonic);
+  // The x87 register-stack forms (D8..DF with ModRM.mod = 3) go to x86_x87.cpp, which holds the
+  // allow-list; their operands are x87 registers, named by the ModRM byte itself.
+  bool x87 = insn.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT && insn.opcode >= 0xD8 && insn.opcode <= 0xDF &&
+             insn.raw.modrm.mod == 3 && insn.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY;
+  auto kind = x87 ? AssistKind::X87 : assist_kind(insn.mnemonic);
   if (!kind) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
 
   DecodedInsn d{};
@@ -126,6 +148,11 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
   d.operand_bits = insn.operand_width == 64 ? 64 : insn.operand_width == 32 ? 32 : 16;
   d.address_bits = insn.address_width == 64 ? 64 : insn.address_width == 32 ? 32 : 16;
   d.lock = (insn.attributes & ZYDIS_ATTRIB_HAS_LOCK) != 0;
+  d.opcode = insn.opcode;
+  d.modrm = static_cast<uint8_t>(insn.raw.modrm.mod << 6 | insn.raw.modrm.reg << 3 | insn.raw.modrm.rm);
+  d.rex_w = insn.raw.rex.W != 0;
+  d.vex = insn.encoding == ZYDIS_INSTRUCTION_ENCODING_VEX;
+  if (x87) return d;
   bool seen_reg = false;
   for (unsigned i = 0; i < insn.operand_count_visible; ++i) {
     const ZydisDecodedOperand& op = ops[i];

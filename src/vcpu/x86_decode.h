@@ -49,6 +49,12 @@ struct DecodedInsn {
   uint8_t rm;            // register form of ModRM.rm with REX.B: popcnt's source, rdpid's destination
   uint8_t vector;        // int n; 3 for int3, 1 for int1
   bool lock;             // a LOCK prefix was given (and is allowed)
+  // The FPU family: the last opcode byte and ModRM (the x87 register forms, D8..DF), REX.W
+  // (fxsave64 and the other 64-bit forms) and VEX (vldmxcsr, vstmxcsr).
+  uint8_t opcode;
+  uint8_t modrm;
+  bool rex_w;
+  bool vex;
   std::optional<MemRef> mem;  // the memory operand, if the instruction has one
 };
 

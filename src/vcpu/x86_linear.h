@@ -47,6 +47,7 @@ class LinearMemory {
 
   // Queues a little-endian write of the low `bytes` bytes of value, or of all of bytes.
   AssistResult<void> stage(uint64_t linear, uint64_t value, unsigned bytes);
+  // Queues a write of bytes (the FPU assists' 512-byte and larger images).
   AssistResult<void> stage(uint64_t linear, std::span<const uint8_t> bytes);
   // Performs the staged writes in order.
   Result<void> commit();
