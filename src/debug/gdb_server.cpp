@@ -182,11 +182,13 @@ void GdbServer::serve(const std::function<Result<void>()>& setup) {
       stats_.io_errors.fetch_add(1, std::memory_order_relaxed);
       break;
     }
-    if (fds[3].revents) return;
+    // The VM's end before the quit: evmm quits the server as soon as the VM has ended, so both are
+    // often ready together, and gdb must still hear the W.
     if (fds[2].revents) {
       if (send_packet(fmt::format("W{:02x}", exit_status_ ? exit_status_() & 0xff : 0))) linger();
       return;
     }
+    if (fds[3].revents) return;
     if (fds[1].revents && !on_stop()) break;
     if (fds[0].revents) {
       ssize_t n = ::read(conn_.get(), buf, sizeof buf);
