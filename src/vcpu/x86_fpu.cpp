@@ -108,16 +108,35 @@ uint32_t XsaveLayout::area_size(uint64_t components) const {
   return end;
 }
 
+uint32_t XsaveLayout::compacted_offset(uint64_t xcomp_bv, unsigned i) const {
+  uint32_t at = FpuState::kMinSize;
+  for (unsigned j = 2; j <= i; ++j) {
+    if (!((xcomp_bv >> j) & 1)) continue;
+    if (align64[j]) at = (at + 63) & ~63u;
+    if (j == i) break;
+    at += size[j];
+  }
+  return at;
+}
+
+uint32_t XsaveLayout::compacted_size(uint64_t xcomp_bv) const {
+  uint32_t end = FpuState::kMinSize;
+  for (unsigned i = 2; i < 63; ++i)
+    if ((xcomp_bv >> i) & 1) end = compacted_offset(xcomp_bv, i) + size[i];
+  return end;
+}
+
 const XsaveLayout& XsaveLayout::host() {
   static const XsaveLayout layout = [] {
     XsaveLayout l;
     unsigned a, b, c, d;
     if (__get_cpuid_count(0xd, 0, &a, &b, &c, &d)) l.xcr0_supported = a | uint64_t{d} << 32;
-    if (__get_cpuid_count(0xd, 1, &a, &b, &c, &d)) l.xgetbv1 = a & 4;
+    if (__get_cpuid_count(0xd, 1, &a, &b, &c, &d)) l.xgetbv1 = a & 4, l.xsavec = a & 2;
     for (unsigned i = 2; i < 63; ++i)
       if ((l.xcr0_supported >> i) & 1 && __get_cpuid_count(0xd, i, &a, &b, &c, &d)) {
         l.size[i] = a;
         l.offset[i] = b;
+        l.align64[i] = c & 2;
       }
     // The mask fxsave reports (SDM vol. 1 11.6.6); 0 from old CPUs means 0xffbf.
     alignas(16) uint8_t image[512] = {};
@@ -291,26 +310,46 @@ AssistResult<void> xrstor(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint6
   const XsaveLayout& l = s.layout();
   if (l.area_size(rfbm) > s.bytes().size())
     return make_error(EOPNOTSUPP, "xrstor of components {:#x}: beyond the {}-byte area KVM gave", rfbm, s.bytes().size());
-  uint8_t header[24];
+  uint8_t header[FpuState::kHeaderSize];
   TRY(mem.read(linear + FpuState::kXstateBv, header));
-  uint64_t bv, comp, rsvd;
+  uint64_t bv, comp;
   std::memcpy(&bv, header, 8);
   std::memcpy(&comp, header + 8, 8);
-  std::memcpy(&rsvd, header + 16, 8);
-  // SDM vol. 1 13.8: XCOMP_BV[63] selects the compacted form, which evmm does not restore.
-  if (comp >> 63) return make_error(EOPNOTSUPP, "xrstor of a compacted image (XCOMP_BV {:#x})", comp);
-  if (comp || rsvd) return fault(Vector::GP, 0, "xrstor: header bytes 23:8 not zero");
+  bool compacted = comp >> 63;
+  // SDM vol. 1 13.8.1: the standard form wants header bytes 23:8 zero, the compacted form bytes
+  // 63:16; XCOMP_BV[63] needs XSAVEC, and its other bits must lie in XCR0 (XRSTOR, unlike XRSTORS,
+  // knows no supervisor components); XSTATE_BV must lie in XCR0, and in XCOMP_BV when compacted.
+  size_t reserved_from = compacted ? 16 : 8, reserved_to = compacted ? FpuState::kHeaderSize : 24;
+  if (std::any_of(header + reserved_from, header + reserved_to, [](uint8_t b) { return b != 0; }))
+    return fault(Vector::GP, 0, "xrstor: reserved header bytes not zero");
+  uint64_t comp_bits = comp & ~(1ull << 63);
+  if (compacted && !l.xsavec) return fault(Vector::GP, 0, "xrstor of a compacted image without XSAVEC");
+  if (compacted && (comp_bits & ~c.xcr0))
+    return fault(Vector::GP, 0, "xrstor: XCOMP_BV {:#x} beyond XCR0 {:#x}", comp, c.xcr0);
   if (bv & ~c.xcr0) return fault(Vector::GP, 0, "xrstor: XSTATE_BV {:#x} beyond XCR0 {:#x}", bv, c.xcr0);
-  std::vector<uint8_t> image(l.area_size(rfbm));
+  if (compacted && (bv & ~comp_bits))
+    return fault(Vector::GP, 0, "xrstor: XSTATE_BV {:#x} beyond XCOMP_BV {:#x}", bv, comp);
+  // Where component i lies in memory, in either form.
+  auto at = [&](unsigned i) { return compacted ? l.compacted_offset(comp_bits, i) : l.offset[i]; };
+  // Read what the CPU reads: the legacy region and header, and each requested component's bytes.
+  size_t end = FpuState::kMinSize;
+  for (unsigned i = 2; i < 63; ++i)
+    if ((rfbm >> i) & 1 && (!compacted || (comp_bits >> i) & 1)) end = std::max<size_t>(end, at(i) + l.size[i]);
+  std::vector<uint8_t> image(end);
   TRY(mem.read(linear, image));
   FpuState next = s;
-  if (rfbm & (xfeature::kSse | xfeature::kAvx)) {
-    // MXCSR comes from memory whenever SSE or AVX is requested, whatever XSTATE_BV says (13.8.1).
+  // MXCSR: the standard form loads it whenever SSE or AVX is requested, whatever XSTATE_BV says;
+  // the compacted form only with SSE state itself, and sets it to 1F80H when SSE is initialised
+  // (13.8.1, 13.8.2; AssistFpuDifferential.XrstorCompacted checks this against the host).
+  bool load_mxcsr = compacted ? (rfbm & bv & xfeature::kSse) != 0 : (rfbm & (xfeature::kSse | xfeature::kAvx)) != 0;
+  if (load_mxcsr) {
     uint32_t mxcsr;
     std::memcpy(&mxcsr, image.data() + FpuState::kMxcsr, 4);
     if (mxcsr & ~mxcsr_mask(s))
       return fault(Vector::GP, 0, "xrstor: MXCSR {:#x} sets reserved bits (mask {:#x})", mxcsr, mxcsr_mask(s));
     next.set(FpuState::kMxcsr, mxcsr, 4);
+  } else if (compacted && (rfbm & xfeature::kSse)) {
+    next.set(FpuState::kMxcsr, 0x1f80, 4);
   }
   if (rfbm & xfeature::kX87) {
     if (bv & xfeature::kX87) load_x87(next, image.data(), rex_w);
@@ -324,7 +363,7 @@ AssistResult<void> xrstor(FpuState& s, const FpuCpu& c, LinearMemory& mem, uint6
   for (unsigned i = 2; i < 64; ++i) {
     if (!((rfbm >> i) & 1)) continue;
     uint8_t* dst = next.bytes().data() + l.offset[i];
-    if ((bv >> i) & 1) std::memcpy(dst, image.data() + l.offset[i], l.size[i]);
+    if ((bv >> i) & 1) std::memcpy(dst, image.data() + at(i), l.size[i]);
     else std::memset(dst, 0, l.size[i]);
   }
   next.set(FpuState::kXstateBv, (s.xstate_bv() & ~rfbm) | (bv & rfbm), 8);

@@ -10,7 +10,7 @@
 // only once every check has passed.
 //
 // Errors besides faults:
-//   EOPNOTSUPP  xsavec/xsaves/compacted xrstor, an x87 opcode not on the allow-list, or a waiting
+//   EOPNOTSUPP  xsavec/xsaves, an x87 opcode not on the allow-list, or a waiting
 //               x87 instruction with an exception pending while CR0.NE is clear (the CPU would
 //               signal FERR#, which evmm does not model)
 //   EFAULT      the operand is not in guest RAM (with the #PF in the error when it is not mapped)
@@ -63,7 +63,13 @@ struct XsaveLayout {
   uint32_t mxcsr_mask = 0xffbf;            // SDM vol. 1 11.6.6: 0 in the image means 0xffbf
   std::array<uint32_t, 64> offset{};       // standard-format offsets of components 2..63
   std::array<uint32_t, 64> size{};
+  std::array<bool, 64> align64{};          // CPUID.(EAX=0DH,ECX=i):ECX[1]: 64-byte aligned when compacted
+  bool xsavec = false;                     // CPUID.(EAX=0DH,ECX=1):EAX[1]: the compacted form exists
   uint32_t area_size(uint64_t components) const;  // bytes the standard form needs for these
+  // The compacted form (SDM vol. 1 13.4.3): where component i (2..62) lies when the image holds
+  // the components of xcomp_bv, and the bytes such an image takes.
+  uint32_t compacted_offset(uint64_t xcomp_bv, unsigned i) const;
+  uint32_t compacted_size(uint64_t xcomp_bv) const;
 
   // The host's, which KVM's area follows (the guest sees the host's CPUID leaf 0xD).
   static const XsaveLayout& host();
@@ -126,7 +132,8 @@ AssistResult<uint64_t> xgetbv(const FpuState& s, const FpuCpu& c, uint32_t ecx);
 AssistResult<uint64_t> xsetbv(const FpuState& s, const FpuCpu& c, uint32_t ecx, uint64_t value);
 
 // XSAVE (and XSAVEOPT, which the SDM allows to save like XSAVE: vol. 1 13.9 lets it skip only
-// unmodified components, never requires it to) and XRSTOR, standard form. edx_eax is the
+// unmodified components, never requires it to), standard form, and XRSTOR of either form (Linux
+// restores its compacted init_fpstate with xrstor when the CPU has XSAVEC but not XSAVES). edx_eax is the
 // instruction-specified mask; RFBM = XCR0 & edx_eax (SDM vol. 1 13.7, 13.8).
 AssistResult<void> xsave(const FpuState& s, const FpuCpu& c, LinearMemory& mem, uint64_t linear, uint64_t edx_eax,
                          bool rex_w);

@@ -420,6 +420,56 @@ TEST_F(AssistFpuDifferential, Xrstor) {
   }
 }
 
+// The compacted form (XCOMP_BV[63] set), as Linux restores its init_fpstate where the CPU has XSAVEC
+// but not XSAVES: components packed after the header in XCOMP_BV's order, some 64-byte aligned.
+TEST_F(AssistFpuDifferential, XrstorCompacted) {
+  if (!XsaveLayout::host().xsavec) GTEST_SKIP() << "this CPU has no XSAVEC, so no compacted form";
+  uint32_t mask = XsaveLayout::host().mxcsr_mask;
+  for (bool w : {false, true}) {
+    for (int i = 0; i < 1500; ++i) {
+      auto state = random_state();
+      std::vector<uint8_t> mem = random_mem();
+      size_t off = 64 * (r64() % 2);
+      std::memcpy(&mem[off], random_state().data(), FpuState::kLegacySize);
+      std::memset(&mem[off + 512], 0, 64);
+      uint64_t comp = r64() & safe_;
+      uint64_t bv = r64() & comp;
+      uint64_t rfbm = r64() & safe_;
+      bool gp = false;
+      if (!(bv & 2)) std::memcpy(&mem[off + 24], &kMxcsrInit, 4);
+      switch (r64() % 8) {
+        case 0: {  // reserved MXCSR bits: a fault only when SSE state itself is loaded
+          uint32_t mxcsr;
+          std::memcpy(&mxcsr, &mem[off + 24], 4);
+          mxcsr |= ~mask & (1u << (r64() % 32));
+          std::memcpy(&mem[off + 24], &mxcsr, 4);
+          gp = (mxcsr & ~mask) && (rfbm & bv & 2);
+          break;
+        }
+        case 1: mem[off + 528 + r64() % 48] = static_cast<uint8_t>(1 + r64() % 127), gp = true; break;  // bytes 63:16
+        case 2: bv |= 1ull << 8, comp |= 1ull << 8, gp = true; break;  // beyond XCR0
+        case 3: {  // XSTATE_BV beyond XCOMP_BV: its lowest missing component
+          uint64_t missing = safe_ & ~comp;
+          if (missing) bv |= missing & (0 - missing), gp = true;
+          break;
+        }
+        default: break;
+      }
+      uint64_t xcomp = comp | 1ull << 63;
+      std::memcpy(&mem[off + 512], &bv, 8);
+      std::memcpy(&mem[off + 520], &xcomp, 8);
+      Regs regs;
+      regs.rax = rfbm & 0xffffffff;
+      regs.rdx = rfbm >> 32;
+      std::vector<uint8_t> code = {0x0f, 0xae, 0x2b};
+      if (w) code.insert(code.begin(), 0x48);
+      compare(code, state, mem, off, regs, expectation(gp ? std::optional(Vector::GP) : std::nullopt),
+              [&](FpuState& s, LinearMemory& m, Regs&) { return xrstor(s, cpu(), m, kMemOff + off, rfbm, w); });
+      if (HasFailure()) return;
+    }
+  }
+}
+
 TEST_F(AssistFpuDifferential, Xgetbv) {
   bool xgetbv1 = XsaveLayout::host().xgetbv1;
   for (int i = 0; i < 1000; ++i) {

@@ -174,10 +174,16 @@ TEST_F(AssistFpu, XsaveXrstorFaults) {
   snapshot();
   expect_fault(xrstor(state, c, mem, kOp, ~0ull, true), Vector::GP, 0u);
   EXPECT_TRUE(xrstor(state, c, mem, kOp, 1, true));  // x87 only: MXCSR not loaded
-  env.poke_le(kOp + 520, 1ull << 63 | 3, 8);  // compacted form
-  auto r = xrstor(state, c, mem, kOp, ~0ull, true);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), EOPNOTSUPP);
+  // The compacted form: XSTATE_BV must lie within XCOMP_BV, and XCOMP_BV within XCR0.
+  env.poke_le(kOp + 24, 0x1f80, 4);
+  env.poke_le(kOp + 520, 1ull << 63 | 1, 8);
+  snapshot();
+  expect_fault(xrstor(state, c, mem, kOp, ~0ull, true), Vector::GP, 0u);
+  env.poke_le(kOp + 520, 1ull << 63 | 1ull << 9 | 3, 8);
+  snapshot();
+  expect_fault(xrstor(state, c, mem, kOp, ~0ull, true), Vector::GP, 0u);
+  env.poke_le(kOp + 520, 1ull << 63 | 3, 8);
+  EXPECT_EQ(static_cast<bool>(xrstor(state, c, mem, kOp, ~0ull, true)), XsaveLayout::host().xsavec);
   c.cr4 &= ~kCr4Osxsave;
   snapshot();
   expect_fault(xsave(state, c, mem, kOp, ~0ull, true), Vector::UD, {});
