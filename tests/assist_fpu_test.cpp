@@ -10,18 +10,6 @@
 namespace evmm::testing {
 namespace {
 
-unsigned count(const std::string& err, const std::string& pattern) {
-  std::smatch m;
-  if (std::regex_search(err, m, std::regex(pattern))) return std::stoul(m[1]);
-  return 0;
-}
-unsigned assists(const std::string& err, const std::string& kind) {
-  return count(err, "assists:[^\n]* " + kind + "=([0-9]+)");
-}
-unsigned injected(const std::string& err, const std::string& vector) {
-  return count(err, "injected_faults:[^\n]* #" + vector + "=([0-9]+)");
-}
-
 TEST(AssistsFpu, GuestChecksEachInstructionAndFault) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "assist-fpu", 1, {"--stats"});

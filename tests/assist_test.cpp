@@ -9,13 +9,6 @@
 namespace evmm::testing {
 namespace {
 
-// The count --stats printed for an assist kind, 0 when absent.
-unsigned assists(const std::string& err, const std::string& kind) {
-  std::smatch m;
-  if (std::regex_search(err, m, std::regex(" " + kind + "=([0-9]+)"))) return std::stoul(m[1]);
-  return 0;
-}
-
 TEST(Assists, GuestInstructionsAreCompletedAndCounted) {
   REQUIRE_KVM();
   auto r = boot("testprog.mb.elf", "assist-force", 1, {"--stats"});
@@ -55,12 +48,6 @@ TEST(Assists, EmulatedCpl0HostUsesAssists) {
 }
 
 // The count --stats printed for injected faults of a vector ("#NP"), 0 when absent.
-unsigned injected(const std::string& err, const std::string& vector) {
-  std::smatch m;
-  if (std::regex_search(err, m, std::regex("injected_faults:[^\n]* #" + vector + "=([0-9]+)"))) return std::stoul(m[1]);
-  return 0;
-}
-
 // int n through refused IDT entries: the guest's #NP and #GP handlers see the SDM's error codes with
 // RIP at the int, whether the CPU raised them or evmm injected them for an assist.
 TEST(Assists, FaultingIntNIsInjectedIntoTheGuest) {

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,20 @@ inline ProcessResult boot(const std::string& image, const std::string& cmdline, 
   std::vector<std::string> args{"run", "--kernel", guest(image), "--cmdline", cmdline, "--cpus", std::to_string(cpus)};
   args.insert(args.end(), extra.begin(), extra.end());
   return evmm(args, opts);
+}
+
+// What `evmm run --stats` printed on stderr: how often evmm completed an assist kind ("cmpxchg16b")
+// and injected a fault vector ("PF"); 0 when the kind or vector is absent.
+inline unsigned stats_count(const std::string& err, const std::string& pattern) {
+  std::smatch m;
+  if (std::regex_search(err, m, std::regex(pattern))) return static_cast<unsigned>(std::stoul(m[1]));
+  return 0;
+}
+inline unsigned assists(const std::string& err, const std::string& kind) {
+  return stats_count(err, "assists:[^\n]* " + kind + "=([0-9]+)");
+}
+inline unsigned injected(const std::string& err, const std::string& vector) {
+  return stats_count(err, "injected_faults:[^\n]* #" + vector + "=([0-9]+)");
 }
 
 }  // namespace evmm::testing
