@@ -62,7 +62,9 @@ void run_native(Native& n) {
   uint16_t ax = n.ax;
   uint8_t flags = n.flags;
   // rax holds the guest's AH for sahf and AX for the instruction; the flags the instruction reads
-  // (fcmov) and writes (fcomi) go in and out through sahf/lahf, so nothing touches the stack.
+  // (fcmov) and writes (fcomi) go in and out through sahf/lahf, so nothing touches the stack. The
+  // flags byte lives in bl, cl or dl ("Q"): an instruction that names ah cannot have a REX prefix,
+  // so sil, dil or r8b-r15b, which the compiler may otherwise pick (it did under TSan), cannot meet ah.
   asm volatile(
       "fxsave64 (%[host])\n\t"
       "fxrstor64 (%[guest])\n\t"
@@ -75,7 +77,7 @@ void run_native(Native& n) {
       "movb %%ah, %[fl]\n\t"
       "fxsave64 (%[guest])\n\t"
       "fxrstor64 (%[host])\n\t"
-      : [ax] "+r"(ax), [fl] "+r"(flags)
+      : [ax] "+r"(ax), [fl] "+Q"(flags)
       : [guest] "r"(n.guest), [host] "r"(n.host), [op] "i"(Op), [modrm] "i"(Modrm)
       : "rax", "cc", "memory");
   n.ax = ax;
