@@ -1,5 +1,6 @@
 #include "debug/gdb_stub.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -79,7 +80,7 @@ std::optional<GdbRegisters> decode_registers(std::string_view hex, const GdbRegi
   if (!bytes || bytes->size() > kRegisterBytes) return std::nullopt;
   // gdb may send fewer bytes than the whole set; the rest keep their values.
   std::vector<uint8_t> all = to_bytes(current);
-  std::memcpy(all.data(), bytes->data(), bytes->size());
+  std::copy(bytes->begin(), bytes->end(), all.begin());  // an empty G packet copies nothing
   return from_bytes(all);
 }
 
