@@ -5,6 +5,7 @@
 // Invariants: a decoded packet has at most kMaxPacket bytes and frames back to itself; events are
 // counted in the decoder's stats; a reply fits in the PacketSize the stub announces; a resume
 // command gives no reply and 'k' kills.
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -31,13 +32,13 @@ class FakeTarget final : public DebugTarget {
   Result<void> read_memory(unsigned t, uint64_t gva, std::span<uint8_t> out) override {
     FUZZ_CHECK(t < 2);
     if (gva < 0x1000 || gva > 0x2000 || out.size() > 0x2000 - gva) return make_error(EFAULT, "unmapped");
-    std::memcpy(out.data(), page.data() + (gva - 0x1000), out.size());
+    std::copy_n(page.data() + (gva - 0x1000), out.size(), out.data());  // "m addr,0" is an empty span
     return {};
   }
   Result<void> write_memory(unsigned t, uint64_t gva, std::span<const uint8_t> in) override {
     FUZZ_CHECK(t < 2);
     if (gva < 0x1000 || gva > 0x2000 || in.size() > 0x2000 - gva) return make_error(EFAULT, "unmapped");
-    std::memcpy(page.data() + (gva - 0x1000), in.data(), in.size());
+    std::copy_n(in.data(), in.size(), page.data() + (gva - 0x1000));
     return {};
   }
   Result<void> insert_breakpoint(BreakKind k, uint64_t, uint64_t) override {
