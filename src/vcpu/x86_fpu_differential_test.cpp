@@ -263,6 +263,10 @@ class AssistFpuDifferential : public ::testing::Test {
   size_t last_off_ = 0;
 
   uint64_t xcr0_ = 0, safe_ = 0;
+
+  // xrstor of mem[off] with RFBM rfbm, natively and by the assist (defined below the fixture).
+  void compare_xrstor(const std::vector<uint8_t>& state, const std::vector<uint8_t>& mem, size_t off, uint64_t rfbm,
+                      bool w, bool gp);
   size_t size_ = 0;
   unsigned seed_ = 0;
   std::mt19937_64 rng_;
@@ -377,6 +381,19 @@ TEST_F(AssistFpuDifferential, Xsaveopt) {
   }
 }
 
+// xrstor (%rbx), 64-bit form with w, of the image at mem[off] with RFBM rfbm: natively and by the
+// assist, expecting #GP(0) when gp.
+void AssistFpuDifferential::compare_xrstor(const std::vector<uint8_t>& state, const std::vector<uint8_t>& mem,
+                                           size_t off, uint64_t rfbm, bool w, bool gp) {
+  Regs regs;
+  regs.rax = rfbm & 0xffffffff;
+  regs.rdx = rfbm >> 32;
+  std::vector<uint8_t> code = {0x0f, 0xae, 0x2b};
+  if (w) code.insert(code.begin(), 0x48);
+  compare(code, state, mem, off, regs, expectation(gp ? std::optional(Vector::GP) : std::nullopt),
+          [&](FpuState& s, LinearMemory& m, Regs&) { return xrstor(s, cpu(), m, kMemOff + off, rfbm, w); });
+}
+
 TEST_F(AssistFpuDifferential, Xrstor) {
   uint32_t mask = XsaveLayout::host().mxcsr_mask;
   for (bool w : {false, true}) {
@@ -408,13 +425,7 @@ TEST_F(AssistFpuDifferential, Xrstor) {
         default: break;
       }
       std::memcpy(&mem[off + 512], &bv, 8);
-      Regs regs;
-      regs.rax = rfbm & 0xffffffff;
-      regs.rdx = rfbm >> 32;
-      std::vector<uint8_t> code = {0x0f, 0xae, 0x2b};
-      if (w) code.insert(code.begin(), 0x48);
-      compare(code, state, mem, off, regs, expectation(gp ? std::optional(Vector::GP) : std::nullopt),
-              [&](FpuState& s, LinearMemory& m, Regs&) { return xrstor(s, cpu(), m, kMemOff + off, rfbm, w); });
+      compare_xrstor(state, mem, off, rfbm, w, gp);
       if (HasFailure()) return;
     }
   }
@@ -458,13 +469,7 @@ TEST_F(AssistFpuDifferential, XrstorCompacted) {
       uint64_t xcomp = comp | 1ull << 63;
       std::memcpy(&mem[off + 512], &bv, 8);
       std::memcpy(&mem[off + 520], &xcomp, 8);
-      Regs regs;
-      regs.rax = rfbm & 0xffffffff;
-      regs.rdx = rfbm >> 32;
-      std::vector<uint8_t> code = {0x0f, 0xae, 0x2b};
-      if (w) code.insert(code.begin(), 0x48);
-      compare(code, state, mem, off, regs, expectation(gp ? std::optional(Vector::GP) : std::nullopt),
-              [&](FpuState& s, LinearMemory& m, Regs&) { return xrstor(s, cpu(), m, kMemOff + off, rfbm, w); });
+      compare_xrstor(state, mem, off, rfbm, w, gp);
       if (HasFailure()) return;
     }
   }
