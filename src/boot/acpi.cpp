@@ -54,10 +54,10 @@ Bytes sleep_package(std::string_view name, uint8_t slp_typ) {
   return aml::name(name, aml::package({aml::integer(slp_typ), aml::integer(slp_typ), aml::integer(0), aml::integer(0)}));
 }
 
-Bytes build_dsdt() {
+Bytes build_dsdt(std::span<const VirtioMmioDesc> virtio) {
   Bytes t;
   append(t, header("DSDT", 2));  // revision 2: 64-bit AML integers
-  Bytes body = dsdt_aml();
+  Bytes body = dsdt_aml(virtio);
   t.insert(t.end(), body.begin(), body.end());
   return finish(std::move(t));
 }
@@ -139,14 +139,33 @@ AcpiRsdp build_rsdp(uint64_t rsdt, uint64_t xsdt) {
 // \_S3 and \_S5 with QEMU's SLP_TYP values, so a guest written for QEMU's PIIX4 PM sleeps the same way
 // here. \_S3 is what an OS needs to offer suspend-to-RAM; what S3 does is the VMM's policy
 // (AcpiPm::set_sleep_handler).
-Bytes dsdt_aml() {
+Bytes dsdt_aml(std::span<const VirtioMmioDesc> virtio) {
   Bytes aml = sleep_package("_S3_", platform::kSlpTypS3);
   Bytes s5 = sleep_package("_S5_", platform::kSlpTypS5);
   aml.insert(aml.end(), s5.begin(), s5.end());
+  if (virtio.empty()) return aml;
+  // Device(VRnn) { _HID "LNRO0005", _UID n, _STA, _CRS }, as Linux's virtio_mmio ACPI match expects.
+  Bytes devices;
+  for (size_t i = 0; i < virtio.size(); ++i) {
+    const VirtioMmioDesc& d = virtio[i];
+    Bytes crs = aml::resource::memory32_fixed(uint32_t(d.base), d.size);
+    Bytes irq = aml::resource::interrupt(d.gsi, /*edge=*/true, /*active_high=*/true);
+    Bytes end = aml::resource::end_tag();
+    crs.insert(crs.end(), irq.begin(), irq.end());
+    crs.insert(crs.end(), end.begin(), end.end());
+    Bytes body = aml::name("_HID", aml::string("LNRO0005"));
+    for (const Bytes& b : {aml::name("_UID", aml::integer(i)), aml::name("_STA", aml::integer(d.enumerate ? 0x0f : 0)),
+                           aml::name("_CRS", aml::buffer(crs))})
+      body.insert(body.end(), b.begin(), b.end());
+    Bytes dev = aml::device(fmt::format("VR{:02X}", i), body);
+    devices.insert(devices.end(), dev.begin(), dev.end());
+  }
+  Bytes sb = aml::scope("_SB_", devices);
+  aml.insert(aml.end(), sb.begin(), sb.end());
   return aml;
 }
 
-Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus) {
+Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus, std::span<const VirtioMmioDesc> virtio) {
   GuestArena area(mem, kRsdpAddress, kMpFloatingPointerAddress, "ACPI tables");
   uint64_t rsdp = TRY(area.alloc(sizeof(AcpiRsdp), 16));
   AcpiFacs facs{};
@@ -154,7 +173,7 @@ Result<void> write_acpi_tables(const GuestMemory& mem, unsigned cpus) {
   facs.length = sizeof facs;
   facs.version = 2;
   uint64_t facs_at = TRY(area.put_obj(facs, 64));  // §5.2.10: 64-byte aligned
-  uint64_t dsdt = TRY(area.put(build_dsdt(), 16));
+  uint64_t dsdt = TRY(area.put(build_dsdt(virtio), 16));
   uint64_t fadt = TRY(area.put(build_fadt(facs_at, dsdt), 16));
   uint64_t madt = TRY(area.put(build_madt(cpus), 16));
   // An RSDT as well as the XSDT, for 32-bit guests that only know ACPI 1.0.

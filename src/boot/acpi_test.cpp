@@ -196,6 +196,41 @@ TEST_P(AcpiTables, DsdtDeclaresS3AndS5) {
   EXPECT_EQ(aml, want);
 }
 
+// Two virtio-mmio devices, the exact AML for one of them: Scope(\_SB) { Device(VR00) { _HID, _UID,
+// _STA, _CRS } ... }, with a _CRS of Memory32Fixed and an edge, active-high Extended Interrupt.
+TEST(AcpiVirtio, DsdtDescribesEachDeviceAsLnro0005) {
+  VirtioMmioDesc devs[] = {{0xd0001000, 0x200, 5, true}, {0xd0002000, 0x200, 6, false}};
+  Bytes aml = dsdt_aml(devs);
+  Bytes plain = dsdt_aml();
+  ASSERT_GT(aml.size(), plain.size());
+  ASSERT_TRUE(std::equal(plain.begin(), plain.end(), aml.begin()));
+  Bytes sb(aml.begin() + plain.size(), aml.end());
+  Bytes crs0 = {0x86, 9, 0, 1, 0x00, 0x10, 0x00, 0xd0, 0x00, 0x02, 0, 0,  // Memory32Fixed
+                0x89, 6, 0, 0x03, 1, 5, 0, 0, 0,                            // Interrupt, edge, high
+                0x79, 0};
+  Bytes dev0 = {0x08, '_', 'H', 'I', 'D', 0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0,
+                0x08, '_', 'U', 'I', 'D', 0x00,
+                0x08, '_', 'S', 'T', 'A', 0x0a, 0x0f,
+                0x08, '_', 'C', 'R', 'S', 0x11, uint8_t(2 + crs0.size()), 0x0a, uint8_t(crs0.size())};
+  dev0.insert(dev0.end(), crs0.begin(), crs0.end());
+  Bytes want = {0x5b, 0x82, uint8_t(1 + 4 + dev0.size()), 'V', 'R', '0', '0'};
+  want.insert(want.end(), dev0.begin(), dev0.end());
+  // Scope header: 0x10, a two-byte PkgLength, then \_SB_.
+  ASSERT_GT(sb.size(), 8 + want.size());
+  EXPECT_EQ(sb[0], 0x10);
+  EXPECT_EQ(Bytes(sb.begin() + 3, sb.begin() + 8), (Bytes{0x5c, '_', 'S', 'B', '_'}));
+  EXPECT_EQ(Bytes(sb.begin() + 8, sb.begin() + 8 + want.size()), want);
+  // The second device is not enumerated (_STA 0): its devices reach Linux on the command line.
+  Bytes sta1 = {0x08, '_', 'S', 'T', 'A', 0x00};
+  EXPECT_NE(std::search(sb.begin() + 8 + want.size(), sb.end(), sta1.begin(), sta1.end()), sb.end());
+}
+
+TEST(AcpiVirtio, WindowAbove4GiBIsRefused) {
+  GuestMemory mem = make_memory();
+  VirtioMmioDesc devs[] = {{0x1'0000'0000, 0x200, 5, true}};
+  EXPECT_TRUE(fails_with(write_platform_tables(mem, 1, devs), EINVAL, "below 4 GiB"));
+}
+
 // The RTC alarm as a fixed wake event: RTC_STS (bit 10 of PM1_STS) and RTC_EN (bit 10 of PM1_EN)
 // live in the PM1a event block at the ACPI PM device, so FIX_RTC must be clear (§5.2.9 table 5.10,
 // §4.8.3.1.1). The CMOS layout fields say where the century is and that there is no day or month alarm.

@@ -70,4 +70,69 @@ Bytes package(const std::vector<Bytes>& elements) {
   return out;
 }
 
+Bytes string(std::string_view s) {
+  Bytes out{uint8_t(Op::StringPrefix)};
+  for (char c : s) {
+    if (c <= 0 || static_cast<unsigned char>(c) > 0x7f) std::abort();
+    out.push_back(uint8_t(c));
+  }
+  out.push_back(0);
+  return out;
+}
+
+Bytes buffer(const Bytes& bytes) {
+  Bytes body = integer(bytes.size());
+  append(body, bytes);
+  Bytes out{uint8_t(Op::Buffer)};
+  append(out, pkg_length(body.size()));
+  append(out, body);
+  return out;
+}
+
+Bytes scope(std::string_view root_seg, const Bytes& terms) {
+  Bytes body{uint8_t(Op::RootChar)};
+  append(body, name_seg(root_seg));
+  append(body, terms);
+  Bytes out{uint8_t(Op::Scope)};
+  append(out, pkg_length(body.size()));
+  append(out, body);
+  return out;
+}
+
+Bytes device(std::string_view seg, const Bytes& terms) {
+  Bytes body = name_seg(seg);
+  append(body, terms);
+  Bytes out{uint8_t(Op::ExtOpPrefix), kExtDevice};
+  append(out, pkg_length(body.size()));
+  append(out, body);
+  return out;
+}
+
+namespace resource {
+
+namespace {
+void le32(Bytes& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(v >> (8 * i)));
+}
+}  // namespace
+
+Bytes memory32_fixed(uint32_t base, uint32_t len) {
+  Bytes out{0x86, 9, 0, 1};  // large item 0x06, length 9, information: read-write
+  le32(out, base);
+  le32(out, len);
+  return out;
+}
+
+Bytes interrupt(uint32_t gsi, bool edge, bool active_high) {
+  // Large item 0x09, length 6; flags: consumer (bit 0), edge (bit 1), active low (bit 2), exclusive.
+  uint8_t flags = uint8_t(1 | (edge ? 2 : 0) | (active_high ? 0 : 4));
+  Bytes out{0x89, 6, 0, flags, 1};
+  le32(out, gsi);
+  return out;
+}
+
+Bytes end_tag() { return {0x79, 0}; }
+
+}  // namespace resource
+
 }  // namespace evmm::boot::aml

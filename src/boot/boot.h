@@ -72,8 +72,20 @@ std::vector<E820Entry> build_e820(const GuestMemory& mem);
 constexpr uint64_t kRsdpAddress = 0xE0000;
 constexpr uint64_t kMpFloatingPointerAddress = 0xF0000;
 
+// A virtio-mmio device as the DSDT describes it: Device(VRnn) with _HID "LNRO0005" (the ID Linux's
+// virtio_mmio driver matches) and a _CRS of its register window and its interrupt (edge, active high).
+// enumerate is its _STA: false (0, absent) when the devices also reach Linux on its command line, so
+// that no device is probed twice; our own guests read the _CRS either way.
+struct VirtioMmioDesc {
+  uint64_t base;
+  uint32_t size;
+  uint32_t gsi;
+  bool enumerate = true;
+};
+
 // Writes RSDP, RSDT, XSDT, FADT, FACS, DSDT, MADT and an MP table into the BIOS area, which it
-// clears first. EINVAL for cpus == 0 or > 255; E2BIG if the tables would overflow their area.
-Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus);
+// clears first. EINVAL for cpus == 0 or > 255, or a device above 4 GiB; E2BIG if the tables would
+// overflow their area.
+Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus, std::span<const VirtioMmioDesc> virtio = {});
 
 }  // namespace evmm

@@ -15,7 +15,7 @@ constexpr uint64_t kBdaBaseMemoryKib = 0x413;
 
 }  // namespace
 
-Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus) {
+Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus, std::span<const VirtioMmioDesc> virtio) {
   using boot::kMaxCpus;
   if (cpus == 0 || cpus > kMaxCpus)
     return make_error(EINVAL, "firmware tables: {} vCPUs; the ACPI and MP tables describe 1 to {} (8-bit APIC IDs)",
@@ -27,7 +27,10 @@ Result<void> write_platform_tables(const GuestMemory& mem, unsigned cpus) {
           "writing the BIOS data area");
   TRY_CTX(mem.write_obj<uint16_t>(GuestAddress(kBdaBaseMemoryKib), uint16_t(layout::kEbdaStart / layout::KiB)),
           "writing the BIOS data area");
-  TRY_CTX(boot::write_acpi_tables(mem, cpus), "firmware tables");
+  for (const auto& d : virtio)
+    if (d.base + d.size > (1ull << 32) || d.base + d.size < d.base)
+      return make_error(EINVAL, "firmware tables: a virtio-mmio window at {:#x} is not below 4 GiB", d.base);
+  TRY_CTX(boot::write_acpi_tables(mem, cpus, virtio), "firmware tables");
   TRY_CTX(boot::write_mp_table(mem, cpus), "firmware tables");
   return {};
 }

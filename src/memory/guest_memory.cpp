@@ -144,6 +144,10 @@ Result<void> GuestMemory::fill(GuestAddress addr, uint8_t byte, uint64_t len) co
   return for_each_chunk(addr, len, [&](uint8_t* host, uint64_t, uint64_t n) { std::memset(host, byte, n); });
 }
 
+Result<void> GuestMemory::io_vectors(GuestAddress addr, uint64_t len, std::vector<struct iovec>& out) const {
+  return for_each_chunk(addr, len, [&](uint8_t* host, uint64_t, uint64_t n) { out.push_back({host, n}); });
+}
+
 kvm_userspace_memory_region GuestMemory::kvm_region(size_t index) const {
   const MemoryRegion& r = regions_[index];
   kvm_userspace_memory_region k{};

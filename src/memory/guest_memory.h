@@ -3,6 +3,8 @@
 
 #include "kvm/kvm_uapi.h"  // first: it checks the kernel headers it wraps
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -89,6 +91,12 @@ class GuestMemory {
 
   // A checked window onto [addr, addr+len) when it lies inside one region; EFAULT otherwise.
   Result<GuestSlice> slice(GuestAddress addr, uint64_t len) const;
+
+  // The host iovecs of [addr, addr+len), one per region it crosses, appended to out: the one way a
+  // host pointer into guest RAM leaves memory/, for vectored I/O (readv, io_uring) on a device's
+  // data path. They stay valid while this GuestMemory lives. EFAULT, with nothing appended, for any
+  // byte outside RAM. A zero-length range appends nothing.
+  Result<void> io_vectors(GuestAddress addr, uint64_t len, std::vector<struct iovec>& out) const;
 
  private:
   GuestMemory(UniqueFd memfd, std::vector<MemoryRegion> regions)

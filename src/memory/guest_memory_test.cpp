@@ -65,6 +65,25 @@ TEST(GuestMemory, AccessCrossingAdjacentRegionsIsSplit) {
   EXPECT_EQ(*mem->read_obj<uint32_t>(GuestAddress(4094)), 0xaabbccddu);
 }
 
+TEST(GuestMemory, IoVectorsSplitAtRegionsAndRefuseHoles) {
+  auto mem = GuestMemory::create({{GuestAddress(0), 4096}, {GuestAddress(4096), 4096}, {GuestAddress(16384), 4096}});
+  ASSERT_TRUE(mem);
+  std::vector<iovec> v;
+  ASSERT_TRUE(mem->io_vectors(GuestAddress(4000), 200, v));
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].iov_base, mem->regions()[0].host + 4000);
+  EXPECT_EQ(v[0].iov_len, 96u);
+  EXPECT_EQ(v[1].iov_base, mem->regions()[1].host);
+  EXPECT_EQ(v[1].iov_len, 104u);
+  // Into the hole at 8192: refused, and nothing is appended.
+  auto r = mem->io_vectors(GuestAddress(8000), 400, v);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), EFAULT);
+  EXPECT_EQ(v.size(), 2u);
+  ASSERT_TRUE(mem->io_vectors(GuestAddress(16384), 0, v));
+  EXPECT_EQ(v.size(), 2u);
+}
+
 TEST(GuestMemory, AccessIntoHoleFailsAndCopiesNothing) {
   auto mem = GuestMemory::create_pc(8 * MiB);
   ASSERT_TRUE(mem);
