@@ -61,6 +61,12 @@ constexpr uint8_t kSciIrq = 9;
 constexpr uint16_t kDoorbellPort = 0x6f0;              // 4 bytes
 constexpr uint64_t kDoorbellMmio = 0xd0000000;         // 4 bytes, in the 32-bit MMIO hole
 constexpr uint8_t kDoorbellGsi = 10;
+// virtio-mmio windows (devices/virtio/), one page apart after the doorbell, in the order the devices
+// are given; each has its own GSI from the ISA IRQs no other device uses, edge-triggered, active
+// high, as the MP table and MADT leave them.
+constexpr uint64_t kVirtioMmioBase = 0xd0001000;
+constexpr uint64_t kVirtioMmioStride = 0x1000;
+constexpr uint8_t kVirtioGsis[] = {5, 6, 7, 11, 12, 13, 14, 15};
 // evmm's paravirtual control port: a 1-byte write of kPvSuspend suspends the writing vCPU (evmm's
 // Suspended MP state) until a wakeup event; the guest continues after the write when resumed.
 constexpr uint16_t kPvControlPort = 0x6f4;

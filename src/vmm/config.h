@@ -1,9 +1,11 @@
 // What a VM is made of: everything the CLI (or an embedding program) decides.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "xen/xen_config.h"
 
@@ -23,6 +25,28 @@ struct SerialConfig {
   int input_fd = -1;
 };
 
+// virtio-mmio devices (devices/virtio/), in the order their windows are placed.
+struct DiskConfig {
+  std::string path;
+  bool readonly = false;
+};
+struct NetConfig {
+  enum class Backend { Tap, Socket } backend = Backend::Tap;
+  std::string target;  // the tap interface's name, or the Unix datagram socket's path
+  std::optional<std::array<uint8_t, 6>> mac;  // none: a locally administered one derived from the index
+};
+struct VirtioConfig {
+  std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;
+  bool console = false;  // virtio-console on stdio (the guest's hvc0)
+  bool rng = false;
+  // Add `virtio_mmio.device=` entries to the kernel command line. The DSDT describes the devices
+  // either way; while the entries are given, its devices say they are absent (_STA 0) so that Linux
+  // does not probe a device twice.
+  bool cmdline_entries = true;
+  bool any() const { return !disks.empty() || !nets.empty() || console || rng; }
+};
+
 struct VmConfig {
   std::string kernel;
   std::string initrd;
@@ -38,6 +62,7 @@ struct VmConfig {
   bool seccomp = true;
   // A Xen HVM environment for the guest (xen/xen_hvm.h): CPUID leaves, hypercalls, event channels.
   std::optional<XenConfig> xen;
+  VirtioConfig virtio;
   // A debugger (debug/vcpu_debugger.h, Vm::debugger()): the vCPUs wait at its gate until it resumes them.
   bool debugger = false;
 };

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "debug/gdb_server.h"
@@ -17,6 +18,7 @@
 #include "vmm/console.h"
 #include "vmm/exit_status.h"
 #include "vmm/required_caps.h"
+#include "vmm/virtio_options.h"
 #include "vmm/vm.h"
 
 namespace evmm {
@@ -41,9 +43,9 @@ void print_stats(const Vm& vm) {
     if (s.faults[i]) faults += fmt::format(" #{}={}", x86::to_string(static_cast<x86::Vector>(i)), s.faults[i]);
   std::fprintf(stderr,
                "evmm: stats: pio_exits=%lu mmio_exits=%lu unclaimed_pio=%lu unclaimed_mmio=%lu assists:%s "
-               "injected_faults:%s discarded_errors=%lu\n",
+               "injected_faults:%s discarded_errors=%lu%s\n",
                s.pio_exits, s.mmio_exits, s.unclaimed_pio, s.unclaimed_mmio, assists.empty() ? " none" : assists.c_str(),
-               faults.empty() ? " none" : faults.c_str(), s.discarded_errors);
+               faults.empty() ? " none" : faults.c_str(), s.discarded_errors, s.virtio.c_str());
 }
 
 // While a VM is being built, SIGINT and SIGTERM end evmm from this handler: start-up may wait in a
@@ -257,6 +259,19 @@ int main(int argc, char** argv) {
                   "Serve the GDB remote protocol on PATH (a Unix socket) or PORT (TCP, 127.0.0.1 only); evmm waits "
                   "for gdb to attach and the vCPUs start stopped until gdb continues (like QEMU's -S -gdb). A guest "
                   "reset then ends the VM");
+  std::vector<std::string> disks, nets;
+  std::string console = "serial";
+  bool no_virtio_cmdline = false;
+  run->add_option("--disk", disks, "A virtio-blk disk: path=FILE[,readonly] (repeatable)");
+  run->add_option("--net", nets,
+                  "A virtio-net device on a tap interface or a Unix datagram socket: tap=NAME|socket=PATH[,mac=MAC] "
+                  "(repeatable)");
+  run->add_option("--console", console, "The guest console: serial (ttyS0) or virtio (hvc0 on stdio as well)")
+      ->capture_default_str();
+  run->add_flag("--rng", cfg.virtio.rng, "A virtio-rng device fed by getrandom, rate-limited");
+  run->add_flag("--no-virtio-cmdline", no_virtio_cmdline,
+                "Describe the virtio devices to the guest in the DSDT only, not as virtio_mmio.device= entries on its "
+                "command line");
   run->add_flag("--no-seccomp", no_seccomp, "Run without the per-thread seccomp filters (for debugging)");
   bool xen = false, xen_after_kvm = false;
   std::string xen_version = "4.17";
@@ -296,6 +311,26 @@ int main(int argc, char** argv) {
   }
   cfg.serial = *s;
   cfg.seccomp = !no_seccomp;
+  cfg.virtio.cmdline_entries = !no_virtio_cmdline;
+  {
+    auto bad = [](const Error& e) {
+      std::fprintf(stderr, "evmm: %s\n", e.context().c_str());
+      return exit_status::kUsage;
+    };
+    for (const auto& d : disks) {
+      auto r = parse_disk(d);
+      if (!r) return bad(r.error());
+      cfg.virtio.disks.push_back(*r);
+    }
+    for (const auto& n : nets) {
+      auto r = parse_net(n);
+      if (!r) return bad(r.error());
+      cfg.virtio.nets.push_back(*r);
+    }
+    auto c = parse_console(console);
+    if (!c) return bad(c.error());
+    cfg.virtio.console = *c;
+  }
   if (xen) {
     XenConfig x;
     unsigned major, minor;

@@ -32,28 +32,31 @@ PlatformDevices::~PlatformDevices() {
 // The lines are level (the devices hold them until serviced), so they need irqfd with resample; a
 // host without it keeps KVM_IRQ_LINE. A level irqfd also suits a pin the guest programs as edge:
 // the kernel lowers the line at EOI and the re-assert is a new edge.
+Result<std::shared_ptr<InterruptLine>> PlatformDevices::interrupt_line(uint32_t gsi, EventFdInterruptLine::Mode mode) {
+  std::shared_ptr<InterruptLine> line;
+  if (irqfd_) {
+    auto fd_line = TRY(EventFdInterruptLine::create(*vm_, gsi, mode));
+    TRY(loop_->add(fd_line));
+    line = fd_line;
+  } else {
+    line = std::make_shared<KvmIrqLine>(*vm_, gsi);
+  }
+  if (notifier_) return std::make_shared<AnnouncingInterruptLine>(line, *notifier_);
+  return line;
+}
+
 Result<void> PlatformDevices::create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp) {
   loop_ = TRY(EventLoop::create());
-  bool irqfd = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
-  if (!irqfd) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
+  vm_ = &vm;
+  notifier_ = notifier;
+  irqfd_ = vm.check_extension(KVM_CAP_IRQFD) > 0 && vm.check_extension(KVM_CAP_IRQFD_RESAMPLE) > 0;
+  if (!irqfd_) LOG_INFO("no KVM_CAP_IRQFD_RESAMPLE: device interrupts use KVM_IRQ_LINE");
   using Mode = EventFdInterruptLine::Mode;
-  auto make = [&](uint32_t gsi, Mode mode) -> Result<std::shared_ptr<InterruptLine>> {
-    std::shared_ptr<InterruptLine> line;
-    if (irqfd) {
-      auto fd_line = TRY(EventFdInterruptLine::create(vm, gsi, mode));
-      TRY(loop_->add(fd_line));
-      line = fd_line;
-    } else {
-      line = std::make_shared<KvmIrqLine>(vm, gsi);
-    }
-    if (notifier) return std::make_shared<AnnouncingInterruptLine>(line, *notifier);
-    return line;
-  };
-  com1_irq_ = TRY(make(kCom1Irq, Mode::Level));
-  rtc_irq_ = TRY(make(kRtcIrq, Mode::Level));
-  sci_irq_ = TRY(make(kSciIrq, Mode::Level));
+  com1_irq_ = TRY(interrupt_line(kCom1Irq, Mode::Level));
+  rtc_irq_ = TRY(interrupt_line(kRtcIrq, Mode::Level));
+  sci_irq_ = TRY(interrupt_line(kSciIrq, Mode::Level));
   // The doorbell answers with edges, one per ring: a plain irqfd, no resample.
-  doorbell_irq_ = TRY(make(kDoorbellGsi, Mode::Edge));
+  doorbell_irq_ = TRY(interrupt_line(kDoorbellGsi, Mode::Edge));
   // The loop runs device code a guest drives: it gets the device filter before its first event.
   EventLoop::ThreadSetup sandbox;
   if (seccomp) sandbox = [] { return seccomp::install(seccomp::Role::Device); };

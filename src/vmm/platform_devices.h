@@ -9,6 +9,7 @@
 #include "devices/clock.h"
 #include "devices/vm_stop_handler.h"
 #include "event/event_loop.h"
+#include "event/eventfd_interrupt_line.h"
 #include "event/interrupt_line.h"
 #include "kvm/vm_fd.h"
 #include "memory/guest_memory.h"
@@ -51,6 +52,9 @@ class PlatformDevices {
   void set_rtc_alarm_handler(std::function<void()> handler);
   // The device event loop; its thread runs from create() until this object is destroyed.
   EventLoop& event_loop() { return *loop_; }
+  // A new interrupt line on gsi: an irqfd (with resample for Level) where KVM has it, KVM_IRQ_LINE
+  // otherwise; it tells the announcer after each assertion.
+  Result<std::shared_ptr<InterruptLine>> interrupt_line(uint32_t gsi, EventFdInterruptLine::Mode mode);
 
  private:
   PlatformDevices() = default;
@@ -58,6 +62,9 @@ class PlatformDevices {
   Result<void> create_lines(const VmFd& vm, InterruptAnnouncer* notifier, bool seccomp);
   Result<void> populate_fw_cfg(const GuestMemory& mem, const VmConfig& cfg);
 
+  const VmFd* vm_ = nullptr;
+  InterruptAnnouncer* notifier_ = nullptr;
+  bool irqfd_ = false;
   SystemClock clock_;
   // The loop is declared first so that it is destroyed last: ~PlatformDevices stops it before anything else.
   std::unique_ptr<EventLoop> loop_;

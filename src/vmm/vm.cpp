@@ -9,6 +9,7 @@
 #include "vmm/exit_status.h"
 #include "vmm/platform_devices.h"
 #include "vmm/sleep_policy.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_builder.h"
 
 namespace evmm {
@@ -168,6 +169,7 @@ VmStats Vm::stats() const {
   s.unclaimed_mmio = mmio_.stats().unclaimed_reads.load() + mmio_.stats().unclaimed_writes.load();
   s.discarded_errors += discarded_errors_.load() + (sleep_ ? sleep_->discarded_errors() : 0) +
                         (xen_ ? xen_->stats().discarded_errors : 0);
+  if (virtio_) s.virtio = virtio_->stats();
   return s;
 }
 

@@ -35,10 +35,12 @@ namespace evmm {
 class ConsoleInput;
 class ConsoleOutput;
 class PlatformDevices;
+class VirtioDevices;
 
 // Counters a user or a test can read after (or during) a run.
 struct VmStats {
   uint64_t pio_exits = 0, mmio_exits = 0, unclaimed_pio = 0, unclaimed_mmio = 0;
+  std::string virtio;  // one line of per-device counters (vmm/virtio_devices.h), empty without devices
   uint64_t discarded_errors = 0;  // failures logged and ignored where no caller could act (base/discard.h)
   std::array<uint64_t, static_cast<size_t>(AssistKind::Count)> assists{};
   std::array<uint64_t, static_cast<size_t>(x86::Vector::Count)> faults{};  // injected by the assists
@@ -130,6 +132,8 @@ class Vm final : public VmStopHandler {
   // Before devices_, so destroyed after it: the PM's sleep handler and the RTC alarm call it.
   std::unique_ptr<SleepPolicy> sleep_;
   std::unique_ptr<PlatformDevices> devices_;
+  // After devices_, so destroyed before it: its transports live on the devices' event loop.
+  std::unique_ptr<VirtioDevices> virtio_;
   std::unique_ptr<ConsoleInput> in_;
   // Before vcpus_, so destroyed after them: their hooks point into it.
   std::unique_ptr<VcpuDebugger> debugger_;

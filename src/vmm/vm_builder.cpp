@@ -17,6 +17,7 @@
 #include "vmm/platform_devices.h"
 #include "vmm/required_caps.h"
 #include "vmm/sleep_policy.h"
+#include "vmm/virtio_devices.h"
 
 namespace evmm {
 
@@ -87,6 +88,7 @@ Result<void> VmBuilder::setup_platform() {
   vm.ioevents_ = std::make_unique<IoEventRegistry>(&vm.vm_);
   vm.out_ = std::make_unique<ConsoleOutput>(TRY(ConsoleOutput::open(vm.cfg_.serial)));
   vm.devices_ = TRY(PlatformDevices::create(vm.vm_, vm.mem_, vm.pio_, vm.mmio_, *vm.ioevents_, vm, *vm.out_, vm.cfg_, &vm.notifier_));
+  vm.virtio_ = TRY(VirtioDevices::create(vm.cfg_, vm.mem_, vm.mmio_, *vm.ioevents_, *vm.devices_, *vm.out_));
   vm.sleep_ = std::make_unique<SleepPolicy>(vm.cfg_.on_suspend, vm.mem_, vm.vcpus_, vm.devices_->pm(),
                                             [&vm](VmOutcome o) { vm.finish(std::move(o)); });
   vm.devices_->pm().set_sleep_handler([s = vm.sleep_.get()](uint8_t slp_typ) { s->on_sleep(slp_typ); });
@@ -108,13 +110,17 @@ Result<void> VmBuilder::load_guest() {
   const uint64_t limit = mem.ram_bytes();
   auto image = TRY(read_file(cfg.kernel, limit, "kernel"));
   std::vector<uint8_t> initrd;
-  BootConfig boot{image, cfg.cmdline, {}, cfg.cpus};
+  // The devices' command-line entries go after the user's words, as Firecracker appends its own.
+  std::string cmdline = cfg.cmdline;
+  if (std::string entries = vm_.virtio_->cmdline(); !entries.empty())
+    cmdline += (cmdline.empty() ? "" : " ") + entries;
+  BootConfig boot{image, cmdline, {}, cfg.cpus};
   if (!cfg.initrd.empty()) {
     initrd = TRY(read_file(cfg.initrd, limit, "initrd"));
     boot.modules.push_back({initrd, cfg.initrd});
   }
   auto entry = TRY_CTX(load_image(mem, boot), cfg.kernel);
-  TRY(write_platform_tables(mem, cfg.cpus));
+  TRY(write_platform_tables(mem, cfg.cpus, vm_.virtio_->describe()));
   TRY(write_boot_tables(mem, entry));
   entry_ = entry;
   LOG_INFO("{}: {} image, entry {:#x}", cfg.kernel, to_string(entry.format), entry.rip);

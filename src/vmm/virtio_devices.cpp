@@ -1,0 +1,72 @@
+#include "vmm/virtio_devices.h"
+
+#include "base/log.h"
+#include "devices/virtio/rng/rng.h"
+#include "memory/layout.h"
+#include "vmm/platform_devices.h"
+
+namespace evmm {
+
+using namespace platform;
+
+Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg, const GuestMemory& mem, IoBus& mmio,
+                                                             IoEventRegistry& ioevents, PlatformDevices& platform,
+                                                             ConsoleOutput& out) {
+  (void)out;
+  std::unique_ptr<VirtioDevices> d(new VirtioDevices(cfg, platform));
+  const VirtioConfig& v = cfg.virtio;
+  size_t wanted = v.disks.size() + v.nets.size() + (v.console ? 1 : 0) + (v.rng ? 1 : 0);
+  if (wanted > std::size(kVirtioGsis))
+    return make_error(E2BIG, "{} virtio devices asked for; evmm has windows for {}", wanted, std::size(kVirtioGsis));
+  if (v.rng) TRY(d->add(TRY(virtio::RngDevice::create({})), "rng", mem, mmio, ioevents));
+  return d;
+}
+
+VirtioDevices::~VirtioDevices() {
+  for (auto& s : slots_) (void)platform_.event_loop().remove(s.id);
+}
+
+Result<void> VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> dev, std::string name, const GuestMemory& mem,
+                                IoBus& mmio, IoEventRegistry& ioevents) {
+  const size_t i = slots_.size();
+  const uint64_t base = kVirtioMmioBase + i * kVirtioMmioStride;
+  const uint32_t gsi = kVirtioGsis[i];
+  // Edge: the transport raises one interrupt per batch of used buffers and the driver reads
+  // InterruptStatus to see why, as on Firecracker's and QEMU's microvm virtio-mmio.
+  auto irq = TRY(platform_.interrupt_line(gsi, EventFdInterruptLine::Mode::Edge));
+  auto t = TRY(virtio::MmioTransport::create(std::move(dev), mem, ioevents, base, std::move(irq)));
+  TRY(mmio.insert(base, virtio::MmioTransport::kWindow, t, "virtio-" + name));
+  auto id = TRY(platform_.event_loop().add(t));
+  slots_.push_back({std::move(name), gsi, std::move(t), id});
+  LOG_INFO("virtio-{} at {:#x}, GSI {}", slots_.back().name, base, gsi);
+  return {};
+}
+
+std::vector<VirtioMmioDesc> VirtioDevices::describe() const {
+  std::vector<VirtioMmioDesc> out;
+  for (const auto& s : slots_)
+    out.push_back({s.transport->base(), uint32_t(virtio::MmioTransport::kWindow), s.gsi, !cfg_.virtio.cmdline_entries});
+  return out;
+}
+
+std::string VirtioDevices::cmdline() const {
+  std::string out;
+  if (!cfg_.virtio.cmdline_entries) return out;
+  for (const auto& s : slots_) {
+    if (!out.empty()) out += ' ';
+    out += virtio::cmdline_entry(s.transport->base(), s.gsi);
+  }
+  return out;
+}
+
+std::string VirtioDevices::stats() const {
+  std::string out;
+  for (const auto& s : slots_) {
+    const auto& t = s.transport->stats();
+    out += fmt::format(" virtio-{}:interrupts={},queue_faults={},bad_accesses={},needs_reset={}", s.name,
+                       t.interrupts.load(), s.transport->queue_faults(), t.bad_accesses.load(), t.needs_reset.load());
+  }
+  return out;
+}
+
+}  // namespace evmm

@@ -1,0 +1,82 @@
+#include "vmm/virtio_options.h"
+
+#include <net/if.h>
+
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+namespace evmm {
+
+namespace {
+
+// "a=b,c" -> {{"a","b"},{"c",""}}; refuses an empty item.
+Result<std::vector<std::pair<std::string, std::string>>> split(const char* option, const std::string& spec) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t at = 0;
+  while (at <= spec.size()) {
+    size_t comma = spec.find(',', at);
+    if (comma == std::string::npos) comma = spec.size();
+    std::string item = spec.substr(at, comma - at);
+    if (item.empty()) return make_error(EINVAL, "{} '{}': an empty item", option, spec);
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) out.emplace_back(item, "");
+    else out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    at = comma + 1;
+  }
+  return out;
+}
+
+Result<std::array<uint8_t, 6>> parse_mac(const std::string& s) {
+  std::array<unsigned, 6> b{};
+  char tail;
+  if (s.size() != 17 || std::sscanf(s.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+    return make_error(EINVAL, "--net mac={}: expected six hex bytes such as 52:54:00:12:34:56", s);
+  if (b[0] & 1) return make_error(EINVAL, "--net mac={}: a multicast address (the first byte is odd)", s);
+  std::array<uint8_t, 6> mac;
+  for (int i = 0; i < 6; ++i) mac[i] = uint8_t(b[i]);
+  return mac;
+}
+
+}  // namespace
+
+Result<DiskConfig> parse_disk(const std::string& spec) {
+  DiskConfig d;
+  for (const auto& [key, value] : TRY(split("--disk", spec))) {
+    if (key == "path" && !value.empty()) d.path = value;
+    else if (key == "readonly" && (value.empty() || value == "on")) d.readonly = true;
+    else if (key == "readonly" && value == "off") d.readonly = false;
+    else return make_error(EINVAL, "--disk '{}': unknown or empty '{}' (expected path=FILE[,readonly])", spec, key);
+  }
+  if (d.path.empty()) return make_error(EINVAL, "--disk '{}': no path=FILE", spec);
+  return d;
+}
+
+Result<NetConfig> parse_net(const std::string& spec) {
+  NetConfig n;
+  bool backend = false;
+  for (const auto& [key, value] : TRY(split("--net", spec))) {
+    if ((key == "tap" || key == "socket") && !value.empty()) {
+      if (backend) return make_error(EINVAL, "--net '{}': give one of tap= or socket=", spec);
+      backend = true;
+      n.backend = key == "tap" ? NetConfig::Backend::Tap : NetConfig::Backend::Socket;
+      n.target = value;
+      if (key == "tap" && value.size() >= IFNAMSIZ)
+        return make_error(EINVAL, "--net tap={}: an interface name has at most {} characters", value, IFNAMSIZ - 1);
+    } else if (key == "mac") {
+      n.mac = TRY(parse_mac(value));
+    } else {
+      return make_error(EINVAL, "--net '{}': unknown or empty '{}' (expected tap=NAME|socket=PATH[,mac=...])", spec, key);
+    }
+  }
+  if (!backend) return make_error(EINVAL, "--net '{}': no tap=NAME or socket=PATH", spec);
+  return n;
+}
+
+Result<bool> parse_console(const std::string& spec) {
+  if (spec == "virtio") return true;
+  if (spec == "serial") return false;
+  return make_error(EINVAL, "--console '{}': expected virtio or serial", spec);
+}
+
+}  // namespace evmm

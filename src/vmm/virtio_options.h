@@ -1,0 +1,21 @@
+// Parsing of the virtio command-line options into VirtioConfig. Each bad value gets one line that
+// names the option, the value and what was expected.
+//   --disk path=FILE[,readonly]
+//   --net tap=NAME|socket=PATH[,mac=XX:XX:XX:XX:XX:XX]
+//   --console virtio|serial
+//   --rng
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "vmm/config.h"
+
+namespace evmm {
+
+Result<DiskConfig> parse_disk(const std::string& spec);
+Result<NetConfig> parse_net(const std::string& spec);
+// "virtio" or "serial" (the default: the UART on ttyS0 only); true for virtio.
+Result<bool> parse_console(const std::string& spec);
+
+}  // namespace evmm

@@ -1,0 +1,47 @@
+#include "vmm/virtio_options.h"
+
+#include <gtest/gtest.h>
+
+namespace evmm {
+namespace {
+
+std::string why(const std::string& spec, Result<DiskConfig> (*f)(const std::string&)) {
+  auto r = f(spec);
+  return r ? "" : r.error().context();
+}
+
+TEST(VirtioOptions, Disk) {
+  auto d = parse_disk("path=/tmp/a.img,readonly");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->path, "/tmp/a.img");
+  EXPECT_TRUE(d->readonly);
+  EXPECT_FALSE(parse_disk("path=x")->readonly);
+  EXPECT_NE(why("readonly", parse_disk).find("no path=FILE"), std::string::npos);
+  EXPECT_NE(why("path=x,,readonly", parse_disk).find("empty item"), std::string::npos);
+  EXPECT_NE(why("path=x,cache=none", parse_disk).find("unknown or empty 'cache'"), std::string::npos);
+  EXPECT_NE(why("path=", parse_disk).find("'path'"), std::string::npos);
+}
+
+TEST(VirtioOptions, Net) {
+  auto n = parse_net("tap=tap0,mac=52:54:00:12:34:56");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->backend, NetConfig::Backend::Tap);
+  EXPECT_EQ(n->target, "tap0");
+  EXPECT_EQ((*n->mac)[5], 0x56);
+  auto s = parse_net("socket=/run/x.sock");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->backend, NetConfig::Backend::Socket);
+  EXPECT_FALSE(s->mac);
+  for (const char* bad : {"", "mac=52:54:00:12:34:56", "tap=a,socket=b", "tap=a,mac=53:54:00:12:34:56",
+                          "tap=a,mac=52:54:00:12:34", "tap=a,mac=zz:54:00:12:34:56", "tap=0123456789abcdef", "tap=a,x=1"})
+    EXPECT_FALSE(parse_net(bad)) << bad;
+}
+
+TEST(VirtioOptions, Console) {
+  EXPECT_TRUE(*parse_console("virtio"));
+  EXPECT_FALSE(*parse_console("serial"));
+  EXPECT_FALSE(parse_console("hvc"));
+}
+
+}  // namespace
+}  // namespace evmm
