@@ -43,7 +43,7 @@ TEST(MmioTransport, BadAccessesAreCountedNotServed) {
 
 TEST(MmioTransport, FeaturesOkRefusedWithoutVersion1OrWithUnofferedBits) {
   auto d = rng_driver();
-  for (uint64_t features : {uint64_t{0}, (1ull << VIRTIO_F_VERSION_1) | (1ull << 50)}) {
+  for (uint64_t features : std::vector<uint64_t>{0, (1ull << VIRTIO_F_VERSION_1) | (1ull << 50)}) {
     d->set_reg(VIRTIO_MMIO_STATUS, 0);
     d->set_reg(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
     d->set_reg(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
