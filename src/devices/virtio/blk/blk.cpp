@@ -43,13 +43,17 @@ Result<UniqueFd> open_image(const BlkConfig& cfg) {
 }  // namespace
 
 Result<std::shared_ptr<BlkDevice>> BlkDevice::create(const BlkConfig& cfg) {
+  return create(cfg, [&cfg](int fd) { return IoEngine::create(cfg.engine, fd, cfg.engine_options); });
+}
+
+Result<std::shared_ptr<BlkDevice>> BlkDevice::create(const BlkConfig& cfg, const EngineMaker& make) {
   UniqueFd fd = TRY(open_image(cfg));
   off_t size = ::lseek(fd.get(), 0, SEEK_END);
   if (size < 0) return errno_error("--disk path={}: cannot find its size", cfg.path);
   if (size % kSectorSize)
     LOG_WARN("--disk path={}: {} bytes is not a whole number of 512-byte sectors; the last {} bytes are not used",
              cfg.path, size, size % kSectorSize);
-  auto engine = TRY_CTX(IoEngine::create(cfg.engine, fd.get(), cfg.engine_options), fmt::format("--disk path={}", cfg.path));
+  auto engine = TRY_CTX(make(fd.get()), fmt::format("--disk path={}", cfg.path));
   return std::shared_ptr<BlkDevice>(new BlkDevice(cfg, std::move(fd), uint64_t(size), std::move(engine)));
 }
 
@@ -60,7 +64,7 @@ BlkDevice::BlkDevice(const BlkConfig& cfg, UniqueFd fd, uint64_t size, std::uniq
   serial_.resize(std::min<size_t>(serial_.size(), kBlkIdBytes));
   limits_.capacity = size / kSectorSize;
   // Linux puts its header and status in descriptors of their own (§5.2.6): two of the queue's.
-  limits_.seg_max = queue_size_ > 2 ? queue_size_ - 2u : 1u;
+  limits_.seg_max = cfg.seg_max ? cfg.seg_max : queue_size_ > 2 ? queue_size_ - 2u : 1u;
   limits_.readonly = cfg.readonly;
   limits_.max_discard_sectors = cfg.max_discard_sectors;
   limits_.max_discard_seg = cfg.max_discard_seg;

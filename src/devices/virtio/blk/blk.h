@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -39,6 +40,7 @@ struct BlkConfig {
   EngineOptions engine_options;
   std::string serial;  // GET_ID's answer, at most 20 bytes; empty: the image's file name
   uint16_t queue_size = 256;
+  uint32_t seg_max = 0;  // data buffers in one read or write; 0: the queue size less two
   uint32_t max_discard_sectors = 1u << 21;  // 1 GiB a range
   uint32_t max_discard_seg = 16;
   uint32_t max_write_zeroes_sectors = 1u << 21;
@@ -51,6 +53,10 @@ class BlkDevice final : public VirtioDevice {
   // missing file, one that cannot be opened as asked, or one without write permission when
   // readonly is not given.
   static Result<std::shared_ptr<BlkDevice>> create(const BlkConfig& cfg);
+  // As create, with the engine made by `make` on the image fd instead (tests: an engine that holds
+  // operations until told to complete them).
+  using EngineMaker = std::function<Result<std::unique_ptr<IoEngine>>(int fd)>;
+  static Result<std::shared_ptr<BlkDevice>> create(const BlkConfig& cfg, const EngineMaker& make);
   ~BlkDevice() override;
 
   DeviceType type() const override { return DeviceType::Block; }
