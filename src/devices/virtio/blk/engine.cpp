@@ -21,7 +21,7 @@ Result<std::unique_ptr<IoEngine>> IoEngine::create(BlkEngineKind kind, int fd, c
   return make_thread_engine(fd, opts);
 }
 
-void advance(std::vector<iovec>& iov, uint64_t n) {
+void advance_iov(std::vector<iovec>& iov, uint64_t n) {
   size_t drop = 0;
   while (drop < iov.size() && n >= iov[drop].iov_len) {
     n -= iov[drop].iov_len;

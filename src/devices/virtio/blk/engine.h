@@ -73,6 +73,6 @@ Result<std::unique_ptr<IoEngine>> make_uring_engine(int fd, const EngineOptions&
 Result<std::unique_ptr<IoEngine>> make_thread_engine(int fd, const EngineOptions& opts);
 
 // Drops the first n bytes of iov (a short transfer's progress).
-void advance(std::vector<iovec>& iov, uint64_t n);
+void advance_iov(std::vector<iovec>& iov, uint64_t n);
 
 }  // namespace evmm::virtio

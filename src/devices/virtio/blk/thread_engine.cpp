@@ -33,7 +33,7 @@ int transfer(int fd, IoOp& op) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
     if (n == 0) return -EIO;  // end of file: the image shrank under the disk
-    advance(op.iov, uint64_t(n));
+    advance_iov(op.iov, uint64_t(n));
     op.offset += uint64_t(n);
     left -= std::min<uint64_t>(left, uint64_t(n));
   }

@@ -96,7 +96,7 @@ class UringEngine final : public IoEngine {
     if (res == -EAGAIN || res == -EINTR) return resubmit(slot);
     if (rw && res >= 0 && uint64_t(res) < op.len) {
       if (res == 0) return complete(slot, -EIO, out);  // end of file: the image shrank under the disk
-      advance(op.iov, uint64_t(res));
+      advance_iov(op.iov, uint64_t(res));
       op.offset += uint64_t(res);
       op.len -= uint64_t(res);
       return resubmit(slot);
