@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
+#include "sandbox/seccomp.h"
 #include "testing/virtio_blk_harness.h"
 
 namespace evmm::virtio {
@@ -89,6 +92,31 @@ TEST_P(Engines, WritesWithDsyncLand) {
   std::vector<uint8_t> buf(4096, 0x77);
   EXPECT_EQ(run(*e, IoOp{IoOp::Kind::Write, 4096, 4096, std::vector<iovec>{iovec{buf.data(), buf.size()}}, true, 0}), 0);
   EXPECT_EQ(image.read(4096, 4096), buf);
+}
+
+// The device event loop's filter (and, for the pool, its workers' own) lets every operation through:
+// a call it forbade would kill the test with SIGSYS.
+TEST_P(Engines, EveryOperationRunsUnderTheDeviceFilter) {
+  if (!seccomp::supported()) GTEST_SKIP() << "seccomp filters are off in sanitizer builds";
+  TempImage image(1 << 20, "/dev/shm");
+  fd_ = ::open(image.path().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd_, 0);
+  auto e = IoEngine::create(GetParam(), fd_, EngineOptions{.sandbox = true});
+  ASSERT_TRUE(e) << e.error().message();
+  std::vector<int> results;
+  std::thread loop([&] {
+    // The loop thread as platform_devices.cpp starts it: the device filter, then only device work.
+    if (!seccomp::install(seccomp::Role::Device)) return;
+    std::vector<uint8_t> buf(4096, 0x33);
+    results.push_back(run(**e, IoOp{IoOp::Kind::Write, 0, 4096, std::vector<iovec>{iovec{buf.data(), 4096}}, false, 0}));
+    results.push_back(run(**e, IoOp{IoOp::Kind::Write, 4096, 4096, std::vector<iovec>{iovec{buf.data(), 4096}}, true, 0}));
+    results.push_back(run(**e, IoOp{IoOp::Kind::Read, 0, 4096, std::vector<iovec>{iovec{buf.data(), 4096}}, false, 0}));
+    results.push_back(run(**e, IoOp{IoOp::Kind::Sync, 0, 0, {}, false, 0}));
+    results.push_back(run(**e, IoOp{IoOp::Kind::PunchHole, 8192, 4096, {}, false, 0}));
+    results.push_back(run(**e, IoOp{IoOp::Kind::ZeroRange, 16384, 4096, {}, false, 0}));
+  });
+  loop.join();
+  EXPECT_EQ(results, std::vector<int>(6, 0));
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, Engines, ::testing::Values(BlkEngineKind::IoUring, BlkEngineKind::Threads),
