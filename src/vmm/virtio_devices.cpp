@@ -75,6 +75,10 @@ std::string VirtioDevices::stats() const {
     const auto& t = s.transport->stats();
     out += fmt::format(" virtio-{}:interrupts={},queue_faults={},bad_accesses={},needs_reset={}", s.name,
                        t.interrupts.load(), s.transport->queue_faults(), t.bad_accesses.load(), t.needs_reset.load());
+    if (const auto* blk = dynamic_cast<const virtio::BlkDevice*>(&s.transport->device())) {
+      const auto& m = blk->metrics();
+      out += fmt::format(",requests={},refused={},host_errors={}", m.requests.load(), m.total_faults(), m.host_errors.load());
+    }
   }
   return out;
 }
