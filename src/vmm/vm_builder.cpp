@@ -108,7 +108,7 @@ Result<void> VmBuilder::load_guest() {
   const uint64_t limit = mem.ram_bytes();
   auto image = TRY(read_file(cfg.kernel, limit, "kernel"));
   std::vector<uint8_t> initrd;
-  BootConfig boot{image, cfg.cmdline, {}, cfg.cpus};
+  BootConfig boot{image, cfg.cmdline, {}, cfg.cpus, cfg.boot, cfg.decompress};
   if (!cfg.initrd.empty()) {
     initrd = TRY(read_file(cfg.initrd, limit, "initrd"));
     boot.modules.push_back({initrd, cfg.initrd});
