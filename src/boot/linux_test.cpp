@@ -225,5 +225,34 @@ TEST(LinuxLoad, PlaceInitrd) {
   EXPECT_TRUE(fails_with(place_initrd(mem, 8192, 0x2000fff, 0x1fff001), EFAULT, "does not fit"));
 }
 
+// --boot and --decompress as load_image takes them (BootConfig::protocol, ::decompress).
+TEST(LinuxLoad, ProtocolChoices) {
+  auto mem = make_memory();
+  EXPECT_TRUE(fails_with(load_linux(mem, tiny_bzimage(), "", {}, Decompress::Host, BootProtocol::Pvh), EINVAL,
+                         "a Linux bzImage has no PVH entry"));
+  EXPECT_TRUE(fails_with(load_linux(mem, tiny_vmlinux(), "", {}, Decompress::Guest), EINVAL, "needs a Linux bzImage"));
+  EXPECT_TRUE(fails_with(load_linux(mem, tiny_vmlinux(), "", {}, Decompress::Host, BootProtocol::Pvh), EINVAL,
+                         "no PVH entry note"));
+  EXPECT_TRUE(fails_with(load_linux(mem, pattern(4096, 1), "", {}, Decompress::Host, BootProtocol::Linux), EINVAL,
+                         "--boot linux needs a bzImage or an ELF vmlinux"));
+  // A vmlinux with a PVH note: PVH unless told otherwise.
+  ElfSpec s;
+  s.is64 = true;
+  s.entry = kText;
+  s.segments = {{.paddr = kText, .data = pattern(5000, 1)}};
+  s.notes = {{"Xen", 18, {0x00, 0x00, 0x00, 0x01}}};  // XEN_ELFNOTE_PHYS32_ENTRY = 0x1000000
+  Bytes pvh = build_elf(s);
+  auto auto_entry = load_linux(mem, pvh);
+  ASSERT_TRUE(auto_entry) << auto_entry.error().message();
+  EXPECT_EQ(auto_entry->format, ImageFormat::Pvh);
+  EXPECT_EQ(auto_entry->mode, EntryMode::Protected32);
+  auto mem2 = make_memory();
+  auto linux_entry = load_linux(mem2, pvh, "", {}, Decompress::Host, BootProtocol::Linux);
+  ASSERT_TRUE(linux_entry) << linux_entry.error().message();
+  EXPECT_EQ(linux_entry->format, ImageFormat::Linux);
+  EXPECT_EQ(linux_entry->mode, EntryMode::Long64);
+  EXPECT_EQ(linux_entry->rip, kText);
+}
+
 }  // namespace
 }  // namespace evmm::boot

@@ -3,8 +3,6 @@
 // multiboot header (as Xen itself does); a multiboot header decides over plain ELF. BootConfig's
 // protocol overrides the choice for Linux: an ELF vmlinux goes through the 64-bit boot protocol
 // with BootProtocol::Linux.
-#include <cstring>
-
 #include "base/log.h"
 #include "boot/boot.h"
 #include "boot/elf.h"
