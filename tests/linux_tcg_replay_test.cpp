@@ -1,10 +1,10 @@
 // The Linux loader checked by a second CPU: evmm's loader fills a GuestMemory with Debian's cloud
-// bzImage (either decompression), and QEMU's TCG, with no firmware but a 64 KiB reset ROM
-// (linux_tcg_rom.S) that enters 64-bit mode on evmm's page tables and GDT, runs those bytes to the
-// Linux banner. It shows boot_params, the e820 map, the command line and the entry state are what
-// Linux wants on hosts without /dev/kvm too (the KVM boots: linux_bzimage_test.cpp). QEMU's own
-// firmware area hides evmm's ACPI tables at 0xE0000, which the banner does not need. Suite name ends
-// in Long (the download); skips without the image or qemu-system-x86_64.
+// bzImage (either decompression) and an initrd, and QEMU's TCG, with no firmware but a 64 KiB reset
+// ROM (linux_tcg_rom.S) that enters 64-bit mode on evmm's page tables and GDT, runs those bytes to
+// the Linux banner and its initrd reservation. It shows boot_params, the e820 map, the command line,
+// the initrd and the entry state are what Linux wants, on hosts without /dev/kvm too (the KVM boots:
+// linux_bzimage_test.cpp). QEMU's own firmware area hides evmm's ACPI tables at 0xE0000, which this
+// early boot does not need. Suite name ends in Long (the download); skips without the image or QEMU.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -13,6 +13,8 @@
 #include <fstream>
 #include <iterator>
 #include <thread>
+
+#include <asm/bootparam.h>
 
 #include "boot/boot.h"
 #include "boot/cpu_entry.h"
@@ -66,6 +68,8 @@ TEST_P(CloudBzImageTcgLong, QemuRunsEvmmsLoadedImageToTheBanner) {
   cfg.image = image;
   cfg.cmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200";
   cfg.decompress = GetParam();
+  std::vector<uint8_t> initrd(64 * 1024, 0x5a);  // not a cpio archive: Linux reserves it, then says so
+  cfg.modules.push_back({initrd, "initrd"});
   auto entry = load_image(*mem, cfg);
   ASSERT_TRUE(entry) << entry.error().message();
   ASSERT_TRUE(write_boot_tables(*mem, *entry));
@@ -73,6 +77,13 @@ TEST_P(CloudBzImageTcgLong, QemuRunsEvmmsLoadedImageToTheBanner) {
   ASSERT_LT(entry->rsi, kLowEnd);
   std::string low = dump(*mem, "tcg-low.bin", kLowStart, kLowEnd);
   std::string high = dump(*mem, "tcg-high.bin", kHighStart, kHighEnd);
+  auto bp = mem->read_obj<boot_params>(GuestAddress(entry->rsi));
+  ASSERT_TRUE(bp);
+  const uint64_t rd = bp->hdr.ramdisk_image;
+  ASSERT_GE(rd, kHighEnd);
+  std::string rd_file = dump(*mem, "tcg-initrd.bin", rd, rd + initrd.size());
+  // setup_arch's reserve_initrd prints where the initrd is, as boot_params told it.
+  const std::string ramdisk = fmt::format("RAMDISK: [mem {:#010x}-{:#010x}]", rd, rd + initrd.size() - 1);
 
   std::string dir = ::testing::TempDir(), obj = dir + "/tcg-rom.o", rom = dir + "/tcg-rom.bin";
   auto as = run_process({as_bin, "--defsym", fmt::format("ENTRY={:#x}", entry->rip), "--defsym",
@@ -90,7 +101,7 @@ TEST_P(CloudBzImageTcgLong, QemuRunsEvmmsLoadedImageToTheBanner) {
   opts.timeout = std::chrono::minutes(5);
   opts.while_running = [&](pid_t pid) {
     for (int i = 0; i < 3000 && !reached; ++i) {
-      reached = has(serial.contents(), "Command line: " + cfg.cmdline);
+      reached = has(serial.contents(), ramdisk);
       if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ::kill(pid, SIGTERM);
@@ -99,7 +110,8 @@ TEST_P(CloudBzImageTcgLong, QemuRunsEvmmsLoadedImageToTheBanner) {
   auto r = run_process({qemu, "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-m",
                         std::to_string(kRam / layout::MiB), "-bios", rom, "-device",
                         fmt::format("loader,file={},addr={:#x},force-raw=on", low, kLowStart), "-device",
-                        fmt::format("loader,file={},addr={:#x},force-raw=on", high, kHighStart), "-display", "none",
+                        fmt::format("loader,file={},addr={:#x},force-raw=on", high, kHighStart), "-device",
+                        fmt::format("loader,file={},addr={:#x},force-raw=on", rd_file, rd), "-display", "none",
                         "-monitor", "none", "-serial", "file:" + serial.path(), "-no-reboot"},
                        opts);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -108,6 +120,7 @@ TEST_P(CloudBzImageTcgLong, QemuRunsEvmmsLoadedImageToTheBanner) {
   std::string out = serial.contents();
   EXPECT_TRUE(reached) << out << r.err;
   EXPECT_TRUE(has(out, "Linux version 6.")) << out;
+  EXPECT_TRUE(has(out, "Command line: " + cfg.cmdline)) << out;
   // The map Linux prints is evmm's e820 from boot_params, not QEMU's.
   EXPECT_TRUE(has(out, "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved")) << out;
 }
