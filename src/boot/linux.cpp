@@ -77,8 +77,12 @@ Result<std::pair<LoadedImage, uint64_t>> load_vmlinux_segments(const GuestMemory
   if (!elf.is64) return make_error(EINVAL, "vmlinux: a 32-bit ELF; the 64-bit boot protocol needs an x86-64 kernel");
   auto segments = elf_load_segments(elf);
   uint64_t entry = elf_entry_paddr(elf);
-  // The entry must be code the image brings; check_entry32 also keeps it below 4 GiB, inside the identity map.
-  TRY_CTX(check_entry32(entry, segments), "vmlinux");
+  // The entry must be code the image brings, below 4 GiB: inside the identity map of the 64-bit entry.
+  bool inside = std::any_of(segments.begin(), segments.end(),
+                            [&](const Segment& s) { return entry >= s.paddr && entry - s.paddr < s.memsz; });
+  if (!inside || entry >= 4 * layout::GiB)
+    return make_error(EINVAL, "vmlinux: entry point {:#x} is {}", entry,
+                      inside ? "above 4 GiB, beyond the identity map of the 64-bit entry" : "not inside any loaded segment");
   LoadedImage loaded = TRY(load_segments(mem, image, segments));
   return std::pair(loaded, entry);
 }

@@ -186,6 +186,10 @@ TEST(LinuxLoad, RefusalsOfTheLoader) {
                          "a 32-bit ELF"));
   EXPECT_TRUE(fails_with(load_linux(mem, build_bzimage(pattern(4000, 1))), ENOEXEC, "no format evmm can decompress"));
   EXPECT_TRUE(fails_with(load_linux(mem, build_bzimage({})), EINVAL, "no payload"));
+  Bytes elf = tiny_vmlinux();
+  set<uint64_t>(elf, 24, kData + 0x10000);  // e_entry outside both segments
+  EXPECT_TRUE(fails_with(load_linux(mem, elf, "", {}, Decompress::Host, BootProtocol::Linux), EINVAL,
+                         "entry point 0x1210000 is not inside any loaded segment"));
   // The decompressed size is capped by guest RAM.
   Bytes big = compress(Compression::Zstd, Bytes(80 * MiB, 0));
   EXPECT_TRUE(fails_with(load_linux(mem, build_bzimage(big)), E2BIG, "more than"));
