@@ -42,6 +42,7 @@ Result<void> VirtioDevices::add_net(const NetConfig& n, unsigned index, const Gu
                                                       : virtio::NetBackend::connect_socket(n.target);
   if (!backend) return make_error(backend.error().code(), "--net: {}", backend.error().message());
   auto dev = virtio::NetDevice::create(std::move(*backend), n.mac.value_or(virtio::derived_mac(index)));
+  nets_.push_back(dev);
   return add(std::move(dev), fmt::format("net{}", index), mem, mmio, ioevents);
 }
 
@@ -94,6 +95,17 @@ std::string VirtioDevices::stats() const {
     const auto& t = s.transport->stats();
     out += fmt::format(" virtio-{}:interrupts={},queue_faults={},bad_accesses={},needs_reset={}", s.name,
                        t.interrupts.load(), s.transport->queue_faults(), t.bad_accesses.load(), t.needs_reset.load());
+  }
+  for (size_t i = 0; i < nets_.size(); ++i) {
+    const auto& m = nets_[i]->metrics();
+    out += fmt::format(" net{}:rx_frames={},tx_frames={},rx_dropped={},guest_errors={},backend_errors={}", i,
+                       m.rx_frames.load(), m.tx_frames.load(), m.rx_too_big.load() + m.rx_runts.load(), m.guest_errors(),
+                       m.rx_backend_errors.load() + m.tx_backend_errors.load());
+  }
+  if (console_) {
+    const auto& m = console_->metrics();
+    out += fmt::format(" console:tx_bytes={},rx_bytes={},bad_chains={}", m.tx_bytes.load(), m.rx_bytes.load(),
+                       m.bad_chains.load());
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include "bus/io_bus.h"
 #include "devices/virtio/console/console.h"
 #include "devices/virtio/mmio_transport.h"
+#include "devices/virtio/net/net.h"
 #include "event/io_event_registry.h"
 #include "memory/guest_memory.h"
 #include "vmm/config.h"
@@ -54,6 +55,7 @@ class VirtioDevices {
   const VmConfig& cfg_;
   PlatformDevices& platform_;
   std::vector<Slot> slots_;
+  std::vector<std::shared_ptr<virtio::NetDevice>> nets_;
   std::shared_ptr<virtio::ConsoleDevice> console_;
   std::unique_ptr<ConsoleInput> console_in_;
 };

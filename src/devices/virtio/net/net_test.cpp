@@ -22,7 +22,9 @@ struct NetRig {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
     peer = UniqueFd(sv[1]);
-    if (sndbuf) EXPECT_EQ(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+    if (sndbuf) {
+      EXPECT_EQ(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+    }
     auto backend = NetBackend::adopt(UniqueFd(sv[0]), NetBackend::Kind::Socket);
     dev = NetDevice::create(std::move(*backend), derived_mac(3));
     drv = std::make_unique<VirtioTestDriver>(dev);
@@ -64,10 +66,11 @@ struct NetRig {
 TEST(VirtioNet, FeaturesAndConfig) {
   NetRig r(0);
   uint64_t f = r.drv->device_features();
-  for (unsigned bit : {VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_MRG_RXBUF, unsigned(VIRTIO_RING_F_EVENT_IDX),
-                       unsigned(VIRTIO_RING_F_INDIRECT_DESC), unsigned(VIRTIO_F_VERSION_1)})
+  for (unsigned bit : {unsigned(VIRTIO_NET_F_MAC), unsigned(VIRTIO_NET_F_STATUS), unsigned(VIRTIO_NET_F_MRG_RXBUF),
+                       unsigned(VIRTIO_RING_F_EVENT_IDX), unsigned(VIRTIO_RING_F_INDIRECT_DESC), unsigned(VIRTIO_F_VERSION_1)})
     EXPECT_TRUE(f & (1ull << bit)) << bit;
-  for (unsigned bit : {VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ})
+  for (unsigned bit : {unsigned(VIRTIO_NET_F_CSUM), unsigned(VIRTIO_NET_F_GUEST_CSUM), unsigned(VIRTIO_NET_F_HOST_TSO4),
+                       unsigned(VIRTIO_NET_F_CTRL_VQ), unsigned(VIRTIO_NET_F_MQ)})
     EXPECT_FALSE(f & (1ull << bit)) << bit;
   uint8_t mac[6];
   for (int i = 0; i < 6; ++i) mac[i] = uint8_t(r.drv->reg(VIRTIO_MMIO_CONFIG + i) & 0xff);
