@@ -161,6 +161,8 @@ void device_thread_moves_frames(const std::string& path, int peer) {
   };
   kick(NetDevice::kRxQueue);
   kick(NetDevice::kTxQueue);
+  timeval limit{5, 0};
+  (void)::setsockopt(peer, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   std::vector<uint8_t> buf(2048);
   sockaddr_un from{};
   socklen_t fromlen = sizeof from;
@@ -181,6 +183,28 @@ TEST(VirtioNetSeccomp, DeviceThreadMovesFramesUnderItsFilter) {
   DgramPeer peer;
   ASSERT_EQ(peer.bind(), "");
   EXPECT_EXIT(device_thread_moves_frames(peer.path, peer.fd.get()), ::testing::ExitedWithCode(0), "");
+}
+
+// What VirtioDevices does on the main thread when it builds a VM, under the main thread's filter:
+// the socket backend (socket, bind, connect) and, where there is /dev/net/tun, the tap (TUNSETIFF).
+// The evmm binary tests below do the same when /dev/kvm is there.
+void main_thread_makes_backends(const std::string& path, bool tap) {
+  std::thread t([&] {
+    if (!seccomp::install(seccomp::Role::Main)) std::_Exit(3);
+    if (!virtio::NetBackend::connect_socket(path)) std::_Exit(4);
+    if (tap && !virtio::NetBackend::open_tap(fmt::format("evmmt{:03}", (::getpid() + 250) % 1000))) std::_Exit(5);
+  });
+  t.join();
+  std::_Exit(0);
+}
+
+TEST(VirtioNetSeccomp, MainFilterAllowsTheBackendsToBeMade) {
+  if (!seccomp::supported()) GTEST_SKIP() << "seccomp filters are off in sanitizer builds";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DgramPeer peer;
+  ASSERT_EQ(peer.bind(), "");
+  const bool tap = ::access("/dev/net/tun", R_OK | W_OK) == 0 && ::geteuid() == 0;
+  EXPECT_EXIT(main_thread_makes_backends(peer.path, tap), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(VirtioNetCli, SocketBackendIsMadeUnderTheMainFilter) {
