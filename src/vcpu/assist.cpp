@@ -28,6 +28,8 @@
 //   access walks the guest's current tables (x86_paging.h).
 // - Segment checks on memory operands use the cached descriptors in kvm_sregs as the CPU does;
 //   virtual-8086 mode is treated like real mode for them.
+// - The replayed SIMD instructions (x86_simd.h): #XM for an exception MXCSR unmasks, and a masked
+//   access to a page that does not translate, are refused rather than modelled.
 
 namespace evmm {
 
