@@ -233,10 +233,13 @@ AssistResult<DecodedInsn> decode_replay(const ZydisDecodedInstruction& insn, con
   if (*kind == AssistKind::Bmi && r.vector) return refuse("vector register in a BMI instruction");
   size_t pos = 0;
   // Segment overrides and 67 would change the host's access, not the guest's: the address is
-  // evmm's (x86_operand.h). 66, F2 and F3 select the instruction and stay, in their order.
+  // evmm's (x86_operand.h). 66, F2 and F3 select the instruction and stay, in their order; a REX
+  // counts only right before the opcode (SDM vol. 2 2.2.1), so only that one stays.
   size_t i = 0;
-  for (; i < insn.length && is_legacy_prefix(bytes[i]); ++i)
-    if (bytes[i] == 0x66 || bytes[i] == 0xf2 || bytes[i] == 0xf3) r.bytes[pos++] = bytes[i];
+  while (i < insn.length && (is_legacy_prefix(bytes[i]) || (bytes[i] & 0xf0) == 0x40)) ++i;
+  for (size_t j = 0; j < i; ++j)
+    if (bytes[j] == 0x66 || bytes[j] == 0xf2 || bytes[j] == 0xf3 || ((bytes[j] & 0xf0) == 0x40 && j + 1 == i))
+      r.bytes[pos++] = bytes[j];
   if (mem) {
     d.mem = TRY(memory_operand(*mem, bytes));
     if (insn.avx.broadcast.mode != ZYDIS_BROADCAST_MODE_INVALID)

@@ -85,6 +85,12 @@ TEST(AssistSimd, SegmentOverrideUsesTheSegmentBase) {
   w.cpu.regs.rdi = 0x10;
   ASSERT_TRUE(w.run({0x65, 0xf3, 0x0f, 0x6f, 0x0f}));  // movdqu %gs:(%rdi), %xmm1
   EXPECT_EQ(w.xmm(1)[0], 0x11);
+  // A REX before a legacy prefix is ignored (the fuzz invariant found the host copy keeping the
+  // GS override behind it, which would have read the host's own GS segment).
+  w.env.fpu.assign(4096, 0);
+  w.env.fpu[24] = 0x80, w.env.fpu[25] = 0x1f;
+  ASSERT_TRUE(w.run({0x48, 0x65, 0xf3, 0x0f, 0x6f, 0x0f}));
+  EXPECT_EQ(w.xmm(1)[0], 0x11);
 }
 
 TEST(AssistSimd, RipRelativeOperand) {
