@@ -24,7 +24,7 @@ static void drive_rng(void)
             seen = buf[j] == buf[i];
         distinct += !seen;
     }
-    rt_printf("virtio-rng: %u bytes, %u distinct\n", got, distinct);
+    rt_printf("virtio-rng: %u bytes, %u distinct, %u interrupts\n", got, distinct, rt_virtio_find(RT_VIRTIO_RNG)->irqs);
 }
 
 static void drive_blk(void)
@@ -106,22 +106,24 @@ static void set(volatile struct rt_vq_desc *d, uint64_t a, uint32_t len, uint16_
     d->next = next;
 }
 
-/* A usable RAM range below 4 GiB as large as the memory map has (for chains that add up past 4 GiB). */
+/* The top half of the largest usable RAM range below 4 GiB (for chains that add up past 4 GiB): away
+ * from this image at 1 MiB, should a device ever write into a chain it ought to refuse. */
 static bool big_ram(uint64_t *start, uint32_t *len)
 {
-    uint64_t best = 0;
+    uint64_t best = 0, top = 0;
     for (uint32_t i = 0; i < rt_boot.n_mmap; i++) {
         const struct rt_mmap_entry *e = &rt_boot.mmap[i];
         uint64_t end = e->end < (1ull << 32) ? e->end : (1ull << 32);
         if (e->type != 1 || end <= e->start || end - e->start <= best)
             continue;
         best = end - e->start;
-        *start = e->start;
+        top = end;
     }
-    best &= ~0xfffffull;
+    best = (best / 2) & ~0xfffffull;
     if (best > 0x80000000ull)
         best = 0x80000000ull;
     *len = (uint32_t)best;
+    *start = top - best;
     return best >= (4ull << 20); /* 1024 of them reach 4 GiB */
 }
 
