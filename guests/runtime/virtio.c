@@ -178,9 +178,12 @@ static bool used_ready(void *arg) { return rt_vq_has_used(arg); }
 
 bool rt_vq_wait(struct rt_vq *q, uint32_t *id, uint32_t *len, uint32_t timeout_us)
 {
-    /* Sleep until the interrupt; recheck every 2 ms in case none was routed or one was lost. */
-    for (uint32_t waited = 0; !rt_vq_has_used(q); waited += 2000) {
-        if (waited >= timeout_us)
+    /* Sleep until the interrupt; recheck every 2 ms in case none was routed or one was lost. Other
+     * interrupts end a sleep early, so the deadline is kept by the TSC. */
+    uint64_t khz = rt_tsc_khz() ? rt_tsc_khz() : 1000000; /* unknown: assume 1 GHz */
+    uint64_t start = rdtsc(), limit = (uint64_t)timeout_us * khz / 1000;
+    while (!rt_vq_has_used(q)) {
+        if (rdtsc() - start >= limit)
             return false;
         rt_wait(used_ready, q, 2000);
     }
