@@ -90,6 +90,24 @@ void action_virtio(void)
         drive_net();
 }
 
+/* The console driver's receive path: what arrives on port 0 until a newline (or 2 s without input). */
+void action_consread(void)
+{
+    static char line[128];
+    uint32_t len = 0;
+    while (len < sizeof(line) - 1 && (!len || line[len - 1] != '\n')) {
+        uint32_t got;
+        check(rt_vcons_read(line + len, (uint32_t)(sizeof(line) - 1 - len), &got, 2000000), "consread");
+        if (!got)
+            break;
+        len += got;
+    }
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    line[len] = '\0';
+    rt_printf("consread: got %s\n", line);
+}
+
 /* An ARP request for 10.0.2.2 from 10.0.2.15 (QEMU user networking's gateway and guest addresses),
  * then the frames that come back within 2 s until the reply: the receive path of the net driver. */
 void action_netarp(void)
