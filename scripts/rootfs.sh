@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: rootfs.sh OUT_DIR}
 
-"$root/scripts/deps.sh" kernel
+"$root/scripts/deps.sh" kernel >&2  # stdout carries only the path
 busybox=/bin/busybox
 version=$(dpkg-query -W -f='${Version}' busybox-static)
 key=$( (echo "$version"; cat "$0") | sha256sum | cut -c1-16)
