@@ -48,8 +48,6 @@ struct LinuxBootOptions {
   std::chrono::minutes guard{20};
   std::vector<std::string> extra;  // more evmm options (devices)
   std::vector<std::string> marks;  // serial lines whose first appearance is timed
-  // Time left for other consoles (virtio-console on stdout) to catch up once `until` shows.
-  std::chrono::milliseconds settle{0};
 };
 
 struct LinuxBoot {
@@ -78,7 +76,6 @@ inline LinuxBoot boot_linux(const LinuxBootOptions& o) {
         if (!b.at.count(m) && has(s, m)) b.at[m] = now();
       if (has(s, o.until)) {
         b.reached = true;
-        std::this_thread::sleep_for(o.settle);
         ::kill(pid, SIGTERM);
         return;
       }
