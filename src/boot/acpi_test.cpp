@@ -211,9 +211,11 @@ TEST(AcpiVirtio, DsdtDescribesEachDeviceAsLnro0005) {
   Bytes dev0 = {0x08, '_', 'H', 'I', 'D', 0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0,
                 0x08, '_', 'U', 'I', 'D', 0x00,
                 0x08, '_', 'S', 'T', 'A', 0x0a, 0x0f,
-                0x08, '_', 'C', 'R', 'S', 0x11, uint8_t(2 + crs0.size()), 0x0a, uint8_t(crs0.size())};
+                0x08, '_', 'C', 'R', 'S', 0x11, uint8_t(1 + 2 + crs0.size()), 0x0a, uint8_t(crs0.size())};
   dev0.insert(dev0.end(), crs0.begin(), crs0.end());
-  Bytes want = {0x5b, 0x82, uint8_t(1 + 4 + dev0.size()), 'V', 'R', '0', '0'};
+  // The device's body is over 63 bytes: a two-byte PkgLength (§20.2.4) that counts itself.
+  const size_t body = 4 + dev0.size(), total = body + 2;
+  Bytes want = {0x5b, 0x82, uint8_t(0x40 | (total & 0xf)), uint8_t(total >> 4), 'V', 'R', '0', '0'};
   want.insert(want.end(), dev0.begin(), dev0.end());
   // Scope header: 0x10, a two-byte PkgLength, then \_SB_.
   ASSERT_GT(sb.size(), 8 + want.size());
