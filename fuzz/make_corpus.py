@@ -123,6 +123,51 @@ seed("elf", "pvh", corpus["pvh"]["elf64_note"])
 seed("elf", "multiboot", corpus["multiboot"]["kludge_flat"])
 seed("elf", "bzimage_magic", b"\0" * 0x202 + b"HdrS" + b"\0" * 16)
 
+# Linux bzImages (targets/bzimage_fuzz.cpp): a 2.15 setup header and a tiny ELF64 vmlinux as the
+# payload, compressed as the kernel's build does (the size appended, but to gzip). lz4 and zstd have
+# no module in Python's standard library, so their command-line tools compress those two.
+def compress(kind, data):
+    import bz2, gzip, lzma, subprocess
+    size = struct.pack("<I", len(data))
+    if kind == "gzip":
+        return gzip.compress(data, 9, mtime=0)
+    if kind == "bzip2":
+        return bz2.compress(data, 9) + size
+    if kind == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_ALONE) + size
+    if kind == "xz":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32) + size
+    if kind == "lz4":
+        return subprocess.run(["lz4", "-l", "-9", "-c"], input=data, capture_output=True, check=True).stdout + size
+    return subprocess.run(["zstd", "-19", "-c", "-q"], input=data, capture_output=True, check=True).stdout + size
+
+
+def bzimage(payload, version=0x020F, xloadflags=0x3, relocatable=1):
+    setup_sects = 3
+    img = bytearray((setup_sects + 1) * 512)
+    img[0x1FE:0x200] = b"\x55\xaa"
+    img[0x200:0x202] = b"\xeb\x6a"
+    hdr = {0x1F1: ("B", setup_sects), 0x202: ("I", 0x53726448), 0x206: ("H", version), 0x211: ("B", 1),
+           0x214: ("I", MiB), 0x22C: ("I", 0x7FFFFFFF), 0x230: ("I", 0x200000), 0x234: ("B", relocatable),
+           0x235: ("B", 21), 0x236: ("H", xloadflags), 0x238: ("I", 0x7FF), 0x248: ("I", 0x40),
+           0x24C: ("I", len(payload)), 0x258: ("Q", MiB), 0x260: ("I", MiB)}
+    for off, (fmt, v) in hdr.items():
+        struct.pack_into("<" + fmt, img, off, v)
+    kernel = bytes(range(0x40)) + payload
+    kernel += bytes(-len(kernel) % 16)
+    struct.pack_into("<I", img, 0x1F4, len(kernel) // 16)
+    return bytes(img) + kernel
+
+
+vmlinux = elf(True, MiB, [(MiB, 0xFFFFFFFF81000000, code, 0x2000), (MiB + 0x10000, 0xFFFFFFFF81010000, code, 0x100)])
+for kind in ["gzip", "bzip2", "lzma", "xz", "lz4", "zstd"]:
+    seed("bzimage", kind, bzimage(compress(kind, vmlinux)))
+seed("bzimage", "protocol_2_09", bzimage(compress("gzip", vmlinux), version=0x0209))
+seed("bzimage", "no_kernel64", bzimage(compress("gzip", vmlinux), xloadflags=0))
+seed("bzimage", "not_relocatable", bzimage(compress("zstd", vmlinux), relocatable=0))
+seed("bzimage", "payload_not_elf", bzimage(compress("xz", code * 8)))
+
+
 # --- devices (fuzz/targets/device_ops.h) ----------------------------------------------------------
 
 LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
@@ -236,6 +281,21 @@ for mode, mname in enumerate(["long", "prot", "real", "compat"]):
 # rsp (kvm_regs offset 56) near the bottom of memory, and a gate that is not present.
 seed("assist", "int3_low_stack", bytes([0, 1]) + b"\xcc" + patch_cpu(56, 0x10))
 seed("assist", "int80_not_present", bytes([0, 2]) + b"\xcd\x80" + patch_mem(0x2000 + 0x80 * 16, 0x0000_0E00_0008_0000))
+# The replayed SIMD kinds, with the vector state on (mode bit 2) and rdi (kvm_regs offset 40) at
+# 0x4000; one patch of the XSAVE area (p = 2) puts random bytes in XMM1.
+def patch_fpu(offset, value):
+    return bytes([2]) + offset.to_bytes(2, "little") + value.to_bytes(8, "little")
+
+
+simd = {
+    "movdqu_load": b"\xf3\x0f\x6f\x0f", "movdqa_store": b"\x66\x0f\x7f\x17", "pxor": b"\x66\x0f\xef\x0f",
+    "pshufb": b"\x66\x0f\x38\x00\x07", "vmovdqu_xmm": b"\xc5\xfa\x6f\x07", "vmovdqu_ymm_store": b"\xc5\xfe\x7f\x17",
+    "vpxor_ymm": b"\xc5\xed\xef\x0f", "vmovdqu64_zmm": b"\x62\xf1\xfe\x48\x6f\x0f",
+    "vmovdqu8_masked_store": b"\x62\xf1\x7f\x4a\x7f\x0f", "rorx": b"\xc4\xe3\xfb\xf0\x07\x07",
+    "pclmulqdq": b"\x66\x0f\x3a\x44\x0f\x11", "maskmovdqu": b"\x66\x0f\xf7\xca",
+}
+for name, b in simd.items():
+    seed("assist", f"simd_{name}", bytes([4, len(b)]) + b + patch_cpu(40, 0x4000) + patch_fpu(176, 0x0123456789abcdef))
 
 
 # --- Xen hypercalls (targets/xen_hypercall_fuzz.cpp) ----------------------------------------------
