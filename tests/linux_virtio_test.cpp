@@ -48,6 +48,7 @@ class LinuxVirtioLong : public ::testing::Test {
     auto k = built_image("guest_kernel.sh", EVMM_GUEST_KERNEL_DIR);
     ASSERT_EQ(k.status, 0) << k.err;
     kernel_ = k.path;
+    bzimage_ = kernel_.substr(0, kernel_.rfind('/')) + "/arch/x86/boot/bzImage";  // scripts/guest_kernel.sh
     auto root = built_image("rootfs.sh", EVMM_GUEST_ROOTFS_DIR);
     ASSERT_EQ(root.status, 0) << root.err;
     rootfs_ = root.path;
@@ -61,11 +62,11 @@ class LinuxVirtioLong : public ::testing::Test {
   }
 
   // Boots on 2 vCPUs with every kind of evmm virtio device until "Run /sbin/init".
-  LinuxBoot boot(std::vector<std::string> more = {}) {
+  LinuxBoot boot(const std::string& image, std::vector<std::string> more = {}) {
     std::vector<std::string> extra{"--disk", "path=" + rootfs_ + ",readonly", "--net", "socket=" + dir_ + "/dhcp",
                                    "--console", "virtio", "--rng"};
     extra.insert(extra.end(), more.begin(), more.end());
-    LinuxBoot b = boot_linux({.image = kernel_,
+    LinuxBoot b = boot_linux({.image = image,
                               .cmdline = "console=hvc0 root=/dev/vda ro rootfstype=ext4 ip=dhcp",
                               .cpus = 2,
                               .until = kRunInit,
@@ -113,19 +114,20 @@ class LinuxVirtioLong : public ::testing::Test {
 
   DhcpLease lease_{.client = {10, 0, 2, 15}, .server = {10, 0, 2, 2}};
   DhcpServer dhcp_;
-  std::string kernel_, rootfs_, dir_;
+  std::string kernel_, bzimage_, rootfs_, dir_;
 };
 
-// Devices on the command line (virtio_mmio.device=, evmm's default).
+// Devices on the command line (virtio_mmio.device=, evmm's default); the vmlinux, through PVH.
 TEST_F(LinuxVirtioLong, DriversProbeEveryDeviceAndInitRunsFromTheExt4Root) {
-  LinuxBoot b = boot();
+  LinuxBoot b = boot(kernel_);
   EXPECT_TRUE(has(b.serial, "virtio_mmio.device=")) << tail(b.serial);
   expect_boot_on_virtio(b);
 }
 
-// The same devices found only through the DSDT's LNRO0005 entries (ACPI enumeration).
+// The same devices found only through the DSDT's LNRO0005 entries (ACPI enumeration); the same
+// kernel as a bzImage, through the 64-bit boot protocol.
 TEST_F(LinuxVirtioLong, AcpiEnumerationFindsTheDevicesWithoutTheCommandLine) {
-  LinuxBoot b = boot({"--no-virtio-cmdline"});
+  LinuxBoot b = boot(bzimage_, {"--no-virtio-cmdline"});
   EXPECT_FALSE(has(b.serial, "virtio_mmio.device=")) << tail(b.serial);
   expect_boot_on_virtio(b);
 }
