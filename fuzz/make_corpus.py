@@ -366,6 +366,41 @@ seed("gdb_packet", "registers", b"\x40" + gdb_frame(b"G" + b"00" * 536) + gdb_fr
 seed("gdb_packet", "framing", b"\x01" + b"+-\x03xx$g#00$g#zz$$?#3f}" + gdb_frame(b"qC")[:-1] + b"$" + b"a" * 64)
 
 
+# --- DHCP (targets/dhcp_fuzz.cpp): Ethernet frames as Linux's ipconfig sends them -----------------
+
+def ip_checksum(h):
+    s = sum(struct.unpack("!%dH" % (len(h) // 2), h))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def dhcp_frame(msg_type, opts=b"", ciaddr=b"\0" * 4, sport=68, dport=67, frag=0, ethertype=0x0800):
+    mac = bytes([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, 0x1234ABCD, 0, 0x8000, ciaddr, b"\0" * 4,
+                        b"\0" * 4, b"\0" * 4, mac, b"", b"")
+    bootp += bytes([99, 130, 83, 99]) + (bytes([53, 1, msg_type]) if msg_type else b"") + opts + b"\xff"
+    bootp += b"\0" * max(0, 300 - len(bootp))
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(bootp), 0) + bootp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, frag, 64, 17, 0, b"\0" * 4, b"\xff" * 4)
+    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
+    return b"\xff" * 6 + mac + struct.pack("!H", ethertype) + ip + udp
+
+
+LEASE = bytes([10, 0, 2, 15])
+SERVER = bytes([10, 0, 2, 2])
+seed("dhcp", "discover", dhcp_frame(1, bytes([55, 4, 1, 3, 12, 15])))
+seed("dhcp", "request", dhcp_frame(3, bytes([54, 4]) + SERVER + bytes([50, 4]) + LEASE))
+seed("dhcp", "request_other_address", dhcp_frame(3, bytes([50, 4, 10, 0, 2, 99])))
+seed("dhcp", "renew", dhcp_frame(3, ciaddr=LEASE))
+seed("dhcp", "release", dhcp_frame(7))
+seed("dhcp", "no_type", dhcp_frame(0))
+seed("dhcp", "option_past_end", dhcp_frame(1)[:-60] + bytes([12, 200]))
+seed("dhcp", "fragment", dhcp_frame(1, frag=0x2000))
+seed("dhcp", "arp", dhcp_frame(1, ethertype=0x0806))
+seed("dhcp", "truncated", dhcp_frame(1)[:100])
+
+
 # --- virtio-blk requests (targets/virtio_blk_fuzz.cpp) --------------------------------------------
 
 def blk(flags, capacity, seg_max, descs, memory):

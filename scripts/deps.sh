@@ -9,8 +9,9 @@ build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-d
             zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev)
 bench_pkgs=(qemu-system-x86)
 fuzz_pkgs=(clang libclang-rt-dev)
-# The small Linux guest (scripts/guest_kernel.sh) and the tools to unpack Debian's cloud kernel.
-kernel_pkgs=(linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev xz-utils zstd)
+# The small Linux guest (scripts/guest_kernel.sh), its root image (scripts/rootfs.sh) and the tools
+# to unpack Debian's cloud kernel.
+kernel_pkgs=(linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev xz-utils zstd e2fsprogs busybox-static)
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the small Linux guest (tinyconfig plus guests/linux/tiny.config) from Debian's
-# linux-source-6.1 and prints the path of its vmlinux. The result is cached under OUT_DIR, keyed by
+# linux-source-6.1 and prints the path of its vmlinux; its bzImage is beside it, at
+# OUT_DIR/build/arch/x86/boot/bzImage. The result is cached under OUT_DIR, keyed by
 # the hash of the config fragment and the source package's version: an unchanged fragment costs
 # nothing, a changed one rebuilds (incrementally, in the same O= directory). About 12 minutes on
 # 2 busy cores from scratch. Usage: scripts/guest_kernel.sh OUT_DIR [FRAGMENT]
@@ -11,14 +12,16 @@ out=${1:?usage: guest_kernel.sh OUT_DIR [FRAGMENT]}
 fragment=${2:-$root/guests/linux/tiny.config}
 jobs=${GUEST_KERNEL_JOBS:-$(nproc)}
 
-"$root/scripts/deps.sh" kernel
+"$root/scripts/deps.sh" kernel >&2  # stdout carries only the path
 tarball=/usr/src/linux-source-6.1.tar.xz
 version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
 key=$( (echo "$version"; cat "$fragment") | sha256sum | cut -c1-16)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 build="$out/build"
-if [[ -f "$build/vmlinux.key" && $(cat "$build/vmlinux.key") == "$key" ]]; then echo "$build/vmlinux"; exit 0; fi
+if [[ -f "$build/vmlinux.key" && $(cat "$build/vmlinux.key") == "$key" && -f "$build/arch/x86/boot/bzImage" ]]; then
+  echo "$build/vmlinux"; exit 0
+fi
 
 # One source tree per package version, unpacked once; the build goes to its own O= directory.
 src="$out/linux-source-$version"
@@ -42,6 +45,6 @@ missing=$(grep -E '^CONFIG_[A-Z0-9_]+=' "$fragment" | while read -r line; do
 if [[ -n "$missing" ]]; then
   echo "guest_kernel: options the kernel's Kconfig did not take:" >&2; echo "$missing" >&2; exit 1
 fi
-"${kmake[@]}" vmlinux >&2
+"${kmake[@]}" vmlinux bzImage >&2
 echo "$key" > "$build/vmlinux.key"
 echo "$build/vmlinux"
