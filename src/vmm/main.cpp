@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
   run->add_option("--net", nets,
                   "A virtio-net device on a tap interface or a Unix datagram socket: tap=NAME|socket=PATH[,mac=MAC] "
                   "(repeatable)");
-  run->add_option("--console", console, "The guest console: serial (ttyS0) or virtio (hvc0 on stdio as well)")
+  run->add_option("--console", console, "The guest console: serial (ttyS0) or virtio (adds hvc0, which writes where --serial does and takes standard input)")
       ->capture_default_str();
   run->add_flag("--rng", cfg.virtio.rng, "A virtio-rng device fed by getrandom, rate-limited");
   run->add_flag("--no-virtio-cmdline", no_virtio_cmdline,
