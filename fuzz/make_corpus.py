@@ -306,6 +306,45 @@ seed("gdb_packet", "registers", b"\x40" + gdb_frame(b"G" + b"00" * 536) + gdb_fr
 seed("gdb_packet", "framing", b"\x01" + b"+-\x03xx$g#00$g#zz$$?#3f}" + gdb_frame(b"qC")[:-1] + b"$" + b"a" * 64)
 
 
+# --- virtio-blk requests (targets/virtio_blk_fuzz.cpp) --------------------------------------------
+
+def blk(flags, capacity, seg_max, descs, memory):
+    """descs: (writable, addr, len); memory: bytes from address 0 (the header at 0x100, say)."""
+    out = struct.pack("<BHBB", flags, capacity, seg_max, len(descs))
+    for w, addr, ln in descs:
+        out += struct.pack("<BHH", w, addr, ln)
+    return out + memory
+
+
+def blk_mem(*chunks):
+    m = bytearray(0x400)
+    for addr, data in chunks:
+        m[addr:addr + len(data)] = data
+    return bytes(m)
+
+
+def blk_hdr(t, sector):
+    return struct.pack("<IIQ", t, 0, sector)
+
+
+def blk_range(sector, n, flags):
+    return struct.pack("<QII", sector, n, flags)
+
+
+HDR, DATA, ST = 0x100, 0x1000, 0x200
+seed("virtio_blk", "read", blk(0, 64, 8, [(0, HDR, 16), (1, DATA, 1024), (1, ST, 1)], blk_mem((HDR, blk_hdr(0, 3)))))
+seed("virtio_blk", "write_split", blk(0, 64, 8, [(0, HDR, 8), (0, HDR + 8, 520), (1, ST, 1)], blk_mem((HDR, blk_hdr(1, 0)))))
+seed("virtio_blk", "write_ro", blk(1, 64, 8, [(0, HDR, 16), (0, DATA, 512), (1, ST, 1)], blk_mem((HDR, blk_hdr(1, 0)))))
+seed("virtio_blk", "flush", blk(0, 64, 8, [(0, HDR, 16), (1, ST, 1)], blk_mem((HDR, blk_hdr(4, 0)))))
+seed("virtio_blk", "get_id", blk(0, 64, 8, [(0, HDR, 16), (1, DATA, 20), (1, ST, 1)], blk_mem((HDR, blk_hdr(8, 0)))))
+seed("virtio_blk", "discard", blk(6, 64, 8, [(0, HDR, 16), (0, 0x300, 32), (1, ST, 1)],
+                                  blk_mem((HDR, blk_hdr(11, 0)), (0x300, blk_range(0, 8, 0) + blk_range(32, 8, 0)))))
+seed("virtio_blk", "write_zeroes", blk(6, 64, 8, [(0, HDR, 16), (0, 0x300, 16), (1, ST, 1)],
+                                       blk_mem((HDR, blk_hdr(13, 0)), (0x300, blk_range(8, 8, 1)))))
+seed("virtio_blk", "out_of_range", blk(0, 4, 8, [(0, HDR, 16), (1, DATA, 4096), (1, ST, 1)], blk_mem((HDR, blk_hdr(0, 2)))))
+seed("virtio_blk", "no_status", blk(0, 64, 8, [(0, HDR, 16)], blk_mem((HDR, blk_hdr(4, 0)))))
+
+
 def main():
     for target, files in corpus.items():
         d = os.path.join(OUT, target)

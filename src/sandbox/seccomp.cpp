@@ -34,7 +34,12 @@ const char* const kVcpu[] = {"ppoll", "poll", "timerfd_settime", "timerfd_gettim
 // An event loop waits in epoll and changes what it watches (serial input pauses while the UART
 // is full); the RTC timer lives on it.
 const char* const kDevice[] = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "ppoll", "poll",
-                               "timerfd_settime", "timerfd_gettime"};
+                               "timerfd_settime", "timerfd_gettime",
+                               // virtio-blk: the loop submits to and reaps its io_uring;
+                               "io_uring_enter",
+                               // its thread-pool workers (this role too) read, write, sync and
+                               // punch or zero ranges of the image they were given.
+                               "preadv", "pwritev2", "fdatasync", "fallocate"};
 
 // The gdb server reads, writes and polls the connection main accepted before the filters, its
 // eventfds, and the vCPUs' registers and debug state (KVM ioctls): no socket calls of its own.
@@ -48,6 +53,8 @@ const char* const kMain[] = {
     "eventfd2", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "timerfd_create",
     "timerfd_settime", "timerfd_gettime", "signalfd4", "ppoll", "poll", "pipe2",
     "set_robust_list", "rseq", "sched_getaffinity", "getrlimit", "prlimit64", "seccomp",
+    // virtio-blk makes its io_uring here and registers the ring's completion eventfd.
+    "io_uring_setup", "io_uring_register",
 };
 
 // ioctls: KVM's (type 0xAE: /dev/kvm, the VM and its vCPUs) on every thread; the main thread also

@@ -1,8 +1,10 @@
 #include "vmm/virtio_devices.h"
 
 #include "base/log.h"
+#include "devices/virtio/blk/blk.h"
 #include "devices/virtio/rng/rng.h"
 #include "memory/layout.h"
+#include "sandbox/seccomp.h"
 #include "vmm/platform_devices.h"
 
 namespace evmm {
@@ -18,6 +20,14 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
   size_t wanted = v.disks.size() + v.nets.size() + (v.console ? 1 : 0) + (v.rng ? 1 : 0);
   if (wanted > std::size(kVirtioGsis))
     return make_error(E2BIG, "{} virtio devices asked for; evmm has windows for {}", wanted, std::size(kVirtioGsis));
+  for (const DiskConfig& disk : v.disks) {
+    virtio::BlkConfig bc;
+    bc.path = disk.path;
+    bc.readonly = disk.readonly;
+    // The thread-pool fallback's workers run guest-driven I/O: they take the device filter.
+    bc.engine_options.sandbox = cfg.seccomp && seccomp::supported();
+    TRY(d->add(TRY(virtio::BlkDevice::create(bc)), "blk", mem, mmio, ioevents));
+  }
   if (v.rng) TRY(d->add(TRY(virtio::RngDevice::create({})), "rng", mem, mmio, ioevents));
   return d;
 }
