@@ -12,6 +12,7 @@ static const struct action actions[] = {
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"assist-fault", action_assist_fault}, {"assist-mem", action_assist_mem}, {"assist-fpu", action_assist_fpu}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
     {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend}, {"s3", action_s3},
+    {"virtio", action_virtio}, {"vqbad", action_vqbad},
     {"rtcalarm", action_rtc_alarm}, {"rtcuip", action_rtc_uip}, {"rtcpie", action_rtc_pie},
 };
 
@@ -20,7 +21,7 @@ const char *tp_value;
 /* key=value words that only parameterise an action (which reads them with rt_arg()): skipped here. */
 static const char *const params[] = {"n", "at", "gsi", "alarm", "ack"};
 /* Actions that take word=value (they read the value from tp_value). */
-static const char *const valued[] = {"doorbell", "ring3", "rtcpie"};
+static const char *const valued[] = {"doorbell", "ring3", "rtcpie", "vqbad"};
 
 void tp_fail(uint8_t code, const char *fmt, ...)
 {
@@ -40,6 +41,17 @@ static bool is_image_name(const struct rt_arg *a)
         return false;
     for (const char *p = a->key; *p; p++)
         if (*p == '/' || *p == '.')
+            return true;
+    return false;
+}
+
+/* module.param=value, as Linux reads the words meant for its modules (evmm adds virtio_mmio.device=...). */
+static bool is_module_param(const struct rt_arg *a)
+{
+    if (!a->value)
+        return false;
+    for (const char *p = a->key; *p; p++)
+        if (*p == '.')
             return true;
     return false;
 }
@@ -64,7 +76,7 @@ int rt_main(void)
 {
     for (uint32_t i = 0; i < rt_boot.n_args; i++) {
         const struct rt_arg *a = &rt_boot.args[i];
-        if (is_image_name(a))
+        if (is_image_name(a) || is_module_param(a))
             continue;
         end_with(a); /* returns only if the word does not end the run */
         bool param = false;

@@ -75,6 +75,10 @@ std::string VirtioDevices::stats() const {
     const auto& t = s.transport->stats();
     out += fmt::format(" virtio-{}:interrupts={},queue_faults={},bad_accesses={},needs_reset={}", s.name,
                        t.interrupts.load(), s.transport->queue_faults(), t.bad_accesses.load(), t.needs_reset.load());
+    // Each refusal kind the queues counted, by name, so a test can tell which check fired.
+    for (size_t f = 0; f < virtio::kQueueFaultCount; ++f)
+      if (uint64_t n = s.transport->queue_fault(static_cast<virtio::QueueFault>(f)))
+        out += fmt::format(",fault[{}]={}", virtio::to_string(static_cast<virtio::QueueFault>(f)), n);
   }
   return out;
 }

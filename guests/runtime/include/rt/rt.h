@@ -18,6 +18,7 @@
 /* Exit codes a guest hands to debug-exit; the VMM reports (code << 1) | 1. */
 enum rt_exit_code {
     RT_EXIT_OK = 0,
+    RT_EXIT_VIRTIO_FAILED = 0x76, /* a virtio device was missing, refused a good request or took a bad one */
     RT_EXIT_ACTION_FAILED = 0x77, /* fw_cfg, rtc, modules or serial check failed */
     RT_EXIT_POWER_FAILED = 0x78,  /* poweroff/reset did not stop the VM */
     RT_EXIT_IRQ_FAILED = 0x79,    /* timer interrupts or exception recovery failed */
@@ -39,6 +40,7 @@ enum rt_vector {
     RT_VEC_PF = 14,
     RT_VEC_TIMEOUT = 0x20, /* LAPIC one-shot used by rt_wait() */
     RT_VEC_SERIAL = 0x24,  /* COM1 (ISA IRQ4) through the IOAPIC */
+    RT_VEC_VIRTIO = 0x28,  /* every virtio-mmio device's GSI (rt/virtio.h) */
     RT_VEC_USER = 0x30,
     RT_VEC_WAKE = 0xf0,   /* IPI: an AP has work in its mailbox */
     RT_VEC_NOTIFY = 0xf1, /* IPI to the BSP: an AP arrived or finished work */
