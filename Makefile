@@ -82,6 +82,8 @@ bench: build
 	$(BUILD)/bench/evmm_doorbell_bench
 	$(BUILD)/bench/evmm_suspend_bench
 	$(BUILD)/bench/evmm_xen_bench
+	$(BUILD)/bench/evmm_blk_bench
+	$(BUILD)/bench/evmm_linux_boot_bench
 
 # Every libFuzzer target for FUZZ_SECONDS each (or only FUZZ_TARGETS), built with clang, ASan and
 # UBSan in their own build dir; exits non-zero on a crash and names the reproducer (fuzz/README.md).
