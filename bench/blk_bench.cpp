@@ -39,7 +39,6 @@ using namespace evmm;
 namespace {
 
 constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
-const char* const kPhases[] = {"null", "rand4k", "seqread", "seqwrite"};
 
 struct Phase {
   uint64_t ops = 0, bytes = 0;
@@ -82,7 +81,9 @@ std::optional<Phases> host_run(const std::string& path, uint64_t reads, uint64_t
   if (fd < 0) return std::nullopt;
   std::unique_ptr<char[]> buf(new char[1 << 20]);
   Phases ph;
-  bool ok = true;
+  // Warm-up as the guest does it: the buffer's pages faulted in, one request of each size served.
+  std::memset(buf.get(), 0x5a, 1 << 20);
+  bool ok = pread(fd, buf.get(), 4096, 0) == 4096 && pread(fd, buf.get(), 1 << 20, 0) == (1 << 20);
   auto us = [](Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); };
   uint64_t x = 1, blocks = sectors / 8;
   auto t0 = Clock::now();
@@ -116,7 +117,7 @@ std::optional<Phases> vm_run(const std::vector<std::string>& argv, uint32_t khz,
       },
       std::chrono::seconds(600));
   // rt_exit(0) through debug-exit: status (0 << 1) | 1 on both VMMs.
-  if (r.status == 1 && ph.size() == 4) return ph;
+  if (r.status == 1 && ph.size() == 5) return ph;
   if (failure->empty())
     *failure = fmt::format("status {}{}: ...{}", r.status, r.timed_out ? " (timed out)" : "",
                            r.out.substr(r.out.size() > 1500 ? r.out.size() - 1500 : 0));
@@ -189,12 +190,20 @@ int main(int argc, char** argv) {
                                       "--disk", "path=" + image, "--cmdline", words};
   // microvm with ACPI describes its virtio-mmio devices as LNRO0005 in the DSDT, as evmm does; modern
   // (version 2) transports; one IOAPIC; isa-debug-exit where the runtime exits.
-  const std::vector<std::string> qemu{
-      kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on", "-accel", kvm ? "kvm" : "tcg", "-cpu",
-      kvm ? "host,-arch-capabilities" : "max", "-m", "256",
-      "-smp", "1", "-global", "virtio-mmio.force-legacy=false", "-serial", "stdio", "-display", "none", "-monitor", "none",
-      "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4", "-kernel", guest, "-append", words, "-drive",
-      "file=" + image + ",if=none,id=d0,format=raw,cache=writeback,aio=io_uring", "-device", "virtio-blk-device,drive=d0"};
+  auto qemu_argv = [&](std::vector<std::string> accel, const std::string& cmdline) {
+    std::vector<std::string> a{kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on"};
+    a.insert(a.end(), accel.begin(), accel.end());
+    for (const char* w : {"-m", "256", "-smp", "1", "-global", "virtio-mmio.force-legacy=false", "-serial", "stdio",
+                          "-display", "none", "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4"})
+      a.push_back(w);
+    for (const auto& w : {std::string("-kernel"), guest, std::string("-append"), cmdline, std::string("-drive"),
+                          "file=" + image + ",if=none,id=d0,format=raw,cache=writeback,aio=io_uring",
+                          std::string("-device"), std::string("virtio-blk-device,drive=d0")})
+      a.push_back(w);
+    return a;
+  };
+  const auto qemu = kvm ? qemu_argv({"-accel", "kvm", "-cpu", "host,-arch-capabilities"}, words)
+                        : qemu_argv({"-accel", "tcg", "-cpu", "max"}, words);
   const bool have_qemu = access(kQemu, X_OK) == 0;
 
   Side host{"host", {}, {}}, e{"evmm", {}, {}}, q{kvm ? "qemu-7.2" : "qemu-7.2 (TCG)", {}, {}};
@@ -217,6 +226,15 @@ int main(int argc, char** argv) {
           break;
       }
     }
+  }
+  // The instructions the guest's driver runs per request (a null one, with its interrupt): QEMU's TCG
+  // with icount shift=0 advances the guest's TSC by one per instruction, and completes get-id before
+  // the guest looks, so no idle time is counted.
+  std::optional<double> driver_insns;
+  if (have_qemu) {
+    std::string ignored;
+    auto ic = qemu_argv({"-accel", "tcg", "-icount", "shift=0,sleep=off", "-cpu", "max"}, "reads=200 mib=1");
+    if (auto p = vm_run(ic, 1000000, &ignored)) driver_insns = per_op_us((*p)["null"]) * 1000;
   }
   std::filesystem::remove_all(dir);
 
@@ -242,16 +260,21 @@ int main(int argc, char** argv) {
   row("rand4k µs per read", "rand4k", per_op_us, "{:.1f}");
   row("seqread µs per MiB", "seqread", per_op_us, "{:.1f}");
   row("seqwrite µs per MiB", "seqwrite", per_op_us, "{:.1f}");
-  // Where a guest read's time goes: the null request is the floor every request pays (the guest's own
-  // driver code, emulated at CPL0 on hosts without VT-x/AMD-V, plus notification, device and interrupt);
-  // the host's pread is the I/O itself; the rest is the data path through the device.
+  // Where a guest request's time goes. The null request is the floor every request pays: the guest's
+  // driver code (emulated at CPL0 on hosts without VT-x/AMD-V: its instruction count from QEMU's icount
+  // times the spin phase's cost per instruction), then notification, device and interrupt. The host's
+  // pread is the I/O itself; the rest of a read is the data path through the device.
   auto h4 = median(host, "rand4k", per_op_us);
+  if (driver_insns) fmt::print("guest driver: {:.0f} instructions per request (QEMU TCG icount)\n", *driver_insns);
   for (auto* s : {&e, &q}) {
-    auto n = median(*s, "null", per_op_us), r4 = median(*s, "rand4k", per_op_us);
-    if (n && r4 && h4)
-      fmt::print("{}: a 4 KiB read takes {:.1f} µs = {:.1f} µs request floor (null) + {:.1f} µs more for the data, of "
-                 "which the host's own pread is {:.1f} µs\n",
-                 s->name, *r4, *n, *r4 - *n, *h4);
+    auto n = median(*s, "null", per_op_us), r4 = median(*s, "rand4k", per_op_us), spin = median(*s, "spin", per_op_us);
+    if (!n || !r4 || !spin) continue;
+    fmt::print("{}: {:.3f} µs per guest instruction (spin); null request {:.1f} µs", s->name, *spin, *n);
+    if (driver_insns)
+      fmt::print(", of which guest code ~{:.1f} µs and notification + device + interrupt ~{:.1f} µs", *driver_insns * *spin,
+                 std::max(0.0, *n - *driver_insns * *spin));
+    fmt::print("; a 4 KiB read {:.1f} µs = null + {:.1f} µs for the data (the host's own pread: {})\n", *r4, *r4 - *n,
+               h4 ? fmt::format("{:.1f} µs", *h4) : std::string("-"));
   }
   return (kvm && e.rounds.empty()) || host.rounds.empty() ? 1 : 0;
 }

@@ -3,6 +3,8 @@
  * the host reading that file itself. Each phase prints one line that the bench parses:
  *   blkbench: <phase> ops=<n> bytes=<b> cycles=<c>
  * Phases, in order:
+ *   spin     a two-instruction loop, 10000 times (ops= counts instructions): what one guest instruction
+ *            costs here, emulated at CPL0 on hosts without VT-x/AMD-V
  *   null     get-id requests: the request path with no disk I/O (this guest's emulated driver code, the
  *            notification, the device, the interrupt), the floor under every request below
  *   rand4k   4 KiB reads at pseudo-random 4 KiB-aligned offsets (xorshift64, the bench replays the
@@ -79,7 +81,11 @@ int rt_main(void)
     check(rt_vblk_read(0, buf, SECTORS_4K), "read");
     check(rt_vblk_read(0, buf, SECTORS_1M), "read");
 
-    uint64_t t0 = rdtsc();
+    uint64_t t0 = rdtsc(), n = 10000;
+    __asm__ volatile("1: dec %0; jnz 1b" : "+r"(n));
+    report("spin", 20000, 0, t0);
+
+    t0 = rdtsc();
     for (uint64_t i = 0; i < reads; i++)
         check(rt_vblk_get_id(id), "get-id");
     report("null", reads, 0, t0);
