@@ -8,7 +8,9 @@
 // The kernel and image come from `make linux-guest` (or EVMM_GUEST_KERNEL / EVMM_GUEST_ROOTFS, for a
 // vmlinux and rootfs.ext4 built elsewhere); without them the bench says so and exits 0.
 //
-//   evmm_linux_boot_bench [runs] [cpus]   (defaults 3 and 2)
+// The kernel's own clock at the root mount (its printk timestamp) is shown beside the wall time.
+//
+//   evmm_linux_boot_bench [runs] [cpus] [timeout_s]   (defaults 3, 2 and 600 per boot)
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +33,7 @@ constexpr const char* kCmdline = "console=ttyS0 root=/dev/vda ro rootfstype=ext4
 
 struct Boot {
   double banner_ms = -1, root_ms = -1;
+  double root_kernel_ms = -1;  // the kernel's printk timestamp on the root mount line
 };
 
 struct Side {
@@ -45,19 +48,22 @@ std::string from_env(const char* var, const std::string& dflt) {
   return v && *v ? v : dflt;
 }
 
-void boot_once(Side& s) {
+void boot_once(Side& s, std::chrono::seconds deadline) {
   Boot b;
   auto r = evmm::bench::run_child(
       s.argv,
       [&](const std::string& line, double ms) {
         if (b.banner_ms < 0 && line.find(kBanner) != std::string::npos) b.banner_ms = ms;
-        if (line.find(kRoot) != std::string::npos) {
+        if (auto at = line.find(kRoot); at != std::string::npos) {
           b.root_ms = ms;
+          double t;
+          if (auto open = line.rfind('[', at); open != std::string::npos && std::sscanf(line.c_str() + open, "[%lf]", &t) == 1)
+            b.root_kernel_ms = t * 1000;
           return true;
         }
         return false;
       },
-      std::chrono::minutes(20));
+      deadline);
   if (b.banner_ms >= 0 && b.root_ms >= 0) {
     s.boots.push_back(b);
     return;
@@ -77,6 +83,7 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 3;
   int cpus = argc > 2 ? std::max(1, std::atoi(argv[2])) : 2;
+  std::chrono::seconds deadline(argc > 3 ? std::max(1, std::atoi(argv[3])) : 600);
   const std::string kernel = from_env("EVMM_GUEST_KERNEL", EVMM_GUEST_KERNEL_DIR "/build/vmlinux");
   const std::string rootfs = from_env("EVMM_GUEST_ROOTFS", EVMM_GUEST_ROOTFS_DIR "/rootfs.ext4");
   for (const auto& f : {kernel, rootfs})
@@ -110,25 +117,27 @@ int main(int argc, char** argv) {
     sides.erase(sides.begin());
   }
   for (int i = 0; i < runs; i++)
-    for (size_t k = 0; k < sides.size(); k++) boot_once(sides[(i + k) % sides.size()]);
+    for (size_t k = 0; k < sides.size(); k++) boot_once(sides[(i + k) % sides.size()], deadline);
 
   fmt::print("Linux boot, {} vCPUs, 256 MiB, kernel {}, root {} (read-only virtio-blk); ms from exec, median of {} "
              "runs each, interleaved\n", cpus, kernel, rootfs, runs);
   if (!have_qemu) fmt::print("note: {} not found; QEMU skipped (make bench installs it)\n", kQemu);
   if (!kvm) fmt::print("note: no /dev/kvm on this host: evmm skipped, QEMU ran TCG (no comparison)\n");
-  fmt::print("{:<10} {:>5} {:>12} {:>12} {:>12} {:>12}\n", "vmm", "runs", "banner p50", "root p50", "root min", "root max");
+  fmt::print("{:<10} {:>5} {:>12} {:>12} {:>12} {:>12} {:>18}\n", "vmm", "runs", "banner p50", "root p50", "root min",
+             "root max", "kernel clock p50");
   std::map<std::string, std::pair<double, double>> med;
   for (auto& s : sides) {
     if (!s.failure.empty()) fmt::print("{} failed: {}\n", s.name, s.failure);
-    std::vector<double> banner, root;
-    for (auto& b : s.boots) banner.push_back(b.banner_ms), root.push_back(b.root_ms);
+    std::vector<double> banner, root, kernel;
+    for (auto& b : s.boots) banner.push_back(b.banner_ms), root.push_back(b.root_ms), kernel.push_back(b.root_kernel_ms);
     if (root.empty()) {
       fmt::print("{:<10} {:>5}   (no run reached the root mount)\n", s.name, 0);
       continue;
     }
     med[s.name] = {median(banner), median(root)};
-    fmt::print("{:<10} {:>5} {:>12.0f} {:>12.0f} {:>12.0f} {:>12.0f}\n", s.name, root.size(), med[s.name].first,
-               med[s.name].second, *std::min_element(root.begin(), root.end()), *std::max_element(root.begin(), root.end()));
+    fmt::print("{:<10} {:>5} {:>12.0f} {:>12.0f} {:>12.0f} {:>12.0f} {:>18.0f}\n", s.name, root.size(), med[s.name].first,
+               med[s.name].second, *std::min_element(root.begin(), root.end()), *std::max_element(root.begin(), root.end()),
+               median(kernel));
   }
   if (med.count("evmm") && med.count("qemu-7.2"))
     fmt::print("ratio evmm/qemu: banner {:.2f}x, root mount {:.2f}x\n", med["evmm"].first / med["qemu-7.2"].first,
