@@ -10,7 +10,7 @@
 namespace evmm {
 namespace {
 
-std::vector<rt_virtio_mmio> scan(const aml::Bytes& aml, int* bad, int max = 8) {
+std::vector<rt_virtio_mmio> scan(const boot::aml::Bytes& aml, int* bad, int max = 8) {
   std::vector<rt_virtio_mmio> out(8);
   int n = rt_virtio_scan_aml(aml.data(), aml.data() + aml.size(), out.data(), max, bad);
   out.resize(size_t(n));
@@ -41,9 +41,9 @@ TEST(VirtioDsdtScan, NoDevicesInThePlainTable) {
 // Cut short anywhere, the table yields only devices that were whole, and the scan never reads past it.
 TEST(VirtioDsdtScan, TruncatedTablesNeverOverread) {
   std::vector<VirtioMmioDesc> devs{{0xd0001000, 0x200, 5}, {0xd0002000, 0x200, 6}};
-  aml::Bytes full = boot::dsdt_aml(devs);
+  boot::aml::Bytes full = boot::dsdt_aml(devs);
   for (size_t len = 0; len < full.size(); ++len) {
-    aml::Bytes cut(full.begin(), full.begin() + long(len));
+    boot::aml::Bytes cut(full.begin(), full.begin() + long(len));
     cut.shrink_to_fit();  // ASan sees a read past the end
     int bad = 0;
     auto found = scan(cut, &bad);
@@ -55,7 +55,7 @@ TEST(VirtioDsdtScan, TruncatedTablesNeverOverread) {
 // A device whose _CRS lost its interrupt is counted as bad, not taken with a GSI of 0.
 TEST(VirtioDsdtScan, DeviceWithoutInterruptIsBad) {
   std::vector<VirtioMmioDesc> devs{{0xd0001000, 0x200, 5}};
-  aml::Bytes a = boot::dsdt_aml(devs);
+  boot::aml::Bytes a = boot::dsdt_aml(devs);
   bool changed = false;
   for (size_t i = 0; i + 1 < a.size(); ++i)
     if (a[i] == 0x89 && a[i + 1] == 0x06) {  // Extended Interrupt -> an unknown large item of the same size

@@ -1,6 +1,6 @@
 // Our guest's virtio drivers against another implementation: QEMU's microvm machine (TCG, no KVM
 // needed) describes its virtio-mmio devices in its DSDT as LNRO0005 too. It checks discovery and the
-// blk, rng, console and net drivers independently of evmm's devices. Skipped without QEMU.
+// blk, rng, console and net (send and receive) drivers independently of evmm's devices. Skipped without QEMU.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -34,7 +34,7 @@ TEST(VirtioGuestQemu, DriversServeOnQemuMicrovm) {
   auto r = run_process({kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on", "-m", "128", "-global",
                         "virtio-mmio.force-legacy=false", "-serial", "stdio", "-display", "none", "-no-reboot",
                         "-device", "isa-debug-exit,iobase=0xf4", "-kernel", guest("testprog.pvh.elf"), "-append",
-                        "virtio", "-device", "virtio-rng-device", "-drive", "file=" + disk + ",if=none,id=d0,format=raw",
+                        "virtio netarp", "-device", "virtio-rng-device", "-drive", "file=" + disk + ",if=none,id=d0,format=raw",
                         "-device", "virtio-blk-device,drive=d0,serial=evmmtest", "-device", "virtio-serial-device",
                         "-chardev", "file,id=c0,path=" + cons, "-device", "virtconsole,chardev=c0", "-netdev",
                         "user,id=n0", "-device", "virtio-net-device,netdev=n0"},
@@ -50,6 +50,8 @@ TEST(VirtioGuestQemu, DriversServeOnQemuMicrovm) {
       << r.out;
   EXPECT_TRUE(has(r.out, "virtio-console: wrote 44 bytes")) << r.out;
   EXPECT_TRUE(has(r.out, "virtio-net: mac 52:54:00:12:34:56, sent a 60-byte frame")) << r.out;
+  // The receive path: slirp's gateway answers the guest's ARP request.
+  EXPECT_TRUE(has(r.out, "netarp: 10.0.2.2 is at 52:55:0a:00:02:02 (")) << r.out;
   EXPECT_EQ(written, "hello from the guest through virtio-console\n");
   // testprog's pattern (i * 7 + 3) reached sectors 2 and 3 of the file.
   ASSERT_EQ(image.size(), 1u << 20);

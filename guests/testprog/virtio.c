@@ -90,6 +90,37 @@ void action_virtio(void)
         drive_net();
 }
 
+/* An ARP request for 10.0.2.2 from 10.0.2.15 (QEMU user networking's gateway and guest addresses),
+ * then the frames that come back within 2 s until the reply: the receive path of the net driver. */
+void action_netarp(void)
+{
+    static uint8_t req[60], in[1514];
+    static const uint8_t spa[4] = {10, 0, 2, 15}, tpa[4] = {10, 0, 2, 2};
+    uint8_t mac[6];
+    if (!rt_vnet_mac(mac))
+        FAIL("netarp: %s", rt_virtio_error());
+    memset(req, 0xff, 6);
+    memcpy(req + 6, mac, 6);
+    static const uint8_t arp[] = {0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1}; /* RFC 826, request */
+    memcpy(req + 12, arp, sizeof(arp));
+    memcpy(req + 22, mac, 6);
+    memcpy(req + 28, spa, 4);
+    memcpy(req + 38, tpa, 4);
+    check(rt_vnet_send(req, sizeof(req)), "netarp send");
+    for (int frames = 0; frames < 8; frames++) {
+        uint32_t got;
+        check(rt_vnet_recv(in, sizeof(in), &got, 2000000), "netarp receive");
+        if (!got)
+            FAIL("netarp: no frame within 2 s (%d others)", frames);
+        if (got >= 42 && in[12] == 0x08 && in[13] == 0x06 && in[21] == 2 && !memcmp(in + 28, tpa, 4)) {
+            rt_printf("netarp: 10.0.2.2 is at %02x:%02x:%02x:%02x:%02x:%02x (%u-byte reply, %d frames before)\n", in[22],
+                      in[23], in[24], in[25], in[26], in[27], got, frames);
+            return;
+        }
+    }
+    FAIL("netarp: no ARP reply among 8 frames");
+}
+
 /* ---- vqbad ---- */
 
 #define MAX_INDIRECT 1024 /* the device's longest indirect table (devices/virtio/queue.h kMaxIndirect) */
