@@ -8,7 +8,7 @@
 // TSC, converted with KVM's TSC rate (no TSC scaling on these hosts, so both VMMs' guests count at it).
 // Rounds are interleaved with a rotating order; each cell is the median round.
 //
-//   evmm_blk_bench [reads] [mib] [rounds]   (defaults 1000, 32, 3; QEMU is skipped with a note when absent)
+//   evmm_blk_bench [reads] [mib] [rounds]   (defaults 1000, 32, 5; QEMU is skipped with a note when absent)
 #include <fcntl.h>
 #include <x86intrin.h>
 #include <unistd.h>
@@ -151,7 +151,7 @@ std::string ratio(std::optional<double> a, std::optional<double> b) {
 int main(int argc, char** argv) {
   uint64_t reads = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1000;
   uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 32;
-  int rounds = argc > 3 ? std::atoi(argv[3]) : 3;
+  int rounds = argc > 3 ? std::atoi(argv[3]) : 5;
   if (reads == 0 || mib == 0 || rounds <= 0) {
     std::fprintf(stderr, "usage: %s [reads] [mib] [rounds]\n", argv[0]);
     return 2;
