@@ -5,6 +5,7 @@
 
 #include "kvm/system.h"
 #include "kvm/vm_fd.h"
+#include "tests/kvm_test_util.h"
 
 namespace evmm {
 namespace {
@@ -28,6 +29,7 @@ kvm_userspace_memory_region region(uint32_t slot, const Mapping& m) {
 
 // KVM refuses a second slot over the same guest range, so a new slot there shows the old one is gone.
 TEST(MemorySlot, DestroyingTheHandleRemovesTheSlot) {
+  REQUIRE_KVM();
   auto kvm = System::open();
   ASSERT_TRUE(kvm) << kvm.error().message();
   auto vm = kvm->create_vm();

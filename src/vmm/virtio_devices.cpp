@@ -79,6 +79,10 @@ std::string VirtioDevices::stats() const {
     for (size_t f = 0; f < virtio::kQueueFaultCount; ++f)
       if (uint64_t n = s.transport->queue_fault(static_cast<virtio::QueueFault>(f)))
         out += fmt::format(",fault[{}]={}", virtio::to_string(static_cast<virtio::QueueFault>(f)), n);
+    if (const auto* blk = dynamic_cast<const virtio::BlkDevice*>(&s.transport->device())) {
+      const auto& m = blk->metrics();
+      out += fmt::format(",requests={},refused={},host_errors={}", m.requests.load(), m.total_faults(), m.host_errors.load());
+    }
   }
   return out;
 }
