@@ -123,6 +123,51 @@ seed("elf", "pvh", corpus["pvh"]["elf64_note"])
 seed("elf", "multiboot", corpus["multiboot"]["kludge_flat"])
 seed("elf", "bzimage_magic", b"\0" * 0x202 + b"HdrS" + b"\0" * 16)
 
+# Linux bzImages (targets/bzimage_fuzz.cpp): a 2.15 setup header and a tiny ELF64 vmlinux as the
+# payload, compressed as the kernel's build does (the size appended, but to gzip). lz4 and zstd have
+# no module in Python's standard library, so their command-line tools compress those two.
+def compress(kind, data):
+    import bz2, gzip, lzma, subprocess
+    size = struct.pack("<I", len(data))
+    if kind == "gzip":
+        return gzip.compress(data, 9, mtime=0)
+    if kind == "bzip2":
+        return bz2.compress(data, 9) + size
+    if kind == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_ALONE) + size
+    if kind == "xz":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32) + size
+    if kind == "lz4":
+        return subprocess.run(["lz4", "-l", "-9", "-c"], input=data, capture_output=True, check=True).stdout + size
+    return subprocess.run(["zstd", "-19", "-c", "-q"], input=data, capture_output=True, check=True).stdout + size
+
+
+def bzimage(payload, version=0x020F, xloadflags=0x3, relocatable=1):
+    setup_sects = 3
+    img = bytearray((setup_sects + 1) * 512)
+    img[0x1FE:0x200] = b"\x55\xaa"
+    img[0x200:0x202] = b"\xeb\x6a"
+    hdr = {0x1F1: ("B", setup_sects), 0x202: ("I", 0x53726448), 0x206: ("H", version), 0x211: ("B", 1),
+           0x214: ("I", MiB), 0x22C: ("I", 0x7FFFFFFF), 0x230: ("I", 0x200000), 0x234: ("B", relocatable),
+           0x235: ("B", 21), 0x236: ("H", xloadflags), 0x238: ("I", 0x7FF), 0x248: ("I", 0x40),
+           0x24C: ("I", len(payload)), 0x258: ("Q", MiB), 0x260: ("I", MiB)}
+    for off, (fmt, v) in hdr.items():
+        struct.pack_into("<" + fmt, img, off, v)
+    kernel = bytes(range(0x40)) + payload
+    kernel += bytes(-len(kernel) % 16)
+    struct.pack_into("<I", img, 0x1F4, len(kernel) // 16)
+    return bytes(img) + kernel
+
+
+vmlinux = elf(True, MiB, [(MiB, 0xFFFFFFFF81000000, code, 0x2000), (MiB + 0x10000, 0xFFFFFFFF81010000, code, 0x100)])
+for kind in ["gzip", "bzip2", "lzma", "xz", "lz4", "zstd"]:
+    seed("bzimage", kind, bzimage(compress(kind, vmlinux)))
+seed("bzimage", "protocol_2_09", bzimage(compress("gzip", vmlinux), version=0x0209))
+seed("bzimage", "no_kernel64", bzimage(compress("gzip", vmlinux), xloadflags=0))
+seed("bzimage", "not_relocatable", bzimage(compress("zstd", vmlinux), relocatable=0))
+seed("bzimage", "payload_not_elf", bzimage(compress("xz", code * 8)))
+
+
 # --- devices (fuzz/targets/device_ops.h) ----------------------------------------------------------
 
 LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}

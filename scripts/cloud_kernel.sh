@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Fetches Debian's stock cloud kernel (the package linux-image-cloud-amd64 depends on) with
 # `apt-get download`, unpacks its /boot/vmlinuz and decompresses the bzImage payload into a vmlinux
-# that `evmm run --kernel` boots through its PVH note. Cached under OUT_DIR. Prints the vmlinux's
-# path. Exits 77 with the reason on stderr when the package cannot be had (no apt source, offline),
-# so that a test can skip rather than fail. Usage: scripts/cloud_kernel.sh OUT_DIR
+# that `evmm run --kernel` boots through its PVH note. Both are cached under OUT_DIR: the vmlinux as
+# vmlinux-VERSION, the bzImage as vmlinuz-VERSION. Prints the vmlinux's path, or with the mode
+# `bzimage` the bzImage's (for the Linux boot protocol loader and its tests). Exits 77 with the
+# reason on stderr when the package cannot be had (no apt source, offline), so that a test can skip
+# rather than fail. Usage: scripts/cloud_kernel.sh OUT_DIR [vmlinux|bzimage]
 set -euo pipefail
 
-out=${1:?usage: cloud_kernel.sh OUT_DIR}
+out=${1:?usage: cloud_kernel.sh OUT_DIR [vmlinux|bzimage]}
+mode=${2:-vmlinux}
+case $mode in
+  vmlinux) prefix=vmlinux ;;
+  bzimage) prefix=vmlinuz ;;
+  *) echo "cloud_kernel: unknown mode '$mode'; want vmlinux or bzimage" >&2; exit 2 ;;
+esac
 skip() { echo "cloud_kernel: $*" >&2; exit 77; }
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-# A cached vmlinux stays usable offline.
-cached=$(ls "$out"/vmlinux-*-cloud-amd64 2>/dev/null | sort -V | tail -n1 || true)
+# A cached image stays usable offline.
+cached=$(ls "$out"/$prefix-*-cloud-amd64 2>/dev/null | sort -V | tail -n1 || true)
 if [[ -n "$cached" && ${CLOUD_KERNEL_REFRESH:-0} != 1 ]]; then echo "$cached"; exit 0; fi
 
 command -v apt-cache >/dev/null || skip "no apt-cache on this host"
@@ -22,7 +30,8 @@ pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
 [[ -n "$pkg" ]] || skip "apt knows no linux-image-cloud-amd64 (no Debian apt source?)"
 version=${pkg#linux-image-}
 vmlinux="$out/vmlinux-$version"
-if [[ -f "$vmlinux" ]]; then echo "$vmlinux"; exit 0; fi
+wanted="$out/$prefix-$version"
+if [[ -f "$wanted" ]]; then echo "$wanted"; exit 0; fi
 
 work=$(mktemp -d "$out/fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -30,7 +39,10 @@ trap 'rm -rf "$work"' EXIT
 chmod 777 "$work"
 (cd "$work" && apt-get download -q "$pkg" >&2) || skip "apt-get download $pkg failed (offline?)"
 dpkg-deb -x "$work"/"$pkg"_*.deb "$work/root"
-vmlinuz=$(ls "$work/root/boot/vmlinuz-$version")
+cp "$work/root/boot/vmlinuz-$version" "$out/vmlinuz-$version"
+vmlinuz="$out/vmlinuz-$version"
+# A cache from before the bzImage was kept has the vmlinux already.
+if [[ -f "$vmlinux" ]]; then echo "$wanted"; exit 0; fi
 
 # The bzImage carries the kernel ELF compressed with one of these; the first offset whose
 # decompression is an ELF file is it (the magic bytes can also occur by chance in the setup code).
@@ -57,7 +69,7 @@ while i >= 0:
         echo "cloud_kernel: $pkg's vmlinux has no PVH entry note" >&2; exit 1
       fi
       mv "$work/vmlinux" "$vmlinux"
-      echo "$vmlinux"
+      echo "$wanted"
       exit 0
     fi
   done

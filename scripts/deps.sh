@@ -5,7 +5,8 @@ set -euo pipefail
 
 # One line each on why: README.md, "Dependencies".
 build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
-            libbenchmark-dev libxen-dev libseccomp-dev libzydis-dev liburing-dev python3)
+            libbenchmark-dev libxen-dev libseccomp-dev libzydis-dev liburing-dev python3
+            zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev)
 bench_pkgs=(qemu-system-x86)
 fuzz_pkgs=(clang libclang-rt-dev)
 # The small Linux guest (scripts/guest_kernel.sh) and the tools to unpack Debian's cloud kernel.

@@ -46,6 +46,8 @@ TEST(Cli, UsageErrorsExitTwoWithOneLine) {
            {"run", "--kernel", "/x", "--memory", "1"},
            {"run", "--kernel", "/x", "--serial", "bogus"},
            {"run", "--kernel", "/x", "--on-reset", "sometimes"},
+           {"run", "--kernel", "/x", "--boot", "sideways"},
+           {"run", "--kernel", "/x", "--decompress", "cloud"},
            {"frobnicate"},
        }) {
     auto r = evmm(args);
@@ -79,6 +81,29 @@ TEST(Cli, BadImagesAreRefusedWithOneLine) {
   auto r = evmm({"run", "--kernel", "/nonexistent/image"});
   EXPECT_EQ(r.exit_status, 6);
   EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+}
+
+// --boot and --decompress choices an image cannot take: one line each, the image's exit status.
+TEST(Cli, LinuxBootChoicesTheImageCannotTakeAreRefusedWithOneLine) {
+  REQUIRE_KVM();
+  std::string bz(0x1000, '\0');
+  bz.replace(0x202, 4, "HdrS");
+  bz[0x201] = 0x6a;
+  bz[0x206] = 0x09;  // protocol 2.09
+  bz[0x207] = 0x02;
+  auto old_bz = write_temp("old.bzImage", bz);
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"run", "--kernel", old_bz}, "boot protocol 2.09 is older than 2.10"},
+           {{"run", "--kernel", old_bz, "--boot", "pvh"}, "has no PVH entry"},
+           {{"run", "--kernel", guest("demo.mb.elf"), "--decompress", "guest"}, "needs a Linux bzImage"},
+           {{"run", "--kernel", guest("demo.mb.elf"), "--boot", "linux"}, "a 32-bit ELF"},
+           {{"run", "--kernel", guest("demo.mb.elf"), "--boot", "pvh"}, "no PVH entry note"},
+       }) {
+    auto r = evmm(args);
+    EXPECT_EQ(r.exit_status, 6) << r.err;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    EXPECT_TRUE(has(r.err, says)) << r.err;
+  }
 }
 
 // A FIFO that nobody writes: opening it for reading without O_NONBLOCK would wait forever.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "boot/boot_options.h"
 #include "memory/guest_memory.h"
 #include "memory/layout.h"
 
@@ -42,11 +43,13 @@ struct BootConfig {
   std::string cmdline;
   std::vector<Module> modules;  // --initrd becomes module 0
   unsigned cpus = 1;            // not used by load_image; write_platform_tables takes the count
+  BootProtocol protocol = BootProtocol::Auto;
+  Decompress decompress = Decompress::Host;  // for a bzImage (boot/linux.h)
 };
 
 const char* to_string(ImageFormat f);
 
-// Errors: EINVAL for a malformed image (with a one-line reason), ENOEXEC for an unknown format,
+// Errors: EINVAL for a malformed image, or one the chosen protocol cannot boot (with a one-line reason), ENOEXEC for an unknown format,
 // EFAULT/E2BIG when the image or its data do not fit in guest RAM. The image is written only after
 // every segment's placement has been checked; a failed load may still leave boot data behind.
 Result<BootEntry> load_image(const GuestMemory& mem, const BootConfig& cfg);

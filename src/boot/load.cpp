@@ -1,12 +1,14 @@
 // Format detection and dispatch. The order follows what each format can be mistaken for: a bzImage
 // is checked by its setup header first; an ELF with a PVH note is PVH even if it also carries a
-// multiboot header (as Xen itself does); a multiboot header decides over plain ELF.
-#include <cstring>
-
+// multiboot header (as Xen itself does); a multiboot header decides over plain ELF. BootConfig's
+// protocol overrides the choice for Linux: an ELF vmlinux goes through the 64-bit boot protocol
+// with BootProtocol::Linux.
 #include "base/log.h"
 #include "boot/boot.h"
 #include "boot/elf.h"
 #include "boot/image.h"
+#include "boot/linux.h"
+#include "boot/linux_header.h"
 #include "boot/multiboot.h"
 #include "boot/placement.h"
 #include "boot/pvh.h"
@@ -14,15 +16,6 @@
 namespace evmm {
 
 namespace {
-
-// Linux boot protocol (Documentation/arch/x86/boot.rst): "HdrS" at 0x202 of the setup header.
-constexpr uint64_t kBzImageMagicOffset = 0x202;
-constexpr char kBzImageMagic[4] = {'H', 'd', 'r', 'S'};
-
-bool is_bzimage(std::span<const uint8_t> image) {
-  return image.size() >= kBzImageMagicOffset + 4 &&
-         std::memcmp(image.data() + kBzImageMagicOffset, kBzImageMagic, 4) == 0;
-}
 
 Result<BootEntry> load_plain_elf(const GuestMemory& mem, const BootConfig& cfg, const boot::ElfImage& elf) {
   // Entered like Xen's HVM domain builder enters hvmloader: 32-bit flat, nothing passed.
@@ -39,12 +32,26 @@ Result<BootEntry> load_plain_elf(const GuestMemory& mem, const BootConfig& cfg, 
 Result<BootEntry> detect_and_load(const GuestMemory& mem, const BootConfig& cfg) {
   auto image = cfg.image;
   if (image.empty()) return make_error(ENOEXEC, "the image is empty");
-  if (is_bzimage(image)) return make_error(ENOEXEC, "Linux bzImage is not supported yet");
+  if (boot::is_bzimage(image)) {
+    if (cfg.protocol == BootProtocol::Pvh)
+      return make_error(EINVAL, "a Linux bzImage has no PVH entry; boot it with --boot linux (or auto)");
+    return boot::load_linux_bzimage(mem, cfg, TRY(boot::parse_bzimage(image)));
+  }
+  if (cfg.decompress == Decompress::Guest)
+    return make_error(EINVAL, "in-guest decompression (--decompress guest) needs a Linux bzImage; this image is not one");
 
   const bool is_elf = boot::has_elf_magic(image);
   Result<boot::ElfImage> elf = is_elf ? boot::parse_elf(image) : make_error(ENOEXEC, "not ELF");
   if (elf) {
+    if (cfg.protocol == BootProtocol::Linux) return boot::load_linux_vmlinux(mem, cfg, *elf);
     if (auto entry = TRY(boot::find_pvh_entry(*elf, image))) return boot::load_pvh(mem, cfg, *elf, *entry);
+    if (cfg.protocol == BootProtocol::Pvh)
+      return make_error(EINVAL, "the ELF image has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) for --boot pvh");
+  }
+  if (cfg.protocol != BootProtocol::Auto) {
+    if (is_elf) return tl::unexpected(elf.error());
+    return make_error(EINVAL, "--boot {} needs {}; this image is neither", cfg.protocol == BootProtocol::Linux ? "linux" : "pvh",
+                      cfg.protocol == BootProtocol::Linux ? "a bzImage or an ELF vmlinux" : "an ELF image with a PVH note");
   }
   if (auto header = TRY(boot::find_multiboot_header(image))) return boot::load_multiboot(mem, cfg, *header, elf);
   if (elf) return load_plain_elf(mem, cfg, *elf);

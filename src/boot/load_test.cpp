@@ -29,11 +29,12 @@ TEST(BootDetect, EmptyImageIsUnknownFormat) {
   EXPECT_TRUE(fails_with(load(mem, {}), ENOEXEC, "empty"));
 }
 
-TEST(BootDetect, BzImageIsRecognisedButRefused) {
+TEST(BootDetect, BzImageGoesToTheLinuxLoader) {
   auto mem = make_memory();
   Bytes img(0x400, 0);
   std::memcpy(img.data() + 0x202, "HdrS", 4);
-  EXPECT_TRUE(fails_with(load(mem, img), ENOEXEC, "Linux bzImage is not supported yet"));
+  img[0x201] = 0x6a;
+  EXPECT_TRUE(fails_with(load(mem, img), EINVAL, "bzImage: boot protocol 0.00 is older than 2.10"));
 }
 
 TEST(BootDetect, BadMagicIsUnknownFormat) {
@@ -48,6 +49,7 @@ TEST(BootDetect, FormatNames) {
   EXPECT_STREQ(to_string(ImageFormat::Multiboot), "multiboot");
   EXPECT_STREQ(to_string(ImageFormat::Pvh), "PVH");
   EXPECT_STREQ(to_string(ImageFormat::ElfPlain), "ELF");
+  EXPECT_STREQ(to_string(ImageFormat::Linux), "Linux");
 }
 
 class BootPlainElf : public ::testing::TestWithParam<bool> {};

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,8 +48,10 @@ const char* const kDebugger[] = {"ppoll", "poll"};
 
 // The main thread builds VMs (again on a guest reset): it opens images, makes guest memory and the
 // fds the devices use, starts threads (which then install their own filters), and waits for
-// signals. It never executes programs, makes sockets, or ptraces.
+// signals. It never executes programs or ptraces; its only sockets are --net socket= backends
+// (socket, limited to AF_UNIX below; bind to autobind; connect to the peer).
 const char* const kMain[] = {
+    "socket", "bind", "connect",
     "openat", "fcntl", "dup", "statx", "pread64", "memfd_create", "ftruncate", "fallocate",
     "eventfd2", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "timerfd_create",
     "timerfd_settime", "timerfd_gettime", "signalfd4", "ppoll", "poll", "pipe2",
@@ -61,7 +64,9 @@ const char* const kMain[] = {
 // reads and sets the terminal mode of standard input.
 constexpr uint64_t kKvmIoctlType = 0xae00;
 constexpr uint64_t kTerminalIoctls[] = {0x5401 /* TCGETS */, 0x5402 /* TCSETS */, 0x5403 /* TCSETSW */,
-                                        0x5404 /* TCSETSF */, 0x5413 /* TIOCGWINSZ */};
+                                        0x5404 /* TCSETSF */, 0x5413 /* TIOCGWINSZ */,
+                                        // A --net tap= backend attaches its /dev/net/tun fd to the interface.
+                                        0x400454ca /* TUNSETIFF */};
 
 // One argument comparison, every field named: libseccomp's SCMP_A* macros leave datum_b out, which
 // clang's -Wmissing-field-initializers rejects.
@@ -130,6 +135,8 @@ Result<void> add(scmp_filter_ctx ctx, const std::string& name, Role role) {
   int r = 0;
   if (name == "clone")  // threads only: no fork, no new namespaces
     r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+  else if (name == "socket")  // Unix sockets only: a guest never gets evmm onto the network
+    r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(0, SCMP_CMP_EQ, AF_UNIX));
   else if (name == "prctl")  // what installing a filter needs
     for (uint64_t op : {uint64_t(PR_SET_NO_NEW_PRIVS), uint64_t(PR_GET_SECCOMP), uint64_t(PR_SET_SECCOMP)}) {
       if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(0, SCMP_CMP_EQ, op))) != 0) break;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "boot/boot_options.h"
 #include "xen/xen_config.h"
 
 namespace evmm {
@@ -51,6 +52,9 @@ struct VmConfig {
   std::string kernel;
   std::string initrd;
   std::string cmdline;
+  // How a Linux kernel is booted (boot/boot_options.h): `--boot` and `--decompress`.
+  BootProtocol boot = BootProtocol::Auto;
+  Decompress decompress = Decompress::Host;
   unsigned cpus = 1;
   uint64_t memory_mib = 128;
   SerialConfig serial;

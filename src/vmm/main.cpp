@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -238,10 +239,23 @@ int main(int argc, char** argv) {
   std::string serial = "stdio", on_reset = "reset", on_suspend = "suspend";
   bool verbose = false, stats = false, no_seccomp = false;
   std::string gdb_spec;
-  auto* run = app.add_subcommand("run", "Boot a guest image (multiboot, PVH or plain ELF; detected)");
+  auto* run = app.add_subcommand("run", "Boot a guest image (Linux bzImage, multiboot, PVH or plain ELF; detected)");
   run->add_option("--kernel", cfg.kernel, "Guest image")->required();
-  run->add_option("--initrd", cfg.initrd, "File loaded as module 0 (multiboot) or the first PVH module");
+  run->add_option("--initrd", cfg.initrd,
+                  "File loaded as module 0 (multiboot), the first PVH module or Linux's initrd (ramdisk_image)");
   run->add_option("--cmdline", cfg.cmdline, "Guest command line");
+  run->add_option("--boot", cfg.boot,
+                  "How to boot Linux: auto (a bzImage through the 64-bit boot protocol, an ELF with a PVH note "
+                  "through PVH), linux (the 64-bit boot protocol, also for an ELF vmlinux) or pvh")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, BootProtocol>{
+          {"auto", BootProtocol::Auto}, {"linux", BootProtocol::Linux}, {"pvh", BootProtocol::Pvh}}))
+      ->default_str("auto");
+  run->add_option("--decompress", cfg.decompress,
+                  "Where a bzImage's kernel is decompressed: host (by evmm; the kernel runs at its link-time "
+                  "address, no KASLR) or guest (by the kernel's own decompressor; slow where CPL0 is emulated)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, Decompress>{
+          {"host", Decompress::Host}, {"guest", Decompress::Guest}}))
+      ->default_str("host");
   run->add_option("--cpus", cfg.cpus, "Number of vCPUs")->check(CLI::Range(1, 255))->capture_default_str();
   run->add_option("--memory", cfg.memory_mib, "Guest RAM in MiB")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   run->add_option("--serial", serial, "Serial output: stdio, file:PATH or none")->capture_default_str();

@@ -2,9 +2,12 @@
 
 #include "base/log.h"
 #include "devices/virtio/blk/blk.h"
+#include "devices/virtio/console/console.h"
+#include "devices/virtio/net/net.h"
 #include "devices/virtio/rng/rng.h"
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
+#include "vmm/console.h"
 #include "vmm/platform_devices.h"
 
 namespace evmm {
@@ -14,7 +17,6 @@ using namespace platform;
 Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg, const GuestMemory& mem, IoBus& mmio,
                                                              IoEventRegistry& ioevents, PlatformDevices& platform,
                                                              ConsoleOutput& out) {
-  (void)out;
   std::unique_ptr<VirtioDevices> d(new VirtioDevices(cfg, platform));
   const VirtioConfig& v = cfg.virtio;
   size_t wanted = v.disks.size() + v.nets.size() + (v.console ? 1 : 0) + (v.rng ? 1 : 0);
@@ -28,12 +30,40 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
     bc.engine_options.sandbox = cfg.seccomp && seccomp::supported();
     TRY(d->add(TRY(virtio::BlkDevice::create(bc)), "blk", mem, mmio, ioevents));
   }
+  for (size_t i = 0; i < v.nets.size(); ++i) TRY(d->add_net(v.nets[i], unsigned(i), mem, mmio, ioevents));
+  if (v.console) {
+    d->console_ = TRY(virtio::ConsoleDevice::create([&out](std::span<const uint8_t> b) { out.write(b); }));
+    TRY(d->add(d->console_, "console", mem, mmio, ioevents));
+  }
   if (v.rng) TRY(d->add(TRY(virtio::RngDevice::create({})), "rng", mem, mmio, ioevents));
   return d;
 }
 
 VirtioDevices::~VirtioDevices() {
   for (auto& s : slots_) (void)platform_.event_loop().remove(s.id);
+  // Now no device code runs: the input may go (its feeder only ever calls push_input).
+  console_in_.reset();
+}
+
+// The backend's fd is opened here, on the main thread: the device thread may not open anything.
+Result<void> VirtioDevices::add_net(const NetConfig& n, unsigned index, const GuestMemory& mem, IoBus& mmio,
+                                    IoEventRegistry& ioevents) {
+  auto backend = n.backend == NetConfig::Backend::Tap ? virtio::NetBackend::open_tap(n.target)
+                                                      : virtio::NetBackend::connect_socket(n.target);
+  if (!backend) return make_error(backend.error().code(), "--net: {}", backend.error().message());
+  auto dev = virtio::NetDevice::create(std::move(*backend), n.mac.value_or(virtio::derived_mac(index)));
+  nets_.push_back(dev);
+  return add(std::move(dev), fmt::format("net{}", index), mem, mmio, ioevents);
+}
+
+Result<void> VirtioDevices::attach_console_input(int fd) {
+  if (!console_) return make_error(ENODEV, "no virtio console to feed");
+  auto dev = console_;
+  console_in_ = TRY(ConsoleInput::attach(platform_.event_loop(), fd, [dev](std::span<const uint8_t> b) {
+    return dev->push_input(b);
+  }));
+  console_->set_space_callback([p = console_in_.get()] { p->notify_space(); });
+  return {};
 }
 
 Result<void> VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> dev, std::string name, const GuestMemory& mem,
@@ -83,6 +113,17 @@ std::string VirtioDevices::stats() const {
       const auto& m = blk->metrics();
       out += fmt::format(",requests={},refused={},host_errors={}", m.requests.load(), m.total_faults(), m.host_errors.load());
     }
+  }
+  for (size_t i = 0; i < nets_.size(); ++i) {
+    const auto& m = nets_[i]->metrics();
+    out += fmt::format(" net{}:rx_frames={},tx_frames={},rx_dropped={},guest_errors={},backend_errors={}", i,
+                       m.rx_frames.load(), m.tx_frames.load(), m.rx_too_big.load() + m.rx_runts.load(), m.guest_errors(),
+                       m.rx_backend_errors.load() + m.tx_backend_errors.load());
+  }
+  if (console_) {
+    const auto& m = console_->metrics();
+    out += fmt::format(" console:tx_bytes={},rx_bytes={},bad_chains={}", m.tx_bytes.load(), m.rx_bytes.load(),
+                       m.bad_chains.load());
   }
   return out;
 }

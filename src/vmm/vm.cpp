@@ -29,7 +29,9 @@ Result<void> Vm::start() {
   // Threads inherit the mask: only vCPU threads take the kick signal.
   block_kick_signal();
   int input = cfg_.serial.kind == SerialConfig::Kind::Stdio ? STDIN_FILENO : cfg_.serial.input_fd;
-  if (input >= 0) in_ = TRY(devices_->attach_console_input(input));
+  // --console virtio: the keyboard goes to hvc0 instead of COM1.
+  if (input >= 0 && virtio_->has_console()) TRY(virtio_->attach_console_input(input));
+  else if (input >= 0) in_ = TRY(devices_->attach_console_input(input));
   for (auto& v : vcpus_) {
     threads_.emplace_back([this, vcpu = v.get(), sandbox = cfg_.seccomp && seccomp::supported()] {
       if (sandbox) {

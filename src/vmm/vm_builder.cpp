@@ -114,7 +114,7 @@ Result<void> VmBuilder::load_guest() {
   std::string cmdline = cfg.cmdline;
   if (std::string entries = vm_.virtio_->cmdline(); !entries.empty())
     cmdline += (cmdline.empty() ? "" : " ") + entries;
-  BootConfig boot{image, cmdline, {}, cfg.cpus};
+  BootConfig boot{image, cmdline, {}, cfg.cpus, cfg.boot, cfg.decompress};
   if (!cfg.initrd.empty()) {
     initrd = TRY(read_file(cfg.initrd, limit, "initrd"));
     boot.modules.push_back({initrd, cfg.initrd});
