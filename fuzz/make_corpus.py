@@ -281,6 +281,21 @@ for mode, mname in enumerate(["long", "prot", "real", "compat"]):
 # rsp (kvm_regs offset 56) near the bottom of memory, and a gate that is not present.
 seed("assist", "int3_low_stack", bytes([0, 1]) + b"\xcc" + patch_cpu(56, 0x10))
 seed("assist", "int80_not_present", bytes([0, 2]) + b"\xcd\x80" + patch_mem(0x2000 + 0x80 * 16, 0x0000_0E00_0008_0000))
+# The replayed SIMD kinds, with the vector state on (mode bit 2) and rdi (kvm_regs offset 40) at
+# 0x4000; one patch of the XSAVE area (p = 2) puts random bytes in XMM1.
+def patch_fpu(offset, value):
+    return bytes([2]) + offset.to_bytes(2, "little") + value.to_bytes(8, "little")
+
+
+simd = {
+    "movdqu_load": b"\xf3\x0f\x6f\x0f", "movdqa_store": b"\x66\x0f\x7f\x17", "pxor": b"\x66\x0f\xef\x0f",
+    "pshufb": b"\x66\x0f\x38\x00\x07", "vmovdqu_xmm": b"\xc5\xfa\x6f\x07", "vmovdqu_ymm_store": b"\xc5\xfe\x7f\x17",
+    "vpxor_ymm": b"\xc5\xed\xef\x0f", "vmovdqu64_zmm": b"\x62\xf1\xfe\x48\x6f\x0f",
+    "vmovdqu8_masked_store": b"\x62\xf1\x7f\x4a\x7f\x0f", "rorx": b"\xc4\xe3\xfb\xf0\x07\x07",
+    "pclmulqdq": b"\x66\x0f\x3a\x44\x0f\x11", "maskmovdqu": b"\x66\x0f\xf7\xca",
+}
+for name, b in simd.items():
+    seed("assist", f"simd_{name}", bytes([4, len(b)]) + b + patch_cpu(40, 0x4000) + patch_fpu(176, 0x0123456789abcdef))
 
 
 # --- Xen hypercalls (targets/xen_hypercall_fuzz.cpp) ----------------------------------------------

@@ -83,34 +83,30 @@ LinuxBoot boot_linux(const std::string& image, const std::string& cmdline, unsig
 
 std::string tail(const std::string& s, size_t n = 3000) { return s.size() > n ? s.substr(s.size() - n) : s; }
 
-// The issue's acceptance: Debian's cloud kernel with nothing on its command line but the console
-// stopped at `lock cmpxchg16b` (f0 48 0f c7 4d 20) on vCPU 0, and with clearcpuid=cx16 at
-// `ldmxcsr` (0f ae 54 24 04). Now evmm completes both (and the compacted xrstor between them), both
-// CPUs come up, and the boot goes on. It does not reach its end yet: a crypto self-test runs AVX
-// loads (`vmovdqu (%rdi),%xmm0`, c5 fa 6f 07) at CPL0, which no assist completes, and the VM stops
-// there with status 8. The test runs to the end of the boot or to that stop, whichever comes, and
-// prints where it ended; it fails if the boot stops at one of the instructions the issue names.
-TEST(CloudKernelLong, BootsOnTwoVcpusPastCmpxchg16bAndLdmxcsr) {
+// The issue's acceptance: Debian's cloud kernel, with nothing on its command line but the console,
+// runs its whole init on two vCPUs to the root-mount panic (no initramfs is given). On the slow
+// host its CPL0 code is emulated by KVM, and on the way evmm completes what that emulator lacks:
+// `lock cmpxchg16b` (f0 48 0f c7 4d 20), the compacted xrstor, `ldmxcsr` (0f ae 54 24 04), and
+// the SSE/AVX/AVX-512 code of the crypto self-tests and the RNG, first `vmovdqu (%rdi),%xmm0`
+// (c5 fa 6f 07), which it replays on the host CPU (vcpu/x86_simd.h). The test fails if evmm
+// stops at any instruction, or the boot ends anywhere but the root mount. On a host where CPL0
+// runs natively few or none of these assists are needed, so only the end of the boot is required.
+TEST(CloudKernelLong, RunsItsWholeInitOnTwoVcpus) {
   REQUIRE_KVM();
   auto k = kernel_image("cloud_kernel.sh", EVMM_CLOUD_KERNEL_DIR);
   if (k.status == kSkipStatus) GTEST_SKIP() << "Debian's cloud kernel cannot be had: " << k.err;
   ASSERT_EQ(k.status, 0) << k.err;
-  auto b = boot_linux(k.path, "console=ttyS0", 2, "VFS: Unable to mount root fs", std::chrono::minutes(50));
+  auto b = boot_linux(k.path, "console=ttyS0", 2, "Kernel panic - not syncing", std::chrono::minutes(40));
   RecordProperty("boot_seconds", std::to_string(b.seconds));
   size_t at = b.r.err.find("cannot emulate");
   std::string stop = at == std::string::npos ? "no instruction refused" : b.r.err.substr(at, b.r.err.find('\n', at) - at);
-  std::printf("cloud kernel: %s after %.0f s; %s\n", b.reached ? "reached the root mount" : "stopped", b.seconds,
-              stop.c_str());
-  for (const char* named : {"f0 48 0f c7", "0f ae 54 24 04", "48 0f ae 2f"}) {
-    EXPECT_FALSE(has(stop, std::string("instruction ") + named) || has(stop, std::string("(") + named)) << b.r.err;
-  }
-  EXPECT_GE(assists(b.r.err, "cmpxchg16b"), 1u) << b.r.err;
-  EXPECT_GE(assists(b.r.err, "ldmxcsr"), 1u) << b.r.err;
+  std::printf("cloud kernel: %s after %.0f s; %s; assists sse %u avx %u avx512 %u bmi %u\n",
+              b.reached ? "panicked" : "stopped", b.seconds, stop.c_str(), assists(b.r.err, "sse"),
+              assists(b.r.err, "avx"), assists(b.r.err, "avx512"), assists(b.r.err, "bmi"));
+  EXPECT_EQ(at, std::string::npos) << stop << "\n" << tail(b.serial) << b.r.err;
   EXPECT_TRUE(has(b.serial, "smp: Brought up 1 node, 2 CPUs")) << tail(b.serial) << b.r.err;
-  // Where it stops, it stops at an instruction outside the issue's list, with evmm's one line.
-  if (!b.reached) {
-    EXPECT_TRUE(has(b.r.err, "cannot emulate")) << "after " << b.seconds << " s:\n" << tail(b.serial) << b.r.err;
-  }
+  ASSERT_TRUE(b.reached) << "after " << b.seconds << " s:\n" << tail(b.serial) << b.r.err;
+  EXPECT_TRUE(has(b.serial, "VFS: Unable to mount root fs")) << tail(b.serial);
 }
 
 // The small kernel (guests/linux/tiny.config) with the command line of the issue hung without a

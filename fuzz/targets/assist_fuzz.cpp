@@ -3,14 +3,17 @@
 // memory operands through real page tables (identity-mapped by the fake env).
 // The guest memory is 64 KiB from 0 holding a plausible 64-bit world (GDT, IDT, TSS; see
 // testing/assist_test_env.h), addressed with identity translation.
-// Input: byte 0 picks the starting mode (% 4: long, protected, real, compatibility); byte 1 gives
-// the instruction length (% 16), then those bytes; then patches until the input ends, each one byte
-// p then 2 bytes of place and 8 bytes of value: p & 1 == 0 overwrites 8 bytes of the CPU state
-// (kvm_regs then kvm_sregs) at place % (size - 7); p & 1 == 1 writes guest memory at place.
+// Input: byte 0 picks the starting mode (% 4: long, protected, real, compatibility), and with bit 2
+// set turns on the SSE/AVX/AVX-512 state (CR4.OSFXSR/OSXSAVE, XCR0 as the host allows) for the
+// replayed SIMD kinds; byte 1 gives the instruction length (% 16), then those bytes; then patches
+// until the input ends, each one byte p then 2 bytes of place and 8 bytes of value: p & 1 == 1
+// writes guest memory at place; p % 4 == 2 overwrites 8 bytes of the XSAVE area at place % (size - 7);
+// p % 4 == 0 overwrites 8 bytes of the CPU state (kvm_regs then kvm_sregs) at place % (size - 7).
 // Invariants from assist.h: a failure is EINVAL, EOPNOTSUPP or EFAULT (or rdpid's MSR error) with
 // a message, and changes neither the CPU state nor guest memory; a success clears RFLAGS.RF, and
 // only int3/int n/int1/iret change the segment registers, and only they and cmpxchg8b/16b guest memory;
-// iret alone may leave RF set (it loads it from the stack).
+// iret alone may leave RF set (it loads it from the stack). The replayed kinds (sse, avx, avx512,
+// bmi) run the instruction on this process's CPU: they never change RSP, and only sse/avx/avx512 store.
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -58,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   fuzz::Input in(data, size);
   CpuState cpu;
-  switch (in.u8() % 4) {
+  uint8_t mode = in.u8();
+  switch (mode % 4) {
     case 0: cpu = long_mode_state(); break;
     case 1: cpu = protected_mode_state(); break;
     case 2: cpu = real_mode_state(); break;
@@ -66,6 +70,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       cpu = long_mode_state();
       cpu.sregs.cs = flat_segment(kSelCode32, 0xb, false, true);
       break;
+  }
+  static const uint64_t host_simd = [] {
+    uint32_t lo, hi;
+    asm("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo | uint64_t{hi} << 32) & 0xe7;  // x87, SSE, AVX, AVX-512
+  }();
+  env.fpu.assign(4096, 0);
+  env.fpu[0] = 0x7f, env.fpu[1] = 0x03, env.fpu[24] = 0x80, env.fpu[25] = 0x1f, env.fpu[512] = 3;
+  env.xcr0 = 3;
+  env.xcr0_supported = 7;
+  if (mode & 4) {
+    cpu.sregs.cr4 |= (1u << 9) | (1u << 10) | (1u << 18);  // OSFXSR, OSXMMEXCPT, OSXSAVE
+    env.xcr0 = env.xcr0_supported = host_simd;
   }
   auto insn = in.bytes(in.u8() % 16);
   while (!in.done()) {
@@ -77,6 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (p & 1) {
       std::vector<uint8_t> b(value, value + std::min<uint64_t>(8, kMemBytes - place));
       env.poke(place, b);
+    } else if (p % 4 == 2) {
+      std::memcpy(env.fpu.data() + place % (env.fpu.size() - 7), value, 8);
     } else {
       std::memcpy(reinterpret_cast<uint8_t*>(&cpu) + place % (sizeof cpu - 7), value, 8);
     }
@@ -113,7 +132,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool writes = *r == AssistKind::Int3 || *r == AssistKind::IntN || *r == AssistKind::Int1 ||
                 *r == AssistKind::Iret || *r == AssistKind::Cmpxchg8b || *r == AssistKind::Cmpxchg16b ||
                 *r == AssistKind::Stmxcsr || *r == AssistKind::Fxsave || *r == AssistKind::Xsave ||
-                *r == AssistKind::Xsaveopt;
+                *r == AssistKind::Xsaveopt || *r == AssistKind::Sse || *r == AssistKind::Avx ||
+                *r == AssistKind::Avx512;
+  bool replayed = *r == AssistKind::Sse || *r == AssistKind::Avx || *r == AssistKind::Avx512 || *r == AssistKind::Bmi;
+  if (replayed) FUZZ_CHECK(cpu.regs.rsp == before.regs.rsp);
   if (!writes) {
     FUZZ_CHECK(memory_same);
     FUZZ_CHECK(std::memcmp(&cpu.sregs, &before.sregs, sizeof cpu.sregs) == 0);

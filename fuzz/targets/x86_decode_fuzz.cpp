@@ -4,7 +4,10 @@
 // bytes long and lies inside the bytes given, with a known kind, operand and address size,
 // registers and a well-formed memory operand where the instruction has one; failures are EINVAL
 // (truncated or over-long, or a LOCK the instruction refuses) or EOPNOTSUPP (not an assisted instruction).
+// An instruction replayed on the host (kinds sse, avx, avx512, bmi; 64-bit mode only) carries its
+// host encoding, which decodes again to the same instruction, its memory operand RIP-relative.
 #include <cerrno>
+#include <cstring>
 
 #include "fuzz_input.h"
 #include "vcpu/x86_decode.h"
@@ -49,6 +52,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                      d->kind == AssistKind::Clwb || d->kind == AssistKind::Invpcid;
     if (needs_mem) FUZZ_CHECK(d->mem.has_value());
     if (mode != x86::CodeSize::Bits64) FUZZ_CHECK(d->operand_bits != 64 && d->reg < 8 && d->rm < 8);
+    bool replayed = d->kind == AssistKind::Sse || d->kind == AssistKind::Avx || d->kind == AssistKind::Avx512 ||
+                    d->kind == AssistKind::Bmi;
+    FUZZ_CHECK(replayed == d->replay.has_value());
+    if (d->replay) {
+      const auto& r = *d->replay;
+      FUZZ_CHECK(mode == x86::CodeSize::Bits64);
+      FUZZ_CHECK(r.length >= 1 && r.length <= r.bytes.size());
+      FUZZ_CHECK(d->mem.has_value() == (r.disp_offset != 0));
+      if (d->mem) FUZZ_CHECK(r.disp_offset + 4u <= r.length && d->mem->size <= 64 && d->mem->size % r.align == 0);
+      auto again = x86::decode(std::span<const uint8_t>(r.bytes.data(), r.length), x86::CodeSize::Bits64);
+      FUZZ_CHECK(again && again->kind == d->kind && again->length == r.length && again->replay &&
+                 std::strcmp(again->replay->mnemonic, r.mnemonic) == 0);
+      FUZZ_CHECK(again->mem.has_value() == d->mem.has_value());
+      if (d->mem) FUZZ_CHECK(again->mem->rip_relative && again->mem->size == d->mem->size &&
+                             again->mem->segment == x86::SegReg::DS);
+    }
   }
   // Bytes past the 15th cannot change the answer.
   if (bytes.size() > x86::kMaxInsnLength) {

@@ -12,7 +12,7 @@ static const struct action actions[] = {
     {"irq", action_irq},       {"modules", action_modules}, {"serial", action_serial}, {"serialirq", action_serial_irq},
     {"assist", action_assist}, {"assist-force", action_assist_force}, {"assist-fault", action_assist_fault}, {"assist-mem", action_assist_mem}, {"assist-fpu", action_assist_fpu}, {"badinsn", action_badinsn}, {"cpuid", action_cpuid},     {"fwcfg", action_fwcfg},   {"rtc", action_rtc},
     {"doorbell", action_doorbell}, {"ring3", action_ring3}, {"pvsuspend", action_pvsuspend}, {"s3", action_s3},
-    {"virtio", action_virtio}, {"vqbad", action_vqbad}, {"netarp", action_netarp},
+    {"virtio", action_virtio}, {"vqbad", action_vqbad}, {"netarp", action_netarp}, {"consread", action_consread},
     {"rtcalarm", action_rtc_alarm}, {"rtcuip", action_rtc_uip}, {"rtcpie", action_rtc_pie},
 };
 

@@ -33,7 +33,7 @@ void action_doorbell(void);
 void action_ring3(void);
 void action_pvsuspend(void);
 void action_s3(void);
-void action_virtio(void), action_vqbad(void), action_netarp(void);
+void action_virtio(void), action_vqbad(void), action_netarp(void), action_consread(void);
 void action_rtc_alarm(void), action_rtc_uip(void), action_rtc_pie(void);
 
 #endif

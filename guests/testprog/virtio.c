@@ -90,6 +90,24 @@ void action_virtio(void)
         drive_net();
 }
 
+/* The console driver's receive path: what arrives on port 0 until a newline (or 2 s without input). */
+void action_consread(void)
+{
+    static char line[128];
+    uint32_t len = 0;
+    while (len < sizeof(line) - 1 && (!len || line[len - 1] != '\n')) {
+        uint32_t got;
+        check(rt_vcons_read(line + len, (uint32_t)(sizeof(line) - 1 - len), &got, 2000000), "consread");
+        if (!got)
+            break;
+        len += got;
+    }
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    line[len] = '\0';
+    rt_printf("consread: got %s\n", line);
+}
+
 /* An ARP request for 10.0.2.2 from 10.0.2.15 (QEMU user networking's gateway and guest addresses),
  * then the frames that come back within 2 s until the reply: the receive path of the net driver. */
 void action_netarp(void)
@@ -234,6 +252,12 @@ static void other_device(void)
 }
 
 static bool needs_reset(void *arg) { return rt_vdev_status(arg) & RT_VIRTIO_S_NEEDS_RESET; }
+static uint32_t config_irq_before;
+static bool config_irq_seen(void *arg)
+{
+    const struct rt_vdev *d = arg;
+    return (d->isr_seen & 2) && d->irqs != config_irq_before;
+}
 
 /* rt_wait in 2 ms slices: the config interrupt wakes it early, a missing one costs a slice. */
 static bool wait_for(bool (*done)(void *), void *arg, uint32_t timeout_us)
@@ -267,8 +291,11 @@ void action_vqbad(void)
         uint32_t irqs = d->irqs;
         if (!wait_for(needs_reset, d, 2000000))
             FAIL("vqbad: jump: no DEVICE_NEEDS_RESET (status 0x%x)", rt_vdev_status(d));
+        /* The device sets the bit, then raises the config interrupt (§2.1.2): give it 100 ms to land. */
+        config_irq_before = irqs;
+        wait_for(config_irq_seen, d, 100000);
         rt_printf("vqbad: jump: status 0x%x has DEVICE_NEEDS_RESET (config interrupt %s)\n", rt_vdev_status(d),
-                  (d->isr_seen & 2) && d->irqs != irqs ? "taken" : "not seen");
+                  config_irq_seen(d) ? "taken" : "not seen");
         if (!rt_vdev_start(d, want, 1)) /* resets first */
             FAIL("vqbad: restart after reset: %s", d->error);
         uint32_t len = good_request(d, "after reset");

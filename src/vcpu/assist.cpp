@@ -28,6 +28,8 @@
 //   access walks the guest's current tables (x86_paging.h).
 // - Segment checks on memory operands use the cached descriptors in kvm_sregs as the CPU does;
 //   virtual-8086 mode is treated like real mode for them.
+// - The replayed SIMD instructions (x86_simd.h): #XM for an exception MXCSR unmasks, and a masked
+//   access to a page that does not translate, are refused rather than modelled.
 
 namespace evmm {
 
@@ -62,6 +64,10 @@ const char* to_string(AssistKind k) {
     case AssistKind::Xgetbv: return "xgetbv";
     case AssistKind::Xsetbv: return "xsetbv";
     case AssistKind::X87: return "x87";
+    case AssistKind::Sse: return "sse";
+    case AssistKind::Avx: return "avx";
+    case AssistKind::Avx512: return "avx512";
+    case AssistKind::Bmi: return "bmi";
     case AssistKind::Count: break;
   }
   return "unknown";
@@ -86,6 +92,7 @@ namespace fl = x86::rflags;
 std::string describe(const DecodedInsn& d, std::span<const uint8_t> bytes) {
   auto hex = format_bytes(bytes.first(d.length));
   if (d.kind == AssistKind::IntN) return fmt::format("int {:#x} ({})", d.vector, hex);
+  if (d.replay) return fmt::format("{} {} ({})", to_string(d.kind), d.replay->mnemonic, hex);
   return fmt::format("{} ({})", to_string(d.kind), hex);
 }
 
@@ -132,6 +139,10 @@ x86::AssistResult<AssistKind> complete_instruction(std::span<const uint8_t> insn
     case AssistKind::Xgetbv:
     case AssistKind::Xsetbv:
     case AssistKind::X87:
+    case AssistKind::Sse:
+    case AssistKind::Avx:
+    case AssistKind::Avx512:
+    case AssistKind::Bmi:
       TRY_CTX(complete_fpu(d, next, env, next_rip), what);
       break;
     case AssistKind::Rdpid: {

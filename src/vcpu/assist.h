@@ -21,6 +21,10 @@ enum class AssistKind : uint8_t {
   Cmpxchg8b, Cmpxchg16b, Clflush, Clflushopt, Clwb, Invpcid, Iret, Lsl, Lar,
   // The FPU family (x86_fpu.h); vldmxcsr and vstmxcsr count as ldmxcsr and stmxcsr.
   Ldmxcsr, Stmxcsr, Fxsave, Fxrstor, Xsave, Xsaveopt, Xrstor, Xgetbv, Xsetbv, X87,
+  // Replayed natively on the host (x86_simd.h), by encoding: legacy SSE (SSE..SSE4.2, AES-NI,
+  // PCLMULQDQ, SHA, GFNI), VEX vector (AVX, AVX2, FMA, F16C, VAES...), EVEX (AVX-512), and the
+  // general-purpose BMI1/BMI2/ADX instructions.
+  Sse, Avx, Avx512, Bmi,
   Count
 };
 const char* to_string(AssistKind k);

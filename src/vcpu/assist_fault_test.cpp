@@ -132,7 +132,7 @@ TEST(AssistFault, WhatEvmmCannotDoIsNoFault) {
   World w;
   w.long_mode();
   w.gate64(0x80, 0xffffffff81000100, kSelCode64, 0x8e);
-  auto r = w.run({0x0f, 0xae, 0xf0});  // mfence: not an assist
+  auto r = w.run({0x0f, 0x01, 0xee});  // rdpkru: not an assist
   ASSERT_FALSE(r);
   EXPECT_FALSE(r.error().fault());
   w.env.map(World::kIdt, 0x200000);  // the IDT maps beyond guest RAM: a stop, not a guest fault

@@ -5,6 +5,7 @@
 #include "vcpu/x86_fpu.h"
 #include "vcpu/x86_linear.h"
 #include "vcpu/x86_operand.h"
+#include "vcpu/x86_simd.h"
 
 namespace evmm {
 
@@ -14,7 +15,8 @@ bool is_fpu_kind(AssistKind k) {
   switch (k) {
     case AssistKind::Fwait: case AssistKind::Ldmxcsr: case AssistKind::Stmxcsr: case AssistKind::Fxsave:
     case AssistKind::Fxrstor: case AssistKind::Xsave: case AssistKind::Xsaveopt: case AssistKind::Xrstor:
-    case AssistKind::Xgetbv: case AssistKind::Xsetbv: case AssistKind::X87:
+    case AssistKind::Xgetbv: case AssistKind::Xsetbv: case AssistKind::X87: case AssistKind::Sse:
+    case AssistKind::Avx: case AssistKind::Avx512: case AssistKind::Bmi:
       return true;
     default:
       return false;
@@ -91,6 +93,18 @@ x86::AssistResult<void> complete_fpu(const x86::DecodedInsn& d, CpuState& next, 
       next.regs.rax = rax;
       next.regs.rflags = rflags;
       changed = true;
+      break;
+    }
+    case AssistKind::Sse:
+    case AssistKind::Avx:
+    case AssistKind::Avx512:
+    case AssistKind::Bmi: {
+      if (!d.replay) return make_error(EINVAL, "{} without its replay encoding", to_string(d.kind));
+      // #UD and #NM come before the operand's own faults (SDM vol. 2 2.4, exception classes).
+      TRY(x86::simd_check(c, *d.replay));
+      std::optional<uint64_t> linear;
+      if (d.mem) linear = TRY(operand(d.replay->mem_write ? Access::Write : Access::Read));
+      changed = TRY(x86::simd_replay(s, c, *d.replay, mem, linear, d.mem ? d.mem->size : 0, next.regs));
       break;
     }
     default:

@@ -46,6 +46,14 @@ const Bytes kTemplates[] = {
     {0x0f, 0x03, 0xc1}, {0x0f, 0x02, 0xc1}, {0x48, 0x0f, 0x03, 0x07}, {0x66, 0x0f, 0x02, 0x0f},
 };
 
+// Replayed on the host (x86_simd.h), for the fuzzer that turns them on: movdqu load and store,
+// pxor, vmovdqu, vpxor, vmovdqu64 zmm, a masked vmovdqu8 store, rorx, movdqa, pshufb.
+const Bytes kSimdTemplates[] = {
+    {0xf3, 0x0f, 0x6f, 0x0f}, {0xf3, 0x0f, 0x7f, 0x17}, {0x66, 0x0f, 0xef, 0xca}, {0xc5, 0xfa, 0x6f, 0x07},
+    {0xc5, 0xf1, 0xef, 0xc2}, {0x62, 0xf1, 0xfe, 0x48, 0x6f, 0x0f}, {0x62, 0xf1, 0x7f, 0x4a, 0x7f, 0x0f},
+    {0xc4, 0xe3, 0xfb, 0xf0, 0x07, 0x07}, {0x66, 0x0f, 0x6f, 0x07}, {0x66, 0x0f, 0x38, 0x00, 0x07},
+};
+
 // Where the memory-operand templates point rdi and rbx: a zeroed window (invpcid wants a
 // descriptor with bits 63:12 clear).
 constexpr uint64_t kOperandWindow = 0x9000, kOperandBytes = 0x1000;
@@ -55,7 +63,8 @@ constexpr uint64_t kFpuImage = 0xa000;
 
 class Fuzzer {
  public:
-  explicit Fuzzer(uint64_t seed) : rng_(seed) {}
+  // simd: draw from the replayed SIMD templates too.
+  explicit Fuzzer(uint64_t seed, bool simd = false) : rng_(seed), simd_(simd) {}
 
   uint64_t next() { return rng_(); }
   bool chance(unsigned one_in) { return rng_() % one_in == 0; }
@@ -158,7 +167,8 @@ class Fuzzer {
     Bytes b;
     if (chance(3)) {
       // A known encoding, with a prefix added, a byte changed, or cut short.
-      b = kTemplates[rng_() % std::size(kTemplates)];
+      b = simd_ && chance(2) ? kSimdTemplates[rng_() % std::size(kSimdTemplates)]
+                             : kTemplates[rng_() % std::size(kTemplates)];
       if (chance(3)) b.insert(b.begin(), kInteresting[rng_() % std::size(kInteresting)]);
       if (chance(4)) b[rng_() % b.size()] = static_cast<uint8_t>(rng_());
       if (chance(4)) b.resize(rng_() % (b.size() + 1));
@@ -173,6 +183,7 @@ class Fuzzer {
 
  private:
   std::mt19937_64 rng_;
+  bool simd_;
 };
 
 // True when the two images differ only in the accessed and dirty flags (bits 5 and 6) of
@@ -225,7 +236,8 @@ std::array<int, static_cast<size_t>(AssistKind::Count)> run_fuzz(Fuzzer& f, Fake
     }
     if (*r == AssistKind::Int3 || *r == AssistKind::IntN || *r == AssistKind::Int1 || *r == AssistKind::Iret ||
         *r == AssistKind::Cmpxchg8b || *r == AssistKind::Cmpxchg16b || *r == AssistKind::Stmxcsr ||
-        *r == AssistKind::Fxsave || *r == AssistKind::Xsave || *r == AssistKind::Xsaveopt) {
+        *r == AssistKind::Fxsave || *r == AssistKind::Xsave || *r == AssistKind::Xsaveopt || *r == AssistKind::Sse ||
+        *r == AssistKind::Avx || *r == AssistKind::Avx512) {
       reference = std::move(now);
     } else {
       // The page walk of a memory operand may set accessed flags where a random CR3 puts the tables
@@ -243,8 +255,29 @@ TEST(AssistFuzz, IdentityTranslation) {
   Fuzzer f(0x5eed0001);
   FakeEnv env(kMemBytes);
   auto ran = run_fuzz(f, env);
-  for (int k = 0; k < static_cast<int>(AssistKind::Count); ++k)
-    EXPECT_GT(ran[k], 0) << "the fuzzer never completed " << to_string(static_cast<AssistKind>(k));
+  for (int k = 0; k < static_cast<int>(AssistKind::Count); ++k) {
+    auto kind = static_cast<AssistKind>(k);
+    if (kind >= AssistKind::Sse) continue;  // AssistFuzz.ReplayedSimd
+    EXPECT_GT(ran[k], 0) << "the fuzzer never completed " << to_string(kind);
+  }
+}
+
+// The replayed kinds with the vector state the host has (XCR0 with AVX and AVX-512 if it can).
+TEST(AssistFuzz, ReplayedSimd) {
+  Fuzzer f(0x5eed0003, true);
+  FakeEnv env(kMemBytes);
+  uint32_t lo, hi;
+  asm("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  env.xcr0 = env.xcr0_supported = (lo | uint64_t{hi} << 32) & 0xe7;
+  auto ran = run_fuzz(f, env);
+  for (auto kind : {AssistKind::Sse, AssistKind::Avx, AssistKind::Avx512, AssistKind::Bmi}) {
+    // A host without these never runs them (the decoder refuses what the host lacks).
+    if ((kind == AssistKind::Avx && !__builtin_cpu_supports("avx")) ||
+        (kind == AssistKind::Avx512 && !__builtin_cpu_supports("avx512f")) ||
+        (kind == AssistKind::Bmi && !__builtin_cpu_supports("bmi2")))
+      continue;
+    EXPECT_GT(ran[static_cast<size_t>(kind)], 0) << "the fuzzer never completed " << to_string(kind);
+  }
 }
 
 TEST(AssistFuzz, PageMapWithHoles) {

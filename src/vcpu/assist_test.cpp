@@ -308,8 +308,8 @@ TEST(AssistDecode, RexMustImmediatelyPrecedeTheOpcode) {
 TEST(AssistDecode, UnsupportedInstructionsNameTheirBytes) {
   World w;
   w.long_mode();
-  expect_refused(w, {0x0f, 0xae, 0xf0}, EOPNOTSUPP, "unsupported instruction 0f ae f0");  // mfence
-  expect_refused(w, {0x0f, 0xae, 0xf0, 0x90, 0x90}, EOPNOTSUPP, "unsupported instruction 0f ae f0 90 90");
+  expect_refused(w, {0x0f, 0x01, 0xee}, EOPNOTSUPP, "unsupported instruction 0f 01 ee");  // rdpkru
+  expect_refused(w, {0x0f, 0x01, 0xee, 0x90, 0x90}, EOPNOTSUPP, "unsupported instruction 0f 01 ee 90 90");
   expect_refused(w, {0x0f, 0xbc, 0xc3}, EOPNOTSUPP, "unsupported instruction 0f bc c3");        // bsf
   expect_refused(w, {0x0f, 0xbd, 0xc3}, EOPNOTSUPP, "unsupported instruction");                 // bsr
   expect_refused(w, {0xf2, 0x0f, 0xb8, 0xc3}, EOPNOTSUPP, "unsupported instruction");

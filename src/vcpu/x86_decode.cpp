@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "vcpu/x86_decode_zydis.h"
+
 namespace evmm::x86 {
 namespace {
 
@@ -69,16 +71,6 @@ std::optional<AssistKind> assist_kind(ZydisMnemonic m) {
   }
 }
 
-// Register number in the ModRM/REX numbering, for general-purpose registers of any width but 8.
-std::optional<uint8_t> gpr_number(ZydisRegister r) {
-  switch (ZydisRegisterGetClass(r)) {
-    case ZYDIS_REGCLASS_GPR16:
-    case ZYDIS_REGCLASS_GPR32:
-    case ZYDIS_REGCLASS_GPR64: return static_cast<uint8_t>(ZydisRegisterGetId(r));
-    default: return std::nullopt;
-  }
-}
-
 std::optional<SegReg> segment(ZydisRegister r) {
   switch (r) {
     case ZYDIS_REGISTER_ES: return SegReg::ES;
@@ -92,6 +84,46 @@ std::optional<SegReg> segment(ZydisRegister r) {
 }
 
 }  // namespace
+
+namespace zydis {
+
+std::optional<uint8_t> gpr_number(ZydisRegister r) {
+  switch (ZydisRegisterGetClass(r)) {
+    case ZYDIS_REGCLASS_GPR16:
+    case ZYDIS_REGCLASS_GPR32:
+    case ZYDIS_REGCLASS_GPR64: return static_cast<uint8_t>(ZydisRegisterGetId(r));
+    default: return std::nullopt;
+  }
+}
+
+AssistResult<MemRef> memory_operand(const ZydisDecodedOperand& op, std::span<const uint8_t> bytes) {
+  auto hex = [&] { return format_bytes(bytes); };
+  if (op.mem.type != ZYDIS_MEMOP_TYPE_MEM)
+    return make_error(EOPNOTSUPP, "unsupported instruction {} (memory operand)", hex());
+  MemRef m{};
+  auto seg = segment(op.mem.segment);
+  if (!seg) return make_error(EOPNOTSUPP, "unsupported instruction {} (segment)", hex());
+  m.segment = *seg;
+  m.base = m.index = kNoReg;
+  if (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP) {
+    m.rip_relative = true;
+  } else if (op.mem.base != ZYDIS_REGISTER_NONE) {
+    auto b = gpr_number(op.mem.base);
+    if (!b) return make_error(EOPNOTSUPP, "unsupported instruction {} (base register)", hex());
+    m.base = *b;
+  }
+  if (op.mem.index != ZYDIS_REGISTER_NONE) {
+    auto x = gpr_number(op.mem.index);
+    if (!x) return make_error(EOPNOTSUPP, "unsupported instruction {} (index register)", hex());
+    m.index = *x;
+  }
+  m.scale = op.mem.scale ? op.mem.scale : 1;
+  m.disp = op.mem.disp.has_displacement ? op.mem.disp.value : 0;
+  m.size = static_cast<uint16_t>(std::max<unsigned>(op.size / 8, 1));
+  return m;
+}
+
+}  // namespace zydis
 
 Result<DecodeMode> decode_mode(const kvm_sregs& sregs) {
   CodeSize size = TRY(code_size(sregs));
@@ -140,6 +172,10 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
   bool x87 = insn.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT && insn.opcode >= 0xD8 && insn.opcode <= 0xDF &&
              insn.raw.modrm.mod == 3 && insn.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY;
   auto kind = x87 ? AssistKind::X87 : assist_kind(insn.mnemonic);
+  if (!kind && mode == DecodeMode::Long64) {
+    auto replay = zydis::decode_replay(insn, ops, bytes);
+    if (replay || replay.error().code() != EOPNOTSUPP) return replay;
+  }
   if (!kind) return make_error(EOPNOTSUPP, "unsupported instruction {}", hex());
 
   DecodedInsn d{};
@@ -158,7 +194,7 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
     const ZydisDecodedOperand& op = ops[i];
     switch (op.type) {
       case ZYDIS_OPERAND_TYPE_REGISTER: {
-        auto n = gpr_number(op.reg.value);
+        auto n = zydis::gpr_number(op.reg.value);
         if (!n) return make_error(EOPNOTSUPP, "unsupported instruction {} (register operand)", hex());
         // The ModRM.reg operand comes first where both are registers (popcnt r, r/m).
         if (op.encoding == ZYDIS_OPERAND_ENCODING_MODRM_RM) d.rm = *n;
@@ -166,32 +202,9 @@ AssistResult<DecodedInsn> decode(std::span<const uint8_t> all, DecodeMode mode) 
         else d.rm = *n;
         break;
       }
-      case ZYDIS_OPERAND_TYPE_MEMORY: {
-        if (op.mem.type != ZYDIS_MEMOP_TYPE_MEM)
-          return make_error(EOPNOTSUPP, "unsupported instruction {} (memory operand)", hex());
-        MemRef m{};
-        auto seg = segment(op.mem.segment);
-        if (!seg) return make_error(EOPNOTSUPP, "unsupported instruction {} (segment)", hex());
-        m.segment = *seg;
-        m.base = m.index = kNoReg;
-        if (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP) {
-          m.rip_relative = true;
-        } else if (op.mem.base != ZYDIS_REGISTER_NONE) {
-          auto b = gpr_number(op.mem.base);
-          if (!b) return make_error(EOPNOTSUPP, "unsupported instruction {} (base register)", hex());
-          m.base = *b;
-        }
-        if (op.mem.index != ZYDIS_REGISTER_NONE) {
-          auto x = gpr_number(op.mem.index);
-          if (!x) return make_error(EOPNOTSUPP, "unsupported instruction {} (index register)", hex());
-          m.index = *x;
-        }
-        m.scale = op.mem.scale ? op.mem.scale : 1;
-        m.disp = op.mem.disp.has_displacement ? op.mem.disp.value : 0;
-        m.size = static_cast<uint16_t>(std::max<unsigned>(op.size / 8, 1));
-        d.mem = m;
+      case ZYDIS_OPERAND_TYPE_MEMORY:
+        d.mem = TRY(zydis::memory_operand(op, bytes));
         break;
-      }
       case ZYDIS_OPERAND_TYPE_IMMEDIATE:
         d.vector = static_cast<uint8_t>(op.imm.value.u);
         break;

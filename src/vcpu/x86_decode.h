@@ -9,6 +9,7 @@
 //   EOPNOTSUPP  "unsupported instruction <hex>": anything the assists do not complete
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -40,6 +41,24 @@ struct MemRef {
   uint16_t size;       // bytes the instruction accesses there
 };
 
+// An SSE/AVX/AVX-512/BMI instruction the assists replay on the host CPU (x86_simd.h), as the
+// decoder prepared it: the guest's bytes with segment-override and address-size prefixes dropped
+// and the memory operand, if any, turned into a RIP-relative disp32 for the host's buffer.
+struct ReplayInsn {
+  enum class Encoding : uint8_t { Legacy, Vex, Evex };
+  std::array<uint8_t, kMaxInsnLength + 4> bytes{};  // + 4: a disp8 may become a disp32
+  uint8_t length = 0;
+  uint8_t disp_offset = 0;  // where the disp32 of the memory operand goes (memory forms only)
+  Encoding encoding = Encoding::Legacy;
+  bool vector = false;      // names XMM/YMM/ZMM or mask registers: the #UD and #NM rules apply
+  bool avx512 = false;      // EVEX, or names a mask register: needs XCR0's opmask and ZMM components
+  bool uses_mxcsr = false;  // a floating-point operation, which may raise SIMD exceptions
+  bool mem_read = false, mem_write = false;
+  bool masked = false;      // the memory access is per element under a mask (EVEX {k}, vmaskmov)
+  uint8_t align = 1;        // the memory operand must be aligned to this (#GP(0) otherwise)
+  const char* mnemonic = "";
+};
+
 struct DecodedInsn {
   AssistKind kind;
   uint8_t length;        // bytes, prefixes included
@@ -56,6 +75,7 @@ struct DecodedInsn {
   bool rex_w;
   bool vex;
   std::optional<MemRef> mem;  // the memory operand, if the instruction has one
+  std::optional<ReplayInsn> replay;  // kinds Sse, Avx, Avx512 and Bmi
 };
 
 // Which decoder mode applies: 64-bit, compatibility mode (IA-32e with a 32- or 16-bit CS),
