@@ -89,6 +89,9 @@ bench: build
 	$(BUILD)/bench/evmm_suspend_bench
 	$(BUILD)/bench/evmm_xen_bench
 	$(BUILD)/bench/evmm_virtio_net_bench --benchmark_min_time=0.2
+	$(BUILD)/bench/evmm_blk_engine_bench --benchmark_min_time=0.1
+	$(BUILD)/bench/evmm_blk_bench
+	$(BUILD)/bench/evmm_linux_boot_bench
 
 # Every libFuzzer target for FUZZ_SECONDS each (or only FUZZ_TARGETS), built with clang, ASan and
 # UBSan in their own build dir; exits non-zero on a crash and names the reproducer (fuzz/README.md).
