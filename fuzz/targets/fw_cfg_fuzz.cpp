@@ -17,6 +17,7 @@
 #include "bus/io_bus.h"
 #include "device_ops.h"
 #include "devices/fw_cfg.h"
+#include "fuzz_memory.h"
 #include "memory/guest_memory.h"
 #include "memory/layout.h"
 
@@ -26,15 +27,6 @@ namespace {
 
 constexpr uint64_t kMemBytes = 64 * 1024;
 constexpr char kDmaSignature[] = "QEMU CFG";
-
-const GuestMemory& memory() {
-  static GuestMemory mem = [] {
-    auto m = GuestMemory::create({{GuestAddress(0), kMemBytes}});
-    FUZZ_CHECK(m);
-    return std::move(*m);
-  }();
-  return mem;
-}
 
 std::vector<uint8_t> le_bytes(uint64_t v, size_t n) {
   std::vector<uint8_t> out(n);
@@ -119,8 +111,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
-  const GuestMemory& mem = memory();
-  FUZZ_CHECK(mem.fill(GuestAddress(0), 0, kMemBytes));
+  const GuestMemory& mem = fuzz::zeroed_memory<kMemBytes>();
   const bool dma = in.u8() & 1;
 
   // What the guest should read for each key; the file directory is left out (not modelled).

@@ -16,6 +16,7 @@
 
 #include "devices/virtio/blk/request.h"
 #include "fuzz_input.h"
+#include "fuzz_memory.h"
 
 using namespace evmm;
 using namespace evmm::virtio;
@@ -23,15 +24,6 @@ using namespace evmm::virtio;
 namespace {
 
 constexpr uint64_t kMemBytes = 64 * 1024;
-
-const GuestMemory& memory() {
-  static GuestMemory mem = [] {
-    auto m = GuestMemory::create({{GuestAddress(0), kMemBytes}});
-    FUZZ_CHECK(m);
-    return std::move(*m);
-  }();
-  return mem;
-}
 
 bool inside(const DescriptorChain& c, const GuestRange& r, bool writable) {
   for (const Descriptor& d : c.descs)
@@ -48,8 +40,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
-  const GuestMemory& mem = memory();
-  FUZZ_CHECK(mem.fill(GuestAddress(0), 0, kMemBytes));
+  const GuestMemory& mem = fuzz::zeroed_memory<kMemBytes>();
   const uint8_t flags = in.u8();
   BlkLimits limits;
   limits.readonly = flags & 1;

@@ -12,6 +12,7 @@
 #include "devices/virtio/queue.h"
 #include "devices/virtio/virtio_abi.h"
 #include "fuzz_input.h"
+#include "fuzz_memory.h"
 #include "memory/guest_memory.h"
 
 using namespace evmm;
@@ -20,15 +21,6 @@ using namespace evmm::virtio;
 namespace {
 
 constexpr uint64_t kMemBytes = 16 * 1024;
-
-const GuestMemory& memory() {
-  static GuestMemory mem = [] {
-    auto m = GuestMemory::create({{GuestAddress(0), kMemBytes}});
-    FUZZ_CHECK(m);
-    return std::move(*m);
-  }();
-  return mem;
-}
 
 }  // namespace
 
@@ -39,8 +31,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
-  const GuestMemory& mem = memory();
-  FUZZ_CHECK(mem.fill(GuestAddress(0), 0, kMemBytes));
+  const GuestMemory& mem = fuzz::zeroed_memory<kMemBytes>();
   const uint8_t flags = in.u8();
   const uint64_t features = ((flags & 1) ? 1ull << VIRTIO_RING_F_INDIRECT_DESC : 0) |
                             ((flags & 2) ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0);
