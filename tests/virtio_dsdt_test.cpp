@@ -52,6 +52,25 @@ TEST(VirtioDsdtScan, TruncatedTablesNeverOverread) {
   }
 }
 
+// Any byte of the table changed to a value that means something to the scan (PkgLength forms with
+// 0-3 follow bytes, resource item tags, opcodes) yields at most the devices there are, and the scan
+// stays inside the table (ASan checks every read here).
+TEST(VirtioDsdtScan, CorruptedBytesNeverOverread) {
+  std::vector<VirtioMmioDesc> devs{{0xd0001000, 0x200, 5}, {0xd0002000, 0x200, 6}};
+  const boot::aml::Bytes full = boot::dsdt_aml(devs);
+  const uint8_t values[] = {0x00, 0x01, 0x07, 0x3f, 0x40, 0x7f, 0x80, 0x82, 0x86, 0x89, 0xbf, 0xc0, 0xff};
+  for (size_t i = 0; i < full.size(); ++i)
+    for (uint8_t v : values) {
+      boot::aml::Bytes a = full;
+      a[i] = v;
+      size_t device_ops = 0;  // each DeviceOp yields one device or one bad one at most
+      for (size_t j = 0; j + 1 < a.size(); ++j) device_ops += a[j] == 0x5b && a[j + 1] == 0x82;
+      int bad = 0;
+      auto found = scan(a, &bad);
+      EXPECT_LE(found.size() + size_t(bad), device_ops) << i << " " << int(v);
+    }
+}
+
 // A device whose _CRS lost its interrupt is counted as bad, not taken with a GSI of 0.
 TEST(VirtioDsdtScan, DeviceWithoutInterruptIsBad) {
   std::vector<VirtioMmioDesc> devs{{0xd0001000, 0x200, 5}};

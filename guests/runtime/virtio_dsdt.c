@@ -27,12 +27,16 @@ enum {
 static const uint8_t hid_string[] = {0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0};
 static const uint8_t crs_name[] = {'_', 'C', 'R', 'S', AML_BUFFER_OP};
 
-/* §20.2.4 PkgLength: the encoded length (which counts its own bytes) and how many bytes encode it. */
+/* §20.2.4 PkgLength: the encoded length (which counts its own bytes) and how many bytes encode it;
+ * 0 when the encoding does not fit before end (p may be end itself: a DeviceOp the table ends with). */
 static uint32_t pkg_length(const uint8_t *p, const uint8_t *end, uint32_t *bytes)
 {
+    *bytes = 1;
+    if (p >= end)
+        return 0;
     uint32_t follow = p[0] >> 6;
     *bytes = follow + 1;
-    if (p + follow >= end)
+    if ((size_t)(end - p) <= follow)
         return 0;
     if (!follow)
         return p[0] & 0x3f;
@@ -61,31 +65,37 @@ static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] 
 static bool parse_crs(const uint8_t *p, const uint8_t *end, struct rt_virtio_mmio *d)
 {
     uint32_t nbytes, len = pkg_length(p, end, &nbytes);
-    if (!len || p + len > end)
+    if (!len || len > (size_t)(end - p))
         return false;
     end = p + len;
     p += nbytes;
     /* BufferSize: a byte, word or dword constant (what ASL compilers and evmm emit). */
     if (p >= end)
         return false;
+    size_t size_bytes;
     if (*p == AML_BYTE_PREFIX)
-        p += 2;
+        size_bytes = 2;
     else if (*p == AML_WORD_PREFIX)
-        p += 3;
+        size_bytes = 3;
     else if (*p == AML_DWORD_PREFIX)
-        p += 5;
+        size_bytes = 5;
     else
         return false;
+    if ((size_t)(end - p) < size_bytes)
+        return false;
+    p += size_bytes;
     bool base = false, gsi = false;
     while (p < end && *p != RES_END_TAG) {
         if (!(*p & 0x80)) { /* small item: length in bits 0-2 */
+            if ((size_t)(end - p) <= (size_t)(*p & 7))
+                return false;
             p += 1 + (*p & 7);
             continue;
         }
-        if (p + 3 > end)
+        if (end - p < 3)
             return false;
         uint32_t n = (uint32_t)p[1] | (uint32_t)p[2] << 8;
-        if (p + 3 + n > end)
+        if ((size_t)(end - p) - 3 < n)
             return false;
         if (p[0] == RES_MEMORY32_FIXED && n >= 9) {
             d->base = rd32(p + 4);
@@ -108,9 +118,9 @@ int rt_virtio_scan_aml(const uint8_t *aml, const uint8_t *end, struct rt_virtio_
     *bad = 0;
     for (const uint8_t *p = aml; n < max && (p = find_bytes(p, end, device_op, 2)); p += 2) {
         uint32_t nbytes, len = pkg_length(p + 2, end, &nbytes);
+        if (!len || len > (size_t)(end - (p + 2)))
+            continue; /* a 0x5B 0x82 inside some other object's data, or a table cut short */
         const uint8_t *dev_end = p + 2 + len;
-        if (!len || dev_end > end)
-            continue; /* a 0x5B 0x82 inside some other object's data */
         const uint8_t *next = find_bytes(p + 2, dev_end, device_op, 2);
         const uint8_t *limit = next ? next : dev_end;
         if (!find_bytes(p + 2, limit, hid_string, sizeof(hid_string)))
