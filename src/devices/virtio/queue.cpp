@@ -7,6 +7,7 @@
 #include <bit>
 #include <numeric>
 
+#include "base/barrier.h"
 #include "base/log.h"
 
 namespace evmm::virtio {
@@ -121,7 +122,7 @@ Virtqueue::Pop Virtqueue::pop(DescriptorChain& out) {
       // §2.7.10: ask for a notification once the driver passes next_avail_, then look again: a
       // chain published before the driver could see avail_event would otherwise wait forever.
       (void)used_.store<uint16_t>(used_entry(layout_.size), next_avail_, std::memory_order_release);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      full_barrier();
       if (avail_.load<uint16_t>(kRingIdx, std::memory_order_acquire).value_or(next_avail_) == next_avail_)
         return Pop::Empty;
       continue;
@@ -212,7 +213,7 @@ void Virtqueue::add_used(uint16_t head, uint32_t written) {
 bool Virtqueue::needs_interrupt() {
   if (!ready_) return false;
   // The used index store must be visible before the driver's suppression fields are read (§2.7.10).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  full_barrier();
   const uint16_t old = signalled_used_, now = next_used_;
   if (signalled_valid_ && old == now) return false;
   bool want;
