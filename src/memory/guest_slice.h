@@ -111,6 +111,7 @@ class GuestSlice {
 
  private:
   friend class GuestMemory;
+  friend class AddressSpace;
   GuestSlice(uint8_t* base, uint64_t len) : base_(base), len_(len) {}
 
   bool in_bounds(uint64_t off, uint64_t len) const { return off <= len_ && len <= len_ - off; }
