@@ -22,7 +22,7 @@ constexpr uint64_t kRegion = 1 << 20;
 constexpr int kRegions = 64;
 
 struct Space {
-  Space() : as(AddressSpace::create()) {
+  Space() : as(AddressSpace::create().value()) {
     fd = UniqueFd(::memfd_create("as-bench", MFD_CLOEXEC));
     if (::ftruncate(fd.get(), off_t(kRegion * kRegions)) != 0) std::abort();
     // Regions 2 MiB apart in guest space, so none is adjacent to the next.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <cstring>
 
 #include "base/log.h"
@@ -23,12 +24,30 @@ struct Mapping {
   uint64_t fd_offset;
   UniqueFd fd;
   uint8_t* host;
+  uint64_t log_offset;
+  uint64_t* log;  // the region's dirty bitmap, mapped from the space's log fd: bit i is page i
 
-  Mapping(GuestAddress s, uint64_t n, uint64_t off, UniqueFd f, uint8_t* h)
-      : start(s), size(n), fd_offset(off), fd(std::move(f)), host(h) {}
+  Mapping(GuestAddress s, uint64_t n, uint64_t off, UniqueFd f, uint8_t* h, uint64_t loff, uint64_t* l)
+      : start(s), size(n), fd_offset(off), fd(std::move(f)), host(h), log_offset(loff), log(l) {}
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { ::munmap(host, size); }
+  ~Mapping() {
+    ::munmap(host, size);
+    ::munmap(log, wire::log_bytes(size));
+  }
+  // Marks the pages of [off, off+len) dirty, after the bytes were written (release: a collector that
+  // sees the bit sees the bytes).
+  void mark_dirty(uint64_t off, uint64_t len) const {
+    if (!len) return;
+    const uint64_t first = off / wire::kPageSize, last = (off + len - 1) / wire::kPageSize;
+    for (uint64_t w = first / 64; w <= last / 64; ++w) {
+      const uint64_t lo = w == first / 64 ? first % 64 : 0, hi = w == last / 64 ? last % 64 : 63;
+      const uint64_t bits = (hi == 63 ? ~0ull : (2ull << hi) - 1) & ~((1ull << lo) - 1);
+      // Always the read-modify-write, even when the bits look set: skipping it on a plain load could let
+      // a collector clear them and copy the page before this thread's writes are visible.
+      std::atomic_ref<uint64_t>(log[w]).fetch_or(bits, std::memory_order_release);
+    }
+  }
   GuestAddress end() const { return start + size; }
   bool contains(GuestAddress a, uint64_t len) const { return a >= start && a - start <= size && len <= size - (a - start); }
 };
@@ -145,13 +164,13 @@ class AddressSpace::Access {
 
 namespace {
 
-// fn(host pointer, bytes, offset into the access) for each region piece of [addr, addr+len), once
-// every byte is known to be backed; EFAULT and no call otherwise.
+// fn(region, offset in it, bytes, offset into the access) for each region piece of [addr, addr+len),
+// once every byte is known to be backed; EFAULT and no call otherwise.
 template <typename A, typename Fn>
 Result<void> for_each_piece(A& a, GuestAddress addr, uint64_t len, Fn&& fn) {
   if (!len) return {};
   if (const Mapping* m = a.region(addr, len)) {
-    fn(m->host + (addr - m->start), len, uint64_t{0});
+    fn(*m, addr - m->start, len, uint64_t{0});
     return {};
   }
   if (!addr.checked_add(len)) {
@@ -169,7 +188,7 @@ Result<void> for_each_piece(A& a, GuestAddress addr, uint64_t len, Fn&& fn) {
   for (uint64_t done = 0; done < len;) {
     const Mapping* m = a.region_at(addr + done);
     uint64_t n = std::min(len - done, m->end() - (addr + done));
-    fn(m->host + (addr + done - m->start), n, done);
+    fn(*m, addr + done - m->start, n, done);
     done += n;
   }
   return {};
@@ -177,7 +196,7 @@ Result<void> for_each_piece(A& a, GuestAddress addr, uint64_t len, Fn&& fn) {
 
 }  // namespace
 
-AddressSpace::AddressSpace() : id_(as_detail::next_space_id.fetch_add(1)) {
+AddressSpace::AddressSpace(UniqueFd log_fd) : id_(as_detail::next_space_id.fetch_add(1)), log_fd_(std::move(log_fd)) {
   auto empty = std::make_unique<Snapshot>(Snapshot{1, {}});
   current_.store(empty.release());
   generation_.store(1);
@@ -188,7 +207,11 @@ AddressSpace::~AddressSpace() {
   delete current_.load();
 }
 
-std::unique_ptr<AddressSpace> AddressSpace::create() { return std::unique_ptr<AddressSpace>(new AddressSpace()); }
+Result<std::unique_ptr<AddressSpace>> AddressSpace::create() {
+  int log = ::memfd_create("evmm-dirty-log", MFD_CLOEXEC);
+  if (log < 0) return errno_error("address space: memfd_create for the dirty log");
+  return std::unique_ptr<AddressSpace>(new AddressSpace(UniqueFd(log)));
+}
 
 std::shared_ptr<ReaderSlot> AddressSpace::register_slot_shared() const {
   auto slot = std::make_shared<ReaderSlot>();
@@ -243,11 +266,21 @@ Result<void> check_region_fd(int fd, uint64_t size, uint64_t fd_offset) {
 
 }  // namespace
 
-Result<void> AddressSpace::add_locked(GuestAddress start, uint64_t size, int fd, uint64_t fd_offset) {
+Result<void> AddressSpace::add_locked(GuestAddress start, uint64_t size, int fd, uint64_t fd_offset,
+                                      std::optional<uint64_t> log_offset) {
   if (!size || size % wire::kPageSize || start.raw() % wire::kPageSize || fd_offset % wire::kPageSize)
     return make_error(EINVAL, "address space: region {}+{:#x} at fd offset {:#x} is empty or not page-aligned", start, size, fd_offset);
   if (!start.checked_add(size)) return make_error(EINVAL, "address space: region {}+{:#x} wraps", start, size);
   TRY(check_region_fd(fd, size, fd_offset));
+  // The exporter gives each region a fresh part of the log (never reused: a pinned view released after
+  // its region's removal still marks there); an attached space maps the part the exporter chose.
+  const uint64_t log_len = wire::log_bytes(size);
+  const uint64_t log_off = log_offset.value_or(log_next_);
+  if (log_offset) {
+    TRY_CTX(check_region_fd(log_fd_.get(), log_len, log_off), "the dirty log");
+  } else if (::ftruncate(log_fd_.get(), off_t(log_next_ + log_len)) < 0) {
+    return errno_error("address space: growing the dirty log to {} bytes", log_next_ + log_len);
+  }
   const Snapshot* cur = current_.load(std::memory_order_relaxed);
   for (const auto& m : cur->regions)
     if (start < m->end() && m->start < start + size)
@@ -255,11 +288,19 @@ Result<void> AddressSpace::add_locked(GuestAddress start, uint64_t size, int fd,
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return errno_error("address space: dup fd {}", fd);
   UniqueFd own(dup);
+  void* log = ::mmap(nullptr, log_len, PROT_READ | PROT_WRITE, MAP_SHARED, log_fd_.get(), off_t(log_off));
+  if (log == MAP_FAILED) return errno_error("address space: mmap the dirty log at {:#x}", log_off);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, dup, off_t(fd_offset));
-  if (p == MAP_FAILED) return errno_error("address space: mmap {:#x} bytes of fd {} at {:#x}", size, fd, fd_offset);
+  if (p == MAP_FAILED) {
+    auto err = errno_error("address space: mmap {:#x} bytes of fd {} at {:#x}", size, fd, fd_offset);
+    ::munmap(log, log_len);
+    return err;
+  }
   ::madvise(p, size, MADV_DONTDUMP);
+  if (!log_offset) log_next_ += log_len;
   auto regions = cur->regions;
-  regions.push_back(std::make_shared<const Mapping>(start, size, fd_offset, std::move(own), static_cast<uint8_t*>(p)));
+  regions.push_back(std::make_shared<const Mapping>(start, size, fd_offset, std::move(own), static_cast<uint8_t*>(p), log_off,
+                                                    static_cast<uint64_t*>(log)));
   std::sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a->start < b->start; });
   publish(std::move(regions));
   return {};
@@ -277,9 +318,10 @@ Result<void> AddressSpace::remove_locked(GuestAddress start) {
 
 Result<void> AddressSpace::add_region(GuestAddress start, uint64_t size, int fd, uint64_t fd_offset) {
   std::lock_guard lock(writer_mu_);
-  TRY(add_locked(start, size, fd, fd_offset));
+  TRY(add_locked(start, size, fd, fd_offset, std::nullopt));
+  const uint64_t log_off = current_.load(std::memory_order_relaxed)->find(start)->log_offset;
   int fds[] = {fd};
-  return tell_peers({wire::MsgType::Add, generation(), {{start, size, fd_offset}}}, fds);
+  return tell_peers({wire::MsgType::Add, generation(), {{start, size, fd_offset, log_off}}}, fds);
 }
 
 Result<void> AddressSpace::remove_region(GuestAddress start) {
@@ -294,7 +336,7 @@ Result<void> AddressSpace::remove_region(GuestAddress start) {
 std::vector<wire::RegionDesc> AddressSpace::regions() const {
   std::lock_guard lock(writer_mu_);
   std::vector<wire::RegionDesc> out;
-  for (const auto& m : current_.load()->regions) out.push_back({m->start, m->size, m->fd_offset});
+  for (const auto& m : current_.load()->regions) out.push_back({m->start, m->size, m->fd_offset, m->log_offset});
   return out;
 }
 
@@ -332,9 +374,10 @@ Result<void> AddressSpace::export_to(UniqueFd sock, int peer_timeout_ms) {
   wire::Message m{wire::MsgType::Table, cur->generation, {}};
   std::vector<int> fds;
   for (const auto& r : cur->regions) {
-    m.regions.push_back({r->start, r->size, r->fd_offset});
+    m.regions.push_back({r->start, r->size, r->fd_offset, r->log_offset});
     fds.push_back(r->fd.get());
   }
+  fds.push_back(log_fd_.get());
   TRY(wire::send_message(sock.get(), m, fds));
   peers_.push_back(std::make_unique<as_detail::Peer>(as_detail::Peer{std::move(sock), peer_timeout_ms}));
   return {};
@@ -345,11 +388,12 @@ Result<std::unique_ptr<AddressSpace>> AddressSpace::attach(UniqueFd sock, int ti
   if (got.msg.type != wire::MsgType::Table)
     return make_error(EPROTO, "attaching an address space: the first message has type {}, not a region table",
                       static_cast<unsigned>(got.msg.type));
-  auto space = create();
+  // The log fd came last; it must be a file, as the regions' fds (check_region_fd, per region).
+  auto space = std::unique_ptr<AddressSpace>(new AddressSpace(std::move(got.fds.back())));
   std::lock_guard lock(space->writer_mu_);
   for (size_t i = 0; i < got.msg.regions.size(); ++i) {
     const auto& r = got.msg.regions[i];
-    TRY_CTX(space->add_locked(r.start, r.size, got.fds[i].get(), r.fd_offset), "attaching an address space");
+    TRY_CTX(space->add_locked(r.start, r.size, got.fds[i].get(), r.fd_offset, r.log_offset), "attaching an address space");
   }
   space->exporter_ = std::move(sock);
   return space;
@@ -361,7 +405,7 @@ Result<void> AddressSpace::serve_peer(int timeout_ms) {
   auto got = TRY(wire::receive_message(exporter_.get(), timeout_ms));
   const auto& r = got.msg.regions.empty() ? wire::RegionDesc{} : got.msg.regions[0];
   switch (got.msg.type) {
-    case wire::MsgType::Add: TRY(add_locked(r.start, r.size, got.fds[0].get(), r.fd_offset)); break;
+    case wire::MsgType::Add: TRY(add_locked(r.start, r.size, got.fds[0].get(), r.fd_offset, r.log_offset)); break;
     case wire::MsgType::Remove: TRY(remove_locked(r.start)); break;
     default:
       return make_error(EPROTO, "address space: the exporter sent type {} after the table", static_cast<unsigned>(got.msg.type));
@@ -384,12 +428,17 @@ Result<Translation> AddressSpace::translate(GuestAddress addr) const {
 
 Result<void> AddressSpace::read(GuestAddress addr, std::span<uint8_t> out) const {
   Access a(*this);
-  return for_each_piece(a, addr, out.size(), [&](uint8_t* host, uint64_t n, uint64_t off) { std::memcpy(out.data() + off, host, n); });
+  return for_each_piece(a, addr, out.size(), [&](const Mapping& m, uint64_t at, uint64_t n, uint64_t off) {
+    std::memcpy(out.data() + off, m.host + at, n);
+  });
 }
 
 Result<void> AddressSpace::write(GuestAddress addr, std::span<const uint8_t> in) const {
   Access a(*this);
-  return for_each_piece(a, addr, in.size(), [&](uint8_t* host, uint64_t n, uint64_t off) { std::memcpy(host, in.data() + off, n); });
+  return for_each_piece(a, addr, in.size(), [&](const Mapping& m, uint64_t at, uint64_t n, uint64_t off) {
+    std::memcpy(m.host + at, in.data() + off, n);
+    m.mark_dirty(at, n);
+  });
 }
 
 Result<void> AddressSpace::copy(GuestAddress dst, GuestAddress src, uint64_t len) const {
@@ -397,8 +446,9 @@ Result<void> AddressSpace::copy(GuestAddress dst, GuestAddress src, uint64_t len
   // rule). Both ranges are checked whole first, so a refused copy touches nothing.
   {
     Access a(*this);
-    TRY(for_each_piece(a, src, len, [](uint8_t*, uint64_t, uint64_t) {}));
-    TRY(for_each_piece(a, dst, len, [](uint8_t*, uint64_t, uint64_t) {}));
+    auto none = [](const Mapping&, uint64_t, uint64_t, uint64_t) {};
+    TRY(for_each_piece(a, src, len, none));
+    TRY(for_each_piece(a, dst, len, none));
   }
   constexpr uint64_t kChunk = 64 * 1024;
   std::vector<uint8_t> buf(std::min(len, kChunk));
@@ -433,7 +483,9 @@ Result<void> AddressSpace::store(GuestAddress addr, T v, std::memory_order o) co
     a.fault();
     return make_error(EFAULT, "guest store of {} bytes at {} is outside every region", sizeof(T), addr);
   }
-  return GuestSlice(m->host + (addr - m->start), sizeof(T)).store<T>(0, v, o);
+  TRY(GuestSlice(m->host + (addr - m->start), sizeof(T)).store<T>(0, v, o));
+  m->mark_dirty(addr - m->start, sizeof(T));
+  return {};
 }
 
 template Result<uint8_t> AddressSpace::load<uint8_t>(GuestAddress, std::memory_order) const;
@@ -457,7 +509,48 @@ Result<MappedView> AddressSpace::map(GuestAddress addr, uint64_t len) const {
     if (r.get() == m) v.mapping_ = r;
   v.slice_ = GuestSlice(m->host + (addr - m->start), len);
   v.addr_ = addr;
+  v.offset_ = addr - m->start;
   return v;
+}
+
+MappedView::MappedView(MappedView&& o) noexcept
+    : mapping_(std::move(o.mapping_)), slice_(std::exchange(o.slice_, GuestSlice())), addr_(o.addr_), offset_(o.offset_) {}
+
+MappedView& MappedView::operator=(MappedView&& o) noexcept {
+  if (this != &o) {
+    release();
+    mapping_ = std::move(o.mapping_);
+    slice_ = std::exchange(o.slice_, GuestSlice());
+    addr_ = o.addr_;
+    offset_ = o.offset_;
+  }
+  return *this;
+}
+
+MappedView::~MappedView() { release(); }
+
+void MappedView::release() {
+  // Whatever was written through the view counts as written now (the issue's "at the latest when
+  // the view is released"): every page it covers.
+  if (mapping_) mapping_->mark_dirty(offset_, slice_.size());
+  mapping_.reset();
+  slice_ = GuestSlice();
+}
+
+std::vector<DirtyRegion> AddressSpace::collect_dirty() {
+  std::lock_guard lock(writer_mu_);
+  std::vector<DirtyRegion> out;
+  for (const auto& m : current_.load(std::memory_order_relaxed)->regions) {
+    DirtyRegion d{m->start, m->size, std::vector<uint64_t>((m->size / wire::kPageSize + 63) / 64)};
+    bool any = false;
+    for (size_t w = 0; w < d.bitmap.size(); ++w) {
+      // acquire: the bytes written before a bit was set are visible to whoever copies the page next.
+      d.bitmap[w] = std::atomic_ref<uint64_t>(m->log[w]).exchange(0, std::memory_order_acquire);
+      any |= d.bitmap[w] != 0;
+    }
+    if (any) out.push_back(std::move(d));
+  }
+  return out;
 }
 
 AddressSpaceStats AddressSpace::stats() const {

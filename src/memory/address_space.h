@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -55,17 +56,31 @@ struct Translation {
 };
 
 // A pinned view of [addr, addr+len) inside one region: its slice stays valid while the view lives.
+// Writes through it are not tracked one by one: releasing the view (or destroying it) marks every
+// page it covers dirty.
 class MappedView {
  public:
   MappedView() = default;
+  MappedView(MappedView&&) noexcept;
+  MappedView& operator=(MappedView&&) noexcept;
+  ~MappedView();
   const GuestSlice& slice() const { return slice_; }
   GuestAddress address() const { return addr_; }
+  void release();
 
  private:
   friend class AddressSpace;
   std::shared_ptr<const as_detail::Mapping> mapping_;
   GuestSlice slice_;
   GuestAddress addr_;
+  uint64_t offset_ = 0;  // of addr_ in the region
+};
+
+// One region's pages written since the last collection: bit i of bitmap is the page at start + i*4 KiB.
+struct DirtyRegion {
+  GuestAddress start;
+  uint64_t size;
+  std::vector<uint64_t> bitmap;
 };
 
 struct AddressSpaceStats {
@@ -80,8 +95,8 @@ struct AddressSpaceStats {
 
 class AddressSpace {
  public:
-  // An empty space.
-  static std::unique_ptr<AddressSpace> create();
+  // An empty space, with its dirty log (a memfd).
+  static Result<std::unique_ptr<AddressSpace>> create();
   // Receives a region table on sock (SOCK_SEQPACKET, from export_to) and maps every region: the
   // attached side. It applies later changes in serve_peer().
   static Result<std::unique_ptr<AddressSpace>> attach(UniqueFd sock, int timeout_ms = 5000);
@@ -140,13 +155,21 @@ class AddressSpace {
 
   AddressSpaceStats stats() const;
 
+  // Dirty tracking, for snapshots and live migration. Every write through the space (write,
+  // write_obj, store, copy, a released view), in this process or an attached one, sets its pages'
+  // bits in the shared log after the bytes land. collect_dirty takes and clears them, region by
+  // region: a page written once appears in exactly one collection. KVM's own log of the guest's
+  // writes is merged by the VM (per slot), not here.
+  std::vector<DirtyRegion> collect_dirty();
+
  private:
-  AddressSpace();
+  explicit AddressSpace(UniqueFd log_fd);
   class Access;  // one access's epoch guard, snapshot and thread cache (address_space.cpp)
   friend class Access;
 
   std::shared_ptr<as_detail::ReaderSlot> register_slot_shared() const;
-  Result<void> add_locked(GuestAddress start, uint64_t size, int fd, uint64_t fd_offset);
+  // log_offset: where the exporter put the region's bitmap (attached spaces); nullopt allocates one.
+  Result<void> add_locked(GuestAddress start, uint64_t size, int fd, uint64_t fd_offset, std::optional<uint64_t> log_offset);
   Result<void> remove_locked(GuestAddress start);
   // Publishes a snapshot of these regions and returns once no access uses the ones it replaces.
   void publish(std::vector<std::shared_ptr<const as_detail::Mapping>> regions);
@@ -161,6 +184,8 @@ class AddressSpace {
   mutable std::vector<std::shared_ptr<as_detail::ReaderSlot>> slots_;  // slots_mu_
   std::vector<std::unique_ptr<as_detail::Peer>> peers_;               // writer_mu_
   UniqueFd exporter_;                                                  // attached spaces
+  UniqueFd log_fd_;                                                    // the dirty log
+  uint64_t log_next_ = 0;                                              // writer_mu_: its next free byte
 
   mutable uint64_t pruned_hits_ = 0, pruned_misses_ = 0, pruned_faults_ = 0;  // slots_mu_: exited threads
   std::atomic<uint64_t> peer_errors_{0};

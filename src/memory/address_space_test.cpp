@@ -32,7 +32,7 @@ uint8_t byte_at(int fd, uint64_t off) {
 
 TEST(AddressSpace, AccessesCrossRegionsAndLandAtTheirFdOffsets) {
   UniqueFd fd = memfd(4 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   // Two regions, adjacent in guest space, the second before the first in the file.
   ASSERT_TRUE(as->add_region(GuestAddress(0x10000), kPage, fd.get(), 2 * kPage));
   ASSERT_TRUE(as->add_region(GuestAddress(0x11000), kPage, fd.get(), 0));
@@ -60,7 +60,7 @@ TEST(AddressSpace, AccessesCrossRegionsAndLandAtTheirFdOffsets) {
 
 TEST(AddressSpace, AnyByteOutsideEveryRegionFailsTheWholeAccessAndTouchesNothing) {
   UniqueFd fd = memfd(kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   ASSERT_TRUE(as->add_region(GuestAddress(0x1000), kPage, fd.get(), 0));
   std::vector<uint8_t> in(16, 0xaa);
   auto w = as->write(GuestAddress(0x2000 - 8), in);  // the last 8 bytes fall in the hole
@@ -76,7 +76,7 @@ TEST(AddressSpace, AnyByteOutsideEveryRegionFailsTheWholeAccessAndTouchesNothing
 
 TEST(AddressSpace, AddAndRemoveErrorsAreDistinct) {
   UniqueFd fd = memfd(2 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   EXPECT_EQ(as->add_region(GuestAddress(0x800), kPage, fd.get(), 0).error().code(), EINVAL);
   EXPECT_EQ(as->add_region(GuestAddress(0x1000), 0, fd.get(), 0).error().code(), EINVAL);
   EXPECT_EQ(as->add_region(GuestAddress(0x1000), kPage, fd.get(), 100).error().code(), EINVAL);
@@ -102,7 +102,7 @@ TEST(AddressSpace, AddAndRemoveErrorsAreDistinct) {
 // A run of accesses to one region is served by the thread's cache; a new snapshot invalidates it.
 TEST(AddressSpace, ThreadCacheHitsUntilTheGenerationChanges) {
   UniqueFd fd = memfd(2 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   ASSERT_TRUE(as->add_region(GuestAddress(0), kPage, fd.get(), 0));
   const uint64_t gen = as->generation();
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(as->read_obj<uint32_t>(GuestAddress(4 * i)));
@@ -122,7 +122,7 @@ TEST(AddressSpace, ThreadCacheHitsUntilTheGenerationChanges) {
 
 TEST(AddressSpace, CopyBetweenOverlappingRangesMovesLikeMemmove) {
   UniqueFd fd = memfd(64 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   // Three regions so that the ranges cross region boundaries.
   ASSERT_TRUE(as->add_region(GuestAddress(0), 16 * kPage, fd.get(), 0));
   ASSERT_TRUE(as->add_region(GuestAddress(16 * kPage), 16 * kPage, fd.get(), 32 * kPage));
@@ -148,7 +148,7 @@ TEST(AddressSpace, CopyBetweenOverlappingRangesMovesLikeMemmove) {
 // accesses through the space fail.
 TEST(AddressSpace, PinnedViewOutlivesTheRegionsRemoval) {
   UniqueFd fd = memfd(kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   ASSERT_TRUE(as->add_region(GuestAddress(0x4000), kPage, fd.get(), 0));
   ASSERT_TRUE(as->write_obj<uint32_t>(GuestAddress(0x4010), 0xfeedf00d));
   MappedView v = as->map(GuestAddress(0x4010), 16).value();
@@ -161,13 +161,97 @@ TEST(AddressSpace, PinnedViewOutlivesTheRegionsRemoval) {
   EXPECT_EQ(as->read_obj<uint32_t>(GuestAddress(0x4010)).error().code(), EFAULT);
 }
 
+std::vector<uint64_t> dirty_pages(AddressSpace& as) {
+  std::vector<uint64_t> out;
+  for (const auto& d : as.collect_dirty())
+    for (size_t w = 0; w < d.bitmap.size(); ++w)
+      for (int b = 0; b < 64; ++b)
+        if (d.bitmap[w] >> b & 1) out.push_back(d.start.raw() + (w * 64 + b) * kPage);
+  return out;
+}
+
+// Each kind of write marks exactly the pages it touched, once; reads mark nothing.
+TEST(AddressSpace, WritesMarkTheirPagesDirtyForOneCollection) {
+  UniqueFd fd = memfd(200 * kPage);
+  auto as = AddressSpace::create().value();
+  ASSERT_TRUE(as->add_region(GuestAddress(0), 100 * kPage, fd.get(), 0));
+  ASSERT_TRUE(as->add_region(GuestAddress(100 * kPage), 100 * kPage, fd.get(), 100 * kPage));
+  EXPECT_TRUE(dirty_pages(*as).empty());
+  std::vector<uint8_t> buf(2 * kPage + 2);
+  ASSERT_TRUE(as->write(GuestAddress(100 * kPage - kPage - 1), buf));  // pages 98, 99 | 100, 101
+  ASSERT_TRUE(as->write_obj<uint32_t>(GuestAddress(70 * kPage + 12), 1));
+  ASSERT_TRUE(as->store<uint64_t>(GuestAddress(150 * kPage), 1, std::memory_order_release));
+  ASSERT_TRUE(as->copy(GuestAddress(180 * kPage + 8), GuestAddress(0), 16));  // reads page 0, writes 180
+  ASSERT_TRUE(as->read(GuestAddress(10 * kPage), buf));
+  ASSERT_TRUE(as->read_obj<uint32_t>(GuestAddress(30 * kPage)));
+  const std::vector<uint64_t> want{70 * kPage, 98 * kPage, 99 * kPage, 100 * kPage, 101 * kPage, 150 * kPage, 180 * kPage};
+  EXPECT_EQ(dirty_pages(*as), want);
+  EXPECT_TRUE(dirty_pages(*as).empty());
+  // A failed write marks nothing.
+  EXPECT_FALSE(as->write(GuestAddress(200 * kPage - 4), buf));
+  EXPECT_TRUE(dirty_pages(*as).empty());
+}
+
+// A view's writes are not seen one by one: its pages become dirty when it is released.
+TEST(AddressSpace, AViewMarksItsPagesWhenReleased) {
+  UniqueFd fd = memfd(16 * kPage);
+  auto as = AddressSpace::create().value();
+  ASSERT_TRUE(as->add_region(GuestAddress(0x100000), 16 * kPage, fd.get(), 0));
+  MappedView v = as->map(GuestAddress(0x100000 + 3 * kPage + 100), kPage).value();  // pages 3 and 4
+  ASSERT_TRUE(v.slice().write_obj<uint32_t>(0, 5));
+  MappedView moved = std::move(v);
+  EXPECT_TRUE(dirty_pages(*as).empty());
+  moved.release();
+  EXPECT_EQ(dirty_pages(*as), (std::vector<uint64_t>{0x100000 + 3 * kPage, 0x100000 + 4 * kPage}));
+  moved.release();
+  EXPECT_TRUE(dirty_pages(*as).empty());
+}
+
+// Four threads each write each of their own pages once, in their own order, across two regions,
+// while the main thread collects rounds: every page shows up in exactly one round, and no page that
+// nothing wrote shows up at all.
+TEST(AddressSpaceConcurrent, EveryPageWrittenAppearsInExactlyOneRound) {
+  constexpr uint64_t kPages = 4096;
+  UniqueFd fd = memfd(kPages * kPage);
+  auto as = AddressSpace::create().value();
+  ASSERT_TRUE(as->add_region(GuestAddress(0), kPages / 2 * kPage, fd.get(), 0));
+  ASSERT_TRUE(as->add_region(GuestAddress(1ull << 32), kPages / 2 * kPage, fd.get(), kPages / 2 * kPage));
+  auto page_addr = [](uint64_t i) { return i < kPages / 2 ? i * kPage : (1ull << 32) + (i - kPages / 2) * kPage; };
+  std::atomic<int> running{4};
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      // Thread t owns the pages i with i % 5 == t (i % 5 == 4: nobody writes those).
+      for (uint64_t k = 0; k < kPages; ++k) {
+        uint64_t i = (k * 2654435761u + t) % kPages;
+        if (i % 5 == t) (void)as->write_obj<uint64_t>(GuestAddress(page_addr(i) + 8 * t), i);
+      }
+      running.fetch_sub(1);
+    });
+  std::vector<int> seen(kPages);
+  auto collect = [&] {
+    for (uint64_t a : dirty_pages(*as)) {
+      uint64_t i = a < (1ull << 32) ? a / kPage : kPages / 2 + (a - (1ull << 32)) / kPage;
+      ++seen[i];
+    }
+  };
+  int rounds = 0;
+  while (running.load() > 0) {
+    collect();
+    ++rounds;
+  }
+  for (auto& t : threads) t.join();
+  collect();
+  for (uint64_t i = 0; i < kPages; ++i) ASSERT_EQ(seen[i], i % 5 == 4 ? 0 : 1) << "page " << i << " after " << rounds << " rounds";
+}
+
 // Threads keep reading and writing two regions while one of them is removed and added back, over
 // and over. Every access either completes or fails with EFAULT; none touches the region once
 // remove_region has returned (the file's bytes stay still until it is added back); under ASan a use
 // of the unmapped region would be a crash, under TSan a race.
 TEST(AddressSpaceConcurrent, ThreadsHammerARegionWhileItIsRemoved) {
   UniqueFd fd = memfd(4 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   const GuestAddress a(0x100000), b(0x200000);
   ASSERT_TRUE(as->add_region(a, kPage, fd.get(), 0));
   ASSERT_TRUE(as->add_region(b, kPage, fd.get(), kPage));

@@ -10,7 +10,7 @@ namespace evmm::wire {
 
 size_t fds_for(MsgType type, size_t count) {
   switch (type) {
-    case MsgType::Table: return count;
+    case MsgType::Table: return count + 1;
     case MsgType::Add: return 1;
     case MsgType::Remove:
     case MsgType::Ack: return 0;
@@ -23,7 +23,7 @@ std::vector<uint8_t> encode(const Message& m) {
   Header h{kMagic, kVersion, static_cast<uint16_t>(m.type), static_cast<uint32_t>(m.regions.size()), 0, m.generation};
   std::memcpy(out.data(), &h, sizeof h);
   for (size_t i = 0; i < m.regions.size(); ++i) {
-    Entry e{m.regions[i].start.raw(), m.regions[i].size, m.regions[i].fd_offset, 0};
+    Entry e{m.regions[i].start.raw(), m.regions[i].size, m.regions[i].fd_offset, m.regions[i].log_offset};
     std::memcpy(out.data() + sizeof h + i * sizeof e, &e, sizeof e);
   }
   return out;
@@ -61,15 +61,24 @@ Result<Message> parse(std::span<const uint8_t> bytes, size_t nfds) {
   for (uint32_t i = 0; i < h.count; ++i) {
     Entry e;
     std::memcpy(&e, bytes.data() + sizeof h + i * sizeof e, sizeof e);
-    if (e.reserved) return make_error(EPROTO, "address space message: region {} has reserved bits {:#x}", i, e.reserved);
-    if (!e.size || e.size % kPageSize || e.start % kPageSize || e.fd_offset % kPageSize)
-      return make_error(EINVAL, "address space message: region {} ({:#x}+{:#x} at fd offset {:#x}) is empty or not page-aligned",
-                        i, e.start, e.size, e.fd_offset);
+    if (!e.size || e.size % kPageSize || e.start % kPageSize || e.fd_offset % kPageSize || e.log_offset % kPageSize)
+      return make_error(EINVAL,
+                        "address space message: region {} ({:#x}+{:#x} at fd offset {:#x}, log offset {:#x}) is empty or "
+                        "not page-aligned",
+                        i, e.start, e.size, e.fd_offset, e.log_offset);
     uint64_t end;
-    if (__builtin_add_overflow(e.start, e.size, &end) || __builtin_add_overflow(e.fd_offset, e.size, &end))
+    if (__builtin_add_overflow(e.start, e.size, &end) || __builtin_add_overflow(e.fd_offset, e.size, &end) ||
+        __builtin_add_overflow(e.log_offset, log_bytes(e.size), &end))
       return make_error(EINVAL, "address space message: region {} ({:#x}+{:#x}) wraps", i, e.start, e.size);
-    m.regions.push_back({GuestAddress(e.start), e.size, e.fd_offset});
+    m.regions.push_back({GuestAddress(e.start), e.size, e.fd_offset, e.log_offset});
   }
+  // Two bitmaps sharing log bytes would mix two regions' dirty pages.
+  std::vector<RegionDesc> by_log = m.regions;
+  std::sort(by_log.begin(), by_log.end(), [](auto& a, auto& b) { return a.log_offset < b.log_offset; });
+  for (size_t i = 1; i < by_log.size(); ++i)
+    if (by_log[i - 1].log_offset + log_bytes(by_log[i - 1].size) > by_log[i].log_offset)
+      return make_error(EEXIST, "address space message: the dirty bitmaps of regions at {} and {} overlap", by_log[i - 1].start,
+                        by_log[i].start);
   std::sort(m.regions.begin(), m.regions.end(), [](auto& a, auto& b) { return a.start < b.start; });
   for (size_t i = 1; i < m.regions.size(); ++i)
     if (m.regions[i - 1].start.raw() + m.regions[i - 1].size > m.regions[i].start.raw())

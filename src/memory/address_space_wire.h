@@ -3,14 +3,17 @@
 // the acknowledgement an attached process sends once it has applied a change.
 //
 // Every message is one datagram: a header, then `count` region entries, all little-endian, and
-// exactly as many fds as the type carries (Table: count, Add: 1, Remove and Ack: none). The parser
+// exactly as many fds as the type carries (Table: one per region, then the dirty log's; Add: 1;
+// Remove and Ack: none). The dirty log is one shared file in which each region has a bitmap, one
+// bit per 4 KiB page, at its entry's log_offset: every process that writes guest memory through
+// the space sets the bits there, so the exporter sees the attached processes' writes too. The parser
 // takes the bytes and the number of fds that came with them and checks everything before anything
 // is mapped; each mistake has its own errno so a peer's bug is told apart from a truncated message:
 //   EPROTO    bad magic, version, type, or reserved bits set
 //   EMSGSIZE  the length does not match count, or count is over kMaxRegions
 //   EBADMSG   fds that do not match what the type carries
-//   EINVAL    an entry that is empty, not page-aligned, or wraps
-//   EEXIST    two entries that overlap
+//   EINVAL    an entry that is empty, not page-aligned (offsets included), or wraps
+//   EEXIST    two entries that overlap, in guest space or in the dirty log
 #pragma once
 
 #include <cstddef>
@@ -45,8 +48,8 @@ static_assert(sizeof(Header) == 24);
 struct Entry {
   uint64_t start;      // guest-physical
   uint64_t size;       // bytes
-  uint64_t fd_offset;  // where the region starts in its fd
-  uint64_t reserved;
+  uint64_t fd_offset;   // where the region starts in its fd
+  uint64_t log_offset;  // where the region's dirty bitmap starts in the log fd
 };
 static_assert(sizeof(Entry) == 32);
 
@@ -54,6 +57,7 @@ struct RegionDesc {
   GuestAddress start;
   uint64_t size;
   uint64_t fd_offset;
+  uint64_t log_offset = 0;
   bool operator==(const RegionDesc&) const = default;
 };
 
@@ -62,6 +66,12 @@ struct Message {
   uint64_t generation;
   std::vector<RegionDesc> regions;  // sorted by start
 };
+
+// Bytes of a region's bitmap in the log: whole pages, so each bitmap maps on its own.
+inline uint64_t log_bytes(uint64_t region_size) {
+  uint64_t bits = region_size / kPageSize;
+  return (bits + 8 * kPageSize - 1) / (8 * kPageSize) * kPageSize;
+}
 
 inline constexpr size_t kMaxMessageBytes = sizeof(Header) + kMaxRegions * sizeof(Entry);
 
@@ -72,11 +82,12 @@ Result<Message> parse(std::span<const uint8_t> bytes, size_t nfds);
 // How many fds a message of this type and count carries.
 size_t fds_for(MsgType type, size_t count);
 
-// One datagram and its fds on a SOCK_SEQPACKET socket. send_message sends fds[i] for regions[i].
+// One datagram and its fds on a SOCK_SEQPACKET socket. send_message sends fds[i] for regions[i]
+// (and, for a Table, the log fd last).
 Result<void> send_message(int sock, const Message& m, std::span<const int> fds);
 struct Received {
   Message msg;
-  std::vector<UniqueFd> fds;  // one per region for Table and Add
+  std::vector<UniqueFd> fds;  // as fds_for(): one per region, then the log's for a Table
 };
 // Waits up to timeout_ms (-1: forever). ECONNRESET when the peer has closed; ETIMEDOUT; EMSGSIZE for
 // a datagram or fd list that did not fit (the fds that came are closed); otherwise parse()'s errors.

@@ -34,8 +34,8 @@ int parse_errno(const std::vector<uint8_t>& bytes, size_t nfds) {
 }
 
 TEST(AddressSpaceWire, EncodedMessagesParseBackSorted) {
-  wire::Message m{wire::MsgType::Table, 9, {{GuestAddress(0x200000), kPage, 0}, {GuestAddress(0), 2 * kPage, kPage}}};
-  auto got = wire::parse(wire::encode(m), 2).value();
+  wire::Message m{wire::MsgType::Table, 9, {{GuestAddress(0x200000), kPage, 0, 0}, {GuestAddress(0), 2 * kPage, kPage, kPage}}};
+  auto got = wire::parse(wire::encode(m), 3).value();  // two regions and the log
   EXPECT_EQ(got.type, wire::MsgType::Table);
   EXPECT_EQ(got.generation, 9u);
   ASSERT_EQ(got.regions.size(), 2u);
@@ -46,22 +46,25 @@ TEST(AddressSpaceWire, EncodedMessagesParseBackSorted) {
 
 TEST(AddressSpaceWire, EachMistakeHasItsOwnErrno) {
   const wire::Entry ok{0x1000, kPage, 0, 0};
-  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 1, 0x12345678), 1), EPROTO);      // magic
-  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 2), 1), EPROTO);                  // version
-  EXPECT_EQ(parse_errno(raw(9, 1, {ok}), 1), EPROTO);                     // type
-  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 1, wire::kMagic, 1), 1), EPROTO); // reserved header bits
-  EXPECT_EQ(parse_errno(raw(1, 1, {{0x1000, kPage, 0, 4}}), 1), EPROTO);  // reserved entry bits
+  EXPECT_EQ(parse_errno(raw(1, 1, {ok}), 2), 0);
+  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 1, 0x12345678), 2), EPROTO);      // magic
+  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 2), 2), EPROTO);                  // version
+  EXPECT_EQ(parse_errno(raw(9, 1, {ok}), 2), EPROTO);                     // type
+  EXPECT_EQ(parse_errno(raw(1, 1, {ok}, 1, wire::kMagic, 1), 2), EPROTO); // reserved header bits
   EXPECT_EQ(parse_errno(std::vector<uint8_t>(10), 0), EMSGSIZE);          // shorter than a header
-  EXPECT_EQ(parse_errno(raw(1, 2, {ok}), 2), EMSGSIZE);                   // count says more than came
+  EXPECT_EQ(parse_errno(raw(1, 2, {ok}), 3), EMSGSIZE);                   // count says more than came
   EXPECT_EQ(parse_errno(raw(1, wire::kMaxRegions + 1, {}), 0), EMSGSIZE);
   EXPECT_EQ(parse_errno(raw(3, 2, {ok, ok}), 0), EMSGSIZE);               // remove carries one region
-  EXPECT_EQ(parse_errno(raw(1, 1, {ok}), 0), EBADMSG);                    // table without its fd
+  EXPECT_EQ(parse_errno(raw(1, 1, {ok}), 1), EBADMSG);                    // table without the log's fd
   EXPECT_EQ(parse_errno(raw(3, 1, {ok}), 1), EBADMSG);                    // remove with an fd
   EXPECT_EQ(parse_errno(raw(2, 1, {{0x1000, 0, 0, 0}}), 1), EINVAL);      // empty
   EXPECT_EQ(parse_errno(raw(2, 1, {{0x1800, kPage, 0, 0}}), 1), EINVAL);  // misaligned
   EXPECT_EQ(parse_errno(raw(2, 1, {{0x1000, kPage, 0x10, 0}}), 1), EINVAL);
+  EXPECT_EQ(parse_errno(raw(2, 1, {{0x1000, kPage, 0, 4}}), 1), EINVAL);  // log offset
   EXPECT_EQ(parse_errno(raw(2, 1, {{~0ull & ~(kPage - 1), 2 * kPage, 0, 0}}), 1), EINVAL);  // wraps
-  EXPECT_EQ(parse_errno(raw(1, 2, {{0, 2 * kPage, 0, 0}, {kPage, kPage, 0, 0}}), 2), EEXIST);
+  EXPECT_EQ(parse_errno(raw(1, 2, {{0, 2 * kPage, 0, 0}, {kPage, kPage, 0, kPage}}), 3), EEXIST);
+  EXPECT_EQ(parse_errno(raw(1, 2, {{0, kPage, 0, 0}, {kPage, kPage, 0, 0}}), 3), EEXIST);  // one log bitmap for two
+  EXPECT_EQ(parse_errno(raw(1, 2, {{0, kPage, 0, 0}, {kPage, kPage, 0, kPage}}), 3), 0);
 }
 
 struct Pair {
@@ -83,10 +86,11 @@ UniqueFd memfd(uint64_t bytes) {
 // and a removed region, acknowledging each. Its exit status says which step failed (0: all held).
 TEST(AddressSpaceExport, AnotherProcessAttachesAndFollowsChanges) {
   UniqueFd fd = memfd(8 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   ASSERT_TRUE(as->add_region(GuestAddress(0x100000), 2 * kPage, fd.get(), 0));
   ASSERT_TRUE(as->add_region(GuestAddress(0x200000), kPage, fd.get(), 4 * kPage));
   ASSERT_TRUE(as->write_obj<uint64_t>(GuestAddress(0x100ff8), 0x0123456789abcdefull));
+  (void)as->collect_dirty();
   auto [parent_end, child_end] = seqpacket_pair();
 
   pid_t pid = ::fork();
@@ -112,6 +116,11 @@ TEST(AddressSpaceExport, AnotherProcessAttachesAndFollowsChanges) {
   ASSERT_TRUE(as->add_region(GuestAddress(0x300000), kPage, fd.get(), 6 * kPage));  // waits for the ack
   // The child wrote before it acknowledged the add.
   EXPECT_EQ(as->read_obj<uint32_t>(GuestAddress(0x200010)).value(), 0xc0ffeeu);
+  // and its write is in this process's dirty log, alone.
+  auto dirty = as->collect_dirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  EXPECT_EQ(dirty[0].start, GuestAddress(0x200000));
+  EXPECT_EQ(dirty[0].bitmap, std::vector<uint64_t>{1});
   ASSERT_TRUE(as->remove_region(GuestAddress(0x200000)));
   EXPECT_EQ(as->stats().peer_errors, 0u);
   as.reset();  // closes the peer's socket
@@ -125,7 +134,7 @@ TEST(AddressSpaceExport, AnotherProcessAttachesAndFollowsChanges) {
 // Either way the change is made here and the caller learns that a peer may still map the region.
 TEST(AddressSpaceExport, SilentOrVanishedPeersAreDroppedWithAnError) {
   UniqueFd fd = memfd(2 * kPage);
-  auto as = AddressSpace::create();
+  auto as = AddressSpace::create().value();
   ASSERT_TRUE(as->add_region(GuestAddress(0), kPage, fd.get(), 0));
   auto silent = seqpacket_pair();
   auto gone = seqpacket_pair();
@@ -144,7 +153,9 @@ TEST(AddressSpaceExport, SilentOrVanishedPeersAreDroppedWithAnError) {
 
 // What an attaching process refuses, each with its own error.
 TEST(AddressSpaceExport, AttachRefusesBadTablesAndBadFds) {
-  auto attach_errno = [](const wire::Message& m, std::vector<int> fds) {
+  UniqueFd log = memfd(kPage);
+  auto attach_errno = [&](const wire::Message& m, std::vector<int> fds) {
+    if (m.type == wire::MsgType::Table) fds.push_back(log.get());
     auto [a, b] = seqpacket_pair();
     EXPECT_TRUE(wire::send_message(a.get(), m, fds));
     auto r = AddressSpace::attach(std::move(b), 1000);
@@ -158,13 +169,23 @@ TEST(AddressSpaceExport, AttachRefusesBadTablesAndBadFds) {
   EXPECT_EQ(attach_errno(one, {p[0]}), ENODEV);
   EXPECT_EQ(attach_errno({wire::MsgType::Table, 1, {{GuestAddress(0), 2 * kPage, 0}}}, {fd.get()}), ERANGE);
   EXPECT_EQ(attach_errno({wire::MsgType::Ack, 1, {}}, {}), EPROTO);  // not a table first
+  {  // a log that is not a file, or too short for a region's bitmap
+    auto [a, b] = seqpacket_pair();
+    ASSERT_TRUE(wire::send_message(a.get(), one, std::vector<int>{fd.get(), p[1]}));
+    EXPECT_EQ(AddressSpace::attach(std::move(b), 1000).error().code(), ENODEV);
+    auto [c, d] = seqpacket_pair();
+    ASSERT_TRUE(wire::send_message(c.get(), {wire::MsgType::Table, 1, {{GuestAddress(0), kPage, 0, kPage}}},
+                                   std::vector<int>{fd.get(), log.get()}));
+    EXPECT_EQ(AddressSpace::attach(std::move(d), 1000).error().code(), ERANGE);
+  }
   ::close(p[0]);
   ::close(p[1]);
 
   {  // overlapping regions, sent raw since send_message encodes what it is given
     auto [a, b] = seqpacket_pair();
-    ASSERT_TRUE(wire::send_message(a.get(), {wire::MsgType::Table, 1, {{GuestAddress(0), kPage, 0}, {GuestAddress(0), kPage, 0}}},
-                                   std::vector<int>{fd.get(), fd.get()}));
+    ASSERT_TRUE(wire::send_message(a.get(),
+                                   {wire::MsgType::Table, 1, {{GuestAddress(0), kPage, 0, 0}, {GuestAddress(0), kPage, 0, kPage}}},
+                                   std::vector<int>{fd.get(), fd.get(), log.get()}));
     EXPECT_EQ(AddressSpace::attach(std::move(b), 1000).error().code(), EEXIST);
   }
   {  // the exporter closes before sending anything
@@ -180,7 +201,7 @@ TEST(AddressSpaceExport, AttachRefusesBadTablesAndBadFds) {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     UniqueFd other(sv[1]);
-    EXPECT_EQ(AddressSpace::create()->export_to(UniqueFd(sv[0])).error().code(), EPROTOTYPE);
+    EXPECT_EQ(AddressSpace::create().value()->export_to(UniqueFd(sv[0])).error().code(), EPROTOTYPE);
   }
 }
 
