@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (d->replay) {
       const auto& r = *d->replay;
       FUZZ_CHECK(mode == x86::CodeSize::Bits64);
-      FUZZ_CHECK(r.length >= 1 && r.length <= r.bytes.size());
+      FUZZ_CHECK(r.length >= 1 && r.length <= x86::kMaxInsnLength);
       FUZZ_CHECK(d->mem.has_value() == (r.disp_offset != 0));
       if (d->mem) FUZZ_CHECK(r.disp_offset + 4u <= r.length && d->mem->size <= 64 && d->mem->size % r.align == 0);
       auto again = x86::decode(std::span<const uint8_t>(r.bytes.data(), r.length), x86::CodeSize::Bits64);

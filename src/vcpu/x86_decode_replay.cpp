@@ -235,10 +235,19 @@ AssistResult<DecodedInsn> decode_replay(const ZydisDecodedInstruction& insn, con
   // Segment overrides and 67 would change the host's access, not the guest's: the address is
   // evmm's (x86_operand.h). 66, F2 and F3 select the instruction and stay, in their order; a REX
   // counts only right before the opcode (SDM vol. 2 2.2.1), so only that one stays.
+  // A prefix given twice counts once, and of F2 and F3 the last one given decides, so only a
+  // prefix's last occurrence is kept: a guest's 15 bytes of repeated 66s would otherwise grow past
+  // 15 with the disp32 below, and the host would raise #UD on its own copy (the fuzzer found this).
   size_t i = 0;
   while (i < insn.length && (is_legacy_prefix(bytes[i]) || (bytes[i] & 0xf0) == 0x40)) ++i;
+  auto repeated_later = [&](size_t j) {
+    for (size_t k = j + 1; k < i; ++k)
+      if (bytes[k] == bytes[j]) return true;
+    return false;
+  };
   for (size_t j = 0; j < i; ++j)
-    if (bytes[j] == 0x66 || bytes[j] == 0xf2 || bytes[j] == 0xf3 || ((bytes[j] & 0xf0) == 0x40 && j + 1 == i))
+    if (((bytes[j] == 0x66 || bytes[j] == 0xf2 || bytes[j] == 0xf3) && !repeated_later(j)) ||
+        ((bytes[j] & 0xf0) == 0x40 && j + 1 == i))
       r.bytes[pos++] = bytes[j];
   if (mem) {
     d.mem = TRY(memory_operand(*mem, bytes));
@@ -264,6 +273,8 @@ AssistResult<DecodedInsn> decode_replay(const ZydisDecodedInstruction& insn, con
   } else {
     for (; i < insn.length; ++i) r.bytes[pos++] = bytes[i];
   }
+  // At most 66, F2, F3 and REX, three opcode bytes, ModRM, disp32 and imm8: 13. Checked all the same.
+  if (pos > kMaxInsnLength) return refuse("host encoding longer than 15 bytes");
   r.length = static_cast<uint8_t>(pos);
   d.replay = r;
   return d;

@@ -93,6 +93,20 @@ TEST(AssistSimd, SegmentOverrideUsesTheSegmentBase) {
   EXPECT_EQ(w.xmm(1)[0], 0x11);
 }
 
+TEST(AssistSimd, RepeatedPrefixesReplayWithinFifteenBytes) {
+  // 14 bytes: nine 66s and two REX before paddd (%rdi), %xmm0. The host copy keeps each prefix
+  // once; keeping all nine with the disp32 would have made a 17-byte instruction (the fuzzer).
+  SimdWorld w;
+  w.env.fpu.assign(4096, 0);
+  w.env.fpu[24] = 0x80, w.env.fpu[25] = 0x1f;
+  auto r = w.run({0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x40, 0x66, 0x66, 0x40, 0x0f, 0xfe, 0x07});
+  ASSERT_TRUE(r) << r.error().message();
+  std::vector<uint8_t> want;
+  for (int i = 0; i < 16; ++i) want.push_back(static_cast<uint8_t>(i + 1));
+  EXPECT_EQ(w.xmm(0), want);
+  EXPECT_EQ(w.cpu.regs.rip, 0xffffffff8100100e);
+}
+
 TEST(AssistSimd, RipRelativeOperand) {
   SimdWorld w;
   w.cpu.regs.rip = kBuf - 0x100;
