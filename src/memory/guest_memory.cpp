@@ -67,13 +67,43 @@ Result<GuestMemory> GuestMemory::create_pc(uint64_t ram_bytes) {
 }
 
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept
-    : memfd_(std::move(o.memfd_)), regions_(std::exchange(o.regions_, {})) {}
+    : memfd_(std::move(o.memfd_)), regions_(std::exchange(o.regions_, {})), region_fds_(std::exchange(o.region_fds_, {})) {}
+
+Result<GuestMemory> GuestMemory::from_fds(std::span<const FdRegion> in) {
+  if (in.empty()) return make_error(EINVAL, "guest memory: no regions");
+  std::vector<FdRegion> specs(in.begin(), in.end());
+  std::sort(specs.begin(), specs.end(), [](auto& a, auto& b) { return a.start < b.start; });
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& s = specs[i];
+    // vhost-user regions need not be page-aligned in guest space (QEMU sends what its memory map
+    // has), but mmap needs the fd offset to be.
+    if (s.size == 0 || s.fd_offset % kPage)
+      return make_error(EINVAL, "guest memory: region at {} is empty or its fd offset {:#x} is not page-aligned", s.start,
+                        s.fd_offset);
+    if (!s.start.checked_add(s.size)) return make_error(EINVAL, "guest memory: region at {} wraps", s.start);
+    if (i > 0 && specs[i - 1].start + specs[i - 1].size > s.start)
+      return make_error(EINVAL, "guest memory: regions at {} and {} overlap", specs[i - 1].start, s.start);
+  }
+  GuestMemory mem(UniqueFd(), {});
+  for (const auto& s : specs) {
+    int dup = ::fcntl(s.fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return errno_error("guest memory: fd {} of the region at {}", s.fd, s.start);
+    UniqueFd fd(dup);
+    void* p = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, dup, static_cast<off_t>(s.fd_offset));
+    if (p == MAP_FAILED) return errno_error("guest memory: mmap {:#x} bytes of fd {} at {:#x} for {}", s.size, s.fd, s.fd_offset, s.start);
+    ::madvise(p, s.size, MADV_DONTDUMP);
+    mem.regions_.push_back({s.start, s.size, RegionKind::Ram, static_cast<uint8_t*>(p), s.fd_offset});
+    mem.region_fds_.push_back(std::move(fd));
+  }
+  return mem;
+}
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   if (this != &o) {
     unmap();
     memfd_ = std::move(o.memfd_);
     regions_ = std::exchange(o.regions_, {});
+    region_fds_ = std::exchange(o.region_fds_, {});
   }
   return *this;
 }

@@ -48,6 +48,16 @@ class GuestMemory {
  public:
   // One memfd backs every region, each at its own offset; regions must be page-aligned and disjoint.
   static Result<GuestMemory> create(std::vector<RegionSpec> specs);
+  // Regions someone else allocated, each a shared mapping of its own fd (dup'ed) at fd_offset: what
+  // a device backend maps from its frontend's table (vhost-user SET_MEM_TABLE). memfd() is -1.
+  // EINVAL for empty, misaligned or overlapping regions; the fd checks of mmap otherwise.
+  struct FdRegion {
+    GuestAddress start;
+    uint64_t size;
+    int fd;
+    uint64_t fd_offset;
+  };
+  static Result<GuestMemory> from_fds(std::span<const FdRegion> regions);
   // RAM of ram_bytes laid out as a PC: see memory/layout.h.
   static Result<GuestMemory> create_pc(uint64_t ram_bytes);
 
@@ -109,6 +119,7 @@ class GuestMemory {
 
   UniqueFd memfd_;
   std::vector<MemoryRegion> regions_;
+  std::vector<UniqueFd> region_fds_;  // from_fds: one per region
 };
 
 }  // namespace evmm

@@ -84,6 +84,12 @@ Result<void> Virtqueue::activate(const GuestMemory& mem, uint64_t features) {
   return {};
 }
 
+void Virtqueue::resume(uint16_t next_avail) {
+  if (!ready_) return;
+  next_avail_ = next_avail;
+  next_used_ = used_.load<uint16_t>(kRingIdx, std::memory_order_acquire).value_or(0);
+}
+
 void Virtqueue::reset() {
   ready_ = broken_ = signalled_valid_ = false;
   layout_ = {};

@@ -105,6 +105,12 @@ class Virtqueue {
   // Checks the layout against guest memory and makes the queue ready; EINVAL with the reason (and a
   // BadRing count) when refused. features: the negotiated ones (EVENT_IDX, INDIRECT_DESC).
   Result<void> activate(const GuestMemory& mem, uint64_t features);
+  // After activate(), for a queue that continues where another owner left it (a vhost-user backend
+  // given VHOST_USER_SET_VRING_BASE): the next available entry to take is next_avail, and used
+  // entries continue from the used ring's own index, as the driver sees it.
+  void resume(uint16_t next_avail);
+  // The next available entry the device will take (VHOST_USER_GET_VRING_BASE).
+  uint16_t next_avail() const { return next_avail_; }
   // Back to the state after device reset: not ready, indexes zero; counters stay.
   void reset();
 
