@@ -1,0 +1,140 @@
+// The vhost-user protocol's messages (QEMU's docs/interop/vhost-user.rst): a 12-byte header
+// (request, flags, payload size), a payload whose layout the request fixes, and fds beside it
+// (SCM_RIGHTS) for the requests that carry them. Little-endian, on a SOCK_STREAM Unix socket.
+//
+// parse_message() checks one message completely before anything acts on it, and each mistake has
+// its own errno, so a frontend's bug is told apart from a truncated message:
+//   EPROTO    a version other than 1, or the reply bit on a request
+//   ENOSYS    a request this backend does not implement
+//   EMSGSIZE  a payload whose size does not fit the request (too short, too long, or a region count
+//             over the limit)
+//   EBADMSG   fds where the request carries none, or too few or too many where it does
+//   EINVAL    a value out of range (a ring index, a region that is empty or wraps, a config access
+//             beyond 256 bytes)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace evmm::vhost {
+
+enum class Request : uint32_t {
+  GetFeatures = 1,
+  SetFeatures = 2,
+  SetOwner = 3,
+  ResetOwner = 4,
+  SetMemTable = 5,
+  SetLogBase = 6,
+  SetLogFd = 7,
+  SetVringNum = 8,
+  SetVringAddr = 9,
+  SetVringBase = 10,
+  GetVringBase = 11,
+  SetVringKick = 12,
+  SetVringCall = 13,
+  SetVringErr = 14,
+  GetProtocolFeatures = 15,
+  SetProtocolFeatures = 16,
+  GetQueueNum = 17,
+  SetVringEnable = 18,
+  SetBackendReqFd = 21,
+  GetConfig = 24,
+  SetConfig = 25,
+  ResetDevice = 34,
+  GetMaxMemSlots = 36,
+  AddMemReg = 37,
+  RemMemReg = 38,
+};
+std::string_view to_string(Request r);
+
+inline constexpr uint32_t kVersion = 0x1;
+inline constexpr uint32_t kFlagVersionMask = 0x3;
+inline constexpr uint32_t kFlagReply = 1u << 2;
+inline constexpr uint32_t kFlagNeedReply = 1u << 3;
+
+inline constexpr uint64_t kFeatureProtocolFeatures = 1ull << 30;  // VHOST_USER_F_PROTOCOL_FEATURES
+enum ProtocolFeature : unsigned {
+  kProtoMq = 0,
+  kProtoReplyAck = 3,
+  kProtoConfig = 9,
+  kProtoResetDevice = 13,
+  kProtoConfigureMemSlots = 15,
+};
+
+inline constexpr size_t kHeaderSize = 12;
+inline constexpr uint32_t kMaxMemTableRegions = 8;  // VHOST_MEMORY_BASELINE_NREGIONS
+inline constexpr uint32_t kMaxMemSlots = 32;        // what GET_MAX_MEM_SLOTS answers
+inline constexpr uint32_t kMaxQueues = 64;
+inline constexpr uint32_t kMaxConfig = 256;
+inline constexpr size_t kMaxPayload = 8 + kMaxMemTableRegions * 32;  // the largest: SET_MEM_TABLE
+inline constexpr uint64_t kVringIndexMask = 0xff;
+inline constexpr uint64_t kVringNoFd = 1ull << 8;
+
+struct Header {
+  uint32_t request;
+  uint32_t flags;
+  uint32_t size;
+};
+static_assert(sizeof(Header) == kHeaderSize);
+
+struct MemRegion {
+  uint64_t guest_addr;
+  uint64_t size;
+  uint64_t user_addr;  // the frontend's own address of the region: ring addresses are given in these
+  uint64_t mmap_offset;
+};
+struct VringState {
+  uint32_t index;
+  uint32_t num;
+};
+struct VringAddr {
+  uint32_t index;
+  uint32_t flags;
+  uint64_t desc, used, avail, log;  // frontend user addresses
+};
+struct VringFd {  // SET_VRING_KICK/CALL/ERR
+  uint32_t index;
+  bool has_fd;
+};
+struct ConfigAccess {
+  uint32_t offset, size, flags;
+  std::vector<uint8_t> data;  // SET_CONFIG: what to write
+};
+using Payload = std::variant<std::monostate, uint64_t, std::vector<MemRegion>, MemRegion, VringState, VringAddr, VringFd,
+                             ConfigAccess>;
+
+struct Message {
+  Request request;
+  uint32_t flags;
+  Payload payload;
+  std::vector<UniqueFd> fds;
+  bool need_reply() const { return flags & kFlagNeedReply; }
+};
+
+// Checks a message: its header (the 12 bytes before payload) and payload, with the fds that came.
+// The fds are moved into the result on success and closed on failure.
+Result<Message> parse_message(const Header& h, std::span<const uint8_t> payload, std::vector<UniqueFd> fds);
+
+// One message as it came off the stream, not yet checked.
+struct Frame {
+  Header header;
+  std::vector<uint8_t> payload;
+  std::vector<UniqueFd> fds;
+};
+// Reads one message from a stream socket: the header, then its payload (with any fds). Every error
+// leaves the stream out of step, so the caller drops the connection: ECONNRESET once the frontend
+// has closed (mid-message or not, the message says which); EMSGSIZE for a size over kMaxPayload;
+// EBADMSG for more fds than one message may carry; the socket's errno otherwise. A frame that was
+// read whole goes to parse_message, whose errors concern that message only.
+Result<Frame> read_frame(int sock);
+// A reply to request r: header with the reply bit and the payload bytes.
+Result<void> send_reply(int sock, Request r, std::span<const uint8_t> payload);
+
+}  // namespace evmm::vhost
