@@ -1,0 +1,100 @@
+// A vhost-user backend: serves one of evmm's virtio devices (the same VirtioDevice the in-process
+// MMIO transport carries) to one frontend over a connected Unix stream socket. The frontend's guest
+// memory arrives as fds (SET_MEM_TABLE, ADD_MEM_REG) and is mapped here; its rings are walked by the
+// same Virtqueue; a kick eventfd from the frontend wakes the device and the device's used entries
+// signal the frontend's call eventfd. (The model: libvhost-user, rust-vmm's vhost-user-backend.)
+//
+// Rules:
+//   - An EventSubscriber: it runs on one event loop thread, with the device's own fds beside its
+//     socket and kick fds.
+//   - A malformed or refused message is counted, answered with a failure when the frontend asked
+//     for an acknowledgement, and the connection carries on; a stream that cannot be resynchronised
+//     (a payload over the limit, a close mid-message) ends it. finished() then turns true.
+//   - A device that cannot go on signals the ring's error eventfd (SET_VRING_ERR) and is reset.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/eventfd.h"
+#include "base/fd.h"
+#include "devices/virtio/device.h"
+#include "event/event_loop.h"
+#include "memory/guest_memory.h"
+#include "vhost/vhost_user.h"
+
+namespace evmm::vhost {
+
+struct BackendStats {
+  std::atomic<uint64_t> messages{0};
+  std::atomic<uint64_t> bad_messages{0};  // refused by the parser or by the state they arrived in
+  std::atomic<uint64_t> kicks{0};
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> errors_signalled{0};
+};
+
+class Backend final : public EventSubscriber, private virtio::VirtioSignals {
+ public:
+  static std::shared_ptr<Backend> create(std::shared_ptr<virtio::VirtioDevice> device, UniqueFd conn);
+  ~Backend() override;
+
+  void init(EventOps& ops) override;
+  void process(const Event& event, EventOps& ops) override;
+
+  // The connection ended (the frontend closed it, or it broke); why says which.
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  std::string why_finished() const;
+  const BackendStats& stats() const { return stats_; }
+  // Features the frontend set (SET_FEATURES), and whether the device is running.
+  uint64_t acked_features() const { return acked_; }
+  bool active() const { return active_; }
+
+ private:
+  struct Ring {
+    uint16_t num = 0;
+    std::optional<VringAddr> addr;
+    uint16_t base = 0;
+    UniqueFd kick, call, err;
+    bool started = false;  // has its kick fd, its address and its size: SET_VRING_KICK seen
+    bool enabled = false;  // SET_VRING_ENABLE (or started, without protocol features)
+  };
+  class DeviceOps;
+
+  Backend(std::shared_ptr<virtio::VirtioDevice> device, UniqueFd conn);
+
+  // What a request answers: nothing (then an acknowledgement if asked for), or these bytes.
+  Result<std::optional<std::vector<uint8_t>>> handle(Message& m, EventOps& ops);
+  Result<void> set_memory(std::vector<MemRegion> regions, std::vector<UniqueFd> fds);
+  Result<uint64_t> to_guest(uint64_t user_addr) const;
+  // Activates the device once a ring is started and enabled; activates rings that join later.
+  Result<void> try_activate();
+  void deactivate();
+  void finish(std::string why);
+
+  // VirtioSignals, for the device.
+  void used(uint16_t q) override;
+  void config_changed() override;
+  void needs_reset(std::string_view why) override;
+
+  std::shared_ptr<virtio::VirtioDevice> device_;
+  UniqueFd conn_;
+  std::unique_ptr<virtio::Virtqueue[]> queue_storage_;
+  std::span<virtio::Virtqueue> queues_;
+  std::vector<Ring> rings_;
+  std::vector<MemRegion> table_;
+  std::vector<UniqueFd> table_fds_;
+  std::optional<GuestMemory> mem_;
+  uint64_t acked_ = 0;
+  uint64_t protocol_ = 0;
+  bool protocol_negotiated_ = false;  // VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES: rings start disabled
+  bool active_ = false;
+  EventOps* ops_ = nullptr;  // valid during init()/process()
+  std::atomic<bool> finished_{false};
+  std::string why_finished_;
+  BackendStats stats_;
+};
+
+}  // namespace evmm::vhost

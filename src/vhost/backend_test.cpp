@@ -1,0 +1,255 @@
+// The vhost-user backend against a scripted frontend on a socketpair: negotiation, a request served
+// through a ring in a memfd the "frontend" shares, and malformed input. The real frontend (QEMU) is
+// in tests/vhost_user_qemu_test.cpp.
+#include "vhost/backend.h"
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "devices/virtio/rng/rng.h"
+
+namespace evmm::vhost {
+namespace {
+
+struct Frontend {
+  UniqueFd sock;
+  Result<void> send(Request r, std::vector<uint8_t> payload, std::vector<int> fds = {}, uint32_t flags = kVersion) {
+    Header h{static_cast<uint32_t>(r), flags, static_cast<uint32_t>(payload.size())};
+    std::vector<uint8_t> bytes(sizeof h + payload.size());
+    std::memcpy(bytes.data(), &h, sizeof h);
+    if (!payload.empty()) std::memcpy(bytes.data() + sizeof h, payload.data(), payload.size());
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<uint8_t> control(CMSG_SPACE(fds.size() * sizeof(int)));
+    if (!fds.empty()) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+      std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    }
+    if (::sendmsg(sock.get(), &msg, MSG_NOSIGNAL) != ssize_t(bytes.size())) return errno_error("send");
+    return {};
+  }
+  // A reply's payload (checks its header names the request and has the reply flag).
+  std::vector<uint8_t> reply(Request r) {
+    Header h{};
+    EXPECT_EQ(::recv(sock.get(), &h, sizeof h, MSG_WAITALL), ssize_t(sizeof h));
+    EXPECT_EQ(h.request, static_cast<uint32_t>(r));
+    EXPECT_EQ(h.flags, kVersion | kFlagReply);
+    std::vector<uint8_t> p(h.size);
+    if (h.size) {
+      EXPECT_EQ(::recv(sock.get(), p.data(), p.size(), MSG_WAITALL), ssize_t(p.size()));
+    }
+    return p;
+  }
+  uint64_t reply_u64(Request r) {
+    auto p = reply(r);
+    uint64_t v = ~0ull;
+    if (p.size() == 8) std::memcpy(&v, p.data(), 8);
+    return v;
+  }
+};
+
+std::vector<uint8_t> u64(uint64_t v) {
+  std::vector<uint8_t> b(8);
+  std::memcpy(b.data(), &v, 8);
+  return b;
+}
+template <typename... W>
+std::vector<uint8_t> words(W... w) {
+  std::vector<uint8_t> b;
+  auto put = [&](auto v) {
+    const size_t at = b.size();
+    b.resize(at + sizeof v);
+    std::memcpy(b.data() + at, &v, sizeof v);
+  };
+  (put(w), ...);
+  return b;
+}
+
+class BackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fe.sock = UniqueFd(sv[0]);
+    device = virtio::RngDevice::create({}).value();
+    backend = Backend::create(device, UniqueFd(sv[1]));
+    loop = EventLoop::create().value();
+    ASSERT_TRUE(loop->add(backend));
+  }
+  // Lets the backend handle everything sent so far.
+  void pump() {
+    while (loop->run_once(50).value_or(0) > 0) {
+    }
+  }
+
+  Frontend fe;
+  std::shared_ptr<virtio::RngDevice> device;
+  std::shared_ptr<Backend> backend;
+  std::unique_ptr<EventLoop> loop;
+};
+
+TEST_F(BackendTest, NegotiatesFeaturesAndRefusesWhatWasNotOffered) {
+  ASSERT_TRUE(fe.send(Request::GetFeatures, {}));
+  pump();
+  const uint64_t features = fe.reply_u64(Request::GetFeatures);
+  EXPECT_TRUE(features & (1ull << 32));          // VERSION_1
+  EXPECT_TRUE(features & kFeatureProtocolFeatures);
+  ASSERT_TRUE(fe.send(Request::GetProtocolFeatures, {}));
+  pump();
+  const uint64_t proto = fe.reply_u64(Request::GetProtocolFeatures);
+  EXPECT_TRUE(proto & (1ull << kProtoReplyAck));
+  EXPECT_FALSE(proto & (1ull << kProtoConfig));  // rng has no config space
+  ASSERT_TRUE(fe.send(Request::SetProtocolFeatures, u64(1ull << kProtoReplyAck)));
+  ASSERT_TRUE(fe.send(Request::GetQueueNum, {}));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::GetQueueNum), 1u);
+  // With REPLY_ACK, a refused request answers 1 and a good one 0.
+  ASSERT_TRUE(fe.send(Request::SetFeatures, u64(1ull << 5), {}, kVersion | kFlagNeedReply));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::SetFeatures), 1u);
+  ASSERT_TRUE(fe.send(Request::SetFeatures, u64(1ull << 32), {}, kVersion | kFlagNeedReply));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::SetFeatures), 0u);
+  EXPECT_EQ(backend->acked_features(), 1ull << 32);
+  EXPECT_EQ(backend->stats().bad_messages.load(), 1u);
+  EXPECT_FALSE(backend->finished());
+}
+
+// The frontend's "guest memory" is a memfd it also maps; the ring and the buffer live in it.
+TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
+  constexpr uint64_t kGpa = 0x100000, kSize = 0x10000, kUser = 0x7f0000000000;
+  UniqueFd mem(::memfd_create("frontend-ram", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(mem.get(), kSize), 0);
+  auto* ram = static_cast<uint8_t*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0));
+  ASSERT_NE(ram, MAP_FAILED);
+  // Ring of 4 at offsets 0 (descriptors), 0x100 (avail), 0x200 (used); the buffer at 0x1000.
+  auto desc = words(uint64_t{kGpa + 0x1000}, uint32_t{64}, uint16_t{2 /* WRITE */}, uint16_t{0});
+  std::memcpy(ram, desc.data(), desc.size());
+  auto avail = words(uint16_t{0}, uint16_t{1}, uint16_t{0});
+  std::memcpy(ram + 0x100, avail.data(), avail.size());
+  UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), call(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+
+  ASSERT_TRUE(fe.send(Request::SetOwner, {}));
+  ASSERT_TRUE(fe.send(Request::SetFeatures, u64((1ull << 32) | kFeatureProtocolFeatures)));
+  auto table = words(uint32_t{1}, uint32_t{0}, kGpa, kSize, kUser, uint64_t{0});
+  ASSERT_TRUE(fe.send(Request::SetMemTable, table, {mem.get()}));
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4})));
+  ASSERT_TRUE(fe.send(Request::SetVringBase, words(uint32_t{0}, uint32_t{0})));
+  ASSERT_TRUE(fe.send(Request::SetVringAddr,
+                      words(uint32_t{0}, uint32_t{0}, kUser, kUser + 0x200, kUser + 0x100, uint64_t{0})));
+  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
+  ASSERT_TRUE(fe.send(Request::SetVringCall, u64(0), {call.get()}));
+  pump();
+  // Protocol features were negotiated: the ring waits for SET_VRING_ENABLE.
+  EXPECT_FALSE(backend->active());
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, words(uint32_t{0}, uint32_t{1})));
+  pump();
+  EXPECT_TRUE(backend->active());
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(kick.get(), &one, 8), 8);
+  pump();
+  uint16_t used_idx;
+  uint32_t used_len;
+  std::memcpy(&used_idx, ram + 0x202, 2);
+  std::memcpy(&used_len, ram + 0x208, 4);
+  EXPECT_EQ(used_idx, 1);
+  EXPECT_EQ(used_len, 64u);
+  EXPECT_EQ(device->metrics().bytes.load(), 64u);
+  uint64_t calls = 0;
+  EXPECT_EQ(::read(call.get(), &calls, 8), 8);
+  EXPECT_EQ(calls, 1u);
+  // Stopping the ring answers where it stopped.
+  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0}, uint32_t{0})));
+  pump();
+  auto base = fe.reply(Request::GetVringBase);
+  ASSERT_EQ(base.size(), 8u);
+  uint32_t num;
+  std::memcpy(&num, base.data() + 4, 4);
+  EXPECT_EQ(num, 1u);
+  EXPECT_FALSE(backend->active());
+  // Started again where it stopped (as after a migration or a backend restart): the second request
+  // sits in avail slot 1 and its answer goes to used slot 1.
+  auto avail2 = words(uint16_t{2}, uint16_t{0});
+  std::memcpy(ram + 0x102, avail2.data(), avail2.size());
+  ASSERT_TRUE(fe.send(Request::SetVringBase, words(uint32_t{0}, uint32_t{1})));
+  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, words(uint32_t{0}, uint32_t{1})));
+  ASSERT_EQ(::write(kick.get(), &one, 8), 8);
+  pump();
+  std::memcpy(&used_idx, ram + 0x202, 2);
+  std::memcpy(&used_len, ram + 0x204 + 8 + 4, 4);
+  EXPECT_EQ(used_idx, 2);
+  EXPECT_EQ(used_len, 64u);
+  EXPECT_EQ(device->metrics().bytes.load(), 128u);
+  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0}, uint32_t{0})));
+  pump();
+  base = fe.reply(Request::GetVringBase);
+  ASSERT_EQ(base.size(), 8u);
+  std::memcpy(&num, base.data() + 4, 4);
+  EXPECT_EQ(num, 2u);
+  EXPECT_EQ(backend->stats().bad_messages.load(), 0u);
+  ::munmap(ram, kSize);
+}
+
+TEST_F(BackendTest, MalformedMessagesAreCountedAndAnUnreadableStreamEndsTheConnection) {
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), {}, 2));  // version 2
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0})));         // short payload
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{3})));  // not a power of two
+  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0)));                    // says an fd, has none
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{7}, uint32_t{4})));  // no ring 7
+  pump();
+  EXPECT_EQ(backend->stats().bad_messages.load(), 5u);
+  EXPECT_FALSE(backend->finished());
+  ASSERT_TRUE(fe.send(Request::GetFeatures, {}));  // still in step
+  pump();
+  EXPECT_NE(fe.reply_u64(Request::GetFeatures), ~0ull);
+  // A size over the limit cannot be skipped: the connection ends.
+  Header h{static_cast<uint32_t>(Request::SetOwner), kVersion, 1u << 20};
+  ASSERT_EQ(::send(fe.sock.get(), &h, sizeof h, 0), ssize_t(sizeof h));
+  pump();
+  EXPECT_TRUE(backend->finished());
+  EXPECT_NE(backend->why_finished().find("payload"), std::string::npos) << backend->why_finished();
+}
+
+TEST_F(BackendTest, ARequestThatWantsAnAnswerGetsOneEvenWhenMalformed) {
+  ASSERT_TRUE(fe.send(Request::SetProtocolFeatures, u64(1ull << kProtoReplyAck)));
+  // Asked for an ack with a short payload: nacked, and the stream stays in step.
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}), {}, kVersion | kFlagNeedReply));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::SetVringNum), 1u);
+  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), {}, kVersion | kFlagNeedReply));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::SetVringNum), 0u);
+  // A GET_* that cannot be answered would leave the frontend waiting: the connection ends instead.
+  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0})));
+  pump();
+  EXPECT_TRUE(backend->finished());
+  EXPECT_NE(backend->why_finished().find("cannot answer GET_VRING_BASE"), std::string::npos) << backend->why_finished();
+  EXPECT_EQ(backend->stats().bad_messages.load(), 2u);
+}
+
+TEST_F(BackendTest, AFrontendThatClosesMidMessageEndsTheConnection) {
+  Header h{static_cast<uint32_t>(Request::SetFeatures), kVersion, 8};
+  ASSERT_EQ(::send(fe.sock.get(), &h, sizeof h, 0), ssize_t(sizeof h));
+  ASSERT_EQ(::send(fe.sock.get(), "abc", 3, 0), 3);
+  fe.sock.reset();
+  pump();
+  EXPECT_TRUE(backend->finished());
+  EXPECT_NE(backend->why_finished().find("mid-message"), std::string::npos) << backend->why_finished();
+}
+
+}  // namespace
+}  // namespace evmm::vhost
