@@ -36,11 +36,19 @@ const char* const kVcpu[] = {"ppoll", "poll", "timerfd_settime", "timerfd_gettim
 // is full); the RTC timer lives on it.
 const char* const kDevice[] = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "ppoll", "poll",
                                "timerfd_settime", "timerfd_gettime",
+                               // virtio-rng fills the guest's buffers from getrandom;
+                               "getrandom",
                                // virtio-blk: the loop submits to and reaps its io_uring;
                                "io_uring_enter",
                                // its thread-pool workers (this role too) read, write, sync and
                                // punch or zero ranges of the image they were given.
                                "preadv", "pwritev2", "fdatasync", "fallocate"};
+
+// A vhost-user backend (evmm device) runs as a device loop on its main thread, once its frontend is
+// connected and its device made. Beyond the device's calls it receives messages with fds (memory
+// regions, kick and call eventfds: recvmsg), answers them (sendto), and maps the memory the fds
+// give (mmap, in kCommon; fcntl to duplicate a region's fd when the table changes).
+const char* const kBackend[] = {"recvmsg", "sendto", "sendmsg", "fcntl"};
 
 // The gdb server reads, writes and polls the connection main accepted before the filters, its
 // eventfds, and the vCPUs' registers and debug state (KVM ioctls): no socket calls of its own.
@@ -83,7 +91,7 @@ void append(std::vector<std::string>& out, const char* const (&names)[N]) {
 // needs no allocation.
 constexpr int kMaxSyscall = 512;
 std::array<char[32], kMaxSyscall> g_names{};
-const char* g_role[4] = {"main", "vcpu", "device", "debugger"};
+const char* g_role[5] = {"main", "vcpu", "device", "debugger", "backend"};
 thread_local int t_role = -1;
 std::once_flag g_once;
 
@@ -153,13 +161,14 @@ const char* to_string(Role role) { return g_role[static_cast<int>(role)]; }
 
 const std::vector<std::string>& allowed(Role role) {
   static const auto lists = [] {
-    std::array<std::vector<std::string>, 4> l;
+    std::array<std::vector<std::string>, 5> l;
     for (auto& v : l) append(v, kCommon), v.emplace_back("ioctl");
     append(l[0], kMain), append(l[0], kVcpu), append(l[0], kDevice), append(l[0], kDebugger);
     l[0].emplace_back("clone"), l[0].emplace_back("prctl");
     append(l[1], kVcpu);
     append(l[2], kDevice);
     append(l[3], kDebugger);
+    append(l[4], kDevice), append(l[4], kBackend);
     for (auto& v : l) {
       std::sort(v.begin(), v.end());
       v.erase(std::unique(v.begin(), v.end()), v.end());

@@ -24,6 +24,9 @@ enum class Role {
   Vcpu,    // KVM_RUN and the exits it handles: device registers, interrupts, kicks, serial output
   Device,  // an event loop: eventfds, timerfds, serial input, interrupt lines
   Debugger,  // the gdb server (debug/gdb_server.h): its connection, made before any filter, and vCPU ioctls
+  Backend,   // `evmm device`: a vhost-user backend's one thread, after it has accepted its frontend and
+             // made its device: the device's calls, messages and fds on that connection, and mapping
+             // the memory the frontend sends
 };
 
 const char* to_string(Role role);

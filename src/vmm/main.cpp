@@ -17,6 +17,7 @@
 #include "sandbox/seccomp.h"
 #include "vcpu/assist.h"
 #include "vmm/console.h"
+#include "vmm/device_cmd.h"
 #include "vmm/exit_status.h"
 #include "vmm/required_caps.h"
 #include "vmm/virtio_options.h"
@@ -297,6 +298,16 @@ int main(int argc, char** argv) {
       ->needs(xen_opt)->check(CLI::Range(1, 0x7fef))->capture_default_str();
   run->add_flag("--xen-after-kvm", xen_after_kvm,
                 "Keep KVM's CPUID leaves at 0x40000000 and put Xen's at 0x40000100")->needs(xen_opt);
+  DeviceCommand devcmd;
+  std::string device_disk;
+  auto* device = app.add_subcommand("device", "Serve one virtio device over vhost-user from this process (rng or blk)");
+  device->add_option("kind", devcmd.kind, "The device: rng, or blk (with --disk)")->required()->check(CLI::IsMember({"rng", "blk"}));
+  device->add_option("--socket", devcmd.socket, "The Unix socket to listen on; the frontend connects to it")->required();
+  device->add_option("--disk", device_disk, "blk: the image, path=FILE[,readonly]");
+  device->add_flag("--stats", devcmd.stats, "Print the backend's and the device's counters when the frontend goes");
+  bool device_no_seccomp = false;
+  device->add_flag("--no-seccomp", device_no_seccomp, "Serve without the backend's seccomp filter (for debugging)");
+  device->add_flag("-v,--verbose", verbose, "Log what evmm does");
   auto* version = app.add_subcommand("version", "Print evmm's version");
   auto* caps = app.add_subcommand("caps", "Print the host KVM capabilities evmm uses");
 
@@ -318,6 +329,18 @@ int main(int argc, char** argv) {
   if (*caps) return cmd_caps();
 
   set_log_level(verbose ? LogLevel::Info : LogLevel::Warn);
+  if (*device) {
+    devcmd.seccomp = !device_no_seccomp;
+    if (!device_disk.empty()) {
+      auto d = parse_disk(device_disk);
+      if (!d) {
+        std::fprintf(stderr, "evmm: %s\n", d.error().context().c_str());
+        return exit_status::kUsage;
+      }
+      devcmd.disk = *d;
+    }
+    return cmd_device(devcmd);
+  }
   auto s = parse_serial(serial);
   if (!s) {
     std::fprintf(stderr, "evmm: %s\n", s.error().context().c_str());
