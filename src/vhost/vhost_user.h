@@ -13,6 +13,7 @@
 //             beyond 256 bytes)
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -73,7 +74,9 @@ inline constexpr uint32_t kMaxMemTableRegions = 8;  // VHOST_MEMORY_BASELINE_NRE
 inline constexpr uint32_t kMaxMemSlots = 32;        // what GET_MAX_MEM_SLOTS answers
 inline constexpr uint32_t kMaxQueues = 64;
 inline constexpr uint32_t kMaxConfig = 256;
-inline constexpr size_t kMaxPayload = 8 + kMaxMemTableRegions * 32;  // the largest: SET_MEM_TABLE
+// The largest payloads: SET_MEM_TABLE (8 + 8 regions of 32 bytes = 264) and a whole config space
+// in GET_CONFIG/SET_CONFIG (12 + 256 = 268).
+inline constexpr size_t kMaxPayload = std::max<size_t>(8 + kMaxMemTableRegions * 32, 12 + kMaxConfig);
 inline constexpr uint64_t kVringIndexMask = 0xff;
 inline constexpr uint64_t kVringNoFd = 1ull << 8;
 
