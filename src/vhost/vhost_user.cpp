@@ -211,8 +211,8 @@ Result<void> read_full(int sock, uint8_t* buf, size_t n, std::vector<UniqueFd>& 
     }
     if (msg.msg_flags & MSG_CTRUNC) return make_error(EBADMSG, "vhost-user: more than {} fds with one message", kMaxMemTableRegions);
     if (r == 0)
-      return make_error(ECONNRESET, (started || got) ? "vhost-user: the frontend closed the connection mid-message"
-                                                    : "vhost-user: the frontend closed the connection");
+      return make_error(ECONNRESET, (started || got) ? "vhost-user: the peer closed the connection mid-message"
+                                                    : "vhost-user: the peer closed the connection");
     got += size_t(r);
   }
   return {};
@@ -232,18 +232,36 @@ Result<Frame> read_frame(int sock) {
   return f;
 }
 
-Result<void> send_reply(int sock, Request r, std::span<const uint8_t> payload) {
-  std::vector<uint8_t> out(kHeaderSize + payload.size());
-  Header h{static_cast<uint32_t>(r), kVersion | kFlagReply, static_cast<uint32_t>(payload.size())};
-  std::memcpy(out.data(), &h, sizeof h);
-  if (!payload.empty()) std::memcpy(out.data() + kHeaderSize, payload.data(), payload.size());
+Result<void> send_message(int sock, const Header& h, std::span<const uint8_t> payload, std::span<const int> fds) {
+  if (fds.size() > kMaxMemTableRegions) return make_error(EINVAL, "vhost-user: {} fds with one message", fds.size());
+  std::vector<uint8_t> out(reinterpret_cast<const uint8_t*>(&h), reinterpret_cast<const uint8_t*>(&h) + kHeaderSize);
+  out.insert(out.end(), payload.begin(), payload.end());
+  alignas(cmsghdr) uint8_t control[CMSG_SPACE(kMaxMemTableRegions * sizeof(int))];
   for (size_t sent = 0; sent < out.size();) {
-    ssize_t n = ::send(sock, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    iovec iov{out.data() + sent, out.size() - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (sent == 0 && !fds.empty()) {  // the fds go with the first byte
+      msg.msg_control = control;
+      msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+      std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    }
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("vhost-user: reply to {}", to_string(r));
+    if (n < 0) return errno_error("vhost-user: send {}", to_string(static_cast<Request>(h.request)));
     sent += size_t(n);
   }
   return {};
+}
+
+Result<void> send_reply(int sock, Request r, std::span<const uint8_t> payload) {
+  return send_message(sock, Header{static_cast<uint32_t>(r), kVersion | kFlagReply, static_cast<uint32_t>(payload.size())},
+                      payload, {});
 }
 
 }  // namespace evmm::vhost

@@ -137,6 +137,8 @@ struct Frame {
 // EBADMSG for more fds than one message may carry; the socket's errno otherwise. A frame that was
 // read whole goes to parse_message, whose errors concern that message only.
 Result<Frame> read_frame(int sock);
+// Sends one message with fds (at most kMaxMemTableRegions) beside its first byte.
+Result<void> send_message(int sock, const Header& h, std::span<const uint8_t> payload, std::span<const int> fds);
 // A reply to request r: header with the reply bit and the payload bytes.
 Result<void> send_reply(int sock, Request r, std::span<const uint8_t> payload);
 
