@@ -2,13 +2,18 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "testing/process.h"
@@ -18,6 +23,22 @@ namespace evmm::testing {
 inline bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 inline size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
+// A file's whole contents ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+// Waits up to 10 s for a listening Unix socket at path (a daemon started on another thread).
+inline bool wait_for_socket(const std::string& path) {
+  for (int i = 0; i < 200; ++i) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
 inline std::string guest(const std::string& name) { return std::string(EVMM_GUEST_DIR) + "/" + name; }
 
 // Skips the calling test, with the reason, when this host has no usable /dev/kvm.

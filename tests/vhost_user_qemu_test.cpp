@@ -19,21 +19,6 @@ namespace {
 
 constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-bool wait_for_socket(const std::string& path) {
-  for (int i = 0; i < 200; ++i) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
 
 TEST(VhostUserQemu, EvmmDeviceBackendsServeQemusGuest) {
   if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed (Debian's qemu-system-x86)";

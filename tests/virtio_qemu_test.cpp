@@ -15,13 +15,6 @@ namespace {
 
 constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 TEST(VirtioGuestQemu, DriversServeOnQemuMicrovm) {
   if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed (Debian's qemu-system-x86)";
   char dir[] = "/tmp/evmm-qemu-virtio-XXXXXX";

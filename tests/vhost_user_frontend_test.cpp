@@ -1,0 +1,183 @@
+// evmm's vhost-user frontend (vhost/frontend.h) against real vhost-user-blk backends:
+// qemu-storage-daemon (Debian's qemu-system-common) and `evmm device blk`. The test is the driver:
+// its "guest memory" is a memfd it shares with the backend through SET_MEM_TABLE, and it writes
+// the split ring there itself, so no KVM is needed. It writes two sectors, reads them back, flushes,
+// and then checks the image from the host side.
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "devices/virtio/virtio_abi.h"
+#include "tests/kvm_test_util.h"
+#include "vhost/frontend.h"
+
+namespace evmm::testing {
+namespace {
+
+using vhost::Frontend;
+
+constexpr const char* kQsd = "/usr/bin/qemu-storage-daemon";
+
+// A one-queue virtio-blk driver on a memfd: ring of 8 at 0x0 (descriptors), 0x100 (avail), 0x200
+// (used); request header at 0x1000, data at 0x2000, status at 0x3000.
+class BlkDriver {
+ public:
+  static constexpr uint64_t kRam = 1 << 20;
+  static constexpr uint16_t kSize = 8;
+
+  Result<void> open(Frontend& fe) {
+    mem_ = UniqueFd(::memfd_create("driver-ram", MFD_CLOEXEC));
+    if (mem_.get() < 0 || ::ftruncate(mem_.get(), kRam) != 0) return errno_error("memfd");
+    void* p = ::mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, mem_.get(), 0);
+    if (p == MAP_FAILED) return errno_error("mmap");
+    ram_ = static_cast<uint8_t*>(p);
+    kick_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    call_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    const auto base = reinterpret_cast<uint64_t>(ram_);
+    Frontend::Region region{0, kRam, base, mem_.get(), 0};
+    TRY(fe.set_mem_table({&region, 1}));
+    return fe.start_ring(0, Frontend::Ring{kSize, base, base + 0x100, base + 0x200, 0, kick_.get(), call_.get()});
+  }
+  ~BlkDriver() {
+    if (ram_) ::munmap(ram_, kRam);
+  }
+  uint8_t* data() { return ram_ + 0x2000; }
+
+  // One request: header, optional data (written by the device when reading), status. Returns the status.
+  Result<uint8_t> request(uint32_t type, uint64_t sector, uint32_t len) {
+    virtio_blk_outhdr hdr{type, 0, sector};
+    std::memcpy(ram_ + 0x1000, &hdr, sizeof hdr);
+    ram_[0x3000] = 0xff;
+    uint16_t n = 0;
+    put_desc(n++, 0x1000, sizeof hdr, VRING_DESC_F_NEXT);
+    if (len) put_desc(n++, 0x2000, len, VRING_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0));
+    put_desc(n, 0x3000, 1, VRING_DESC_F_WRITE);
+    const uint16_t slot = avail_idx_ % kSize;
+    std::memcpy(ram_ + 0x104 + 2 * slot, "\0\0", 2);  // head 0
+    __atomic_store_n(reinterpret_cast<uint16_t*>(ram_ + 0x102), ++avail_idx_, __ATOMIC_RELEASE);
+    const uint64_t one = 1;
+    if (::write(kick_.get(), &one, 8) != 8) return errno_error("kick");
+    // The backend calls when it has used the chain.
+    for (;;) {
+      const uint16_t used = __atomic_load_n(reinterpret_cast<uint16_t*>(ram_ + 0x202), __ATOMIC_ACQUIRE);
+      if (used == avail_idx_) break;
+      pollfd p{call_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 10000) != 1) return make_error(ETIMEDOUT, "no call for request {}", avail_idx_);
+      uint64_t v;
+      (void)!::read(call_.get(), &v, 8);
+    }
+    return ram_[0x3000];
+  }
+  uint16_t requests() const { return avail_idx_; }
+
+ private:
+  void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags) {
+    vring_desc d{addr, len, flags, static_cast<uint16_t>(i + 1)};
+    std::memcpy(ram_ + 16 * i, &d, sizeof d);
+  }
+  UniqueFd mem_, kick_, call_;
+  uint8_t* ram_ = nullptr;
+  uint16_t avail_idx_ = 0;
+};
+
+// What the frontend saw of the backend, for the test to check after the backend process ended.
+struct Outcome {
+  std::string error;  // the first failure, if any
+  uint64_t capacity = 0;
+  uint8_t write_status = 0xff, read_status = 0xff, flush_status = 0xff;
+  bool read_back_equal = false;
+  uint16_t stopped_at = 0;
+};
+
+Outcome drive(const std::string& sock) {
+  Outcome o;
+  auto fail = [&](const Error& e) { o.error = e.message(); return o; };
+  if (!wait_for_socket(sock)) return o.error = "the backend did not listen", o;
+  auto fe = Frontend::connect(sock);
+  if (!fe) return fail(fe.error());
+  if (auto r = (*fe)->negotiate(1ull << VIRTIO_BLK_F_FLUSH); !r) return fail(r.error());
+  auto config = (*fe)->get_config(0, 8);
+  if (!config) return fail(config.error());
+  std::memcpy(&o.capacity, config->data(), 8);
+  BlkDriver d;
+  if (auto r = d.open(**fe); !r) return fail(r.error());
+  for (int i = 0; i < 1024; ++i) d.data()[i] = static_cast<uint8_t>(i * 7 + 3);
+  auto w = d.request(VIRTIO_BLK_T_OUT, 2, 1024);
+  if (!w) return fail(w.error());
+  o.write_status = *w;
+  std::memset(d.data(), 0, 1024);
+  auto r = d.request(VIRTIO_BLK_T_IN, 2, 1024);
+  if (!r) return fail(r.error());
+  o.read_status = *r;
+  o.read_back_equal = true;
+  for (int i = 0; i < 1024; ++i) o.read_back_equal &= d.data()[i] == static_cast<uint8_t>(i * 7 + 3);
+  auto f = d.request(VIRTIO_BLK_T_FLUSH, 0, 0);
+  if (!f) return fail(f.error());
+  o.flush_status = *f;
+  auto stopped = (*fe)->stop_ring(0);
+  if (!stopped) return fail(stopped.error());
+  o.stopped_at = *stopped;
+  return o;
+}
+
+void expect_served(const Outcome& o, const std::string& image) {
+  EXPECT_EQ(o.error, "");
+  EXPECT_EQ(o.capacity, 2048u);  // 1 MiB of 512-byte sectors
+  EXPECT_EQ(o.write_status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(o.read_status, VIRTIO_BLK_S_OK);
+  EXPECT_EQ(o.flush_status, VIRTIO_BLK_S_OK);
+  EXPECT_TRUE(o.read_back_equal);
+  EXPECT_EQ(o.stopped_at, 3u);
+  ASSERT_EQ(image.size(), 1u << 20);
+  for (size_t i = 0; i < 1024; ++i) ASSERT_EQ(uint8_t(image[1024 + i]), uint8_t(i * 7 + 3)) << i;
+  EXPECT_EQ(image.find_first_not_of('\0'), 1024u);
+}
+
+struct Scratch {
+  std::string dir, disk, sock;
+  Scratch() {
+    char d[] = "/tmp/evmm-vhost-frontend-XXXXXX";
+    dir = ::mkdtemp(d) ? d : "/tmp";
+    disk = dir + "/disk.img", sock = dir + "/blk.sock";
+    std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0');
+  }
+  ~Scratch() { (void)!std::system(("rm -rf " + dir).c_str()); }
+};
+
+TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
+  if (::access(kQsd, X_OK) != 0) GTEST_SKIP() << kQsd << " is not installed (Debian's qemu-system-common)";
+  Scratch s;
+  Outcome o;
+  ProcessOptions opts;
+  opts.timeout = std::chrono::seconds(60);
+  opts.while_running = [&](pid_t pid) {
+    o = drive(s.sock);
+    ::kill(pid, SIGTERM);
+  };
+  auto qsd = run_process({kQsd, "--blockdev", "driver=file,node-name=file0,filename=" + s.disk, "--blockdev",
+                          "driver=raw,node-name=disk0,file=file0", "--export",
+                          "type=vhost-user-blk,id=exp0,node-name=disk0,writable=on,addr.type=unix,addr.path=" + s.sock},
+                         opts);
+  expect_served(o, slurp(s.disk));
+  EXPECT_EQ(o.error, "") << qsd.err;
+}
+
+TEST(VhostUserBlkPeers, FrontendDrivesEvmmDeviceBlk) {
+  Scratch s;
+  Outcome o;
+  ProcessOptions opts;
+  opts.timeout = std::chrono::seconds(60);
+  opts.while_running = [&](pid_t) { o = drive(s.sock); };  // the backend exits when the frontend goes
+  auto dev = run_process({EVMM_BINARY, "device", "blk", "--socket", s.sock, "--disk", "path=" + s.disk, "--stats"}, opts);
+  expect_served(o, slurp(s.disk));
+  EXPECT_EQ(dev.exit_status, 0) << dev.err;
+  EXPECT_TRUE(has(dev.err, "refused 0,")) << dev.err;
+}
+
+}  // namespace
+}  // namespace evmm::testing
