@@ -115,6 +115,15 @@ Result<void> Frontend::negotiate(uint64_t wanted) {
   return {};
 }
 
+Result<void> Frontend::set_features(uint64_t features) {
+  features |= kFeatureProtocolFeatures;
+  if (features & ~backend_features_)
+    return make_error(EINVAL, "vhost-user: features {:#x} were not offered", features & ~backend_features_);
+  TRY(send(Request::SetFeatures, pack(features)));
+  acked_features_ = features;
+  return {};
+}
+
 Result<uint64_t> Frontend::queue_num() {
   if (!(protocol_ & (1ull << kProtoMq))) return 1;
   return u64_at(TRY(call(Request::GetQueueNum, {}, 8)), 0);

@@ -61,6 +61,9 @@ class Frontend {
   uint64_t acked_features() const { return acked_features_; }
   uint64_t protocol_features() const { return protocol_; }
 
+  // SET_FEATURES again with what the guest's driver accepted (PROTOCOL_FEATURES is kept): at the
+  // device's activation, before the memory table and rings. EINVAL for a feature never offered.
+  Result<void> set_features(uint64_t features);
   Result<uint64_t> queue_num();  // GET_QUEUE_NUM (MQ); 1 without it
   Result<std::vector<uint8_t>> get_config(uint32_t offset, uint32_t size);
   Result<void> set_mem_table(std::span<const Region> regions);
@@ -70,6 +73,9 @@ class Frontend {
   Result<uint16_t> stop_ring(uint32_t index);
 
   bool broken() const { return broken_; }
+  // The owner saw the connection end (its event loop watches fd()): nothing more is sent.
+  void mark_broken() { broken_ = true; }
+  int fd() const { return sock_.get(); }
   uint64_t bad_replies() const { return bad_replies_; }
 
  private:

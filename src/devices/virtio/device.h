@@ -60,6 +60,13 @@ class VirtioDevice {
   // The driver notified queue q (after activate).
   virtual void notify(uint16_t q) = 0;
 
+  // A device whose queues another process serves (vhost-user) takes the queues' notify eventfds,
+  // given once before the transport joins its event loop: the transport then does not wait on
+  // them, and its used() raises the interrupt as told (the other process applied the driver's
+  // suppression already).
+  virtual bool takes_notifications() const { return false; }
+  virtual void take_notifications(std::span<const int> fds) { (void)fds; }
+
   // The device's own fds: registered once when the transport joins the event loop.
   virtual void init_events(EventOps& ops) { (void)ops; }
   virtual void process_event(const Event& event, EventOps& ops) { (void)event, (void)ops; }

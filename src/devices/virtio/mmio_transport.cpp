@@ -68,6 +68,11 @@ Result<std::shared_ptr<MmioTransport>> MmioTransport::create(std::shared_ptr<Vir
     t->notify_regs_.push_back(TRY(ioevents.add(IoSpace::Mmio, base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, IoMatch::value(q), fd)));
     t->notify_fds_.push_back(std::move(fd));
   }
+  if (t->device_->takes_notifications()) {
+    std::vector<int> fds;
+    for (const auto& fd : t->notify_fds_) fds.push_back(fd->fd());
+    t->device_->take_notifications(fds);
+  }
   return t;
 }
 
@@ -270,7 +275,10 @@ void MmioTransport::interrupt(uint32_t bits) {
 }
 
 void MmioTransport::used(uint16_t q) {
-  if (q < queues_.size() && queues_[q].needs_interrupt()) interrupt(VIRTIO_MMIO_INT_VRING);
+  if (q >= queues_.size()) return;
+  // Another process owns the ring (vhost-user) and decided to call: this transport's view of the
+  // used index is stale, so it does not judge suppression again.
+  if (device_->takes_notifications() || queues_[q].needs_interrupt()) interrupt(VIRTIO_MMIO_INT_VRING);
 }
 
 void MmioTransport::config_changed() {
@@ -288,7 +296,7 @@ void MmioTransport::needs_reset(std::string_view why) {
 }
 
 void MmioTransport::init(EventOps& ops) {
-  for (size_t q = 0; q < notify_fds_.size(); ++q)
+  for (size_t q = 0; q < notify_fds_.size() && !device_->takes_notifications(); ++q)
     if (auto r = ops.add(notify_fds_[q]->fd(), EPOLLIN, q); !r) LOG_ERROR("virtio: {}", r.error().message());
   DeviceOps dev_ops(ops);
   std::lock_guard lock(mu_);

@@ -10,7 +10,8 @@
 //   - A queue's notification is the driver's write of its index to QueueNotify: one ioeventfd per
 //     queue with that value as datamatch, so KVM signals the queue's eventfd and the vCPU does not
 //     leave the kernel. The transport waits on those eventfds on the device event loop. A write that
-//     still reaches the bus names no queue: counted.
+//     still reaches the bus names no queue: counted. A device whose queues another process serves
+//     (vhost-user) takes the eventfds instead, and the kick goes straight to that process.
 //   - Interrupts leave through the line given (an irqfd): bit 0 of InterruptStatus for used
 //     buffers, bit 1 for a config change, acknowledged by InterruptACK.
 //   - A device that cannot go on, a queue whose layout is refused or whose ring breaks, sets

@@ -1,0 +1,115 @@
+#include "vhost/user_device.h"
+
+#include <linux/virtio_blk.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "devices/virtio/virtio_abi.h"
+
+namespace evmm::vhost {
+
+namespace {
+
+constexpr uint64_t kSocketToken = 1ull << 32;
+// The ring features evmm's transport passes through; the backend applies them on the rings it owns.
+constexpr uint64_t kRingFeatures = (1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull << VIRTIO_RING_F_EVENT_IDX);
+// Device features (bits 0 to 23) evmm does not carry: config writes (CONFIG_WCE, dropped here) and
+// more than one queue (MQ: one request queue for now).
+constexpr uint64_t kBlkWithheld = (1ull << VIRTIO_BLK_F_CONFIG_WCE) | (1ull << VIRTIO_BLK_F_MQ);
+constexpr uint32_t kBlkConfigSize = 60;  // struct virtio_blk_config up to write_zeroes_may_unmap
+constexpr uint16_t kQueueSize = 256;
+
+}  // namespace
+
+Result<std::shared_ptr<UserDevice>> UserDevice::connect(virtio::DeviceType type, const std::string& path, int timeout_ms) {
+  std::shared_ptr<UserDevice> d(new UserDevice(type, TRY(Frontend::connect(path, timeout_ms))));
+  TRY(d->setup(timeout_ms));
+  return d;
+}
+
+Result<std::shared_ptr<UserDevice>> UserDevice::over(virtio::DeviceType type, UniqueFd sock, int timeout_ms) {
+  std::shared_ptr<UserDevice> d(new UserDevice(type, TRY(Frontend::over(std::move(sock), timeout_ms))));
+  TRY(d->setup(timeout_ms));
+  return d;
+}
+
+Result<void> UserDevice::setup(int) {
+  if (type_ != virtio::DeviceType::Block)
+    return make_error(EOPNOTSUPP, "vhost-user: evmm drives block backends only (asked for {})", virtio::to_string(type_));
+  TRY(fe_->negotiate((0xffffffull & ~kBlkWithheld) | kRingFeatures));
+  features_ = fe_->acked_features() & (0xffffffull | kRingFeatures);
+  config_ = TRY(fe_->get_config(0, kBlkConfigSize));
+  sizes_.assign(1, kQueueSize);
+  started_.assign(sizes_.size(), false);
+  for (size_t q = 0; q < sizes_.size(); ++q) call_fds_.push_back(TRY(EventFd::create()));
+  return {};
+}
+
+void UserDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < config_.size() ? config_[offset + i] : 0;
+}
+
+Result<void> UserDevice::activate(const GuestMemory& mem, std::span<virtio::Virtqueue> queues, uint64_t features,
+                                  virtio::VirtioSignals& signals) {
+  if (kicks_.size() != queues.size()) return make_error(EINVAL, "vhost-user: the transport gave {} kick fds", kicks_.size());
+  if (mem.memfd() < 0) return make_error(EINVAL, "vhost-user: guest memory has no memfd to share");
+  signals_ = &signals;
+  TRY(fe_->set_features(features));
+  std::vector<Frontend::Region> regions;
+  for (const auto& r : mem.regions())
+    regions.push_back({r.start.raw(), r.size, r.start.raw(), mem.memfd(), r.fd_offset});
+  TRY(fe_->set_mem_table(regions));
+  for (size_t q = 0; q < queues.size(); ++q) {
+    if (!queues[q].ready()) continue;
+    const auto& l = queues[q].layout();
+    TRY(fe_->start_ring(uint32_t(q), Frontend::Ring{l.size, l.desc.raw(), l.avail.raw(), l.used.raw(), 0, kicks_[q],
+                                                    call_fds_[q].fd()}));
+    started_[q] = true;
+  }
+  return {};
+}
+
+void UserDevice::reset() {
+  for (size_t q = 0; q < started_.size(); ++q) {
+    if (!started_[q]) continue;
+    started_[q] = false;
+    if (fe_->broken()) continue;
+    if (auto r = fe_->stop_ring(uint32_t(q)); !r) LOG_WARN("vhost-user: stopping ring {}: {}", q, r.error().message());
+  }
+  signals_ = nullptr;
+}
+
+void UserDevice::notify(uint16_t q) {
+  // The transport does not wait on the notify fds of a device that takes them; a notification that
+  // still comes this way is passed on.
+  if (q < kicks_.size()) {
+    const uint64_t one = 1;
+    (void)!::write(kicks_[q], &one, sizeof one);
+  }
+}
+
+void UserDevice::init_events(EventOps& ops) {
+  for (size_t q = 0; q < call_fds_.size(); ++q)
+    if (auto r = ops.add(call_fds_[q].fd(), EPOLLIN, q); !r) LOG_ERROR("vhost-user: {}", r.error().message());
+  // The backend never speaks unasked: readable or hung up means it went away (or broke the protocol).
+  if (auto r = ops.add(fe_->fd(), EPOLLRDHUP, kSocketToken); !r) LOG_ERROR("vhost-user: {}", r.error().message());
+}
+
+void UserDevice::process_event(const Event& ev, EventOps& ops) {
+  if (ev.token == kSocketToken) {
+    (void)ops.remove(fe_->fd());
+    fe_->mark_broken();
+    if (signals_) signals_->needs_reset("vhost-user: the backend went away");
+    LOG_WARN("vhost-user: the backend closed its connection; the device needs a reset");
+    return;
+  }
+  if (ev.token >= call_fds_.size()) return;
+  (void)call_fds_[ev.token].consume();
+  ++calls_;
+  if (signals_ && started_[ev.token]) signals_->used(uint16_t(ev.token));
+}
+
+}  // namespace evmm::vhost

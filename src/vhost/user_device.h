@@ -1,0 +1,68 @@
+// A virtio device whose queues another process serves over vhost-user (`--disk vhost-user=SOCKET`):
+// evmm keeps the virtio-mmio transport (registers, negotiation, the interrupt line) and hands the
+// data path to the backend. The guest's QueueNotify ioeventfd is the backend's kick fd, so a kick
+// goes from KVM to the backend with no evmm thread; the backend's call fd is read on the device loop,
+// which raises the line (virtio-mmio has one interrupt per device and an InterruptStatus the driver
+// reads first, so a call cannot be an irqfd by itself).
+//
+// The backend learns the guest's memory as the memfd and offsets evmm maps, with "user addresses"
+// equal to guest addresses: it needs a consistent name for each byte, not evmm's own mappings.
+//
+// A backend that breaks (a bad or missing reply, a nack, a disconnect) sets DEVICE_NEEDS_RESET; the
+// VM runs on, and the device stays broken until evmm restarts (no reconnect yet).
+//
+// Threads: activate() and reset() run on the vCPU thread that wrote the status register and wait
+// for the backend's replies (each within the frontend's timeout), as QEMU's do.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/eventfd.h"
+#include "devices/virtio/device.h"
+#include "vhost/frontend.h"
+
+namespace evmm::vhost {
+
+class UserDevice final : public virtio::VirtioDevice {
+ public:
+  // Connects to the backend at path and negotiates; for a block device reads its config space.
+  static Result<std::shared_ptr<UserDevice>> connect(virtio::DeviceType type, const std::string& path,
+                                                     int timeout_ms = 5000);
+  // The same over a connected socket (tests).
+  static Result<std::shared_ptr<UserDevice>> over(virtio::DeviceType type, UniqueFd sock, int timeout_ms = 5000);
+
+  virtio::DeviceType type() const override { return type_; }
+  uint64_t features() const override { return features_; }
+  std::span<const uint16_t> queue_sizes() const override { return sizes_; }
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  Result<void> activate(const GuestMemory& mem, std::span<virtio::Virtqueue> queues, uint64_t features,
+                        virtio::VirtioSignals& signals) override;
+  void reset() override;
+  void notify(uint16_t q) override;
+  bool takes_notifications() const override { return true; }
+  void take_notifications(std::span<const int> fds) override { kicks_.assign(fds.begin(), fds.end()); }
+  void init_events(EventOps& ops) override;
+  void process_event(const Event& event, EventOps& ops) override;
+
+  const Frontend& frontend() const { return *fe_; }
+  uint64_t calls() const { return calls_; }
+
+ private:
+  UserDevice(virtio::DeviceType type, std::unique_ptr<Frontend> fe) : type_(type), fe_(std::move(fe)) {}
+  Result<void> setup(int timeout_ms);
+
+  const virtio::DeviceType type_;
+  std::unique_ptr<Frontend> fe_;
+  uint64_t features_ = 0;
+  std::vector<uint16_t> sizes_;
+  std::vector<uint8_t> config_;
+  std::vector<int> kicks_;        // the transport's notify eventfds, one per queue
+  std::vector<EventFd> call_fds_;  // one per queue
+  std::vector<bool> started_;
+  virtio::VirtioSignals* signals_ = nullptr;
+  uint64_t calls_ = 0;
+};
+
+}  // namespace evmm::vhost
