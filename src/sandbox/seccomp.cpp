@@ -50,6 +50,11 @@ const char* const kDevice[] = {"epoll_wait", "epoll_pwait", "epoll_pwait2", "epo
 // give (mmap, in kCommon; fcntl to duplicate a region's fd when the table changes).
 const char* const kBackend[] = {"recvmsg", "sendto", "sendmsg", "fcntl"};
 
+// A vhost-user frontend (--disk vhost-user=) speaks to its backend on the connection main made:
+// main negotiates when it builds the device (and sets the socket's timeouts), the vCPU thread that
+// writes DRIVER_OK or a reset sends the memory table and rings and reads the replies. No new socket.
+const char* const kVhostFrontend[] = {"sendmsg", "recvmsg"};
+
 // The gdb server reads, writes and polls the connection main accepted before the filters, its
 // eventfds, and the vCPUs' registers and debug state (KVM ioctls): no socket calls of its own.
 const char* const kDebugger[] = {"ppoll", "poll"};
@@ -66,6 +71,8 @@ const char* const kMain[] = {
     "set_robust_list", "rseq", "sched_getaffinity", "getrlimit", "prlimit64", "seccomp",
     // virtio-blk makes its io_uring here and registers the ring's completion eventfd.
     "io_uring_setup", "io_uring_register",
+    // a vhost-user frontend's connection gives up on a silent backend (SO_RCVTIMEO, SO_SNDTIMEO).
+    "setsockopt",
 };
 
 // ioctls: KVM's (type 0xAE: /dev/kvm, the VM and its vCPUs) on every thread; the main thread also
@@ -165,7 +172,8 @@ const std::vector<std::string>& allowed(Role role) {
     for (auto& v : l) append(v, kCommon), v.emplace_back("ioctl");
     append(l[0], kMain), append(l[0], kVcpu), append(l[0], kDevice), append(l[0], kDebugger);
     l[0].emplace_back("clone"), l[0].emplace_back("prctl");
-    append(l[1], kVcpu);
+    append(l[0], kVhostFrontend);
+    append(l[1], kVcpu), append(l[1], kVhostFrontend);
     append(l[2], kDevice);
     append(l[3], kDebugger);
     append(l[4], kDevice), append(l[4], kBackend);

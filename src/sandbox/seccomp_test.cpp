@@ -76,6 +76,17 @@ TEST(SeccompLists, ABackendIsADeviceLoopThatTakesFdsOnItsConnection) {
   EXPECT_TRUE(allows(Role::Device, "getrandom"));
 }
 
+// A vhost-user frontend's vCPU thread sends the rings at DRIVER_OK on the connection main made; it
+// makes none of its own, and the device loop (which only reads the call eventfds) gets nothing.
+TEST(SeccompLists, AVcpuTalksToItsVhostUserBackendOnlyOnAnExistingConnection) {
+  for (const char* name : {"sendmsg", "recvmsg"}) {
+    EXPECT_TRUE(allows(Role::Vcpu, name)) << name;
+    EXPECT_TRUE(allows(Role::Main, name)) << name;
+    EXPECT_FALSE(allows(Role::Device, name)) << name;
+  }
+  for (const char* name : {"socket", "connect", "accept4", "setsockopt"}) EXPECT_FALSE(allows(Role::Vcpu, name)) << name;
+}
+
 // A device thread, as the platform starts it: an event loop whose setup installs the device filter.
 // Its subscriber then makes a call devices never need.
 class ForbiddenCall final : public EventSubscriber {

@@ -30,6 +30,7 @@ struct SerialConfig {
 struct DiskConfig {
   std::string path;
   bool readonly = false;
+  std::string vhost_user;  // a vhost-user-blk backend's socket instead of an image (path stays empty)
 };
 struct NetConfig {
   enum class Backend { Tap, Socket } backend = Backend::Tap;

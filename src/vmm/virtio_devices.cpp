@@ -7,6 +7,7 @@
 #include "devices/virtio/rng/rng.h"
 #include "memory/layout.h"
 #include "sandbox/seccomp.h"
+#include "vhost/user_device.h"
 #include "vmm/console.h"
 #include "vmm/platform_devices.h"
 
@@ -23,6 +24,12 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
   if (wanted > std::size(kVirtioGsis))
     return make_error(E2BIG, "{} virtio devices asked for; evmm has windows for {}", wanted, std::size(kVirtioGsis));
   for (const DiskConfig& disk : v.disks) {
+    if (!disk.vhost_user.empty()) {
+      auto dev = vhost::UserDevice::connect(virtio::DeviceType::Block, disk.vhost_user);
+      if (!dev) return make_error(dev.error().code(), "--disk vhost-user={}: {}", disk.vhost_user, dev.error().message());
+      TRY(d->add(std::move(*dev), "vhost-user-blk", mem, mmio, ioevents));
+      continue;
+    }
     virtio::BlkConfig bc;
     bc.path = disk.path;
     bc.readonly = disk.readonly;

@@ -44,11 +44,17 @@ Result<DiskConfig> parse_disk(const std::string& spec) {
   DiskConfig d;
   for (const auto& [key, value] : TRY(split("--disk", spec))) {
     if (key == "path" && !value.empty()) d.path = value;
+    else if (key == "vhost-user" && !value.empty()) d.vhost_user = value;
     else if (key == "readonly" && (value.empty() || value == "on")) d.readonly = true;
     else if (key == "readonly" && value == "off") d.readonly = false;
-    else return make_error(EINVAL, "--disk '{}': unknown or empty '{}' (expected path=FILE[,readonly])", spec, key);
+    else
+      return make_error(EINVAL, "--disk '{}': unknown or empty '{}' (expected path=FILE[,readonly] or vhost-user=SOCKET)",
+                        spec, key);
   }
-  if (d.path.empty()) return make_error(EINVAL, "--disk '{}': no path=FILE", spec);
+  if (d.path.empty() == d.vhost_user.empty())
+    return make_error(EINVAL, "--disk '{}': give one of path=FILE or vhost-user=SOCKET", spec);
+  if (!d.vhost_user.empty() && d.readonly)
+    return make_error(EINVAL, "--disk '{}': a vhost-user backend decides read-only itself (its VIRTIO_BLK_F_RO)", spec);
   return d;
 }
 

@@ -16,7 +16,13 @@ TEST(VirtioOptions, Disk) {
   EXPECT_EQ(d->path, "/tmp/a.img");
   EXPECT_TRUE(d->readonly);
   EXPECT_FALSE(parse_disk("path=x")->readonly);
-  EXPECT_NE(why("readonly", parse_disk).find("no path=FILE"), std::string::npos);
+  EXPECT_NE(why("readonly", parse_disk).find("give one of path=FILE or vhost-user=SOCKET"), std::string::npos);
+  auto v = parse_disk("vhost-user=/run/blk.sock");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->vhost_user, "/run/blk.sock");
+  EXPECT_EQ(v->path, "");
+  EXPECT_NE(why("path=x,vhost-user=/s", parse_disk).find("give one of"), std::string::npos);
+  EXPECT_NE(why("vhost-user=/s,readonly", parse_disk).find("decides read-only itself"), std::string::npos);
   EXPECT_NE(why("path=x,,readonly", parse_disk).find("empty item"), std::string::npos);
   EXPECT_NE(why("path=x,cache=none", parse_disk).find("unknown or empty 'cache'"), std::string::npos);
   EXPECT_NE(why("path=", parse_disk).find("'path'"), std::string::npos);
