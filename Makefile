@@ -93,6 +93,7 @@ bench: build
 	$(BUILD)/bench/evmm_virtio_net_bench --benchmark_min_time=0.2
 	$(BUILD)/bench/evmm_blk_engine_bench --benchmark_min_time=0.1
 	$(BUILD)/bench/evmm_address_space_bench --benchmark_min_time=0.2
+	$(BUILD)/bench/evmm_vhost_user_blk_bench
 	$(BUILD)/bench/evmm_blk_bench
 	$(BUILD)/bench/evmm_linux_boot_bench
 

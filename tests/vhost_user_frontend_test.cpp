@@ -1,93 +1,22 @@
 // evmm's vhost-user frontend (vhost/frontend.h) against real vhost-user-blk backends:
 // qemu-storage-daemon (Debian's qemu-system-common) and `evmm device blk`. The test is the driver:
-// its "guest memory" is a memfd it shares with the backend through SET_MEM_TABLE, and it writes
-// the split ring there itself, so no KVM is needed. It writes two sectors, reads them back, flushes,
+// testing/vhost_blk_driver.h, whose ring lives in a memfd it shares with the backend, so no KVM is
+// needed. It writes two sectors, reads them back, flushes,
 // and then checks the image from the host side. Then the same through evmm's own virtio-mmio
 // transport with the backend behind it (vhost::UserDevice), driven through its registers as a guest
 // driver would, and a backend that dies under it.
 #include <gtest/gtest.h>
-#include <linux/virtio_blk.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
 
-#include <cstring>
-
-#include "devices/virtio/virtio_abi.h"
+#include "testing/vhost_blk_driver.h"
 #include "testing/virtio_driver.h"
 #include "tests/kvm_test_util.h"
-#include "vhost/frontend.h"
 #include "vhost/user_device.h"
 
 namespace evmm::testing {
 namespace {
 
-using vhost::Frontend;
-
 constexpr const char* kQsd = "/usr/bin/qemu-storage-daemon";
-
-// A one-queue virtio-blk driver on a memfd: ring of 8 at 0x0 (descriptors), 0x100 (avail), 0x200
-// (used); request header at 0x1000, data at 0x2000, status at 0x3000.
-class BlkDriver {
- public:
-  static constexpr uint64_t kRam = 1 << 20;
-  static constexpr uint16_t kSize = 8;
-
-  Result<void> open(Frontend& fe) {
-    mem_ = UniqueFd(::memfd_create("driver-ram", MFD_CLOEXEC));
-    if (mem_.get() < 0 || ::ftruncate(mem_.get(), kRam) != 0) return errno_error("memfd");
-    void* p = ::mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, mem_.get(), 0);
-    if (p == MAP_FAILED) return errno_error("mmap");
-    ram_ = static_cast<uint8_t*>(p);
-    kick_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    call_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    const auto base = reinterpret_cast<uint64_t>(ram_);
-    Frontend::Region region{0, kRam, base, mem_.get(), 0};
-    TRY(fe.set_mem_table({&region, 1}));
-    return fe.start_ring(0, Frontend::Ring{kSize, base, base + 0x100, base + 0x200, 0, kick_.get(), call_.get()});
-  }
-  ~BlkDriver() {
-    if (ram_) ::munmap(ram_, kRam);
-  }
-  uint8_t* data() { return ram_ + 0x2000; }
-
-  // One request: header, optional data (written by the device when reading), status. Returns the status.
-  Result<uint8_t> request(uint32_t type, uint64_t sector, uint32_t len) {
-    virtio_blk_outhdr hdr{type, 0, sector};
-    std::memcpy(ram_ + 0x1000, &hdr, sizeof hdr);
-    ram_[0x3000] = 0xff;
-    uint16_t n = 0;
-    put_desc(n++, 0x1000, sizeof hdr, VRING_DESC_F_NEXT);
-    if (len) put_desc(n++, 0x2000, len, VRING_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0));
-    put_desc(n, 0x3000, 1, VRING_DESC_F_WRITE);
-    const uint16_t slot = avail_idx_ % kSize;
-    std::memcpy(ram_ + 0x104 + 2 * slot, "\0\0", 2);  // head 0
-    __atomic_store_n(reinterpret_cast<uint16_t*>(ram_ + 0x102), ++avail_idx_, __ATOMIC_RELEASE);
-    const uint64_t one = 1;
-    if (::write(kick_.get(), &one, 8) != 8) return errno_error("kick");
-    // The backend calls when it has used the chain.
-    for (;;) {
-      const uint16_t used = __atomic_load_n(reinterpret_cast<uint16_t*>(ram_ + 0x202), __ATOMIC_ACQUIRE);
-      if (used == avail_idx_) break;
-      pollfd p{call_.get(), POLLIN, 0};
-      if (::poll(&p, 1, 10000) != 1) return make_error(ETIMEDOUT, "no call for request {}", avail_idx_);
-      uint64_t v;
-      (void)!::read(call_.get(), &v, 8);
-    }
-    return ram_[0x3000];
-  }
-  uint16_t requests() const { return avail_idx_; }
-
- private:
-  void put_desc(uint16_t i, uint64_t addr, uint32_t len, uint16_t flags) {
-    vring_desc d{addr, len, flags, static_cast<uint16_t>(i + 1)};
-    std::memcpy(ram_ + 16 * i, &d, sizeof d);
-  }
-  UniqueFd mem_, kick_, call_;
-  uint8_t* ram_ = nullptr;
-  uint16_t avail_idx_ = 0;
-};
 
 // What the frontend saw of the backend, for the test to check after the backend process ended.
 struct Outcome {
