@@ -37,6 +37,20 @@ class EventOps {
   virtual Result<void> remove(int fd) = 0;
 };
 
+// The EventOps a subscriber gives a part of itself (a device inside its transport): the part's
+// tokens are its own, and `tag` is set on them on the way in so the subscriber can tell them apart.
+class TaggedEventOps final : public EventOps {
+ public:
+  TaggedEventOps(EventOps& inner, uint64_t tag) : inner_(inner), tag_(tag) {}
+  Result<void> add(int fd, uint32_t events, uint64_t token) override { return inner_.add(fd, events, token | tag_); }
+  Result<void> modify(int fd, uint32_t events) override { return inner_.modify(fd, events); }
+  Result<void> remove(int fd) override { return inner_.remove(fd); }
+
+ private:
+  EventOps& inner_;
+  const uint64_t tag_;
+};
+
 class EventSubscriber {
  public:
   virtual ~EventSubscriber() = default;

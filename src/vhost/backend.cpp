@@ -28,18 +28,6 @@ std::vector<uint8_t> u64_bytes(uint64_t v) {
 
 }  // namespace
 
-// The device's view of the loop: its tokens are its own, tagged on the way in.
-class Backend::DeviceOps final : public EventOps {
- public:
-  explicit DeviceOps(EventOps& inner) : inner_(inner) {}
-  Result<void> add(int fd, uint32_t events, uint64_t token) override { return inner_.add(fd, events, token | kDeviceToken); }
-  Result<void> modify(int fd, uint32_t events) override { return inner_.modify(fd, events); }
-  Result<void> remove(int fd) override { return inner_.remove(fd); }
-
- private:
-  EventOps& inner_;
-};
-
 std::shared_ptr<Backend> Backend::create(std::shared_ptr<virtio::VirtioDevice> device, UniqueFd conn) {
   return std::shared_ptr<Backend>(new Backend(std::move(device), std::move(conn)));
 }
@@ -69,7 +57,7 @@ void Backend::finish(std::string why) {
 void Backend::init(EventOps& ops) {
   ops_ = &ops;
   if (auto r = ops.add(conn_.get(), EPOLLIN, kConnToken); !r) finish(r.error().message());
-  DeviceOps dev_ops(ops);
+  TaggedEventOps dev_ops(ops, kDeviceToken);
   device_->init_events(dev_ops);
   ops_ = nullptr;
 }
@@ -77,7 +65,7 @@ void Backend::init(EventOps& ops) {
 void Backend::process(const Event& ev, EventOps& ops) {
   ops_ = &ops;
   if (ev.token & kDeviceToken) {
-    DeviceOps dev_ops(ops);
+    TaggedEventOps dev_ops(ops, kDeviceToken);
     device_->process_event(Event{ev.fd, ev.events, ev.token & ~kDeviceToken}, dev_ops);
   } else if (ev.token == kConnToken) {
     auto f = read_frame(conn_.get());

@@ -61,7 +61,6 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
     bool started = false;  // has its kick fd, its address and its size: SET_VRING_KICK seen
     bool enabled = false;  // SET_VRING_ENABLE (or started, without protocol features)
   };
-  class DeviceOps;
 
   Backend(std::shared_ptr<virtio::VirtioDevice> device, UniqueFd conn);
 

@@ -31,18 +31,6 @@ std::string cmdline_entry(uint64_t base, uint32_t gsi) {
   return fmt::format("virtio_mmio.device={}@{:#x}:{}", MmioTransport::kWindow, base, gsi);
 }
 
-// The device's view of the loop: its tokens are its own, tagged on the way in.
-class MmioTransport::DeviceOps final : public EventOps {
- public:
-  explicit DeviceOps(EventOps& inner) : inner_(inner) {}
-  Result<void> add(int fd, uint32_t events, uint64_t token) override { return inner_.add(fd, events, token | kDeviceToken); }
-  Result<void> modify(int fd, uint32_t events) override { return inner_.modify(fd, events); }
-  Result<void> remove(int fd) override { return inner_.remove(fd); }
-
- private:
-  EventOps& inner_;
-};
-
 MmioTransport::MmioTransport(std::shared_ptr<VirtioDevice> device, const GuestMemory& mem, uint64_t base,
                              std::shared_ptr<InterruptLine> irq)
     : device_(std::move(device)), mem_(mem), base_(base), irq_(std::move(irq)) {
@@ -298,13 +286,13 @@ void MmioTransport::needs_reset(std::string_view why) {
 void MmioTransport::init(EventOps& ops) {
   for (size_t q = 0; q < notify_fds_.size() && !device_->takes_notifications(); ++q)
     if (auto r = ops.add(notify_fds_[q]->fd(), EPOLLIN, q); !r) LOG_ERROR("virtio: {}", r.error().message());
-  DeviceOps dev_ops(ops);
+  TaggedEventOps dev_ops(ops, kDeviceToken);
   std::lock_guard lock(mu_);
   device_->init_events(dev_ops);
 }
 
 void MmioTransport::process(const Event& ev, EventOps& ops) {
-  DeviceOps dev_ops(ops);
+  TaggedEventOps dev_ops(ops, kDeviceToken);
   if (ev.token & kDeviceToken) {
     std::lock_guard lock(mu_);
     device_->process_event(Event{ev.fd, ev.events, ev.token & ~kDeviceToken}, dev_ops);

@@ -76,7 +76,6 @@ class MmioTransport final : public BusDevice, public EventSubscriber, private Vi
  private:
   MmioTransport(std::shared_ptr<VirtioDevice> device, const GuestMemory& mem, uint64_t base,
                 std::shared_ptr<InterruptLine> irq);
-  class DeviceOps;
 
   uint32_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint32_t value);
