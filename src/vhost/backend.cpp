@@ -20,11 +20,6 @@ constexpr uint64_t kVersion1 = 1ull << VIRTIO_F_VERSION_1;
 constexpr uint64_t kProtocolOffered = (1ull << kProtoMq) | (1ull << kProtoReplyAck) | (1ull << kProtoConfig) |
                                       (1ull << kProtoResetDevice) | (1ull << kProtoConfigureMemSlots);
 
-std::vector<uint8_t> u64_bytes(uint64_t v) {
-  std::vector<uint8_t> b(8);
-  std::memcpy(b.data(), &v, 8);
-  return b;
-}
 
 }  // namespace
 
@@ -96,7 +91,7 @@ void Backend::process(const Event& ev, EventOps& ops) {
                         req == Request::GetMaxMemSlots))
       finish(fmt::format("vhost-user: cannot answer {}: {}", to_string(req), reply.error().message()));
     else if (asks && (protocol_ & (1ull << kProtoReplyAck)))
-      sent = send_reply(conn_.get(), req, u64_bytes(reply ? 0 : 1));
+      sent = send_reply(conn_.get(), req, pack(uint64_t{reply ? 0u : 1u}));
     if (!sent) finish(sent.error().message());
   } else if (ev.token < rings_.size()) {
     const auto q = static_cast<uint16_t>(ev.token);
@@ -175,7 +170,7 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
     return &rings_[index];
   };
   switch (m.request) {
-    case Request::GetFeatures: return Reply(u64_bytes(device_->features() | kVersion1 | kFeatureProtocolFeatures));
+    case Request::GetFeatures: return Reply(pack(device_->features() | kVersion1 | kFeatureProtocolFeatures));
     case Request::SetFeatures: {
       const uint64_t f = std::get<uint64_t>(m.payload);
       const uint64_t offered = device_->features() | kVersion1 | kFeatureProtocolFeatures;
@@ -191,7 +186,7 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
       // CONFIG only for a device with a config space (QEMU warns about it for one without).
       uint64_t f = kProtocolOffered;
       if (device_->type() == virtio::DeviceType::Rng) f &= ~(1ull << kProtoConfig);
-      return Reply(u64_bytes(f));
+      return Reply(pack(f));
     }
     case Request::SetProtocolFeatures: {
       const uint64_t f = std::get<uint64_t>(m.payload);
@@ -199,8 +194,8 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
       protocol_ = f;
       return Reply();
     }
-    case Request::GetQueueNum: return Reply(u64_bytes(rings_.size()));
-    case Request::GetMaxMemSlots: return Reply(u64_bytes(kMaxMemSlots));
+    case Request::GetQueueNum: return Reply(pack(uint64_t{rings_.size()}));
+    case Request::GetMaxMemSlots: return Reply(pack(uint64_t{kMaxMemSlots}));
     case Request::SetOwner: return Reply();
     case Request::ResetOwner:
     case Request::ResetDevice:

@@ -17,29 +17,11 @@
 namespace evmm::vhost {
 namespace {
 
-struct Frontend {
+struct TestFrontend {
   UniqueFd sock;
   Result<void> send(Request r, std::vector<uint8_t> payload, std::vector<int> fds = {}, uint32_t flags = kVersion) {
-    Header h{static_cast<uint32_t>(r), flags, static_cast<uint32_t>(payload.size())};
-    std::vector<uint8_t> bytes(sizeof h + payload.size());
-    std::memcpy(bytes.data(), &h, sizeof h);
-    if (!payload.empty()) std::memcpy(bytes.data() + sizeof h, payload.data(), payload.size());
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<uint8_t> control(CMSG_SPACE(fds.size() * sizeof(int)));
-    if (!fds.empty()) {
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-      std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
-    }
-    if (::sendmsg(sock.get(), &msg, MSG_NOSIGNAL) != ssize_t(bytes.size())) return errno_error("send");
-    return {};
+    return send_message(sock.get(), Header{static_cast<uint32_t>(r), flags, static_cast<uint32_t>(payload.size())}, payload,
+                        fds);
   }
   // A reply's payload (checks its header names the request and has the reply flag).
   std::vector<uint8_t> reply(Request r) {
@@ -61,22 +43,7 @@ struct Frontend {
   }
 };
 
-std::vector<uint8_t> u64(uint64_t v) {
-  std::vector<uint8_t> b(8);
-  std::memcpy(b.data(), &v, 8);
-  return b;
-}
-template <typename... W>
-std::vector<uint8_t> words(W... w) {
-  std::vector<uint8_t> b;
-  auto put = [&](auto v) {
-    const size_t at = b.size();
-    b.resize(at + sizeof v);
-    std::memcpy(b.data() + at, &v, sizeof v);
-  };
-  (put(w), ...);
-  return b;
-}
+std::vector<uint8_t> u64(uint64_t v) { return pack(v); }
 
 class BackendTest : public ::testing::Test {
  protected:
@@ -95,7 +62,7 @@ class BackendTest : public ::testing::Test {
     }
   }
 
-  Frontend fe;
+  TestFrontend fe;
   std::shared_ptr<virtio::RngDevice> device;
   std::shared_ptr<Backend> backend;
   std::unique_ptr<EventLoop> loop;
@@ -136,26 +103,26 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   auto* ram = static_cast<uint8_t*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0));
   ASSERT_NE(ram, MAP_FAILED);
   // Ring of 4 at offsets 0 (descriptors), 0x100 (avail), 0x200 (used); the buffer at 0x1000.
-  auto desc = words(uint64_t{kGpa + 0x1000}, uint32_t{64}, uint16_t{2 /* WRITE */}, uint16_t{0});
+  auto desc = pack(uint64_t{kGpa + 0x1000}, uint32_t{64}, uint16_t{2 /* WRITE */}, uint16_t{0});
   std::memcpy(ram, desc.data(), desc.size());
-  auto avail = words(uint16_t{0}, uint16_t{1}, uint16_t{0});
+  auto avail = pack(uint16_t{0}, uint16_t{1}, uint16_t{0});
   std::memcpy(ram + 0x100, avail.data(), avail.size());
   UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), call(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 
   ASSERT_TRUE(fe.send(Request::SetOwner, {}));
   ASSERT_TRUE(fe.send(Request::SetFeatures, u64((1ull << 32) | kFeatureProtocolFeatures)));
-  auto table = words(uint32_t{1}, uint32_t{0}, kGpa, kSize, kUser, uint64_t{0});
+  auto table = pack(uint32_t{1}, uint32_t{0}, kGpa, kSize, kUser, uint64_t{0});
   ASSERT_TRUE(fe.send(Request::SetMemTable, table, {mem.get()}));
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4})));
-  ASSERT_TRUE(fe.send(Request::SetVringBase, words(uint32_t{0}, uint32_t{0})));
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4})));
+  ASSERT_TRUE(fe.send(Request::SetVringBase, pack(uint32_t{0}, uint32_t{0})));
   ASSERT_TRUE(fe.send(Request::SetVringAddr,
-                      words(uint32_t{0}, uint32_t{0}, kUser, kUser + 0x200, kUser + 0x100, uint64_t{0})));
+                      pack(uint32_t{0}, uint32_t{0}, kUser, kUser + 0x200, kUser + 0x100, uint64_t{0})));
   ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
   ASSERT_TRUE(fe.send(Request::SetVringCall, u64(0), {call.get()}));
   pump();
   // Protocol features were negotiated: the ring waits for SET_VRING_ENABLE.
   EXPECT_FALSE(backend->active());
-  ASSERT_TRUE(fe.send(Request::SetVringEnable, words(uint32_t{0}, uint32_t{1})));
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
   pump();
   EXPECT_TRUE(backend->active());
   const uint64_t one = 1;
@@ -172,7 +139,7 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   EXPECT_EQ(::read(call.get(), &calls, 8), 8);
   EXPECT_EQ(calls, 1u);
   // Stopping the ring answers where it stopped.
-  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0}, uint32_t{0})));
+  ASSERT_TRUE(fe.send(Request::GetVringBase, pack(uint32_t{0}, uint32_t{0})));
   pump();
   auto base = fe.reply(Request::GetVringBase);
   ASSERT_EQ(base.size(), 8u);
@@ -182,11 +149,11 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   EXPECT_FALSE(backend->active());
   // Started again where it stopped (as after a migration or a backend restart): the second request
   // sits in avail slot 1 and its answer goes to used slot 1.
-  auto avail2 = words(uint16_t{2}, uint16_t{0});
+  auto avail2 = pack(uint16_t{2}, uint16_t{0});
   std::memcpy(ram + 0x102, avail2.data(), avail2.size());
-  ASSERT_TRUE(fe.send(Request::SetVringBase, words(uint32_t{0}, uint32_t{1})));
+  ASSERT_TRUE(fe.send(Request::SetVringBase, pack(uint32_t{0}, uint32_t{1})));
   ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
-  ASSERT_TRUE(fe.send(Request::SetVringEnable, words(uint32_t{0}, uint32_t{1})));
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
   ASSERT_EQ(::write(kick.get(), &one, 8), 8);
   pump();
   std::memcpy(&used_idx, ram + 0x202, 2);
@@ -194,7 +161,7 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   EXPECT_EQ(used_idx, 2);
   EXPECT_EQ(used_len, 64u);
   EXPECT_EQ(device->metrics().bytes.load(), 128u);
-  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0}, uint32_t{0})));
+  ASSERT_TRUE(fe.send(Request::GetVringBase, pack(uint32_t{0}, uint32_t{0})));
   pump();
   base = fe.reply(Request::GetVringBase);
   ASSERT_EQ(base.size(), 8u);
@@ -205,11 +172,11 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
 }
 
 TEST_F(BackendTest, MalformedMessagesAreCountedAndAnUnreadableStreamEndsTheConnection) {
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), {}, 2));  // version 2
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0})));         // short payload
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{3})));  // not a power of two
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4}), {}, 2));  // version 2
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0})));         // short payload
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{3})));  // not a power of two
   ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0)));                    // says an fd, has none
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{7}, uint32_t{4})));  // no ring 7
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{7}, uint32_t{4})));  // no ring 7
   pump();
   EXPECT_EQ(backend->stats().bad_messages.load(), 5u);
   EXPECT_FALSE(backend->finished());
@@ -227,14 +194,14 @@ TEST_F(BackendTest, MalformedMessagesAreCountedAndAnUnreadableStreamEndsTheConne
 TEST_F(BackendTest, ARequestThatWantsAnAnswerGetsOneEvenWhenMalformed) {
   ASSERT_TRUE(fe.send(Request::SetProtocolFeatures, u64(1ull << kProtoReplyAck)));
   // Asked for an ack with a short payload: nacked, and the stream stays in step.
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}), {}, kVersion | kFlagNeedReply));
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}), {}, kVersion | kFlagNeedReply));
   pump();
   EXPECT_EQ(fe.reply_u64(Request::SetVringNum), 1u);
-  ASSERT_TRUE(fe.send(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), {}, kVersion | kFlagNeedReply));
+  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4}), {}, kVersion | kFlagNeedReply));
   pump();
   EXPECT_EQ(fe.reply_u64(Request::SetVringNum), 0u);
   // A GET_* that cannot be answered would leave the frontend waiting: the connection ends instead.
-  ASSERT_TRUE(fe.send(Request::GetVringBase, words(uint32_t{0})));
+  ASSERT_TRUE(fe.send(Request::GetVringBase, pack(uint32_t{0})));
   pump();
   EXPECT_TRUE(backend->finished());
   EXPECT_NE(backend->why_finished().find("cannot answer GET_VRING_BASE"), std::string::npos) << backend->why_finished();

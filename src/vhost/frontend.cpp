@@ -14,18 +14,6 @@ namespace {
 constexpr uint64_t kVersion1 = 1ull << VIRTIO_F_VERSION_1;
 constexpr uint64_t kProtocolWanted = (1ull << kProtoMq) | (1ull << kProtoReplyAck) | (1ull << kProtoConfig);
 
-template <typename... W>
-std::vector<uint8_t> pack(W... w) {
-  std::vector<uint8_t> b;
-  auto put = [&](auto v) {
-    const size_t at = b.size();
-    b.resize(at + sizeof v);
-    std::memcpy(b.data() + at, &v, sizeof v);
-  };
-  (put(w), ...);
-  return b;
-}
-
 uint64_t u64_at(std::span<const uint8_t> p, size_t at) {
   uint64_t v;
   std::memcpy(&v, p.data() + at, sizeof v);

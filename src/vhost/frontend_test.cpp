@@ -32,11 +32,7 @@ struct ScriptedBackend {
     if (fd >= 0) fds.push_back(fd);
     ASSERT_TRUE(send_message(sock.get(), h, payload, fds));
   }
-  void reply_u64(Request r, uint64_t v) {
-    std::vector<uint8_t> p(8);
-    std::memcpy(p.data(), &v, 8);
-    reply(static_cast<uint32_t>(r), kVersion | kFlagReply, p);
-  }
+  void reply_u64(Request r, uint64_t v) { reply(static_cast<uint32_t>(r), kVersion | kFlagReply, pack(v)); }
   // Reads everything the frontend sent so far and returns the request codes.
   std::vector<uint32_t> requests() {
     std::vector<uint32_t> out;

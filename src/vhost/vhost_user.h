@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 #include <variant>
@@ -79,6 +80,19 @@ inline constexpr uint32_t kMaxConfig = 256;
 inline constexpr size_t kMaxPayload = std::max<size_t>(8 + kMaxMemTableRegions * 32, 12 + kMaxConfig);
 inline constexpr uint64_t kVringIndexMask = 0xff;
 inline constexpr uint64_t kVringNoFd = 1ull << 8;
+
+// Values laid end to end in host (little-endian) order: how a payload is built.
+template <typename... W>
+std::vector<uint8_t> pack(W... w) {
+  std::vector<uint8_t> b;
+  auto put = [&](auto v) {
+    const size_t at = b.size();
+    b.resize(at + sizeof v);
+    std::memcpy(b.data() + at, &v, sizeof v);
+  };
+  (put(w), ...);
+  return b;
+}
 
 struct Header {
   uint32_t request;

@@ -12,18 +12,6 @@
 namespace evmm::vhost {
 namespace {
 
-template <typename... W>
-std::vector<uint8_t> words(W... w) {
-  std::vector<uint8_t> b;
-  auto put = [&](auto v) {
-    const size_t at = b.size();
-    b.resize(at + sizeof v);
-    std::memcpy(b.data() + at, &v, sizeof v);
-  };
-  (put(w), ...);
-  return b;
-}
-
 int parse_errno(Request r, std::vector<uint8_t> payload, size_t nfds = 0, uint32_t flags = kVersion) {
   Header h{static_cast<uint32_t>(r), flags, static_cast<uint32_t>(payload.size())};
   std::vector<UniqueFd> fds(nfds);
@@ -32,25 +20,25 @@ int parse_errno(Request r, std::vector<uint8_t> payload, size_t nfds = 0, uint32
 }
 
 TEST(VhostUserMessage, EachMistakeHasItsOwnErrno) {
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(uint32_t{0}, uint32_t{4})), 0);
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), 0, 2), EPROTO);
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), 0, kVersion | kFlagReply), EPROTO);
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4})), 0);
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4}), 0, 2), EPROTO);
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4}), 0, kVersion | kFlagReply), EPROTO);
   EXPECT_EQ(parse_errno(static_cast<Request>(1000), {}), ENOSYS);
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(uint32_t{0})), EMSGSIZE);
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(uint32_t{0}, uint32_t{4}), 1), EBADMSG);
-  EXPECT_EQ(parse_errno(Request::SetVringKick, words(uint64_t{0})), EBADMSG);        // says an fd, has none
-  EXPECT_EQ(parse_errno(Request::SetVringKick, words(kVringNoFd), 1), EBADMSG);       // says none, has one
-  EXPECT_EQ(parse_errno(Request::SetVringKick, words(uint64_t{1} << 9), 1), EINVAL);  // unknown bits
-  EXPECT_EQ(parse_errno(Request::SetVringNum, words(kMaxQueues, uint32_t{4})), EINVAL);
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(uint32_t{0})), EMSGSIZE);
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4}), 1), EBADMSG);
+  EXPECT_EQ(parse_errno(Request::SetVringKick, pack(uint64_t{0})), EBADMSG);        // says an fd, has none
+  EXPECT_EQ(parse_errno(Request::SetVringKick, pack(kVringNoFd), 1), EBADMSG);       // says none, has one
+  EXPECT_EQ(parse_errno(Request::SetVringKick, pack(uint64_t{1} << 9), 1), EINVAL);  // unknown bits
+  EXPECT_EQ(parse_errno(Request::SetVringNum, pack(kMaxQueues, uint32_t{4})), EINVAL);
   // A memory region that wraps, and one that is empty.
-  EXPECT_EQ(parse_errno(Request::SetMemTable, words(uint32_t{1}, uint32_t{0}, ~0ull - 4095, uint64_t{8192},
+  EXPECT_EQ(parse_errno(Request::SetMemTable, pack(uint32_t{1}, uint32_t{0}, ~0ull - 4095, uint64_t{8192},
                                                     uint64_t{0x7f0000000000}, uint64_t{0}), 1),
             EINVAL);
-  EXPECT_EQ(parse_errno(Request::SetMemTable, words(uint32_t{1}, uint32_t{0}, uint64_t{0}, uint64_t{0},
+  EXPECT_EQ(parse_errno(Request::SetMemTable, pack(uint32_t{1}, uint32_t{0}, uint64_t{0}, uint64_t{0},
                                                     uint64_t{0x7f0000000000}, uint64_t{0}), 1),
             EINVAL);
   // A config access beyond the 256-byte space.
-  EXPECT_EQ(parse_errno(Request::GetConfig, words(uint32_t{250}, uint32_t{8}, uint32_t{0}, uint64_t{0})), EINVAL);
+  EXPECT_EQ(parse_errno(Request::GetConfig, pack(uint32_t{250}, uint32_t{8}, uint32_t{0}, uint64_t{0})), EINVAL);
 }
 
 // Sends a header and payload as a frontend would and reads it back with read_frame.
@@ -68,7 +56,7 @@ Result<Frame> round_trip(Request r, std::vector<uint8_t> payload) {
 
 TEST(VhostUserMessage, TheLargestMessagesAreReadWhole) {
   // A whole 256-byte config space (12 + 256 bytes of payload) and a full memory table (8 + 8 * 32).
-  auto config = words(uint32_t{0}, kMaxConfig, uint32_t{0});
+  auto config = pack(uint32_t{0}, kMaxConfig, uint32_t{0});
   config.resize(12 + kMaxConfig, 0xab);
   auto f = round_trip(Request::SetConfig, config);
   ASSERT_TRUE(f) << f.error().message();
