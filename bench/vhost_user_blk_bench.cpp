@@ -37,7 +37,6 @@ using namespace evmm::testing;
 
 namespace {
 
-constexpr const char* kQsd = "/usr/bin/qemu-storage-daemon";
 constexpr uint64_t kImageMiB = 256;
 using Clock = std::chrono::steady_clock;
 
@@ -121,9 +120,7 @@ Outcome run_side(const std::string& side, const std::string& dir, const std::str
   ::unlink(sock.c_str());
   pid_t pid = side == "evmm"
                   ? spawn({EVMM_BINARY, "device", "blk", "--socket", sock, "--disk", "path=" + image})
-                  : spawn({kQsd, "--blockdev", "driver=file,node-name=f,filename=" + image, "--blockdev",
-                           "driver=raw,node-name=d,file=f", "--export",
-                           "type=vhost-user-blk,id=e,node-name=d,writable=on,addr.type=unix,addr.path=" + sock});
+                  : spawn(qsd_blk_export(image, sock));
   if (pid < 0) return Outcome{0, 0, "spawn failed"};
   Outcome r = through_backend(sock, reads, mib);
   ::kill(pid, SIGTERM);
@@ -157,8 +154,8 @@ int main(int argc, char** argv) {
     std::fclose(f);
   }
   std::vector<std::string> sides{"evmm", "host"};
-  if (::access(kQsd, X_OK) == 0) sides.insert(sides.begin() + 1, "qsd");
-  else fmt::print("note: {} is not installed (Debian's qemu-system-common); its column is left out\n", kQsd);
+  if (::access(kQemuStorageDaemon, X_OK) == 0) sides.insert(sides.begin() + 1, "qsd");
+  else fmt::print("note: {} is not installed (Debian's qemu-system-common); its column is left out\n", kQemuStorageDaemon);
   std::map<std::string, std::vector<double>> iops, mibs;
   for (unsigned round = 0; round < rounds; ++round) {
     for (size_t k = 0; k < sides.size(); ++k) {

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "devices/virtio/virtio_abi.h"
 #include "vhost/frontend.h"
@@ -17,6 +19,15 @@
 namespace evmm::testing {
 
 using vhost::Frontend;
+
+inline constexpr const char* kQemuStorageDaemon = "/usr/bin/qemu-storage-daemon";
+
+// qemu-storage-daemon exporting image, writable, as vhost-user-blk on a Unix socket at sock.
+inline std::vector<std::string> qsd_blk_export(const std::string& image, const std::string& sock) {
+  return {kQemuStorageDaemon, "--blockdev", "driver=file,node-name=file0,filename=" + image, "--blockdev",
+          "driver=raw,node-name=disk0,file=file0", "--export",
+          "type=vhost-user-blk,id=exp0,node-name=disk0,writable=on,addr.type=unix,addr.path=" + sock};
+}
 
 // A one-queue virtio-blk driver on a memfd: ring of 8 at 0x0 (descriptors), 0x100 (avail), 0x200
 // (used); request header at 0x1000, status at 0x3000, data at kData.

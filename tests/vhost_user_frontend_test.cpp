@@ -16,8 +16,6 @@
 namespace evmm::testing {
 namespace {
 
-constexpr const char* kQsd = "/usr/bin/qemu-storage-daemon";
-
 // What the frontend saw of the backend, for the test to check after the backend process ended.
 struct Outcome {
   std::string error;  // the first failure, if any
@@ -83,7 +81,7 @@ struct Scratch {
 };
 
 TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
-  if (::access(kQsd, X_OK) != 0) GTEST_SKIP() << kQsd << " is not installed (Debian's qemu-system-common)";
+  if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   Scratch s;
   Outcome o;
   ProcessOptions opts;
@@ -92,10 +90,7 @@ TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
     o = drive(s.sock);
     ::kill(pid, SIGTERM);
   };
-  auto qsd = run_process({kQsd, "--blockdev", "driver=file,node-name=file0,filename=" + s.disk, "--blockdev",
-                          "driver=raw,node-name=disk0,file=file0", "--export",
-                          "type=vhost-user-blk,id=exp0,node-name=disk0,writable=on,addr.type=unix,addr.path=" + s.sock},
-                         opts);
+  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
   expect_served(o, slurp(s.disk));
   EXPECT_EQ(o.error, "") << qsd.err;
 }
@@ -168,7 +163,7 @@ struct MmioOverBackend {
 };
 
 TEST(VhostUserBlkPeers, VirtioMmioDeviceOverQemuStorageDaemon) {
-  if (::access(kQsd, X_OK) != 0) GTEST_SKIP() << kQsd << " is not installed (Debian's qemu-system-common)";
+  if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   Scratch s;
   MmioOverBackend m;
   ProcessOptions opts;
@@ -178,10 +173,7 @@ TEST(VhostUserBlkPeers, VirtioMmioDeviceOverQemuStorageDaemon) {
     if (m.d) m.d->set_reg(VIRTIO_MMIO_STATUS, 0);  // reset: the rings stop (GET_VRING_BASE) before the daemon goes
     ::kill(pid, SIGTERM);
   };
-  auto qsd = run_process({kQsd, "--blockdev", "driver=file,node-name=file0,filename=" + s.disk, "--blockdev",
-                          "driver=raw,node-name=disk0,file=file0", "--export",
-                          "type=vhost-user-blk,id=exp0,node-name=disk0,writable=on,addr.type=unix,addr.path=" + s.sock},
-                         opts);
+  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
   ASSERT_EQ(m.error, "") << qsd.err;
   EXPECT_EQ(m.capacity, 2048u);
   EXPECT_TRUE(m.features & (1ull << VIRTIO_BLK_F_FLUSH));
@@ -224,7 +216,7 @@ TEST(VhostUserBlkPeers, ABackendThatDiesSetsNeedsResetAndTheVmRunsOn) {
 // evmm's test guest's virtio-blk driver in front (the same guest VhostUserQemu runs under QEMU).
 TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
   REQUIRE_KVM();
-  if (::access(kQsd, X_OK) != 0) GTEST_SKIP() << kQsd << " is not installed (Debian's qemu-system-common)";
+  if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   Scratch s;
   ProcessResult vm;
   ProcessOptions opts;
@@ -233,10 +225,7 @@ TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
     if (wait_for_socket(s.sock)) vm = boot("testprog.pvh.elf", "virtio", 1, {"--disk", "vhost-user=" + s.sock, "--stats"});
     ::kill(pid, SIGTERM);
   };
-  auto qsd = run_process({kQsd, "--blockdev", "driver=file,node-name=file0,filename=" + s.disk, "--blockdev",
-                          "driver=raw,node-name=disk0,file=file0", "--export",
-                          "type=vhost-user-blk,id=exp0,node-name=disk0,writable=on,addr.type=unix,addr.path=" + s.sock},
-                         opts);
+  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
   EXPECT_EQ(vm.exit_status, 1) << vm.out << vm.err << qsd.err;
   EXPECT_TRUE(has(vm.out, "virtio-blk: 2048 sectors")) << vm.out;
   EXPECT_TRUE(has(vm.out, "2 sectors written and read back equal, flush ok")) << vm.out;
