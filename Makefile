@@ -58,6 +58,7 @@ test-sanitizers:
 	@$(MAKE) --no-print-directory test-tsan
 
 test-plain: build
+	@scripts/deps.sh test
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
 
 # Unit and KVM tests; the evmm children the KVM tests spawn are sanitized too. Any report aborts
@@ -65,6 +66,7 @@ test-plain: build
 # (Linux guests) are left to the plain suite: they would build a second kernel in this build tree and
 # boot it for many minutes, where the emulated guest, not evmm's code, takes the time.
 test-asan: deps
+	@scripts/deps.sh test
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) -DEVMM_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 1200 -LE long $(CTEST_ARGS)
@@ -79,6 +81,7 @@ test-tsan: deps
 
 # The plain suite without the long cases (ctest label "long"); CI runs everything through `make test`.
 test-quick: build
+	@scripts/deps.sh test
 	cd $(BUILD) && ctest --output-on-failure --timeout 600 -LE long $(CTEST_ARGS)
 
 bench: build

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages evmm needs that are missing. Idempotent, silent when nothing is
-# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|bench|fuzz|kernel]
+# missing, and safe without a terminal (CI). Usage: scripts/deps.sh [build|test|bench|fuzz|kernel]
 set -euo pipefail
 
 # One line each on why: README.md, "Dependencies".
 build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
             libbenchmark-dev libxen-dev libseccomp-dev libzydis-dev liburing-dev python3
             zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev)
-bench_pkgs=(qemu-system-x86)
+# The peers the tests and benchmarks talk to: QEMU 7.2 (microvm under TCG as a guest runner and a
+# vhost-user frontend), qemu-storage-daemon and virtiofsd (vhost-user backends, qemu-system-common).
+peer_pkgs=(qemu-system-x86 qemu-system-common)
 fuzz_pkgs=(clang libclang-rt-dev)
 # The small Linux guest (scripts/guest_kernel.sh), its root image (scripts/rootfs.sh) and the tools
 # to unpack Debian's cloud kernel.
@@ -15,7 +17,7 @@ kernel_pkgs=(linux-source-6.1 make gcc flex bison bc libelf-dev libssl-dev xz-ut
 
 want=("${build_pkgs[@]}")
 case "${1:-build}" in
-  bench) want+=("${bench_pkgs[@]}") ;;
+  test|bench) want+=("${peer_pkgs[@]}") ;;
   fuzz) want+=("${fuzz_pkgs[@]}") ;;
   kernel) want=("${kernel_pkgs[@]}") ;;
 esac
