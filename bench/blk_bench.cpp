@@ -1,5 +1,7 @@
 // virtio-blk from evmm's own guest driver (guests/blkbench), side by side in one run with
-//  - the host reading and writing the same image file itself, with the same access pattern, and
+//  - the host reading and writing the same image file itself, with the same access pattern,
+//  - the same guest on evmm with the disk out of process (`--disk vhost-user=`), served by QEMU's
+//    qemu-storage-daemon and by `evmm device blk`, and
 //  - QEMU 7.2's `-M microvm` serving the same guest image from the same file through its virtio-mmio blk.
 // Phases: 4 KiB random reads (IOPS), 1 MiB sequential reads and writes (MiB/s), and `null` (get-id
 // requests: the request floor without disk I/O). All three sides go through the host page cache:
@@ -8,7 +10,8 @@
 // TSC, converted with KVM's TSC rate (no TSC scaling on these hosts, so both VMMs' guests count at it).
 // Rounds are interleaved with a rotating order; each cell is the median round.
 //
-//   evmm_blk_bench [reads] [mib] [rounds]   (defaults 1000, 32, 5; QEMU is skipped with a note when absent)
+//   evmm_blk_bench [reads] [mib] [rounds]   (defaults 1000, 32, 5; the QEMU sides are skipped with a note
+//                                            when QEMU is absent)
 #include <fcntl.h>
 #include <x86intrin.h>
 #include <unistd.h>
@@ -30,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "bench/child.h"
+#include "testing/vhost_blk_driver.h"
 #include "src/kvm/system.h"
 #include "src/kvm/vcpu_fd.h"
 #include "src/kvm/vm_fd.h"
@@ -206,14 +210,30 @@ int main(int argc, char** argv) {
   };
   const auto qemu = kvm ? qemu_argv({"-accel", "kvm", "-cpu", "host,-arch-capabilities"}, words)
                         : qemu_argv({"-accel", "tcg", "-cpu", "max"}, words);
-  const bool have_qemu = access(kQemu, X_OK) == 0;
+  const bool have_qemu = access(kQemu, X_OK) == 0, have_qsd = access(testing::kQemuStorageDaemon, X_OK) == 0;
+  // evmm with its disk served over vhost-user by another process, started for each run (an `evmm
+  // device` serves one frontend).
+  auto vhost_user_run = [&](const std::vector<std::string>& backend, const std::string& sock,
+                            std::string* failure) -> std::optional<Phases> {
+    bench::SocketServer server(backend, sock);
+    if (!server.ready()) {
+      if (failure->empty()) *failure = backend[0] + " did not listen on " + sock;
+      return std::nullopt;
+    }
+    auto argv = evmm;
+    argv[argv.size() - 3] = "vhost-user=" + sock;  // the --disk value
+    return vm_run(argv, khz, failure);
+  };
+  const std::string qsd_sock = dir + "/qsd.sock", device_sock = dir + "/device.sock";
 
-  Side host{"host", {}, {}}, e{"evmm", {}, {}}, q{kvm ? "qemu-7.2" : "qemu-7.2 (TCG)", {}, {}};
-  if (!kvm) e.failure = "skipped: /dev/kvm is absent on this host";
+  Side host{"host", {}, {}}, e{"evmm", {}, {}}, vq{"evmm+qsd", {}, {}}, vd{"evmm+device", {}, {}},
+      q{kvm ? "qemu-7.2" : "qemu-7.2 (TCG)", {}, {}};
+  if (!kvm) e.failure = vq.failure = vd.failure = "skipped: /dev/kvm is absent on this host";
+  else if (!have_qsd) vq.failure = "skipped: qemu-storage-daemon is not installed (Debian's qemu-system-common)";
   for (int i = 0; i < rounds; i++) {
     // Rotate the order so that the host's load drift and cache state favour no side.
-    for (int k = 0; k < 3; k++) {
-      switch ((i + k) % 3) {
+    for (int k = 0; k < 5; k++) {
+      switch ((i + k) % 5) {
         case 0:
           if (auto p = host_run(image, reads, mib, sectors)) host.rounds.push_back(*p);
           else if (host.failure.empty()) host.failure = std::strerror(errno);
@@ -223,6 +243,17 @@ int main(int argc, char** argv) {
             if (auto p = vm_run(evmm, khz, &e.failure)) e.rounds.push_back(*p);
           break;
         case 2:
+          if (kvm && have_qsd)
+            if (auto p = vhost_user_run(testing::qsd_blk_export(image, qsd_sock), qsd_sock, &vq.failure))
+              vq.rounds.push_back(*p);
+          break;
+        case 3:
+          if (kvm)
+            if (auto p = vhost_user_run({EVMM_BINARY, "device", "blk", "--socket", device_sock, "--disk", "path=" + image},
+                                        device_sock, &vd.failure))
+              vd.rounds.push_back(*p);
+          break;
+        case 4:
           if (have_qemu)
             if (auto p = vm_run(qemu, khz, &q.failure)) q.rounds.push_back(*p);
           break;
@@ -241,19 +272,26 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
 
   fmt::print("virtio-blk through the page cache on every side ({} MiB image, TSC {} kHz {}): {} random 4 KiB "
-             "reads, {} x 1 MiB sequential reads and writes; median of {} rounds (host {}, evmm {}, qemu {} completed)\n",
-             disk_mib, khz, kvm ? "from KVM" : "measured on the host", reads, mib, rounds, host.rounds.size(), e.rounds.size(), q.rounds.size());
+             "reads, {} x 1 MiB sequential reads and writes; median of {} rounds (host {}, evmm {}, evmm+qsd {}, "
+             "evmm+device {}, qemu {} completed)\n",
+             disk_mib, khz, kvm ? "from KVM" : "measured on the host", reads, mib, rounds, host.rounds.size(),
+             e.rounds.size(), vq.rounds.size(), vd.rounds.size(), q.rounds.size());
+  fmt::print("evmm+qsd and evmm+device: the same guest on evmm, its disk `--disk vhost-user=` served by "
+             "qemu-storage-daemon or by `evmm device blk`\n");
   if (!have_qemu) fmt::print("note: {} not found; the QEMU column is empty (make bench installs it)\n", kQemu);
-  for (auto* s : {&host, &e, &q})
+  for (auto* s : {&host, &e, &vq, &vd, &q})
     if (!s->failure.empty()) fmt::print("{} failed: {}\n", s->name, s->failure);
   if (!kvm)
     fmt::print("note: no /dev/kvm: QEMU ran its TCG emulator (guest code translated, not KVM), so its column shows the "
                "guest and harness working, not a comparison\n");
-  fmt::print("{:<28} {:>12} {:>12} {:>14} {:>11} {:>11}\n", "", "host", "evmm", "qemu microvm", "evmm/host", "evmm/qemu");
+  fmt::print("{:<22} {:>10} {:>10} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}\n", "", "host", "evmm", "evmm+qsd",
+             "evmm+device", "qemu", "evmm/host", "evmm/qemu", "qsd/evmm", "dev/evmm");
   auto row = [&](const char* label, const char* phase, auto f, const char* fmt_) {
-    auto h = median(host, phase, f), ev = median(e, phase, f), qm = median(q, phase, f);
-    fmt::print("{:<28} {:>12} {:>12} {:>14} {:>11} {:>11}\n", label, cell(h, fmt_), cell(ev, fmt_), cell(qm, fmt_),
-               ratio(ev, h), ratio(ev, qm));
+    auto h = median(host, phase, f), ev = median(e, phase, f), uq = median(vq, phase, f), ud = median(vd, phase, f),
+         qm = median(q, phase, f);
+    fmt::print("{:<22} {:>10} {:>10} {:>10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}\n", label, cell(h, fmt_),
+               cell(ev, fmt_), cell(uq, fmt_), cell(ud, fmt_), cell(qm, fmt_), ratio(ev, h), ratio(ev, qm), ratio(uq, ev),
+               ratio(ud, ev));
   };
   row("rand4k IOPS", "rand4k", iops, "{:.0f}");
   row("seqread MiB/s", "seqread", mib_s, "{:.1f}");
@@ -268,7 +306,7 @@ int main(int argc, char** argv) {
   // pread is the I/O itself; the rest of a read is the data path through the device.
   auto h4 = median(host, "rand4k", per_op_us);
   if (driver_insns) fmt::print("guest driver: {:.0f} instructions per request (QEMU TCG icount)\n", *driver_insns);
-  for (auto* s : {&e, &q}) {
+  for (auto* s : {&e, &vq, &vd, &q}) {
     auto n = median(*s, "null", per_op_us), r4 = median(*s, "rand4k", per_op_us), spin = median(*s, "spin", per_op_us);
     if (!n || !r4 || !spin) continue;
     fmt::print("{}: {:.3f} µs per guest instruction (spin); null request {:.1f} µs", s->name, *spin, *n);

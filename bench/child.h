@@ -6,12 +6,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -83,5 +85,40 @@ inline ChildRun run_child(const std::vector<std::string>& argv, const std::funct
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
 }
+
+// A server the benchmark talks to over a Unix socket (a vhost-user backend): started with its stdout
+// on /dev/null, ready once path is a socket (up to 10 s), SIGTERMed and reaped when this goes.
+class SocketServer {
+ public:
+  SocketServer(const std::vector<std::string>& argv, const std::string& path) {
+    ::unlink(path.c_str());
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; pid_ > 0 && i < 400 && !ready_; ++i) {
+      struct stat st;
+      ready_ = ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+      if (!ready_) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  ~SocketServer() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int st;
+    ::waitpid(pid_, &st, 0);
+  }
+  SocketServer(const SocketServer&) = delete;
+  SocketServer& operator=(const SocketServer&) = delete;
+  bool ready() const { return ready_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ready_ = false;
+};
 
 }  // namespace evmm::bench

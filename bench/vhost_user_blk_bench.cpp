@@ -10,10 +10,6 @@
 //   evmm_vhost_user_blk_bench [reads] [mib] [rounds]   (defaults 2000, 64, 5; qemu-storage-daemon is
 //                                                      skipped with a note when absent)
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,14 +19,12 @@
 #include <map>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "bench/child.h"
 #include "testing/vhost_blk_driver.h"
-
-extern char** environ;
 
 using namespace evmm;
 using namespace evmm::testing;
@@ -45,28 +39,6 @@ struct Outcome {
   std::string error;
 };
 
-pid_t spawn(const std::vector<std::string>& argv) {
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-bool wait_socket(const std::string& path) {
-  for (int i = 0; i < 200; ++i) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
-}
-
 std::vector<uint64_t> random_sectors(unsigned n) {
   std::mt19937_64 rng(42);
   std::vector<uint64_t> s(n);
@@ -76,7 +48,6 @@ std::vector<uint64_t> random_sectors(unsigned n) {
 
 Outcome through_backend(const std::string& sock, unsigned reads, unsigned mib) {
   Outcome r;
-  if (!wait_socket(sock)) return r.error = "the backend did not listen", r;
   auto fe = Frontend::connect(sock);
   if (!fe) return r.error = fe.error().message(), r;
   if (auto n = (*fe)->negotiate(0); !n) return r.error = n.error().message(), r;
@@ -117,16 +88,12 @@ Outcome host(const std::string& image, unsigned reads, unsigned mib) {
 Outcome run_side(const std::string& side, const std::string& dir, const std::string& image, unsigned reads, unsigned mib) {
   if (side == "host") return host(image, reads, mib);
   const std::string sock = dir + "/" + side + ".sock";
-  ::unlink(sock.c_str());
-  pid_t pid = side == "evmm"
-                  ? spawn({EVMM_BINARY, "device", "blk", "--socket", sock, "--disk", "path=" + image})
-                  : spawn(qsd_blk_export(image, sock));
-  if (pid < 0) return Outcome{0, 0, "spawn failed"};
-  Outcome r = through_backend(sock, reads, mib);
-  ::kill(pid, SIGTERM);
-  int st;
-  ::waitpid(pid, &st, 0);
-  return r;
+  bench::SocketServer backend(side == "evmm" ? std::vector<std::string>{EVMM_BINARY, "device", "blk", "--socket", sock,
+                                                                         "--disk", "path=" + image}
+                                             : qsd_blk_export(image, sock),
+                              sock);
+  if (!backend.ready()) return Outcome{0, 0, "the backend did not listen"};
+  return through_backend(sock, reads, mib);
 }
 
 double median(std::vector<double> v) {
