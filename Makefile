@@ -59,7 +59,7 @@ test-sanitizers:
 
 test-plain: build
 	@scripts/deps.sh test
-	cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -j $(JOBS) $(CTEST_ARGS)
 
 # Unit and KVM tests; the evmm children the KVM tests spawn are sanitized too. Any report aborts
 # the process that made it (testing/sanitizer_options.cpp), so it fails its test. The long cases
@@ -69,7 +69,7 @@ test-asan: deps
 	@scripts/deps.sh test
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE) -DEVMM_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(TEST_TARGETS)
-	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 1200 -LE long $(CTEST_ARGS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --timeout 1200 -LE long -j $(JOBS) $(CTEST_ARGS)
 
 # The tests labelled "concurrency": those in a suite whose name ends in Concurrent (CMakeLists.txt).
 # This build compiles only the test files that have such a suite (EVMM_CONCURRENCY_TESTS_ONLY).
@@ -82,7 +82,7 @@ test-tsan: deps
 # The plain suite without the long cases (ctest label "long"); CI runs everything through `make test`.
 test-quick: build
 	@scripts/deps.sh test
-	cd $(BUILD) && ctest --output-on-failure --timeout 600 -LE long $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure --timeout 600 -LE long -j $(JOBS) $(CTEST_ARGS)
 
 bench: build
 	@scripts/deps.sh bench

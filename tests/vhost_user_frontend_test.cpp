@@ -141,7 +141,7 @@ struct MmioOverBackend {
   }
   void run(const std::string& sock) {
     if (!wait_for_socket(sock)) return void(error = "the backend did not listen");
-    auto dev = vhost::UserDevice::connect(virtio::DeviceType::Block, sock);
+    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Block, .fs_tag = {}}, sock);
     if (!dev) return void(error = dev.error().message());
     d = std::make_unique<VirtioTestDriver>(*dev);
     features = d->device_features();

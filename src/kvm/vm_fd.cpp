@@ -29,6 +29,14 @@ Result<void> VmFd::set_user_memory_region(const kvm_userspace_memory_region& r) 
   return {};
 }
 
+Result<void> VmFd::get_dirty_log(uint32_t slot, std::span<uint64_t> bitmap) const {
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) return errno_error("KVM_GET_DIRTY_LOG slot {}", slot);
+  return {};
+}
+
 Result<void> VmFd::set_tss_addr(uint64_t addr) const {
   return vm_ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr), "KVM_SET_TSS_ADDR");
 }

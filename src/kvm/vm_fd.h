@@ -19,6 +19,9 @@ class VmFd {
 
   int check_extension(int cap) const;
   Result<void> set_user_memory_region(const kvm_userspace_memory_region& region) const;
+  // KVM_GET_DIRTY_LOG: the pages the guest wrote in a slot made with KVM_MEM_LOG_DIRTY_PAGES since the
+  // last call (one bit a page, at least ceil(pages / 64) words), and clears them.
+  Result<void> get_dirty_log(uint32_t slot, std::span<uint64_t> bitmap) const;
   Result<void> set_tss_addr(uint64_t addr) const;
   Result<void> set_identity_map_addr(uint64_t addr) const;
   Result<void> create_irqchip() const;

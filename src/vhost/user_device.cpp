@@ -20,29 +20,54 @@ constexpr uint64_t kRingFeatures = (1ull << VIRTIO_RING_F_INDIRECT_DESC) | (1ull
 // more than one queue (MQ: one request queue for now).
 constexpr uint64_t kBlkWithheld = (1ull << VIRTIO_BLK_F_CONFIG_WCE) | (1ull << VIRTIO_BLK_F_MQ);
 constexpr uint32_t kBlkConfigSize = 60;  // struct virtio_blk_config up to write_zeroes_may_unmap
-constexpr uint16_t kQueueSize = 256;
+constexpr uint16_t kBlkQueueSize = 256;
+// virtio-fs (virtio 1.2 §5.11): queue 0 is hiprio (FORGET, INTERRUPT), queue 1 the one request queue;
+// NOTIFICATION (bit 0) would add a notification queue, which neither evmm nor Linux 6.1 has.
+constexpr uint64_t kFsWithheld = 1ull << 0;
+constexpr size_t kFsTagSize = 36;
+constexpr uint16_t kFsQueueSize = 128;  // QEMU's vhost-user-fs default
+
+Result<std::vector<uint8_t>> fs_config(const std::string& tag) {
+  if (tag.empty() || tag.size() > kFsTagSize)
+    return make_error(EINVAL, "virtio-fs tag '{}': 1 to {} bytes", tag, kFsTagSize);
+  if (tag.find('\0') != std::string::npos) return make_error(EINVAL, "virtio-fs tag: a NUL byte");
+  std::vector<uint8_t> c(kFsTagSize + 4, 0);  // struct virtio_fs_config
+  std::memcpy(c.data(), tag.data(), tag.size());
+  c[kFsTagSize] = 1;  // num_request_queues, little-endian
+  return c;
+}
 
 }  // namespace
 
-Result<std::shared_ptr<UserDevice>> UserDevice::connect(virtio::DeviceType type, const std::string& path, int timeout_ms) {
-  std::shared_ptr<UserDevice> d(new UserDevice(type, TRY(Frontend::connect(path, timeout_ms))));
-  TRY(d->setup(timeout_ms));
+Result<std::shared_ptr<UserDevice>> UserDevice::connect(const UserDeviceConfig& cfg, const std::string& path) {
+  std::shared_ptr<UserDevice> d(new UserDevice(cfg.type, TRY(Frontend::connect(path, cfg.timeout_ms))));
+  TRY(d->setup(cfg));
   return d;
 }
 
-Result<std::shared_ptr<UserDevice>> UserDevice::over(virtio::DeviceType type, UniqueFd sock, int timeout_ms) {
-  std::shared_ptr<UserDevice> d(new UserDevice(type, TRY(Frontend::over(std::move(sock), timeout_ms))));
-  TRY(d->setup(timeout_ms));
+Result<std::shared_ptr<UserDevice>> UserDevice::over(const UserDeviceConfig& cfg, UniqueFd sock) {
+  std::shared_ptr<UserDevice> d(new UserDevice(cfg.type, TRY(Frontend::over(std::move(sock), cfg.timeout_ms))));
+  TRY(d->setup(cfg));
   return d;
 }
 
-Result<void> UserDevice::setup(int) {
-  if (type_ != virtio::DeviceType::Block)
-    return make_error(EOPNOTSUPP, "vhost-user: evmm drives block backends only (asked for {})", virtio::to_string(type_));
-  TRY(fe_->negotiate((0xffffffull & ~kBlkWithheld) | kRingFeatures));
+Result<void> UserDevice::setup(const UserDeviceConfig& cfg) {
+  switch (type_) {
+    case virtio::DeviceType::Block:
+      TRY(fe_->negotiate((0xffffffull & ~kBlkWithheld) | kRingFeatures));
+      config_ = TRY(fe_->get_config(0, kBlkConfigSize));
+      sizes_.assign(1, kBlkQueueSize);
+      break;
+    case virtio::DeviceType::Fs:
+      config_ = TRY(fs_config(cfg.fs_tag));  // before the backend is bothered
+      TRY(fe_->negotiate((0xffffffull & ~kFsWithheld) | kRingFeatures));
+      sizes_.assign(2, kFsQueueSize);
+      break;
+    default:
+      return make_error(EOPNOTSUPP, "vhost-user: evmm drives block and fs backends only (asked for {})",
+                        virtio::to_string(type_));
+  }
   features_ = fe_->acked_features() & (0xffffffull | kRingFeatures);
-  config_ = TRY(fe_->get_config(0, kBlkConfigSize));
-  sizes_.assign(1, kQueueSize);
   started_.assign(sizes_.size(), false);
   for (size_t q = 0; q < sizes_.size(); ++q) call_fds_.push_back(TRY(EventFd::create()));
   return {};

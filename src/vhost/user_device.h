@@ -1,4 +1,5 @@
-// A virtio device whose queues another process serves over vhost-user (`--disk vhost-user=SOCKET`):
+// A virtio device whose queues another process serves over vhost-user (`--disk vhost-user=SOCKET`,
+// `--fs vhost-user=SOCKET,tag=TAG`):
 // evmm keeps the virtio-mmio transport (registers, negotiation, the interrupt line) and hands the
 // data path to the backend. The guest's QueueNotify ioeventfd is the backend's kick fd, so a kick
 // goes from KVM to the backend with no evmm thread; the backend's call fd is read on the device loop,
@@ -25,13 +26,22 @@
 
 namespace evmm::vhost {
 
+// What the frontend is asked to be.
+struct UserDeviceConfig {
+  virtio::DeviceType type = virtio::DeviceType::Block;
+  // virtio-fs: the tag the guest mounts (1 to 36 bytes, virtio 1.2 §5.11.4). The backends of the
+  // day (QEMU's and the Rust virtiofsd) have no config space: the frontend makes it, as QEMU's does.
+  std::string fs_tag;
+  int timeout_ms = 5000;
+};
+
 class UserDevice final : public virtio::VirtioDevice {
  public:
   // Connects to the backend at path and negotiates; for a block device reads its config space.
-  static Result<std::shared_ptr<UserDevice>> connect(virtio::DeviceType type, const std::string& path,
-                                                     int timeout_ms = 5000);
+  // EOPNOTSUPP for a device type evmm does not drive, EINVAL for a bad fs tag.
+  static Result<std::shared_ptr<UserDevice>> connect(const UserDeviceConfig& cfg, const std::string& path);
   // The same over a connected socket (tests).
-  static Result<std::shared_ptr<UserDevice>> over(virtio::DeviceType type, UniqueFd sock, int timeout_ms = 5000);
+  static Result<std::shared_ptr<UserDevice>> over(const UserDeviceConfig& cfg, UniqueFd sock);
 
   virtio::DeviceType type() const override { return type_; }
   uint64_t features() const override { return features_; }
@@ -51,7 +61,7 @@ class UserDevice final : public virtio::VirtioDevice {
 
  private:
   UserDevice(virtio::DeviceType type, std::unique_ptr<Frontend> fe) : type_(type), fe_(std::move(fe)) {}
-  Result<void> setup(int timeout_ms);
+  Result<void> setup(const UserDeviceConfig& cfg);
 
   const virtio::DeviceType type_;
   std::unique_ptr<Frontend> fe_;

@@ -32,6 +32,11 @@ struct DiskConfig {
   bool readonly = false;
   std::string vhost_user;  // a vhost-user-blk backend's socket instead of an image (path stays empty)
 };
+// A virtio-fs device whose file system another process (virtiofsd) serves over vhost-user.
+struct FsConfig {
+  std::string vhost_user;  // the backend's socket
+  std::string tag;         // what the guest mounts: mount -t virtiofs TAG /mnt, or root=TAG rootfstype=virtiofs
+};
 struct NetConfig {
   enum class Backend { Tap, Socket } backend = Backend::Tap;
   std::string target;  // the tap interface's name, or the Unix datagram socket's path
@@ -39,6 +44,7 @@ struct NetConfig {
 };
 struct VirtioConfig {
   std::vector<DiskConfig> disks;
+  std::vector<FsConfig> filesystems;
   std::vector<NetConfig> nets;
   bool console = false;  // virtio-console on stdio (the guest's hvc0)
   bool rng = false;
@@ -46,7 +52,7 @@ struct VirtioConfig {
   // either way; while the entries are given, its devices say they are absent (_STA 0) so that Linux
   // does not probe a device twice.
   bool cmdline_entries = true;
-  bool any() const { return !disks.empty() || !nets.empty() || console || rng; }
+  bool any() const { return !disks.empty() || !filesystems.empty() || !nets.empty() || console || rng; }
 };
 
 struct VmConfig {

@@ -274,10 +274,13 @@ int main(int argc, char** argv) {
                   "Serve the GDB remote protocol on PATH (a Unix socket) or PORT (TCP, 127.0.0.1 only); evmm waits "
                   "for gdb to attach and the vCPUs start stopped until gdb continues (like QEMU's -S -gdb). A guest "
                   "reset then ends the VM");
-  std::vector<std::string> disks, nets;
+  std::vector<std::string> disks, filesystems, nets;
   std::string console = "serial";
   bool no_virtio_cmdline = false;
-  run->add_option("--disk", disks, "A virtio-blk disk: path=FILE[,readonly] (repeatable)");
+  run->add_option("--disk", disks,
+                  "A virtio-blk disk: path=FILE[,readonly], or vhost-user=SOCKET for an external backend (repeatable)");
+  run->add_option("--fs", filesystems,
+                  "A virtio-fs file system served by virtiofsd: vhost-user=SOCKET,tag=TAG (repeatable)");
   run->add_option("--net", nets,
                   "A virtio-net device on a tap interface or a Unix datagram socket: tap=NAME|socket=PATH[,mac=MAC] "
                   "(repeatable)");
@@ -358,6 +361,11 @@ int main(int argc, char** argv) {
       auto r = parse_disk(d);
       if (!r) return bad(r.error());
       cfg.virtio.disks.push_back(*r);
+    }
+    for (const auto& f : filesystems) {
+      auto r = parse_fs(f);
+      if (!r) return bad(r.error());
+      cfg.virtio.filesystems.push_back(*r);
     }
     for (const auto& n : nets) {
       auto r = parse_net(n);

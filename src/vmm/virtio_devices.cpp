@@ -20,12 +20,12 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
                                                              ConsoleOutput& out) {
   std::unique_ptr<VirtioDevices> d(new VirtioDevices(cfg, platform));
   const VirtioConfig& v = cfg.virtio;
-  size_t wanted = v.disks.size() + v.nets.size() + (v.console ? 1 : 0) + (v.rng ? 1 : 0);
+  size_t wanted = v.disks.size() + v.filesystems.size() + v.nets.size() + (v.console ? 1 : 0) + (v.rng ? 1 : 0);
   if (wanted > std::size(kVirtioGsis))
     return make_error(E2BIG, "{} virtio devices asked for; evmm has windows for {}", wanted, std::size(kVirtioGsis));
   for (const DiskConfig& disk : v.disks) {
     if (!disk.vhost_user.empty()) {
-      auto dev = vhost::UserDevice::connect(virtio::DeviceType::Block, disk.vhost_user);
+      auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Block, .fs_tag = {}}, disk.vhost_user);
       if (!dev) return make_error(dev.error().code(), "--disk vhost-user={}: {}", disk.vhost_user, dev.error().message());
       TRY(d->add(std::move(*dev), "vhost-user-blk", mem, mmio, ioevents));
       continue;
@@ -36,6 +36,11 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
     // The thread-pool fallback's workers run guest-driven I/O: they take the device filter.
     bc.engine_options.sandbox = cfg.seccomp && seccomp::supported();
     TRY(d->add(TRY(virtio::BlkDevice::create(bc)), "blk", mem, mmio, ioevents));
+  }
+  for (const FsConfig& fs : v.filesystems) {
+    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = fs.tag}, fs.vhost_user);
+    if (!dev) return make_error(dev.error().code(), "--fs vhost-user={}: {}", fs.vhost_user, dev.error().message());
+    TRY(d->add(std::move(*dev), "vhost-user-fs", mem, mmio, ioevents));
   }
   for (size_t i = 0; i < v.nets.size(); ++i) TRY(d->add_net(v.nets[i], unsigned(i), mem, mmio, ioevents));
   if (v.console) {

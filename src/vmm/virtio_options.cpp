@@ -58,6 +58,20 @@ Result<DiskConfig> parse_disk(const std::string& spec) {
   return d;
 }
 
+Result<FsConfig> parse_fs(const std::string& spec) {
+  FsConfig f;
+  for (const auto& [key, value] : TRY(split("--fs", spec))) {
+    if (key == "vhost-user" && !value.empty()) f.vhost_user = value;
+    else if (key == "tag" && !value.empty()) f.tag = value;
+    else return make_error(EINVAL, "--fs '{}': unknown or empty '{}' (expected vhost-user=SOCKET,tag=TAG)", spec, key);
+  }
+  if (f.vhost_user.empty()) return make_error(EINVAL, "--fs '{}': no vhost-user=SOCKET (virtiofsd's socket)", spec);
+  if (f.tag.empty()) return make_error(EINVAL, "--fs '{}': no tag=TAG (the name the guest mounts)", spec);
+  // virtio 1.2 §5.11.4: the tag fills at most 36 bytes of the config space.
+  if (f.tag.size() > 36) return make_error(EINVAL, "--fs tag={}: at most 36 bytes", f.tag);
+  return f;
+}
+
 Result<NetConfig> parse_net(const std::string& spec) {
   NetConfig n;
   bool backend = false;

@@ -1,6 +1,7 @@
 // Parsing of the virtio command-line options into VirtioConfig. Each bad value gets one line that
 // names the option, the value and what was expected.
-//   --disk path=FILE[,readonly]
+//   --disk path=FILE[,readonly] | vhost-user=SOCKET
+//   --fs vhost-user=SOCKET,tag=TAG
 //   --net tap=NAME|socket=PATH[,mac=XX:XX:XX:XX:XX:XX]
 //   --console virtio|serial
 //   --rng
@@ -14,6 +15,7 @@
 namespace evmm {
 
 Result<DiskConfig> parse_disk(const std::string& spec);
+Result<FsConfig> parse_fs(const std::string& spec);
 Result<NetConfig> parse_net(const std::string& spec);
 // "virtio" or "serial" (the default: the UART on ttyS0 only); true for virtio.
 Result<bool> parse_console(const std::string& spec);

@@ -23,7 +23,7 @@
 namespace evmm::virtio {
 
 // Device IDs (virtio 1.2 §5).
-enum class DeviceType : uint32_t { Net = 1, Block = 2, Console = 3, Rng = 4 };
+enum class DeviceType : uint32_t { Net = 1, Block = 2, Console = 3, Rng = 4, Fs = 26 };
 std::string_view to_string(DeviceType t);
 
 // What the transport gives a device to talk back to the driver.

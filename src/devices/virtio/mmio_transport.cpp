@@ -23,6 +23,7 @@ std::string_view to_string(DeviceType t) {
     case DeviceType::Block: return "blk";
     case DeviceType::Console: return "console";
     case DeviceType::Rng: return "rng";
+    case DeviceType::Fs: return "fs";
   }
   return "unknown";
 }

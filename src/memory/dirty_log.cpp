@@ -1,0 +1,60 @@
+#include "memory/dirty_log.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace evmm {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+}  // namespace
+
+Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space) {
+  for (const auto& s : slots)
+    if (s.start.raw() % kPage || s.size % kPage || s.size == 0)
+      return make_error(EINVAL, "dirty log: slot {} at {:#x}+{:#x} is not whole pages", s.slot, s.start.raw(), s.size);
+  // KVM's logs first: a page the guest writes while the space's log is taken lands in this round or
+  // the next, never in both, since each bitmap is taken and cleared at once.
+  std::vector<std::vector<uint64_t>> kvm(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    kvm[i].assign((slots[i].size / kPage + 63) / 64, 0);
+    TRY(vm.get_dirty_log(slots[i].slot, kvm[i]));
+  }
+  std::vector<DirtyRegion> round = space.collect_dirty();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const DirtySlot& s = slots[i];
+    auto inside = std::find_if(round.begin(), round.end(), [&](const DirtyRegion& r) {
+      return s.start.raw() >= r.start.raw() && s.start.raw() + s.size <= r.start.raw() + r.size;
+    });
+    if (inside == round.end()) {
+      if (std::all_of(kvm[i].begin(), kvm[i].end(), [](uint64_t w) { return w == 0; })) continue;
+      round.push_back(DirtyRegion{s.start, s.size, std::move(kvm[i])});
+      continue;
+    }
+    const uint64_t first = (s.start.raw() - inside->start.raw()) / kPage;
+    for (size_t w = 0; w < kvm[i].size(); ++w)
+      for (uint64_t bits = kvm[i][w]; bits; bits &= bits - 1) {
+        uint64_t page = first + w * 64 + uint64_t(std::countr_zero(bits));
+        inside->bitmap[page / 64] |= 1ull << (page % 64);
+      }
+  }
+  return round;
+}
+
+std::vector<GuestAddress> dirty_pages(const std::vector<DirtyRegion>& round) {
+  std::vector<GuestAddress> out;
+  for (const auto& r : round)
+    for (size_t w = 0; w < r.bitmap.size(); ++w)
+      for (uint64_t bits = r.bitmap[w]; bits; bits &= bits - 1) {
+        uint64_t page = w * 64 + uint64_t(std::countr_zero(bits));
+        if (page * kPage < r.size) out.push_back(GuestAddress(r.start.raw() + page * kPage));
+      }
+  std::sort(out.begin(), out.end(), [](GuestAddress a, GuestAddress b) { return a.raw() < b.raw(); });
+  // A slot across two of the space's regions came as a region of its own: a page once.
+  out.erase(std::unique(out.begin(), out.end(), [](GuestAddress a, GuestAddress b) { return a.raw() == b.raw(); }), out.end());
+  return out;
+}
+
+}  // namespace evmm
