@@ -234,5 +234,51 @@ TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
   for (size_t i = 0; i < 1024; ++i) ASSERT_EQ(uint8_t(image[1024 + i]), uint8_t(i * 7 + 3)) << i;
 }
 
+// QEMU's virtiofsd behind evmm's virtio-mmio transport: negotiation, the config space evmm makes
+// (the tag and one request queue), and a driver that brings the device up with both queues; a tag
+// that does not fit is refused before the device exists.
+TEST(VhostUserFsPeers, VirtiofsdComesUpBehindTheTransportWithItsTag) {
+  constexpr const char* kVirtiofsd = "/usr/lib/qemu/virtiofsd";
+  if (::access(kVirtiofsd, X_OK) != 0) GTEST_SKIP() << kVirtiofsd << " is not installed (Debian's qemu-system-common)";
+  Scratch s;
+  const std::string share = s.dir + "/share", sock = s.dir + "/fs.sock";
+  ASSERT_EQ(::mkdir(share.c_str(), 0700), 0);
+  std::string error, tag;
+  uint32_t requests = 0, status = 0;
+  int bad_tag = 0;
+  ProcessOptions opts;
+  opts.timeout = std::chrono::seconds(60);
+  opts.while_running = [&](pid_t pid) {
+    if (!wait_for_socket(sock)) return void(error = "virtiofsd did not listen");
+    auto bad = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = std::string(37, 't')}, sock);
+    bad_tag = bad ? 0 : bad.error().code();
+    ::kill(pid, SIGTERM);  // virtiofsd serves one frontend: the refused one took it
+  };
+  auto first = run_process({kVirtiofsd, "--socket-path=" + sock, "-o", "source=" + share, "-o", "sandbox=chroot"}, opts);
+  EXPECT_EQ(bad_tag, EINVAL) << first.err;
+  opts.while_running = [&](pid_t pid) {
+    if (!wait_for_socket(sock)) return void(error = "virtiofsd did not listen");
+    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = "evmmshare"}, sock);
+    if (!dev) {
+      error = dev.error().message();
+    } else {
+      VirtioTestDriver d(*dev);
+      for (uint32_t i = 0; i < 36; i += 4)
+        for (uint32_t w = d.reg(0x100 + i), k = 0; k < 4; ++k)
+          if (char c = char(w >> (8 * k))) tag += c;
+      requests = d.reg(0x100 + 36);
+      status = d.init(0, 2);
+    }
+    ::kill(pid, SIGTERM);
+  };
+  ::unlink(sock.c_str());
+  auto fsd = run_process({kVirtiofsd, "--socket-path=" + sock, "-o", "source=" + share, "-o", "sandbox=chroot"}, opts);
+  ASSERT_EQ(error, "") << fsd.err;
+  EXPECT_EQ(tag, "evmmshare");
+  EXPECT_EQ(requests, 1u);
+  EXPECT_TRUE(status & VIRTIO_CONFIG_S_DRIVER_OK) << std::hex << status << fsd.err;
+  EXPECT_FALSE(status & VIRTIO_CONFIG_S_NEEDS_RESET) << std::hex << status;
+}
+
 }  // namespace
 }  // namespace evmm::testing

@@ -5,7 +5,8 @@
 namespace evmm {
 namespace {
 
-std::string why(const std::string& spec, Result<DiskConfig> (*f)(const std::string&)) {
+template <typename T>
+std::string why(const std::string& spec, Result<T> (*f)(const std::string&)) {
   auto r = f(spec);
   return r ? "" : r.error().context();
 }
@@ -26,6 +27,19 @@ TEST(VirtioOptions, Disk) {
   EXPECT_NE(why("path=x,,readonly", parse_disk).find("empty item"), std::string::npos);
   EXPECT_NE(why("path=x,cache=none", parse_disk).find("unknown or empty 'cache'"), std::string::npos);
   EXPECT_NE(why("path=", parse_disk).find("'path'"), std::string::npos);
+}
+
+TEST(VirtioOptions, Fs) {
+  auto f = parse_fs("vhost-user=/run/fs.sock,tag=hostshare");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->vhost_user, "/run/fs.sock");
+  EXPECT_EQ(f->tag, "hostshare");
+  EXPECT_NE(why("tag=x", parse_fs).find("no vhost-user=SOCKET"), std::string::npos);
+  EXPECT_NE(why("vhost-user=/s", parse_fs).find("no tag=TAG"), std::string::npos);
+  EXPECT_NE(why("vhost-user=/s,tag=" + std::string(37, 'a'), parse_fs).find("at most 36 bytes"), std::string::npos);
+  EXPECT_TRUE(parse_fs("vhost-user=/s,tag=" + std::string(36, 'a')));
+  EXPECT_NE(why("vhost-user=/s,tag=x,cache=none", parse_fs).find("unknown or empty 'cache'"), std::string::npos);
+  EXPECT_NE(why("vhost-user=/s,tag=", parse_fs).find("'tag'"), std::string::npos);
 }
 
 TEST(VirtioOptions, Net) {
