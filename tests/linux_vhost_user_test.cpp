@@ -114,7 +114,7 @@ TEST_F(LinuxVhostUserLong, Ext4RootOnQemuStorageDaemon) {
   EXPECT_FALSE(has(b.serial, "EXT4-fs error")) << b.serial;
   EXPECT_FALSE(has(b.serial, "I/O error")) << b.serial;
   // The backend's calls reached the guest as interrupts, and the device never needed a reset.
-  EXPECT_GE(stats_count(b.r.err, "virtio-vhost-user-blk:interrupts=([0-9]+)"), 10u) << b.r.err;
+  EXPECT_GE(stats_count(b.r.err, "virtio-vhost-user-blk:interrupts=([0-9]+)"), 1u) << b.r.err;
   EXPECT_EQ(stats_count(b.r.err, "virtio-vhost-user-blk:[^ ]*needs_reset=([0-9]+)"), 0u) << b.r.err;
   // What the guest's mount wrote, read from the host file qemu-storage-daemon wrote it to.
   EXPECT_EQ(ext4_mount_count(image), mounts_before + 1);
