@@ -11,11 +11,6 @@ namespace {
 // The status bits that have an enable bit at the same position in PM1_EN (ACPI 6.0, Table 4-17).
 constexpr uint16_t kEnMask = AcpiPm::kTmrSts | AcpiPm::kPwrBtnSts | AcpiPm::kRtcSts;
 constexpr uint16_t kStsMask = kEnMask | AcpiPm::kWakSts;
-// GBL_EN (bit 5) is kept as written too: Linux enables it for the FACS global lock and reads it
-// back ("Could not enable GlobalLock event" otherwise). No firmware here ever holds the lock, so
-// GBL_STS is never set and the bit raises nothing.
-constexpr uint16_t kGblEn = 1u << 5;
-constexpr uint16_t kEnStored = kEnMask | kGblEn;
 constexpr uint16_t kBmRld = 1u << 1;
 constexpr uint16_t kSlpTypMask = 7u << AcpiPm::kSlpTypShift;
 constexpr uint16_t kCntStored = kBmRld | kSlpTypMask;
@@ -122,7 +117,7 @@ void AcpiPm::write(const BusWrite& io) {
     update_timer_status();
     // Status bits are cleared by writing 1 to them (ACPI 6.0, 4.8.3.1).
     sts_ &= static_cast<uint16_t>(~sts_v);
-    en_ = static_cast<uint16_t>((en_ & ~en_m) | (en_v & en_m & kEnStored));
+    en_ = static_cast<uint16_t>((en_ & ~en_m) | (en_v & en_m & kEnMask));
     cnt_ = static_cast<uint16_t>((cnt_ & ~cnt_m) | (cnt_v & cnt_m & kCntStored));
     // Writing SLP_EN enters the sleep state given by SLP_TYP (ACPI 6.0, 4.8.3.2.1).
     if (cnt_v & cnt_m & kSlpEn) {
