@@ -192,8 +192,12 @@ int main(int argc, char** argv) {
   }
   const std::string guest = std::string(EVMM_GUEST_DIR) + "/blkbench.pvh.elf";
   const std::string words = fmt::format("reads={} mib={}", reads, mib);
-  const std::vector<std::string> evmm{EVMM_BINARY, "run", "--kernel", guest, "--memory", "256", "--serial", "stdio",
-                                      "--disk", "path=" + image, "--cmdline", words};
+  // evmm on the guest with its disk given as `--disk spec`.
+  auto evmm_argv = [&](const std::string& disk) {
+    return std::vector<std::string>{EVMM_BINARY, "run", "--kernel", guest, "--memory", "256", "--serial", "stdio",
+                                    "--disk", disk, "--cmdline", words};
+  };
+  const std::vector<std::string> evmm = evmm_argv("path=" + image);
   // microvm with ACPI describes its virtio-mmio devices as LNRO0005 in the DSDT, as evmm does; modern
   // (version 2) transports; one IOAPIC; isa-debug-exit where the runtime exits.
   auto qemu_argv = [&](std::vector<std::string> accel, const std::string& cmdline) {
@@ -220,9 +224,7 @@ int main(int argc, char** argv) {
       if (failure->empty()) *failure = backend[0] + " did not listen on " + sock;
       return std::nullopt;
     }
-    auto argv = evmm;
-    argv[argv.size() - 3] = "vhost-user=" + sock;  // the --disk value
-    return vm_run(argv, khz, failure);
+    return vm_run(evmm_argv("vhost-user=" + sock), khz, failure);
   };
   const std::string qsd_sock = dir + "/qsd.sock", device_sock = dir + "/device.sock";
 
