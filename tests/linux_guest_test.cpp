@@ -113,7 +113,7 @@ TEST(CloudKernelLong, RunsItsWholeInitOnTwoVcpus) {
               assists(b.r.err, "avx"), assists(b.r.err, "avx512"), assists(b.r.err, "bmi"));
   EXPECT_EQ(at, std::string::npos) << stop << "\n" << tail(b.serial) << b.r.err;
   EXPECT_TRUE(has(b.serial, "smp: Brought up 1 node, 2 CPUs")) << tail(b.serial) << b.r.err;
-  if (!b.reached && at == std::string::npos && has(b.serial, "smp: Brought up 1 node, 2 CPUs") && !HasFailure()) {
+  if (!b.reached && !HasFailure()) {  // the two checks above held
     // Measured on a host that emulates guest CPL0 (DESIGN.md): the whole init takes longer than
     // 40 minutes there, most of it in the crypto self-tests, which CI cannot wait for on 2 cores.
     // Everything evmm did until the guard is checked above; the end of the boot is not, and the
