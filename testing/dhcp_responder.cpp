@@ -12,7 +12,8 @@ namespace evmm::testing {
 namespace {
 
 constexpr size_t kEthHeader = 14, kIpHeader = 20, kUdpHeader = 8;
-constexpr uint16_t kEtherIpv4 = 0x0800;
+constexpr uint16_t kEtherIpv4 = 0x0800, kEtherArp = 0x0806;
+constexpr size_t kArpLen = 28, kMinFrame = 60;  // an Ethernet frame without its FCS is at least 60 bytes
 constexpr uint8_t kProtoUdp = 17;
 constexpr uint16_t kServerPort = 67, kClientPort = 68;
 // BOOTP fixed fields (RFC 951; RFC 2131 §2), then the magic cookie (RFC 2132 §2) and options.
@@ -85,6 +86,7 @@ std::optional<std::vector<uint8_t>> DhcpResponder::answer(std::span<const uint8_
   auto ignore = [&] { ++stats_.ignored; return std::nullopt; };
   auto malformed = [&] { ++stats_.malformed; return std::nullopt; };
   if (frame.size() < kEthHeader) return malformed();
+  if (be16(frame, 12) == kEtherArp) return answer_arp(frame);
   if (be16(frame, 12) != kEtherIpv4) return ignore();
   auto ip = frame.subspan(kEthHeader);
   if (ip.size() < kIpHeader) return malformed();
@@ -127,6 +129,32 @@ std::optional<std::vector<uint8_t>> DhcpResponder::answer(std::span<const uint8_
     default:
       return ignore();  // decline, release, inform: nothing to answer for a single fixed lease
   }
+}
+
+// RFC 826: a request for the server's (the router's) address gets its MAC; other ARP traffic is not ours.
+std::optional<std::vector<uint8_t>> DhcpResponder::answer_arp(std::span<const uint8_t> frame) {
+  auto arp = frame.subspan(kEthHeader);
+  if (arp.size() < kArpLen) {
+    ++stats_.malformed;
+    return std::nullopt;
+  }
+  const bool ethernet_ipv4 = be16(arp, 0) == kHtypeEthernet && be16(arp, 2) == kEtherIpv4 && arp[4] == 6 && arp[5] == 4;
+  if (!ethernet_ipv4 || be16(arp, 6) != 1 || !std::equal(lease_.server.begin(), lease_.server.end(), arp.begin() + 24)) {
+    ++stats_.ignored;
+    return std::nullopt;
+  }
+  ++stats_.arp_replies;
+  std::vector<uint8_t> f;
+  f.insert(f.end(), arp.begin() + 8, arp.begin() + 14);  // to the sender's hardware address
+  put(f, lease_.server_mac);
+  put16(f, kEtherArp);
+  f.insert(f.end(), arp.begin(), arp.begin() + 6);  // htype, ptype, hlen, plen
+  put16(f, 2);                                      // reply
+  put(f, lease_.server_mac);
+  put(f, lease_.server);
+  f.insert(f.end(), arp.begin() + 8, arp.begin() + 18);  // the sender's hardware and protocol addresses
+  f.resize(kMinFrame, 0);
+  return f;
 }
 
 std::vector<uint8_t> DhcpResponder::reply(DhcpType type, std::span<const uint8_t> request) const {

@@ -9,8 +9,9 @@
 //
 // The frames come from a guest, so everything is checked before use: lengths at every layer, the
 // IPv4 version, header length and fragment fields, the UDP ports (68 to 67), the BOOTP op,
-// hardware type and length, the magic cookie and each option's length. A frame that is not DHCP
-// for a server (ARP, IPv6, other UDP) is ignored; one that claims to be and is not well formed is
+// hardware type and length, the magic cookie and each option's length. As the router it also
+// answers an ARP request for the server's address (RFC 826) with server_mac. A frame that is not
+// DHCP for a server nor such an ARP request (IPv6, other UDP, ARP for another address) is ignored; one that claims to be and is not well formed is
 // counted as malformed. Neither gets an answer, and nothing the frame says can make the responder
 // read outside it.
 //
@@ -56,6 +57,7 @@ struct DhcpStats {
   uint64_t offers = 0;
   uint64_t acks = 0;
   uint64_t naks = 0;
+  uint64_t arp_replies = 0;  // ARP requests for the server's address, answered
 };
 
 class DhcpResponder {
@@ -70,6 +72,7 @@ class DhcpResponder {
 
  private:
   std::vector<uint8_t> reply(DhcpType type, std::span<const uint8_t> request_bootp) const;
+  std::optional<std::vector<uint8_t>> answer_arp(std::span<const uint8_t> frame);
 
   DhcpLease lease_;
   DhcpStats stats_;

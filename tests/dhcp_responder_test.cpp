@@ -130,6 +130,47 @@ TEST(DhcpResponder, RefusesBadOptionsAndIgnoresOtherTraffic) {
   EXPECT_EQ(r.stats().ignored, 5u);
 }
 
+// An ARP request from the client for `target`, as testprog's netarp sends it.
+std::vector<uint8_t> arp_request(Ipv4 target) {
+  std::vector<uint8_t> f(60, 0);
+  std::fill_n(f.begin(), 6, 0xff);
+  std::copy(kClientMac.begin(), kClientMac.end(), f.begin() + 6);
+  const uint8_t head[] = {0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1};
+  std::copy(std::begin(head), std::end(head), f.begin() + 12);
+  std::copy(kClientMac.begin(), kClientMac.end(), f.begin() + 22);
+  const Ipv4 sender{10, 0, 2, 15};
+  std::copy(sender.begin(), sender.end(), f.begin() + 28);
+  std::copy(target.begin(), target.end(), f.begin() + 38);
+  return f;
+}
+
+TEST(DhcpResponder, AnswersArpForTheRouterOnly) {
+  DhcpLease lease;
+  DhcpResponder r(lease);
+  auto out = r.answer(arp_request(lease.server));
+  ASSERT_TRUE(out);
+  ASSERT_EQ(out->size(), 60u);
+  EXPECT_TRUE(std::equal(kClientMac.begin(), kClientMac.end(), out->begin()));           // to the asker
+  EXPECT_TRUE(std::equal(lease.server_mac.begin(), lease.server_mac.end(), out->begin() + 6));
+  EXPECT_EQ((*out)[21], 2);                                                               // a reply
+  EXPECT_TRUE(std::equal(lease.server_mac.begin(), lease.server_mac.end(), out->begin() + 22));
+  EXPECT_TRUE(std::equal(lease.server.begin(), lease.server.end(), out->begin() + 28));
+  EXPECT_TRUE(std::equal(kClientMac.begin(), kClientMac.end(), out->begin() + 32));      // target hardware
+  EXPECT_EQ((*out)[38], 10);
+  EXPECT_EQ((*out)[41], 15);                                                              // target protocol
+  EXPECT_EQ(r.stats().arp_replies, 1u);
+
+  EXPECT_FALSE(r.answer(arp_request({10, 0, 2, 3})));  // someone else's address
+  auto reply = arp_request(lease.server);
+  reply[21] = 2;
+  EXPECT_FALSE(r.answer(reply));
+  EXPECT_EQ(r.stats().ignored, 2u);
+  auto f = arp_request(lease.server);
+  for (size_t n = 14; n < 14 + 28; ++n) EXPECT_FALSE(r.answer(std::span(f.data(), n))) << n << " bytes";
+  EXPECT_EQ(r.stats().malformed, 28u);
+  EXPECT_EQ(r.stats().arp_replies, 1u);
+}
+
 TEST(DhcpServer, AnswersOnAUnixDatagramSocket) {
   std::string dir = "/tmp/evmm-dhcp-XXXXXX";
   ASSERT_TRUE(::mkdtemp(dir.data()));

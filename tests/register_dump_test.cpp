@@ -20,7 +20,7 @@ size_t count(const std::string& hay, const std::string& needle) {
 
 // vCPU 0 suspends itself (evmm's Suspended state); vCPU 1 waits for INIT/SIPI in KVM. Two dumps,
 // then the wake button: the guest resumes and ends with its debug-exit status, so the dumps
-// stopped nothing.
+// stopped nothing. With --stats each dump carries the counters so far (a hang guard's last word).
 TEST(RegisterDump, Sigusr2DumpsEveryVcpuWithoutStoppingTheVm) {
   REQUIRE_KVM();
   SerialFile serial;
@@ -39,7 +39,7 @@ TEST(RegisterDump, Sigusr2DumpsEveryVcpuWithoutStoppingTheVm) {
     }
     ::kill(pid, SIGUSR1);
   };
-  auto r = boot("testprog.mb.elf", "pvsuspend exit=0", 2, {"--serial", "file:" + serial.path()}, opts);
+  auto r = boot("testprog.mb.elf", "pvsuspend exit=0", 2, {"--serial", "file:" + serial.path(), "--stats"}, opts);
   ASSERT_TRUE(suspended) << serial.contents();
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_status, 1) << r.err;  // debug-exit 0 after the resume
@@ -50,6 +50,7 @@ TEST(RegisterDump, Sigusr2DumpsEveryVcpuWithoutStoppingTheVm) {
   EXPECT_EQ(count(r.err, "CPL=0 64-bit"), 2u) << r.err;     // vCPU 0
   EXPECT_EQ(count(r.err, "RIP=000000000000fff0"), 2u) << r.err;  // vCPU 1 at the reset vector
   EXPECT_EQ(count(r.err, "  code at 0x"), 4u) << r.err;
+  EXPECT_EQ(count(r.err, "evmm: stats: pio_exits="), 3u) << r.err;  // after each dump, and at the end
 }
 
 }  // namespace

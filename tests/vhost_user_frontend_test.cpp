@@ -141,7 +141,7 @@ struct MmioOverBackend {
   }
   void run(const std::string& sock) {
     if (!wait_for_socket(sock)) return void(error = "the backend did not listen");
-    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Block, .fs_tag = {}}, sock);
+    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Block, .fs_tag = {}, .mac = {}, .timeout_ms = 5000}, sock);
     if (!dev) return void(error = dev.error().message());
     d = std::make_unique<VirtioTestDriver>(*dev);
     features = d->device_features();
@@ -250,7 +250,7 @@ TEST(VhostUserFsPeers, VirtiofsdComesUpBehindTheTransportWithItsTag) {
   opts.timeout = std::chrono::seconds(60);
   opts.while_running = [&](pid_t pid) {
     if (!wait_for_socket(sock)) return void(error = "virtiofsd did not listen");
-    auto bad = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = std::string(37, 't')}, sock);
+    auto bad = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = std::string(37, 't'), .mac = {}, .timeout_ms = 5000}, sock);
     bad_tag = bad ? 0 : bad.error().code();
     ::kill(pid, SIGTERM);  // virtiofsd serves one frontend: the refused one took it
   };
@@ -258,7 +258,7 @@ TEST(VhostUserFsPeers, VirtiofsdComesUpBehindTheTransportWithItsTag) {
   EXPECT_EQ(bad_tag, EINVAL) << first.err;
   opts.while_running = [&](pid_t pid) {
     if (!wait_for_socket(sock)) return void(error = "virtiofsd did not listen");
-    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = "evmmshare"}, sock);
+    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = "evmmshare", .mac = {}, .timeout_ms = 5000}, sock);
     if (!dev) {
       error = dev.error().message();
     } else {

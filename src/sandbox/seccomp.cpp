@@ -75,13 +75,14 @@ const char* const kMain[] = {
     "setsockopt",
 };
 
-// ioctls: KVM's (type 0xAE: /dev/kvm, the VM and its vCPUs) on every thread; the main thread also
-// reads and sets the terminal mode of standard input.
+// ioctls: KVM's (type 0xAE: /dev/kvm, the VM and its vCPUs) on every thread; the main thread and
+// a backend (`evmm device console` puts back its terminal's mode when the frontend goes) also read
+// and set the terminal mode of standard input.
 constexpr uint64_t kKvmIoctlType = 0xae00;
 constexpr uint64_t kTerminalIoctls[] = {0x5401 /* TCGETS */, 0x5402 /* TCSETS */, 0x5403 /* TCSETSW */,
-                                        0x5404 /* TCSETSF */, 0x5413 /* TIOCGWINSZ */,
-                                        // A --net tap= backend attaches its /dev/net/tun fd to the interface.
-                                        0x400454ca /* TUNSETIFF */};
+                                        0x5404 /* TCSETSF */, 0x5413 /* TIOCGWINSZ */};
+// A --net tap= backend attaches its /dev/net/tun fd to the interface: the main thread only.
+constexpr uint64_t kTunSetIff = 0x400454ca;
 
 // One argument comparison, every field named: libseccomp's SCMP_A* macros leave datum_b out, which
 // clang's -Wmissing-field-initializers rejects.
@@ -141,9 +142,10 @@ Result<void> add(scmp_filter_ctx ctx, const std::string& name, Role role) {
   if (nr == __NR_SCMP_ERROR) return make_error(EINVAL, "seccomp: no system call named {}", name);
   if (name == "ioctl") {
     int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(1, SCMP_CMP_MASKED_EQ, 0xff00, kKvmIoctlType));
-    if (r == 0 && role == Role::Main)
+    if (r == 0 && (role == Role::Main || role == Role::Backend))
       for (uint64_t cmd : kTerminalIoctls)
         if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(1, SCMP_CMP_EQ, cmd))) != 0) break;
+    if (r == 0 && role == Role::Main) r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(1, SCMP_CMP_EQ, kTunSetIff));
     if (r != 0) return make_error(-r, "seccomp: rule for ioctl");
     return {};
   }

@@ -1,12 +1,14 @@
 #include "vhost/user_device.h"
 
 #include <linux/virtio_blk.h>
+#include <linux/virtio_console.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
+#include "devices/virtio/net/net_abi.h"
 #include "devices/virtio/virtio_abi.h"
 
 namespace evmm::vhost {
@@ -26,6 +28,19 @@ constexpr uint16_t kBlkQueueSize = 256;
 constexpr uint64_t kFsWithheld = 1ull << 0;
 constexpr size_t kFsTagSize = 36;
 constexpr uint16_t kFsQueueSize = 128;  // QEMU's vhost-user-fs default
+// virtio-net (virtio 1.2 §5.1): one receive and one transmit queue. Withheld: what needs a control
+// queue (CTRL_VQ and everything behind it) and multiqueue. MAC and STATUS are the frontend's own.
+constexpr uint64_t kNetWithheld = (1ull << VIRTIO_NET_F_CTRL_VQ) | (1ull << VIRTIO_NET_F_CTRL_RX) |
+                                  (1ull << VIRTIO_NET_F_CTRL_VLAN) | (1ull << VIRTIO_NET_F_GUEST_ANNOUNCE) |
+                                  (1ull << VIRTIO_NET_F_MQ) | (1ull << VIRTIO_NET_F_CTRL_MAC_ADDR) |
+                                  (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS);
+constexpr uint64_t kNetOwn = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS);
+constexpr uint16_t kNetQueueSize = 256;
+// virtio-console (§5.3): one port, receiveq0 and transmitq0. SIZE, MULTIPORT (control queues) and
+// EMERG_WRITE (a config write) are withheld: the config space reads as zeros.
+constexpr uint64_t kConsoleWithheld = (1ull << VIRTIO_CONSOLE_F_SIZE) | (1ull << VIRTIO_CONSOLE_F_MULTIPORT) |
+                                      (1ull << VIRTIO_CONSOLE_F_EMERG_WRITE);
+constexpr uint16_t kConsoleQueueSize = 64;
 
 Result<std::vector<uint8_t>> fs_config(const std::string& tag) {
   if (tag.empty() || tag.size() > kFsTagSize)
@@ -34,6 +49,14 @@ Result<std::vector<uint8_t>> fs_config(const std::string& tag) {
   std::vector<uint8_t> c(kFsTagSize + 4, 0);  // struct virtio_fs_config
   std::memcpy(c.data(), tag.data(), tag.size());
   c[kFsTagSize] = 1;  // num_request_queues, little-endian
+  return c;
+}
+
+Result<std::vector<uint8_t>> net_config(const std::array<uint8_t, 6>& mac) {
+  if (mac[0] & 1) return make_error(EINVAL, "virtio-net MAC {:02x}:..: a multicast address", mac[0]);
+  std::vector<uint8_t> c(8, 0);  // struct virtio_net_config up to status
+  std::memcpy(c.data(), mac.data(), 6);
+  c[6] = VIRTIO_NET_S_LINK_UP;  // status, little-endian
   return c;
 }
 
@@ -63,11 +86,21 @@ Result<void> UserDevice::setup(const UserDeviceConfig& cfg) {
       TRY(fe_->negotiate((0xffffffull & ~kFsWithheld) | kRingFeatures));
       sizes_.assign(2, kFsQueueSize);
       break;
+    case virtio::DeviceType::Net:
+      config_ = TRY(net_config(cfg.mac));
+      TRY(fe_->negotiate((0xffffffull & ~kNetWithheld) | kRingFeatures));
+      own_features_ = kNetOwn;
+      sizes_.assign(2, kNetQueueSize);
+      break;
+    case virtio::DeviceType::Console:
+      TRY(fe_->negotiate((0xffffffull & ~kConsoleWithheld) | kRingFeatures));
+      sizes_.assign(2, kConsoleQueueSize);
+      break;
     default:
-      return make_error(EOPNOTSUPP, "vhost-user: evmm drives block and fs backends only (asked for {})",
+      return make_error(EOPNOTSUPP, "vhost-user: evmm drives block, fs, net and console backends (asked for {})",
                         virtio::to_string(type_));
   }
-  features_ = fe_->acked_features() & (0xffffffull | kRingFeatures);
+  features_ = (fe_->acked_features() & (0xffffffull | kRingFeatures)) | own_features_;
   started_.assign(sizes_.size(), false);
   for (size_t q = 0; q < sizes_.size(); ++q) call_fds_.push_back(TRY(EventFd::create()));
   return {};
@@ -82,7 +115,7 @@ Result<void> UserDevice::activate(const GuestMemory& mem, std::span<virtio::Virt
   if (kicks_.size() != queues.size()) return make_error(EINVAL, "vhost-user: the transport gave {} kick fds", kicks_.size());
   if (mem.memfd() < 0) return make_error(EINVAL, "vhost-user: guest memory has no memfd to share");
   signals_ = &signals;
-  TRY(fe_->set_features(features));
+  TRY(fe_->set_features(features & ~own_features_));
   std::vector<Frontend::Region> regions;
   for (const auto& r : mem.regions())
     regions.push_back({r.start.raw(), r.size, r.start.raw(), mem.memfd(), r.fd_offset});

@@ -1,5 +1,5 @@
 // A virtio device whose queues another process serves over vhost-user (`--disk vhost-user=SOCKET`,
-// `--fs vhost-user=SOCKET,tag=TAG`):
+// `--fs vhost-user=SOCKET,tag=TAG`, `--net vhost-user=SOCKET[,mac=MAC]`, `--console vhost-user=SOCKET`):
 // evmm keeps the virtio-mmio transport (registers, negotiation, the interrupt line) and hands the
 // data path to the backend. The guest's QueueNotify ioeventfd is the backend's kick fd, so a kick
 // goes from KVM to the backend with no evmm thread; the backend's call fd is read on the device loop,
@@ -16,6 +16,7 @@
 // for the backend's replies (each within the frontend's timeout), as QEMU's do.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,13 +33,17 @@ struct UserDeviceConfig {
   // virtio-fs: the tag the guest mounts (1 to 36 bytes, virtio 1.2 §5.11.4). The backends of the
   // day (QEMU's and the Rust virtiofsd) have no config space: the frontend makes it, as QEMU's does.
   std::string fs_tag;
+  // virtio-net: the MAC address the guest sees. The frontend owns the config space (MAC and the
+  // link status), as QEMU's vhost-user-net does: a backend only moves frames.
+  std::array<uint8_t, 6> mac{};
   int timeout_ms = 5000;
 };
 
 class UserDevice final : public virtio::VirtioDevice {
  public:
   // Connects to the backend at path and negotiates; for a block device reads its config space.
-  // EOPNOTSUPP for a device type evmm does not drive, EINVAL for a bad fs tag.
+  // EOPNOTSUPP for a device type evmm does not drive (rng: a frontend gains nothing from one), EINVAL
+  // for a bad fs tag or a multicast MAC.
   static Result<std::shared_ptr<UserDevice>> connect(const UserDeviceConfig& cfg, const std::string& path);
   // The same over a connected socket (tests).
   static Result<std::shared_ptr<UserDevice>> over(const UserDeviceConfig& cfg, UniqueFd sock);
@@ -66,6 +71,7 @@ class UserDevice final : public virtio::VirtioDevice {
   const virtio::DeviceType type_;
   std::unique_ptr<Frontend> fe_;
   uint64_t features_ = 0;
+  uint64_t own_features_ = 0;  // offered to the guest by evmm itself (config-space features), not the backend
   std::vector<uint16_t> sizes_;
   std::vector<uint8_t> config_;
   std::vector<int> kicks_;        // the transport's notify eventfds, one per queue

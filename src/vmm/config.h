@@ -38,8 +38,9 @@ struct FsConfig {
   std::string tag;         // what the guest mounts: mount -t virtiofs TAG /mnt, or root=TAG rootfstype=virtiofs
 };
 struct NetConfig {
-  enum class Backend { Tap, Socket } backend = Backend::Tap;
-  std::string target;  // the tap interface's name, or the Unix datagram socket's path
+  // VhostUser: another process moves the frames (`evmm device net`, a DPDK or OVS backend).
+  enum class Backend { Tap, Socket, VhostUser } backend = Backend::Tap;
+  std::string target;  // the tap interface's name, the Unix datagram socket's path, or the vhost-user socket
   std::optional<std::array<uint8_t, 6>> mac;  // none: a locally administered one derived from the index
 };
 struct VirtioConfig {
@@ -47,12 +48,14 @@ struct VirtioConfig {
   std::vector<FsConfig> filesystems;
   std::vector<NetConfig> nets;
   bool console = false;  // virtio-console on stdio (the guest's hvc0)
+  std::string console_vhost_user;  // ... served by another process instead (`evmm device console`)
   bool rng = false;
   // Add `virtio_mmio.device=` entries to the kernel command line. The DSDT describes the devices
   // either way; while the entries are given, its devices say they are absent (_STA 0) so that Linux
   // does not probe a device twice.
   bool cmdline_entries = true;
   bool any() const { return !disks.empty() || !filesystems.empty() || !nets.empty() || console || rng; }
+  bool console_in_process() const { return console && console_vhost_user.empty(); }
 };
 
 struct VmConfig {

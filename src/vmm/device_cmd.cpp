@@ -10,10 +10,13 @@
 
 #include "base/log.h"
 #include "devices/virtio/blk/blk.h"
+#include "devices/virtio/console/console.h"
+#include "devices/virtio/net/net.h"
 #include "devices/virtio/rng/rng.h"
 #include "event/event_loop.h"
 #include "sandbox/seccomp.h"
 #include "vhost/backend.h"
+#include "vmm/console.h"
 
 namespace evmm {
 namespace {
@@ -37,7 +40,12 @@ Result<UniqueFd> listen_on(const std::string& path) {
   return fd;
 }
 
-Result<std::shared_ptr<virtio::VirtioDevice>> make_device(const DeviceCommand& cmd) {
+// What a device needs beyond itself while it serves: the console's output and input.
+struct DeviceSide {
+  std::optional<ConsoleOutput> out;
+};
+
+Result<std::shared_ptr<virtio::VirtioDevice>> make_device(const DeviceCommand& cmd, DeviceSide& side) {
   if (cmd.kind == "rng") return TRY(virtio::RngDevice::create({}));
   if (cmd.kind == "blk") {
     if (cmd.disk.path.empty()) return make_error(EINVAL, "evmm device blk needs --disk path=FILE");
@@ -46,7 +54,21 @@ Result<std::shared_ptr<virtio::VirtioDevice>> make_device(const DeviceCommand& c
     c.readonly = cmd.disk.readonly;
     return TRY(virtio::BlkDevice::create(c));
   }
-  return make_error(EINVAL, "evmm device {}: the devices served over vhost-user are rng and blk", cmd.kind);
+  if (cmd.kind == "console") {
+    side.out.emplace(TRY(ConsoleOutput::open(SerialConfig{})));  // standard output
+    return TRY(virtio::ConsoleDevice::create([out = &*side.out](std::span<const uint8_t> b) { out->write(b); }));
+  }
+  if (cmd.kind == "net") {
+    if (!cmd.net) return make_error(EINVAL, "evmm device net needs --net tap=NAME|socket=PATH");
+    const NetConfig& n = *cmd.net;
+    if (n.backend == NetConfig::Backend::VhostUser)
+      return make_error(EINVAL, "evmm device net: --net vhost-user= is the frontend's; give tap= or socket=");
+    auto backend = n.backend == NetConfig::Backend::Tap ? virtio::NetBackend::open_tap(n.target)
+                                                        : virtio::NetBackend::connect_socket(n.target);
+    if (!backend) return make_error(backend.error().code(), "--net: {}", backend.error().message());
+    return std::shared_ptr<virtio::VirtioDevice>(virtio::NetDevice::create(std::move(*backend), n.mac.value_or(virtio::derived_mac(0))));
+  }
+  return make_error(EINVAL, "evmm device {}: the devices served over vhost-user are rng, blk, console and net", cmd.kind);
 }
 
 void print_stats(const vhost::Backend& b, const virtio::VirtioDevice& dev) {
@@ -63,10 +85,23 @@ void print_stats(const vhost::Backend& b, const virtio::VirtioDevice& dev) {
                  (unsigned long)m.requests.load(), (unsigned long)m.reads.load(), (unsigned long)m.read_bytes.load(),
                  (unsigned long)m.writes.load(), (unsigned long)m.write_bytes.load(), (unsigned long)m.flushes.load());
   }
+  if (auto* con = dynamic_cast<const virtio::ConsoleDevice*>(&dev)) {
+    const auto& m = con->metrics();
+    std::fprintf(stderr, "evmm device: console tx_bytes %lu, rx_bytes %lu, bad_chains %lu\n",
+                 (unsigned long)m.tx_bytes.load(), (unsigned long)m.rx_bytes.load(), (unsigned long)m.bad_chains.load());
+  }
+  if (auto* net = dynamic_cast<const virtio::NetDevice*>(&dev)) {
+    const auto& m = net->metrics();
+    std::fprintf(stderr, "evmm device: net rx_frames %lu, tx_frames %lu, rx_dropped %lu, guest_errors %lu, backend_errors %lu\n",
+                 (unsigned long)m.rx_frames.load(), (unsigned long)m.tx_frames.load(),
+                 (unsigned long)(m.rx_too_big.load() + m.rx_runts.load()), (unsigned long)m.guest_errors(),
+                 (unsigned long)(m.rx_backend_errors.load() + m.tx_backend_errors.load()));
+  }
 }
 
 Result<int> serve(const DeviceCommand& cmd) {
-  auto device = TRY(make_device(cmd));
+  DeviceSide side;
+  auto device = TRY(make_device(cmd, side));
   UniqueFd listener = TRY(listen_on(cmd.socket));
   LOG_INFO("evmm device {}: waiting for a frontend on {}", cmd.kind, cmd.socket);
   int c;
@@ -78,8 +113,20 @@ Result<int> serve(const DeviceCommand& cmd) {
   auto backend = vhost::Backend::create(device, UniqueFd(c));
   auto loop = TRY(EventLoop::create());
   TRY(loop->add(backend));
+  // The console's keyboard: standard input, a character at a time when it is a terminal.
+  std::optional<TerminalMode> raw;
+  std::unique_ptr<ConsoleInput> input;
+  auto console = std::dynamic_pointer_cast<virtio::ConsoleDevice>(device);
+  if (console) {
+    raw.emplace(STDIN_FILENO);
+    input = TRY(ConsoleInput::attach(*loop, STDIN_FILENO, [console](std::span<const uint8_t> b) {
+      return console->push_input(b);
+    }));
+    console->set_space_callback([p = input.get()] { p->notify_space(); });
+  }
   if (cmd.seccomp && seccomp::supported()) TRY(seccomp::install(seccomp::Role::Backend));
   while (!backend->finished()) TRY(loop->run_once(-1));
+  input.reset();
   if (cmd.stats) print_stats(*backend, *device);
   const std::string why = backend->why_finished();
   if (why.find("closed the connection") != std::string::npos && why.find("mid-message") == std::string::npos) return 0;

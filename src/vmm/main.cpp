@@ -89,8 +89,9 @@ tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const Syste
 }
 
 // Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop, SIGUSR1 into the
-// platform's wake button (it ends ACPI S3), and SIGUSR2 into every vCPU's register dump on stderr.
-VmOutcome run_once(Vm& vm, int sigfd) {
+// platform's wake button (it ends ACPI S3), and SIGUSR2 into every vCPU's register dump on stderr
+// (and, with --stats, the counters so far: a test's hang guard sends SIGUSR2 before it kills evmm).
+VmOutcome run_once(Vm& vm, int sigfd, bool stats) {
   if (auto r = vm.start(); !r) return {VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()};
   pollfd fds[2] = {{vm.stopped_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
   for (;;) {
@@ -104,6 +105,7 @@ VmOutcome run_once(Vm& vm, int sigfd) {
       } else if (si.ssi_signo == SIGUSR2) {
         std::string dump = "evmm: register dump (SIGUSR2)\n" + vm.dump_vcpus();
         std::fputs(dump.c_str(), stderr);
+        if (stats) print_stats(vm);
       } else {
         vm.interrupt(fmt::format("stopped by signal {}", si.ssi_signo));
       }
@@ -193,7 +195,7 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
       }
       server = std::move(*srv);
     }
-    VmOutcome out = run_once(**vm, sigfd);
+    VmOutcome out = run_once(**vm, sigfd, stats);
     server.reset();
     if (stats) print_stats(**vm);
     if (out.kind == VmOutcome::Kind::Reset && cfg.on_reset == OnReset::Reset) {
@@ -282,9 +284,10 @@ int main(int argc, char** argv) {
   run->add_option("--fs", filesystems,
                   "A virtio-fs file system served by virtiofsd: vhost-user=SOCKET,tag=TAG (repeatable)");
   run->add_option("--net", nets,
-                  "A virtio-net device on a tap interface or a Unix datagram socket: tap=NAME|socket=PATH[,mac=MAC] "
-                  "(repeatable)");
-  run->add_option("--console", console, "The guest console: serial (ttyS0) or virtio (adds hvc0, which writes where --serial does and takes standard input)")
+                  "A virtio-net device on a tap interface, a Unix datagram socket or an external vhost-user backend: "
+                  "tap=NAME|socket=PATH|vhost-user=SOCKET[,mac=MAC] (repeatable)");
+  run->add_option("--console", console, "The guest console: serial (ttyS0), virtio (adds hvc0, which writes where --serial does and takes standard "
+                  "input) or vhost-user=SOCKET (hvc0 served by another process, such as evmm device console)")
       ->capture_default_str();
   run->add_flag("--rng", cfg.virtio.rng, "A virtio-rng device fed by getrandom, rate-limited");
   run->add_flag("--no-virtio-cmdline", no_virtio_cmdline,
@@ -303,10 +306,13 @@ int main(int argc, char** argv) {
                 "Keep KVM's CPUID leaves at 0x40000000 and put Xen's at 0x40000100")->needs(xen_opt);
   DeviceCommand devcmd;
   std::string device_disk;
-  auto* device = app.add_subcommand("device", "Serve one virtio device over vhost-user from this process (rng or blk)");
-  device->add_option("kind", devcmd.kind, "The device: rng, or blk (with --disk)")->required()->check(CLI::IsMember({"rng", "blk"}));
+  std::string device_net;
+  auto* device = app.add_subcommand("device", "Serve one virtio device over vhost-user from this process (rng, blk, console or net)");
+  device->add_option("kind", devcmd.kind, "The device: rng, blk (with --disk), console (on stdio) or net (with --net)")
+      ->required()->check(CLI::IsMember({"rng", "blk", "console", "net"}));
   device->add_option("--socket", devcmd.socket, "The Unix socket to listen on; the frontend connects to it")->required();
   device->add_option("--disk", device_disk, "blk: the image, path=FILE[,readonly]");
+  device->add_option("--net", device_net, "net: where the frames go, tap=NAME|socket=PATH[,mac=MAC]");
   device->add_flag("--stats", devcmd.stats, "Print the backend's and the device's counters when the frontend goes");
   bool device_no_seccomp = false;
   device->add_flag("--no-seccomp", device_no_seccomp, "Serve without the backend's seccomp filter (for debugging)");
@@ -342,6 +348,14 @@ int main(int argc, char** argv) {
       }
       devcmd.disk = *d;
     }
+    if (!device_net.empty()) {
+      auto n = parse_net(device_net);
+      if (!n) {
+        std::fprintf(stderr, "evmm: %s\n", n.error().context().c_str());
+        return exit_status::kUsage;
+      }
+      devcmd.net = *n;
+    }
     return cmd_device(devcmd);
   }
   auto s = parse_serial(serial);
@@ -372,9 +386,7 @@ int main(int argc, char** argv) {
       if (!r) return bad(r.error());
       cfg.virtio.nets.push_back(*r);
     }
-    auto c = parse_console(console);
-    if (!c) return bad(c.error());
-    cfg.virtio.console = *c;
+    if (auto c = parse_console(console, cfg.virtio); !c) return bad(c.error());
   }
   if (xen) {
     XenConfig x;

@@ -15,6 +15,11 @@ namespace evmm {
 
 using namespace platform;
 
+namespace {
+// How long a vhost-user backend may take to answer one request before its device needs a reset.
+constexpr int kVhostUserTimeoutMs = 5000;
+}  // namespace
+
 Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg, const GuestMemory& mem, IoBus& mmio,
                                                              IoEventRegistry& ioevents, PlatformDevices& platform,
                                                              ConsoleOutput& out) {
@@ -25,7 +30,8 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
     return make_error(E2BIG, "{} virtio devices asked for; evmm has windows for {}", wanted, std::size(kVirtioGsis));
   for (const DiskConfig& disk : v.disks) {
     if (!disk.vhost_user.empty()) {
-      auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Block, .fs_tag = {}}, disk.vhost_user);
+      auto dev = vhost::UserDevice::connect(
+          {.type = virtio::DeviceType::Block, .fs_tag = {}, .mac = {}, .timeout_ms = kVhostUserTimeoutMs}, disk.vhost_user);
       if (!dev) return make_error(dev.error().code(), "--disk vhost-user={}: {}", disk.vhost_user, dev.error().message());
       TRY(d->add(std::move(*dev), "vhost-user-blk", mem, mmio, ioevents));
       continue;
@@ -38,12 +44,19 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& cfg
     TRY(d->add(TRY(virtio::BlkDevice::create(bc)), "blk", mem, mmio, ioevents));
   }
   for (const FsConfig& fs : v.filesystems) {
-    auto dev = vhost::UserDevice::connect({.type = virtio::DeviceType::Fs, .fs_tag = fs.tag}, fs.vhost_user);
+    auto dev = vhost::UserDevice::connect(
+        {.type = virtio::DeviceType::Fs, .fs_tag = fs.tag, .mac = {}, .timeout_ms = kVhostUserTimeoutMs}, fs.vhost_user);
     if (!dev) return make_error(dev.error().code(), "--fs vhost-user={}: {}", fs.vhost_user, dev.error().message());
     TRY(d->add(std::move(*dev), "vhost-user-fs", mem, mmio, ioevents));
   }
   for (size_t i = 0; i < v.nets.size(); ++i) TRY(d->add_net(v.nets[i], unsigned(i), mem, mmio, ioevents));
-  if (v.console) {
+  if (!v.console_vhost_user.empty()) {
+    auto dev = vhost::UserDevice::connect(
+        {.type = virtio::DeviceType::Console, .fs_tag = {}, .mac = {}, .timeout_ms = kVhostUserTimeoutMs},
+        v.console_vhost_user);
+    if (!dev) return make_error(dev.error().code(), "--console vhost-user={}: {}", v.console_vhost_user, dev.error().message());
+    TRY(d->add(std::move(*dev), "vhost-user-console", mem, mmio, ioevents));
+  } else if (v.console) {
     d->console_ = TRY(virtio::ConsoleDevice::create([&out](std::span<const uint8_t> b) { out.write(b); }));
     TRY(d->add(d->console_, "console", mem, mmio, ioevents));
   }
@@ -60,10 +73,17 @@ VirtioDevices::~VirtioDevices() {
 // The backend's fd is opened here, on the main thread: the device thread may not open anything.
 Result<void> VirtioDevices::add_net(const NetConfig& n, unsigned index, const GuestMemory& mem, IoBus& mmio,
                                     IoEventRegistry& ioevents) {
+  const auto mac = n.mac.value_or(virtio::derived_mac(index));
+  if (n.backend == NetConfig::Backend::VhostUser) {
+    auto dev = vhost::UserDevice::connect(
+        {.type = virtio::DeviceType::Net, .fs_tag = {}, .mac = mac, .timeout_ms = kVhostUserTimeoutMs}, n.target);
+    if (!dev) return make_error(dev.error().code(), "--net vhost-user={}: {}", n.target, dev.error().message());
+    return add(std::move(*dev), fmt::format("vhost-user-net{}", index), mem, mmio, ioevents);
+  }
   auto backend = n.backend == NetConfig::Backend::Tap ? virtio::NetBackend::open_tap(n.target)
                                                       : virtio::NetBackend::connect_socket(n.target);
   if (!backend) return make_error(backend.error().code(), "--net: {}", backend.error().message());
-  auto dev = virtio::NetDevice::create(std::move(*backend), n.mac.value_or(virtio::derived_mac(index)));
+  auto dev = virtio::NetDevice::create(std::move(*backend), mac);
   nets_.push_back(dev);
   return add(std::move(dev), fmt::format("net{}", index), mem, mmio, ioevents);
 }

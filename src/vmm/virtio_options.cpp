@@ -76,27 +76,40 @@ Result<NetConfig> parse_net(const std::string& spec) {
   NetConfig n;
   bool backend = false;
   for (const auto& [key, value] : TRY(split("--net", spec))) {
-    if ((key == "tap" || key == "socket") && !value.empty()) {
-      if (backend) return make_error(EINVAL, "--net '{}': give one of tap= or socket=", spec);
+    if ((key == "tap" || key == "socket" || key == "vhost-user") && !value.empty()) {
+      if (backend) return make_error(EINVAL, "--net '{}': give one of tap=, socket= or vhost-user=", spec);
       backend = true;
-      n.backend = key == "tap" ? NetConfig::Backend::Tap : NetConfig::Backend::Socket;
+      n.backend = key == "tap" ? NetConfig::Backend::Tap
+                  : key == "socket" ? NetConfig::Backend::Socket : NetConfig::Backend::VhostUser;
       n.target = value;
       if (key == "tap" && value.size() >= IFNAMSIZ)
         return make_error(EINVAL, "--net tap={}: an interface name has at most {} characters", value, IFNAMSIZ - 1);
     } else if (key == "mac") {
       n.mac = TRY(parse_mac(value));
     } else {
-      return make_error(EINVAL, "--net '{}': unknown or empty '{}' (expected tap=NAME|socket=PATH[,mac=...])", spec, key);
+      return make_error(EINVAL, "--net '{}': unknown or empty '{}' (expected tap=NAME|socket=PATH|vhost-user=SOCKET[,mac=...])",
+                        spec, key);
     }
   }
-  if (!backend) return make_error(EINVAL, "--net '{}': no tap=NAME or socket=PATH", spec);
+  if (!backend) return make_error(EINVAL, "--net '{}': no tap=NAME, socket=PATH or vhost-user=SOCKET", spec);
   return n;
 }
 
-Result<bool> parse_console(const std::string& spec) {
-  if (spec == "virtio") return true;
-  if (spec == "serial") return false;
-  return make_error(EINVAL, "--console '{}': expected virtio or serial", spec);
+Result<void> parse_console(const std::string& spec, VirtioConfig& v) {
+  static constexpr std::string_view kVhostUser = "vhost-user=";
+  v.console = false;
+  v.console_vhost_user.clear();
+  if (spec == "serial") return {};
+  if (spec == "virtio") {
+    v.console = true;
+    return {};
+  }
+  if (spec.starts_with(kVhostUser) && spec.size() > kVhostUser.size()) {
+    v.console = true;
+    v.console_vhost_user = spec.substr(kVhostUser.size());
+    return {};
+  }
+  return make_error(EINVAL, "--console '{}': expected serial, virtio or vhost-user=SOCKET", spec);
 }
 
 }  // namespace evmm

@@ -2,8 +2,8 @@
 // names the option, the value and what was expected.
 //   --disk path=FILE[,readonly] | vhost-user=SOCKET
 //   --fs vhost-user=SOCKET,tag=TAG
-//   --net tap=NAME|socket=PATH[,mac=XX:XX:XX:XX:XX:XX]
-//   --console virtio|serial
+//   --net tap=NAME|socket=PATH|vhost-user=SOCKET[,mac=XX:XX:XX:XX:XX:XX]
+//   --console serial|virtio|vhost-user=SOCKET
 //   --rng
 #pragma once
 
@@ -17,7 +17,8 @@ namespace evmm {
 Result<DiskConfig> parse_disk(const std::string& spec);
 Result<FsConfig> parse_fs(const std::string& spec);
 Result<NetConfig> parse_net(const std::string& spec);
-// "virtio" or "serial" (the default: the UART on ttyS0 only); true for virtio.
-Result<bool> parse_console(const std::string& spec);
+// "serial" (the default: the UART on ttyS0 only), "virtio" (hvc0 on evmm's stdio) or
+// "vhost-user=SOCKET" (hvc0 served by another process); sets v.console and v.console_vhost_user.
+Result<void> parse_console(const std::string& spec, VirtioConfig& v);
 
 }  // namespace evmm

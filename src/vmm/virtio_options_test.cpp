@@ -58,9 +58,26 @@ TEST(VirtioOptions, Net) {
 }
 
 TEST(VirtioOptions, Console) {
-  EXPECT_TRUE(*parse_console("virtio"));
-  EXPECT_FALSE(*parse_console("serial"));
-  EXPECT_FALSE(parse_console("hvc"));
+  VirtioConfig v;
+  ASSERT_TRUE(parse_console("virtio", v));
+  EXPECT_TRUE(v.console_in_process());
+  ASSERT_TRUE(parse_console("vhost-user=/run/c.sock", v));
+  EXPECT_TRUE(v.console);
+  EXPECT_FALSE(v.console_in_process());
+  EXPECT_EQ(v.console_vhost_user, "/run/c.sock");
+  ASSERT_TRUE(parse_console("serial", v));
+  EXPECT_FALSE(v.console);
+  EXPECT_TRUE(v.console_vhost_user.empty());
+  for (const char* bad : {"hvc", "vhost-user=", "vhost-user", "virtio,x"}) EXPECT_FALSE(parse_console(bad, v)) << bad;
+}
+
+TEST(VirtioOptions, NetVhostUser) {
+  auto n = parse_net("vhost-user=/run/n.sock,mac=52:54:00:12:34:57");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->backend, NetConfig::Backend::VhostUser);
+  EXPECT_EQ(n->target, "/run/n.sock");
+  EXPECT_EQ((*n->mac)[5], 0x57);
+  for (const char* bad : {"vhost-user=", "vhost-user=a,tap=b", "socket=a,vhost-user=b"}) EXPECT_FALSE(parse_net(bad)) << bad;
 }
 
 }  // namespace
