@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +87,14 @@ Result<GuestMemory> GuestMemory::from_fds(std::span<const FdRegion> in) {
   }
   GuestMemory mem(UniqueFd(), {});
   for (const auto& s : specs) {
+    // A mapping past the end of its file faults (SIGBUS) on first touch: refuse it here.
+    struct stat st;
+    if (::fstat(s.fd, &st) != 0) return errno_error("guest memory: fd {} of the region at {}", s.fd, s.start);
+    if (!S_ISREG(st.st_mode))
+      return make_error(ENODEV, "guest memory: fd {} of the region at {} is not a memfd or a regular file", s.fd, s.start);
+    if (s.fd_offset + s.size < s.fd_offset || s.fd_offset + s.size > static_cast<uint64_t>(st.st_size))
+      return make_error(ERANGE, "guest memory: the region at {} ({:#x} bytes at {:#x}) runs past its file's {:#x} bytes",
+                        s.start, s.size, s.fd_offset, st.st_size);
     int dup = ::fcntl(s.fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return errno_error("guest memory: fd {} of the region at {}", s.fd, s.start);
     UniqueFd fd(dup);

@@ -50,7 +50,10 @@ class GuestMemory {
   static Result<GuestMemory> create(std::vector<RegionSpec> specs);
   // Regions someone else allocated, each a shared mapping of its own fd (dup'ed) at fd_offset: what
   // a device backend maps from its frontend's table (vhost-user SET_MEM_TABLE). memfd() is -1.
-  // EINVAL for empty, misaligned or overlapping regions; the fd checks of mmap otherwise.
+  // EINVAL for empty, misaligned or overlapping regions; ENODEV for an fd that is not a regular file
+  // or memfd, ERANGE for a region that runs past the end of its file (a mapping there would fault
+  // on first touch); the fd checks of mmap otherwise. A file the other owner shrinks later still
+  // faults: a backend trusts its frontend that far, as libvhost-user's do.
   struct FdRegion {
     GuestAddress start;
     uint64_t size;

@@ -1,5 +1,7 @@
 #include "memory/guest_memory.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "memory/layout.h"
@@ -143,6 +145,16 @@ TEST(GuestMemory, FromFdsMapsAnotherOwnersRegionsShared) {
   EXPECT_EQ(GuestMemory::from_fds(wraps).error().code(), EINVAL);
   GuestMemory::FdRegion closed[] = {{GuestAddress(0), 4096, 9999, 0}};
   EXPECT_EQ(GuestMemory::from_fds(closed).error().code(), EBADF);
+  // A region past the end of its file would fault on first touch; a pipe cannot be guest memory.
+  const int small = owner->memfd();  // the owner made last: one page
+  GuestMemory::FdRegion past_end[] = {{GuestAddress(0), 8192, small, 0}};
+  EXPECT_EQ(GuestMemory::from_fds(past_end).error().code(), ERANGE);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  GuestMemory::FdRegion pipe_region[] = {{GuestAddress(0), 4096, p[0], 0}};
+  EXPECT_EQ(GuestMemory::from_fds(pipe_region).error().code(), ENODEV);
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 }  // namespace
