@@ -47,7 +47,7 @@ class BlkDriver {
     const auto base = reinterpret_cast<uint64_t>(ram_);
     Frontend::Region region{0, kRam, base, mem_.get(), 0};
     TRY(fe.set_mem_table({&region, 1}));
-    return fe.start_ring(0, Frontend::Ring{kSize, base, base + 0x100, base + 0x200, 0, kick_.get(), call_.get()});
+    return fe.start_ring(0, Frontend::Ring{kSize, base, base + 0x100, base + 0x200, 0, kick_.get(), call_.get(), 0x200});
   }
   ~BlkDriver() {
     if (ram_) ::munmap(ram_, kRam);

@@ -1,6 +1,7 @@
 // The dirty log a migration or snapshot reads (memory/dirty_log.h): a real guest writes pages through
-// KVM (its slot logs them) while a device writes others through the AddressSpace over the same memfd;
-// each round has exactly the pages written since the last one, by either, and nothing else.
+// KVM (its slot logs them) while a device writes others through the AddressSpace over the same memfd
+// and a backend marks others in its vhost log; each round has exactly the pages written since the
+// last one, by any of them, and nothing else. (Real backends marking that log: vhost_user_log_test.)
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -63,6 +64,14 @@ TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
       {{}, {0x30}},
       {{}, {}},
   };
+  // Pages a vhost-user backend marks in its log (memory/page_log.h, the Backend's own marking side):
+  // one written by all three, one also by the device, one beyond the space's region.
+  const std::vector<std::vector<uint64_t>> backend = {{0x11, 0x60}, {}, {0x30, 0x61}, {0x300}};
+  auto log = PageLog::create(2 * kSize);
+  ASSERT_TRUE(log) << log.error().message();
+  auto marker = PageLog::map(log->fd(), log->size(), 0);
+  ASSERT_TRUE(marker) << marker.error().message();
+  PageLog* logs[] = {&*log};
   for (size_t r = 0; r < rounds.size(); ++r) {
     auto code = writes_to(rounds[r].first);
     std::memcpy(bytes + kCode + r * kPage, code.data(), code.size());  // the host's own writes: logged by nobody
@@ -89,10 +98,12 @@ TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
     ASSERT_TRUE(exit) << exit.error().message();
     ASSERT_TRUE(std::holds_alternative<exit::Hlt>(*exit)) << "exit variant " << exit->index();
     for (uint64_t p : rounds[r].second) ASSERT_TRUE((*space)->write_obj<uint8_t>(GuestAddress(p * kPage + 16), 0xa5));
-    auto got = collect_dirty_round(*vm, std::span(&slot, 1), **space);
+    for (uint64_t p : backend[r]) ASSERT_TRUE(marker->mark(GuestAddress(p * kPage + 32), 1));
+    auto got = collect_dirty_round(*vm, std::span(&slot, 1), **space, logs);
     ASSERT_TRUE(got) << got.error().message();
     std::set<uint64_t> want(rounds[r].first.begin(), rounds[r].first.end());
     want.insert(rounds[r].second.begin(), rounds[r].second.end());
+    want.insert(backend[r].begin(), backend[r].end());
     EXPECT_EQ(page_numbers(*got), want);
     for (uint64_t p : want) EXPECT_TRUE(seen.insert(p).second) << "page " << p << " in two rounds";
   }

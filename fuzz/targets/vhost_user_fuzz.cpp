@@ -40,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto* s = std::get_if<VringState>(&m->payload)) FUZZ_CHECK(s->index < kMaxQueues);
   if (auto* a = std::get_if<VringAddr>(&m->payload)) FUZZ_CHECK(a->index < kMaxQueues);
   if (auto* f = std::get_if<VringFd>(&m->payload)) FUZZ_CHECK(f->index < kMaxQueues && nfds == (f->has_fd ? 1u : 0u));
+  if (auto* l = std::get_if<LogArea>(&m->payload)) FUZZ_CHECK(l->size > 0 && l->offset + l->size > l->offset && nfds == 1);
   if (auto* c = std::get_if<ConfigAccess>(&m->payload)) {
     FUZZ_CHECK(c->offset + c->size <= kMaxConfig && c->data.size() == c->size);
   }

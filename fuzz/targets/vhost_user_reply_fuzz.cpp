@@ -1,7 +1,7 @@
 // evmm's vhost-user frontend (vhost/frontend.h) reading whatever a backend sends. Input: the bytes
 // the backend writes, all of them, before it stops sending (so every read ends). The frontend runs
-// its whole control path against them: negotiate, GET_QUEUE_NUM, GET_CONFIG, SET_MEM_TABLE, a ring's
-// start and stop.
+// its whole control path against them: negotiate, GET_QUEUE_NUM, GET_CONFIG, SET_MEM_TABLE, the
+// dirty log (SET_LOG_BASE's reply, SET_FEATURES with LOG_ALL), a ring's start and stop.
 // Invariants: every step succeeds or fails with one of the errnos frontend.h names; once the
 // connection is broken nothing more is sent (ENOTCONN, or EOPNOTSUPP for what was never negotiated); GET_CONFIG returns exactly the bytes asked
 // for; no read past what came, no hang.
@@ -61,7 +61,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (config) FUZZ_CHECK(config->size() == 60);
   Frontend::Region region{0, 1 << 20, 0x7f0000000000, mem.get(), 0};
   check(fe->set_mem_table({&region, 1}), *fe, broken);
-  check(fe->start_ring(0, Frontend::Ring{8, 0x7f0000000000, 0x7f0000000100, 0x7f0000000200, 0, kick.get(), call.get()}), *fe,
+  static UniqueFd log(::memfd_create("fuzz-log", MFD_CLOEXEC));
+  check(fe->set_log_base(log.get(), 4096), *fe, broken);
+  check(fe->set_logging(true), *fe, broken);
+  check(fe->start_ring(0, Frontend::Ring{8, 0x7f0000000000, 0x7f0000000100, 0x7f0000000200, 0, kick.get(), call.get(), 0x200}), *fe,
         broken);
   check(fe->stop_ring(0), *fe, broken);
   return 0;

@@ -11,7 +11,8 @@ constexpr uint64_t kPage = 4096;
 
 }  // namespace
 
-Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space) {
+Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space,
+                                                     std::span<PageLog* const> logs) {
   for (const auto& s : slots)
     if (s.start.raw() % kPage || s.size % kPage || s.size == 0)
       return make_error(EINVAL, "dirty log: slot {} at {:#x}+{:#x} is not whole pages", s.slot, s.start.raw(), s.size);
@@ -39,6 +40,26 @@ Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<c
         uint64_t page = first + w * 64 + uint64_t(std::countr_zero(bits));
         inside->bitmap[page / 64] |= 1ull << (page % 64);
       }
+  }
+  // The backends' logs last: each is indexed by guest page from address 0.
+  for (PageLog* log : logs) {
+    std::vector<uint64_t> words = log->take(), loose(words.size(), 0);
+    bool any_loose = false;
+    for (size_t w = 0; w < words.size(); ++w)
+      for (uint64_t bits = words[w]; bits; bits &= bits - 1) {
+        const uint64_t page = w * 64 + uint64_t(std::countr_zero(bits)), addr = page * kPage;
+        auto inside = std::find_if(round.begin(), round.end(), [&](const DirtyRegion& r) {
+          return addr >= r.start.raw() && addr - r.start.raw() < r.size;
+        });
+        if (inside == round.end()) {
+          loose[w] |= 1ull << (page % 64);
+          any_loose = true;
+          continue;
+        }
+        const uint64_t at = (addr - inside->start.raw()) / kPage;
+        inside->bitmap[at / 64] |= 1ull << (at % 64);
+      }
+    if (any_loose) round.push_back(DirtyRegion{GuestAddress(0), log->limit(), std::move(loose)});
   }
   return round;
 }

@@ -1,7 +1,8 @@
 // One round of a VM's dirty log, for snapshots and live migration: the pages the guest wrote, from
 // KVM's log of each memory slot (KVM_GET_DIRTY_LOG, which returns and clears it), merged with the
 // pages written through the AddressSpace by evmm's devices and by attached backends
-// (AddressSpace::collect_dirty, which also clears). Each source is taken and cleared whole, so a
+// (AddressSpace::collect_dirty, which also clears) and with the pages vhost-user backends marked in
+// their logs (PageLog::take, which also clears; vhost::UserDevice::start_dirty_log). Each source is taken and cleared whole, so a
 // page written once, by anyone, appears in exactly one round; a page nothing wrote never appears.
 //
 // DESIGN.md §4's answer to "how would vmap() work with live migration?": a device's pinned view
@@ -16,6 +17,7 @@
 #include "base/result.h"
 #include "kvm/vm_fd.h"
 #include "memory/address_space.h"
+#include "memory/page_log.h"
 
 namespace evmm {
 
@@ -28,9 +30,11 @@ struct DirtySlot {
 
 // One round: the regions with dirty pages, each with its bitmap (bit i: the page at start + i * 4 KiB);
 // KVM's bits are OR'ed in where a slot lies inside a region the space reported, and a slot with
-// dirty pages elsewhere is a region of its own. EINVAL for a slot that is not whole pages; KVM's
-// errors as they come.
-Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space);
+// dirty pages elsewhere is a region of its own, and so are a log's pages outside every region (one
+// region from guest address 0 per log). EINVAL for a slot that is not whole pages; KVM's errors as
+// they come.
+Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space,
+                                                     std::span<PageLog* const> logs = {});
 
 // The guest addresses of the pages a round has, ascending (tests, and whoever copies them).
 std::vector<GuestAddress> dirty_pages(const std::vector<DirtyRegion>& round);

@@ -17,8 +17,11 @@ namespace {
 constexpr uint64_t kConnToken = 1ull << 62;
 constexpr uint64_t kDeviceToken = 1ull << 63;
 constexpr uint64_t kVersion1 = 1ull << VIRTIO_F_VERSION_1;
-constexpr uint64_t kProtocolOffered = (1ull << kProtoMq) | (1ull << kProtoReplyAck) | (1ull << kProtoConfig) |
-                                      (1ull << kProtoResetDevice) | (1ull << kProtoConfigureMemSlots);
+constexpr uint64_t kProtocolOffered = (1ull << kProtoMq) | (1ull << kProtoLogShmfd) | (1ull << kProtoReplyAck) |
+                                      (1ull << kProtoConfig) | (1ull << kProtoResetDevice) |
+                                      (1ull << kProtoConfigureMemSlots);
+// What the backend itself offers beside the device's features.
+constexpr uint64_t kBackendFeatures = kVersion1 | kFeatureProtocolFeatures | kFeatureLogAll;
 
 
 }  // namespace
@@ -31,7 +34,10 @@ Backend::Backend(std::shared_ptr<virtio::VirtioDevice> device, UniqueFd conn) : 
   auto sizes = device_->queue_sizes();
   queue_storage_ = std::make_unique<virtio::Virtqueue[]>(sizes.size());
   queues_ = std::span(queue_storage_.get(), sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) queues_[i].set_max_size(sizes[i]);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    queues_[i].set_max_size(sizes[i]);
+    queues_[i].track_writes(true);  // LOG_ALL may come while chains are in flight
+  }
   rings_.resize(sizes.size());
 }
 
@@ -88,7 +94,7 @@ void Backend::process(const Event& ev, EventOps& ops) {
       sent = send_reply(conn_.get(), req, **reply);
     else if (!reply && (req == Request::GetFeatures || req == Request::GetProtocolFeatures ||
                         req == Request::GetVringBase || req == Request::GetConfig || req == Request::GetQueueNum ||
-                        req == Request::GetMaxMemSlots))
+                        req == Request::GetMaxMemSlots || req == Request::SetLogBase))
       finish(fmt::format("vhost-user: cannot answer {}: {}", to_string(req), reply.error().message()));
     else if (asks && (protocol_ & (1ull << kProtoReplyAck)))
       sent = send_reply(conn_.get(), req, pack(uint64_t{reply ? 0u : 1u}));
@@ -138,14 +144,14 @@ Result<void> Backend::try_activate() {
     layout.desc = GuestAddress(TRY(to_guest(r.addr->desc)));
     layout.avail = GuestAddress(TRY(to_guest(r.addr->avail)));
     layout.used = GuestAddress(TRY(to_guest(r.addr->used)));
-    TRY(queues_[q].activate(*mem_, acked_));
+    TRY(queues_[q].activate(*mem_, device_features()));
     queues_[q].resume(r.base);
     if (active_) device_->notify(static_cast<uint16_t>(q));
   }
   bool any = false;
   for (size_t q = 0; q < queues_.size(); ++q) any |= queues_[q].ready();
   if (!active_ && any) {
-    TRY(device_->activate(*mem_, queues_, acked_, *this));
+    TRY(device_->activate(*mem_, queues_, device_features(), *this));
     active_ = true;
     // Kicks that came before the rings were enabled found nothing to serve: look now.
     for (size_t q = 0; q < queues_.size(); ++q)
@@ -170,17 +176,27 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
     return &rings_[index];
   };
   switch (m.request) {
-    case Request::GetFeatures: return Reply(pack(device_->features() | kVersion1 | kFeatureProtocolFeatures));
+    case Request::GetFeatures: return Reply(pack(device_->features() | kBackendFeatures));
     case Request::SetFeatures: {
       const uint64_t f = std::get<uint64_t>(m.payload);
-      const uint64_t offered = device_->features() | kVersion1 | kFeatureProtocolFeatures;
+      const uint64_t offered = device_->features() | kBackendFeatures;
       if (f & ~offered) return make_error(EINVAL, "features {:#x} were not offered ({:#x})", f & ~offered, offered);
       acked_ = f & ~kFeatureProtocolFeatures;
       protocol_negotiated_ = f & kFeatureProtocolFeatures;
       // Without protocol features a ring is enabled as soon as it starts (the spec's rule).
       if (!protocol_negotiated_)
         for (auto& r : rings_) r.enabled = r.started;
+      // A frontend turns LOG_ALL on and off while the device runs (a migration's start and end).
+      apply_log();
       return Reply();
+    }
+    case Request::SetLogBase: {
+      // The frontend waits for this reply (LOG_SHMFD); a log that cannot be mapped ends the
+      // connection, as a GET_* that cannot be answered does.
+      const auto a = std::get<LogArea>(m.payload);
+      log_ = std::make_unique<PageLog>(TRY_CTX(PageLog::map(m.fds[0].get(), a.size, a.offset), "vhost-user: dirty log"));
+      apply_log();
+      return Reply(pack(uint64_t{0}));
     }
     case Request::GetProtocolFeatures: {
       // CONFIG only for a device with a config space (QEMU warns about it for one without).
@@ -206,6 +222,7 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
       }
       acked_ = 0;
       protocol_negotiated_ = false;
+      apply_log();
       return Reply();
     case Request::SetMemTable: {
       auto regions = std::get<std::vector<MemRegion>>(std::move(m.payload));
@@ -321,10 +338,14 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
       return Reply();
     }
     case Request::SetBackendReqFd: return Reply();  // BACKEND_REQ is not offered; the fd is closed
-    case Request::SetLogBase:
     case Request::SetLogFd: break;
   }
   return make_error(ENOSYS, "not implemented");
+}
+
+void Backend::apply_log() {
+  PageLog* log = log_ && (acked_ & kFeatureLogAll) ? log_.get() : nullptr;
+  for (auto& q : queues_) q.set_write_log(log);
 }
 
 void Backend::used(uint16_t q) {

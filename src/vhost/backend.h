@@ -11,6 +11,9 @@
 //     for an acknowledgement, and the connection carries on; a stream that cannot be resynchronised
 //     (a payload over the limit, a close mid-message) ends it. finished() then turns true.
 //   - A device that cannot go on signals the ring's error eventfd (SET_VRING_ERR) and is reset.
+//   - Dirty logging (LOG_SHMFD, VHOST_F_LOG_ALL): the frontend's log is mapped at SET_LOG_BASE and,
+//     while LOG_ALL is acked, every write the device and the rings make to guest memory marks its
+//     pages there after it lands (virtio/queue.h), so a migrating frontend copies them again.
 #pragma once
 
 #include <atomic>
@@ -24,6 +27,7 @@
 #include "devices/virtio/device.h"
 #include "event/event_loop.h"
 #include "memory/guest_memory.h"
+#include "memory/page_log.h"
 #include "vhost/vhost_user.h"
 
 namespace evmm::vhost {
@@ -72,6 +76,9 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
   Result<void> try_activate();
   void deactivate();
   void finish(std::string why);
+  // Points the queues at the dirty log while LOG_ALL is negotiated and a log is mapped.
+  void apply_log();
+  uint64_t device_features() const { return acked_ & ~kFeatureLogAll; }
 
   // VirtioSignals, for the device.
   void used(uint16_t q) override;
@@ -86,6 +93,7 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
   std::vector<MemRegion> table_;
   std::vector<UniqueFd> table_fds_;
   std::optional<GuestMemory> mem_;
+  std::unique_ptr<PageLog> log_;  // SET_LOG_BASE
   uint64_t acked_ = 0;
   uint64_t protocol_ = 0;
   bool protocol_negotiated_ = false;  // VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES: rings start disabled

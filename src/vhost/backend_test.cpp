@@ -95,48 +95,77 @@ TEST_F(BackendTest, NegotiatesFeaturesAndRefusesWhatWasNotOffered) {
   EXPECT_FALSE(backend->finished());
 }
 
-// The frontend's "guest memory" is a memfd it also maps; the ring and the buffer live in it.
-TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
-  constexpr uint64_t kGpa = 0x100000, kSize = 0x10000, kUser = 0x7f0000000000;
-  UniqueFd mem(::memfd_create("frontend-ram", MFD_CLOEXEC));
-  ASSERT_EQ(::ftruncate(mem.get(), kSize), 0);
-  auto* ram = static_cast<uint8_t*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0));
-  ASSERT_NE(ram, MAP_FAILED);
-  // Ring of 4 at offsets 0 (descriptors), 0x100 (avail), 0x200 (used); the buffer at 0x1000.
-  auto desc = pack(uint64_t{kGpa + 0x1000}, uint32_t{64}, uint16_t{2 /* WRITE */}, uint16_t{0});
-  std::memcpy(ram, desc.data(), desc.size());
-  auto avail = pack(uint16_t{0}, uint16_t{1}, uint16_t{0});
-  std::memcpy(ram + 0x100, avail.data(), avail.size());
-  UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), call(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+// The frontend's "guest memory": a memfd it also maps, at guest address kGpa. A ring of 4 at offsets
+// 0 (descriptors), 0x100 (avail) and 0x200 (used); descriptor 0 is a 64-byte writable buffer at 0x1000.
+struct FrontendRam {
+  static constexpr uint64_t kGpa = 0x100000, kSize = 0x10000, kUser = 0x7f0000000000;
+  UniqueFd mem{::memfd_create("frontend-ram", MFD_CLOEXEC)};
+  UniqueFd kick{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)}, call{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  uint8_t* ram = nullptr;
 
-  ASSERT_TRUE(fe.send(Request::SetOwner, {}));
-  ASSERT_TRUE(fe.send(Request::SetFeatures, u64((1ull << 32) | kFeatureProtocolFeatures)));
-  auto table = pack(uint32_t{1}, uint32_t{0}, kGpa, kSize, kUser, uint64_t{0});
-  ASSERT_TRUE(fe.send(Request::SetMemTable, table, {mem.get()}));
-  ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4})));
-  ASSERT_TRUE(fe.send(Request::SetVringBase, pack(uint32_t{0}, uint32_t{0})));
-  ASSERT_TRUE(fe.send(Request::SetVringAddr,
-                      pack(uint32_t{0}, uint32_t{0}, kUser, kUser + 0x200, kUser + 0x100, uint64_t{0})));
-  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
-  ASSERT_TRUE(fe.send(Request::SetVringCall, u64(0), {call.get()}));
+  FrontendRam() {
+    if (::ftruncate(mem.get(), kSize) != 0) return;
+    void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem.get(), 0);
+    if (p == MAP_FAILED) return;
+    ram = static_cast<uint8_t*>(p);
+    auto desc = pack(uint64_t{kGpa + 0x1000}, uint32_t{64}, uint16_t{2 /* WRITE */}, uint16_t{0});
+    std::memcpy(ram, desc.data(), desc.size());
+  }
+  ~FrontendRam() {
+    if (ram) ::munmap(ram, kSize);
+  }
+  // Makes head 0 available in avail slot `slot` and publishes avail index slot + 1.
+  void offer(uint16_t slot) {
+    auto entry = pack(uint16_t{0});
+    std::memcpy(ram + 0x104 + 2 * slot, entry.data(), 2);
+    auto idx = pack(uint16_t(slot + 1));
+    std::memcpy(ram + 0x102, idx.data(), 2);
+  }
+  void kick_ring() const {
+    const uint64_t one = 1;
+    (void)!::write(kick.get(), &one, 8);
+  }
+  uint16_t used_idx() const {
+    uint16_t v;
+    std::memcpy(&v, ram + 0x202, 2);
+    return v;
+  }
+  // The table and ring 0 (size, base, address, kick, call), with features and protocol features.
+  void set_up(TestFrontend& fe, uint64_t features) const {
+    ASSERT_TRUE(fe.send(Request::SetOwner, {}));
+    ASSERT_TRUE(fe.send(Request::SetFeatures, u64(features | kFeatureProtocolFeatures)));
+    auto table = pack(uint32_t{1}, uint32_t{0}, kGpa, kSize, kUser, uint64_t{0});
+    ASSERT_TRUE(fe.send(Request::SetMemTable, table, {mem.get()}));
+    ASSERT_TRUE(fe.send(Request::SetVringNum, pack(uint32_t{0}, uint32_t{4})));
+    ASSERT_TRUE(fe.send(Request::SetVringBase, pack(uint32_t{0}, uint32_t{0})));
+    ASSERT_TRUE(fe.send(Request::SetVringAddr,
+                        pack(uint32_t{0}, uint32_t{0}, kUser, kUser + 0x200, kUser + 0x100, uint64_t{0})));
+    ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
+    ASSERT_TRUE(fe.send(Request::SetVringCall, u64(0), {call.get()}));
+  }
+};
+
+TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
+  FrontendRam r;
+  ASSERT_NE(r.ram, nullptr);
+  uint8_t* ram = r.ram;
+  r.offer(0);
+  r.set_up(fe, 1ull << 32);
   pump();
   // Protocol features were negotiated: the ring waits for SET_VRING_ENABLE.
   EXPECT_FALSE(backend->active());
   ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
   pump();
   EXPECT_TRUE(backend->active());
-  const uint64_t one = 1;
-  ASSERT_EQ(::write(kick.get(), &one, 8), 8);
+  r.kick_ring();
   pump();
-  uint16_t used_idx;
   uint32_t used_len;
-  std::memcpy(&used_idx, ram + 0x202, 2);
   std::memcpy(&used_len, ram + 0x208, 4);
-  EXPECT_EQ(used_idx, 1);
+  EXPECT_EQ(r.used_idx(), 1);
   EXPECT_EQ(used_len, 64u);
   EXPECT_EQ(device->metrics().bytes.load(), 64u);
   uint64_t calls = 0;
-  EXPECT_EQ(::read(call.get(), &calls, 8), 8);
+  EXPECT_EQ(::read(r.call.get(), &calls, 8), 8);
   EXPECT_EQ(calls, 1u);
   // Stopping the ring answers where it stopped.
   ASSERT_TRUE(fe.send(Request::GetVringBase, pack(uint32_t{0}, uint32_t{0})));
@@ -149,16 +178,14 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   EXPECT_FALSE(backend->active());
   // Started again where it stopped (as after a migration or a backend restart): the second request
   // sits in avail slot 1 and its answer goes to used slot 1.
-  auto avail2 = pack(uint16_t{2}, uint16_t{0});
-  std::memcpy(ram + 0x102, avail2.data(), avail2.size());
+  r.offer(1);
   ASSERT_TRUE(fe.send(Request::SetVringBase, pack(uint32_t{0}, uint32_t{1})));
-  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {kick.get()}));
+  ASSERT_TRUE(fe.send(Request::SetVringKick, u64(0), {r.kick.get()}));
   ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
-  ASSERT_EQ(::write(kick.get(), &one, 8), 8);
+  r.kick_ring();
   pump();
-  std::memcpy(&used_idx, ram + 0x202, 2);
   std::memcpy(&used_len, ram + 0x204 + 8 + 4, 4);
-  EXPECT_EQ(used_idx, 2);
+  EXPECT_EQ(r.used_idx(), 2);
   EXPECT_EQ(used_len, 64u);
   EXPECT_EQ(device->metrics().bytes.load(), 128u);
   ASSERT_TRUE(fe.send(Request::GetVringBase, pack(uint32_t{0}, uint32_t{0})));
@@ -168,7 +195,56 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   std::memcpy(&num, base.data() + 4, 4);
   EXPECT_EQ(num, 2u);
   EXPECT_EQ(backend->stats().bad_messages.load(), 0u);
-  ::munmap(ram, kSize);
+}
+
+std::vector<uint64_t> pages_of(const std::vector<uint64_t>& words) {
+  std::vector<uint64_t> out;
+  for (size_t w = 0; w < words.size(); ++w)
+    for (unsigned b = 0; b < 64; ++b)
+      if (words[w] >> b & 1) out.push_back(w * 64 + b);
+  return out;
+}
+
+// LOG_SHMFD: the frontend's log marks, in guest pages, the buffer the device wrote and the used
+// ring, while LOG_ALL is on; a frontend turns it off while the ring runs, as after a migration.
+TEST_F(BackendTest, DirtyLogMarksTheWrittenBufferAndTheUsedRingWhileLogAllIsOn) {
+  ASSERT_TRUE(fe.send(Request::GetFeatures, {}));
+  ASSERT_TRUE(fe.send(Request::GetProtocolFeatures, {}));
+  pump();
+  EXPECT_TRUE(fe.reply_u64(Request::GetFeatures) & kFeatureLogAll);
+  EXPECT_TRUE(fe.reply_u64(Request::GetProtocolFeatures) & (1ull << kProtoLogShmfd));
+  FrontendRam r;
+  ASSERT_NE(r.ram, nullptr);
+  r.set_up(fe, (1ull << 32) | kFeatureLogAll);
+  auto log = PageLog::create(FrontendRam::kGpa + FrontendRam::kSize);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(fe.send(Request::SetLogBase, pack(log->size(), uint64_t{0}), {log->fd()}));
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
+  pump();
+  EXPECT_EQ(fe.reply_u64(Request::SetLogBase), 0u);  // the log is mapped: the frontend may go on
+  ASSERT_TRUE(backend->active());
+  EXPECT_TRUE(pages_of(log->take()).empty());  // nothing written yet
+  r.offer(0);
+  r.kick_ring();
+  pump();
+  ASSERT_EQ(r.used_idx(), 1);
+  const uint64_t ring_page = FrontendRam::kGpa / PageLog::kPage, buffer_page = ring_page + 1;
+  EXPECT_EQ(pages_of(log->take()), (std::vector<uint64_t>{ring_page, buffer_page}));
+  // LOG_ALL off while the ring runs: the next request marks nothing.
+  ASSERT_TRUE(fe.send(Request::SetFeatures, u64((1ull << 32) | kFeatureProtocolFeatures)));
+  pump();
+  r.offer(1);
+  r.kick_ring();
+  pump();
+  ASSERT_EQ(r.used_idx(), 2);
+  EXPECT_TRUE(pages_of(log->take()).empty());
+  // A log past the end of its file cannot be mapped: the frontend waits for an answer that will not
+  // come, so the connection ends.
+  ASSERT_TRUE(fe.send(Request::SetLogBase, pack(log->size() + 4096, uint64_t{0}), {log->fd()}));
+  pump();
+  EXPECT_TRUE(backend->finished());
+  EXPECT_NE(backend->why_finished().find("cannot answer SET_LOG_BASE"), std::string::npos) << backend->why_finished();
+  EXPECT_EQ(backend->stats().bad_messages.load(), 1u);
 }
 
 TEST_F(BackendTest, MalformedMessagesAreCountedAndAnUnreadableStreamEndsTheConnection) {

@@ -12,7 +12,8 @@ namespace evmm::vhost {
 namespace {
 
 constexpr uint64_t kVersion1 = 1ull << VIRTIO_F_VERSION_1;
-constexpr uint64_t kProtocolWanted = (1ull << kProtoMq) | (1ull << kProtoReplyAck) | (1ull << kProtoConfig);
+constexpr uint64_t kProtocolWanted =
+    (1ull << kProtoMq) | (1ull << kProtoLogShmfd) | (1ull << kProtoReplyAck) | (1ull << kProtoConfig);
 
 uint64_t u64_at(std::span<const uint8_t> p, size_t at) {
   uint64_t v;
@@ -112,6 +113,24 @@ Result<void> Frontend::set_features(uint64_t features) {
   return {};
 }
 
+Result<void> Frontend::set_log_base(int fd, uint64_t size) {
+  if (!can_log()) return make_error(EOPNOTSUPP, "vhost-user: the backend offers no dirty log (LOG_SHMFD and LOG_ALL)");
+  const int fds[] = {fd};
+  TRY(send(Request::SetLogBase, pack(size, uint64_t{0}), fds, false));
+  // The backend answers once the log is mapped: libvhost-user with a u64, others with nothing.
+  auto f = read_frame(sock_.get());
+  if (!f) {
+    if (f.error().code() == EAGAIN) return fail<void>(make_error(ETIMEDOUT, "vhost-user: no reply to SET_LOG_BASE in time"));
+    return fail<void>(tl::unexpected(f.error().wrap("waiting for the reply to SET_LOG_BASE")));
+  }
+  return fail(parse_reply(f->header, f->payload, f->fds.size(), Request::SetLogBase, f->payload.empty() ? 0 : 8));
+}
+
+Result<void> Frontend::set_logging(bool on) {
+  if (on && !can_log()) return make_error(EOPNOTSUPP, "vhost-user: the backend offers no LOG_ALL");
+  return set_features(on ? acked_features_ | kFeatureLogAll : acked_features_ & ~kFeatureLogAll);
+}
+
 Result<uint64_t> Frontend::queue_num() {
   if (!(protocol_ & (1ull << kProtoMq))) return 1;
   return u64_at(TRY(call(Request::GetQueueNum, {}, 8)), 0);
@@ -145,7 +164,7 @@ Result<void> Frontend::set_mem_table(std::span<const Region> regions) {
 
 Result<void> Frontend::start_ring(uint32_t index, const Ring& ring) {
   TRY(send(Request::SetVringNum, pack(index, uint32_t{ring.size})));
-  TRY(send(Request::SetVringAddr, pack(index, uint32_t{0}, ring.desc, ring.used, ring.avail, uint64_t{0})));
+  TRY(send(Request::SetVringAddr, pack(index, kVringFlagLog, ring.desc, ring.used, ring.avail, ring.log_used)));
   TRY(send(Request::SetVringBase, pack(index, uint32_t{ring.next_avail})));
   const int kick[] = {ring.kick}, call_fd[] = {ring.call};
   TRY(send(Request::SetVringKick, pack(uint64_t{index}), kick));

@@ -46,6 +46,7 @@ class Frontend {
     uint64_t desc, avail, used;  // this process's addresses (inside a Region)
     uint16_t next_avail;         // where the backend starts (SET_VRING_BASE)
     int kick, call;              // eventfds
+    uint64_t log_used;           // the used ring's guest address: where a dirty log marks its writes
   };
 
   // Connects to a backend listening on path; every later reply must come within timeout_ms.
@@ -65,9 +66,19 @@ class Frontend {
   // device's activation, before the memory table and rings. EINVAL for a feature never offered.
   Result<void> set_features(uint64_t features);
   Result<uint64_t> queue_num();  // GET_QUEUE_NUM (MQ); 1 without it
+
+  // Dirty logging (LOG_SHMFD): the backend maps size bytes of fd as vhost's dirty log
+  // (memory/page_log.h) and, while logging is on (VHOST_F_LOG_ALL), marks there every guest page
+  // it writes. EOPNOTSUPP when the backend offers either feature not.
+  bool can_log() const {
+    return (protocol_ & (1ull << kProtoLogShmfd)) && (backend_features_ & kFeatureLogAll);
+  }
+  Result<void> set_log_base(int fd, uint64_t size);
+  Result<void> set_logging(bool on);  // SET_FEATURES with or without LOG_ALL
   Result<std::vector<uint8_t>> get_config(uint32_t offset, uint32_t size);
   Result<void> set_mem_table(std::span<const Region> regions);
-  // SET_VRING_NUM, _ADDR, _BASE, _KICK, _CALL, then SET_VRING_ENABLE 1.
+  // SET_VRING_NUM, _ADDR (with VHOST_VRING_F_LOG and log_used, so that a backend that logs knows
+  // where the used ring is in guest terms), _BASE, _KICK, _CALL, then SET_VRING_ENABLE 1.
   Result<void> start_ring(uint32_t index, const Ring& ring);
   // GET_VRING_BASE: the backend stops the ring and says where it would have gone on.
   Result<uint16_t> stop_ring(uint32_t index);

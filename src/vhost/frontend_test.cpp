@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -128,12 +129,66 @@ TEST(VhostUserFrontend, ANackIsAnErrorThatKeepsTheConnection) {
   EXPECT_EQ(b.fe->protocol_features(), 1ull << kProtoReplyAck);
   // REPLY_ACK is on: SET_VRING_NUM waits for its ack, and a nack is EREMOTEIO.
   b.reply_u64(Request::SetVringNum, 1);
-  Frontend::Ring ring{8, 0x1000, 0x2000, 0x3000, 0, 0, 1};
+  Frontend::Ring ring{8, 0x1000, 0x2000, 0x3000, 0, 0, 1, 0x3000};
   auto r = b.fe->start_ring(0, ring);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), EREMOTEIO);
   EXPECT_FALSE(b.fe->broken());
   EXPECT_EQ(b.fe->bad_replies(), 0u);
+}
+
+// SET_LOG_BASE waits for the backend's answer: libvhost-user's u64, or an empty one; anything else
+// breaks the connection. A backend without LOG_SHMFD and LOG_ALL is never asked.
+TEST(VhostUserFrontend, DirtyLogNeedsTheBackendsOfferAndItsAnswer) {
+  const uint32_t set_log_base = static_cast<uint32_t>(Request::SetLogBase);
+  auto logging_backend = [](ScriptedBackend& b) {
+    b.reply_u64(Request::GetFeatures, kOffered | kFeatureLogAll);
+    b.reply_u64(Request::GetProtocolFeatures, 1ull << kProtoLogShmfd);
+    ASSERT_TRUE(b.fe->negotiate(0));
+    ASSERT_TRUE(b.fe->can_log());
+  };
+  UniqueFd log(::memfd_create("log", MFD_CLOEXEC));
+  {
+    ScriptedBackend b;
+    b.reply_u64(Request::GetFeatures, kOffered);
+    b.reply_u64(Request::GetProtocolFeatures, 1ull << kProtoLogShmfd);
+    ASSERT_TRUE(b.fe->negotiate(0));
+    EXPECT_FALSE(b.fe->can_log());
+    (void)b.requests();
+    EXPECT_EQ(b.fe->set_log_base(log.get(), 4096).error().code(), EOPNOTSUPP);
+    EXPECT_EQ(b.fe->set_logging(true).error().code(), EOPNOTSUPP);
+    EXPECT_TRUE(b.requests().empty());
+    EXPECT_FALSE(b.fe->broken());
+  }
+  for (size_t answer : {0u, 8u}) {
+    ScriptedBackend b;
+    logging_backend(b);
+    (void)b.requests();
+    b.reply(set_log_base, kVersion | kFlagReply, std::vector<uint8_t>(answer));
+    ASSERT_TRUE(b.fe->set_log_base(log.get(), 4096)) << answer;
+    ASSERT_TRUE(b.fe->set_logging(true));
+    EXPECT_TRUE(b.fe->acked_features() & kFeatureLogAll);
+    EXPECT_EQ(b.requests(), (std::vector<uint32_t>{set_log_base, static_cast<uint32_t>(Request::SetFeatures)}));
+    ASSERT_TRUE(b.fe->set_logging(false));
+    EXPECT_FALSE(b.fe->acked_features() & kFeatureLogAll);
+  }
+  {
+    ScriptedBackend b;
+    logging_backend(b);
+    b.reply(set_log_base, kVersion | kFlagReply, std::vector<uint8_t>(4));
+    auto r = b.fe->set_log_base(log.get(), 4096);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EMSGSIZE);
+    EXPECT_TRUE(b.fe->broken());
+  }
+  {
+    ScriptedBackend b(200);
+    logging_backend(b);
+    auto r = b.fe->set_log_base(log.get(), 4096);  // no answer at all
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ETIMEDOUT);
+    EXPECT_TRUE(b.fe->broken());
+  }
 }
 
 }  // namespace

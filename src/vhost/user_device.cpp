@@ -106,6 +106,20 @@ Result<void> UserDevice::setup(const UserDeviceConfig& cfg) {
   return {};
 }
 
+Result<void> UserDevice::start_dirty_log(const PageLog& log) {
+  std::lock_guard lock(fe_mu_);
+  TRY(fe_->set_log_base(log.fd(), log.size()));
+  TRY(fe_->set_logging(true));
+  logging_ = true;
+  return {};
+}
+
+Result<void> UserDevice::stop_dirty_log() {
+  std::lock_guard lock(fe_mu_);
+  logging_ = false;
+  return fe_->set_logging(false);
+}
+
 void UserDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
   for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < config_.size() ? config_[offset + i] : 0;
 }
@@ -114,8 +128,9 @@ Result<void> UserDevice::activate(const GuestMemory& mem, std::span<virtio::Virt
                                   virtio::VirtioSignals& signals) {
   if (kicks_.size() != queues.size()) return make_error(EINVAL, "vhost-user: the transport gave {} kick fds", kicks_.size());
   if (mem.memfd() < 0) return make_error(EINVAL, "vhost-user: guest memory has no memfd to share");
+  std::lock_guard lock(fe_mu_);
   signals_ = &signals;
-  TRY(fe_->set_features(features & ~own_features_));
+  TRY(fe_->set_features((features & ~own_features_) | (logging_ ? kFeatureLogAll : 0)));
   std::vector<Frontend::Region> regions;
   for (const auto& r : mem.regions())
     regions.push_back({r.start.raw(), r.size, r.start.raw(), mem.memfd(), r.fd_offset});
@@ -124,13 +139,14 @@ Result<void> UserDevice::activate(const GuestMemory& mem, std::span<virtio::Virt
     if (!queues[q].ready()) continue;
     const auto& l = queues[q].layout();
     TRY(fe_->start_ring(uint32_t(q), Frontend::Ring{l.size, l.desc.raw(), l.avail.raw(), l.used.raw(), 0, kicks_[q],
-                                                    call_fds_[q].fd()}));
+                                                    call_fds_[q].fd(), l.used.raw()}));
     started_[q] = true;
   }
   return {};
 }
 
 void UserDevice::reset() {
+  std::lock_guard lock(fe_mu_);
   for (size_t q = 0; q < started_.size(); ++q) {
     if (!started_[q]) continue;
     started_[q] = false;
@@ -159,7 +175,10 @@ void UserDevice::init_events(EventOps& ops) {
 void UserDevice::process_event(const Event& ev, EventOps& ops) {
   if (ev.token == kSocketToken) {
     (void)ops.remove(fe_->fd());
-    fe_->mark_broken();
+    {
+      std::lock_guard lock(fe_mu_);
+      fe_->mark_broken();
+    }
     if (signals_) signals_->needs_reset("vhost-user: the backend went away");
     LOG_WARN("vhost-user: the backend closed its connection; the device needs a reset");
     return;

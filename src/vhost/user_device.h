@@ -13,16 +13,19 @@
 // VM runs on, and the device stays broken until evmm restarts (no reconnect yet).
 //
 // Threads: activate() and reset() run on the vCPU thread that wrote the status register and wait
-// for the backend's replies (each within the frontend's timeout), as QEMU's do.
+// for the backend's replies (each within the frontend's timeout), as QEMU's do; the dirty-log calls
+// on whichever thread collects the rounds. One request is on the connection at a time.
 #pragma once
 
 #include <array>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/eventfd.h"
 #include "devices/virtio/device.h"
+#include "memory/page_log.h"
 #include "vhost/frontend.h"
 
 namespace evmm::vhost {
@@ -61,6 +64,13 @@ class UserDevice final : public virtio::VirtioDevice {
   void init_events(EventOps& ops) override;
   void process_event(const Event& event, EventOps& ops) override;
 
+  // Dirty logging, for a migration or snapshot: the backend marks each guest page it writes in log
+  // (a PageLog::create() covering guest memory, which the caller takes rounds from) until
+  // stop_dirty_log(); it stays on across a device reset. EOPNOTSUPP when the backend cannot log;
+  // a broken connection's errors otherwise. Any thread.
+  Result<void> start_dirty_log(const PageLog& log);
+  Result<void> stop_dirty_log();
+
   const Frontend& frontend() const { return *fe_; }
   uint64_t calls() const { return calls_; }
 
@@ -69,7 +79,9 @@ class UserDevice final : public virtio::VirtioDevice {
   Result<void> setup(const UserDeviceConfig& cfg);
 
   const virtio::DeviceType type_;
+  std::mutex fe_mu_;  // one request and its reply at a time: vCPU threads (activate, reset) and a migration's
   std::unique_ptr<Frontend> fe_;
+  bool logging_ = false;  // fe_mu_: LOG_ALL is kept in what activate() sets
   uint64_t features_ = 0;
   uint64_t own_features_ = 0;  // offered to the guest by evmm itself (config-space features), not the backend
   std::vector<uint16_t> sizes_;

@@ -40,7 +40,7 @@ std::string_view to_string(Request r) {
 namespace {
 
 // The payload shape of each request, and how many fds it carries.
-enum class Shape { None, U64, State, Addr, VringFd, MemTable, MemReg, Config };
+enum class Shape { None, U64, State, Addr, VringFd, MemTable, MemReg, Config, Log };
 
 struct Rule {
   Shape shape;
@@ -72,8 +72,8 @@ bool rule_for(uint32_t request, Rule& out) {
     case Request::SetConfig: out = {Shape::Config, 0, 0}; return true;
     case Request::AddMemReg: out = {Shape::MemReg, 1, 1}; return true;
     case Request::RemMemReg: out = {Shape::MemReg, 0, 1}; return true;
-    case Request::SetLogBase:
-    case Request::SetLogFd: return false;  // LOG_SHMFD is not offered
+    case Request::SetLogBase: out = {Shape::Log, 1, 1}; return true;  // LOG_SHMFD: the log's fd
+    case Request::SetLogFd: return false;  // the kernel vhost's eventfd for log writes: not used by vhost-user frontends
   }
   return false;
 }
@@ -178,6 +178,15 @@ Result<Message> parse_message(const Header& h, std::span<const uint8_t> p, std::
       TRY(size_is(12 + size_t(c.size)));
       c.data.assign(p.begin() + 12, p.end());
       m.payload = std::move(c);
+      break;
+    }
+    case Shape::Log: {
+      TRY(size_is(16));
+      LogArea a{load<uint64_t>(p, 0), load<uint64_t>(p, 8)};
+      uint64_t end;
+      if (a.size == 0 || __builtin_add_overflow(a.offset, a.size, &end))
+        return make_error(EINVAL, "vhost-user: SET_LOG_BASE of {} bytes at {:#x}", a.size, a.offset);
+      m.payload = a;
       break;
     }
   }

@@ -10,7 +10,7 @@
 //             over the limit)
 //   EBADMSG   fds where the request carries none, or too few or too many where it does
 //   EINVAL    a value out of range (a ring index, a region that is empty or wraps, a config access
-//             beyond 256 bytes)
+//             beyond 256 bytes, a log area that is empty or wraps)
 #pragma once
 
 #include <algorithm>
@@ -62,8 +62,10 @@ inline constexpr uint32_t kFlagReply = 1u << 2;
 inline constexpr uint32_t kFlagNeedReply = 1u << 3;
 
 inline constexpr uint64_t kFeatureProtocolFeatures = 1ull << 30;  // VHOST_USER_F_PROTOCOL_FEATURES
+inline constexpr uint64_t kFeatureLogAll = 1ull << 26;            // VHOST_F_LOG_ALL: log every write
 enum ProtocolFeature : unsigned {
   kProtoMq = 0,
+  kProtoLogShmfd = 1,
   kProtoReplyAck = 3,
   kProtoConfig = 9,
   kProtoResetDevice = 13,
@@ -80,6 +82,7 @@ inline constexpr uint32_t kMaxConfig = 256;
 inline constexpr size_t kMaxPayload = std::max<size_t>(8 + kMaxMemTableRegions * 32, 12 + kMaxConfig);
 inline constexpr uint64_t kVringIndexMask = 0xff;
 inline constexpr uint64_t kVringNoFd = 1ull << 8;
+inline constexpr uint32_t kVringFlagLog = 1u << 0;  // VHOST_VRING_F_LOG: VringAddr::log is the used ring's guest address
 
 // Values laid end to end in host (little-endian) order: how a payload is built.
 template <typename... W>
@@ -120,12 +123,15 @@ struct VringFd {  // SET_VRING_KICK/CALL/ERR
   uint32_t index;
   bool has_fd;
 };
+struct LogArea {  // SET_LOG_BASE with LOG_SHMFD: the log is size bytes at offset in the fd that came
+  uint64_t size, offset;
+};
 struct ConfigAccess {
   uint32_t offset, size, flags;
   std::vector<uint8_t> data;  // SET_CONFIG: what to write
 };
 using Payload = std::variant<std::monostate, uint64_t, std::vector<MemRegion>, MemRegion, VringState, VringAddr, VringFd,
-                             ConfigAccess>;
+                             ConfigAccess, LogArea>;
 
 struct Message {
   Request request;

@@ -77,6 +77,7 @@ Result<void> Virtqueue::activate(const GuestMemory& mem, uint64_t features) {
   event_idx_ = features & (1ull << VIRTIO_RING_F_EVENT_IDX);
   indirect_ = features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
   visited_.assign((n + 63) / 64, 0);
+  writes_.assign(track_ ? n : 0, {});
   next_avail_ = next_used_ = signalled_used_ = 0;
   signalled_valid_ = false;
   broken_ = false;
@@ -128,6 +129,7 @@ Virtqueue::Pop Virtqueue::pop(DescriptorChain& out) {
       // §2.7.10: ask for a notification once the driver passes next_avail_, then look again: a
       // chain published before the driver could see avail_event would otherwise wait forever.
       (void)used_.store<uint16_t>(used_entry(layout_.size), next_avail_, std::memory_order_release);
+      if (log_) log_->mark(layout_.used + used_entry(layout_.size), 2);
       full_barrier();
       if (avail_.load<uint16_t>(kRingIdx, std::memory_order_acquire).value_or(next_avail_) == next_avail_)
         return Pop::Empty;
@@ -139,9 +141,11 @@ Virtqueue::Pop Virtqueue::pop(DescriptorChain& out) {
     }
     if (auto fault = walk(*head, out)) {
       refuse(*fault);
+      if (track_) writes_[*head].clear();  // nothing written: the head's last chain's buffers are not this one's
       add_used(*head, 0);
       continue;
     }
+    if (track_) writes_[*head].assign(out.descs.begin() + static_cast<ptrdiff_t>(out.readable), out.descs.end());
     stats_.chains.fetch_add(1, std::memory_order_relaxed);
     return Pop::Chain;
   }
@@ -211,9 +215,18 @@ std::optional<QueueFault> Virtqueue::walk_indirect(const vring_desc& table, Desc
 void Virtqueue::add_used(uint16_t head, uint32_t written) {
   if (!ready_) return;
   vring_used_elem e{head, written};
-  (void)used_.write_obj(used_entry(next_used_ % layout_.size), e);
+  const uint64_t entry = used_entry(next_used_ % layout_.size);
+  (void)used_.write_obj(entry, e);
   ++next_used_;
   (void)used_.store<uint16_t>(kRingIdx, next_used_, std::memory_order_release);
+  const bool tracked = head < writes_.size();
+  if (log_) {
+    if (tracked)
+      for (const Descriptor& d : writes_[head]) log_->mark(d.addr, d.len);
+    log_->mark(layout_.used + entry, sizeof e);
+    log_->mark(layout_.used + kRingIdx, 2);
+  }
+  if (tracked) writes_[head].clear();
 }
 
 bool Virtqueue::needs_interrupt() {

@@ -30,6 +30,7 @@
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "memory/page_log.h"
 
 struct vring_desc;  // linux/virtio_ring.h, through devices/virtio/virtio_abi.h
 
@@ -127,6 +128,15 @@ class Virtqueue {
   bool broken() const { return broken_; }
   const QueueStats& stats() const { return stats_; }
 
+  // Dirty logging, for a device whose writes another process must learn of (a vhost-user backend
+  // under VHOST_F_LOG_ALL, for the frontend's live migration); in-process devices leave it off.
+  // track_writes keeps each popped chain's writable buffers until add_used, so that a log set while
+  // a chain is in flight still covers it. With a log set, add_used marks, after the writes, the
+  // chain's writable buffers whole (a device may write more than the length it reports) and the
+  // used entry and index; pop marks the avail_event it stores. nullptr: no log.
+  void track_writes(bool on) { track_ = on; }
+  void set_write_log(PageLog* log) { log_ = log; }
+
  private:
   Result<void> refuse_layout(std::string_view why);
   std::optional<QueueFault> walk(uint16_t head, DescriptorChain& out);
@@ -148,6 +158,9 @@ class Virtqueue {
   uint16_t signalled_used_ = 0;
   bool signalled_valid_ = false;
   std::vector<uint64_t> visited_;  // one bit per descriptor of the table being walked
+  bool track_ = false;
+  PageLog* log_ = nullptr;
+  std::vector<std::vector<Descriptor>> writes_;  // track_: by head, the writable buffers of a chain in flight
   QueueStats stats_;
 };
 
