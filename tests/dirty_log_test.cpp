@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "kvm/system.h"
 #include "kvm/vcpu_fd.h"
 #include "kvm/vm_fd.h"
+#include "kvm/dirty_ring.h"
 #include "memory/dirty_log.h"
 #include "tests/kvm_test_util.h"
 
@@ -40,12 +42,21 @@ std::set<uint64_t> page_numbers(const std::vector<DirtyRegion>& round) {
   return out;
 }
 
-TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
-  REQUIRE_KVM();
+// KVM's side of the log: the slot's bitmap, or the vCPU's dirty ring.
+enum class KvmLog { Bitmap, Ring };
+constexpr uint32_t kRingEntries = 4096;
+
+void each_page_in_exactly_one_round(KvmLog kind) {
   auto sys = System::open();
   ASSERT_TRUE(sys) << sys.error().message();
   auto vm = sys->create_vm();
   ASSERT_TRUE(vm) << vm.error().message();
+  if (kind == KvmLog::Ring) {
+    if (auto r = DirtyRing::enable(*vm, kRingEntries); !r) {
+      if (r.error().code() == EOPNOTSUPP) GTEST_SKIP() << r.error().message();
+      FAIL() << r.error().message();
+    }
+  }
   UniqueFd memfd(::memfd_create("dirty-log-test", MFD_CLOEXEC));
   ASSERT_TRUE(memfd.valid());
   ASSERT_EQ(::ftruncate(memfd.get(), kSize), 0);
@@ -85,6 +96,17 @@ TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
   const DirtySlot slot{0, GuestAddress(0), kSize};
   auto vcpu = vm->create_vcpu(0);
   ASSERT_TRUE(vcpu) << vcpu.error().message();
+  std::optional<DirtyRing> ring;
+  std::vector<DirtyRing*> rings;
+  if (kind == KvmLog::Ring) {
+    auto r = DirtyRing::map(*vcpu, kRingEntries);
+    ASSERT_TRUE(r) << r.error().message();
+    ring.emplace(std::move(*r));
+    rings.push_back(&*ring);
+    // With the rings on, they are the VM's only log: KVM_GET_DIRTY_LOG is refused.
+    std::vector<uint64_t> bitmap(kSize / kPage / 64);
+    EXPECT_FALSE(vm->get_dirty_log(0, bitmap));
+  }
   ASSERT_TRUE(set_entry_state(*vcpu, BootEntry{ImageFormat::ElfPlain, EntryMode::Protected32, kCode}));
 
   std::set<uint64_t> seen;
@@ -99,7 +121,7 @@ TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
     ASSERT_TRUE(std::holds_alternative<exit::Hlt>(*exit)) << "exit variant " << exit->index();
     for (uint64_t p : rounds[r].second) ASSERT_TRUE((*space)->write_obj<uint8_t>(GuestAddress(p * kPage + 16), 0xa5));
     for (uint64_t p : backend[r]) ASSERT_TRUE(marker->mark(GuestAddress(p * kPage + 32), 1));
-    auto got = collect_dirty_round(*vm, std::span(&slot, 1), **space, logs);
+    auto got = collect_dirty_round(*vm, std::span(&slot, 1), **space, logs, rings);
     ASSERT_TRUE(got) << got.error().message();
     std::set<uint64_t> want(rounds[r].first.begin(), rounds[r].first.end());
     want.insert(rounds[r].second.begin(), rounds[r].second.end());
@@ -112,10 +134,39 @@ TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
   EXPECT_EQ(bytes[0x150 * kPage + 16], 0xa5);
 
   const DirtySlot crooked{0, GuestAddress(100), kSize};
-  auto bad = collect_dirty_round(*vm, std::span(&crooked, 1), **space);
+  auto bad = collect_dirty_round(*vm, std::span(&crooked, 1), **space, {}, rings);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code(), EINVAL);
+  if (ring) {
+    EXPECT_EQ(ring->bad(), 0u);
+  }
   ::munmap(host, kSize);
+}
+
+TEST(DirtyLog, EachPageWrittenByTheGuestOrADeviceIsInExactlyOneRound) {
+  REQUIRE_KVM();
+  each_page_in_exactly_one_round(KvmLog::Bitmap);
+}
+
+TEST(DirtyLog, TheSameFromKvmsDirtyRing) {
+  REQUIRE_KVM();
+  each_page_in_exactly_one_round(KvmLog::Ring);
+}
+
+TEST(DirtyLog, ADirtyRingIsSizedAndTurnedOnBeforeTheVcpus) {
+  REQUIRE_KVM();
+  auto sys = System::open();
+  ASSERT_TRUE(sys);
+  auto vm = sys->create_vm();
+  ASSERT_TRUE(vm);
+  if (vm->check_extension(KVM_CAP_DIRTY_LOG_RING) <= 0 && vm->check_extension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <= 0)
+    GTEST_SKIP() << "no KVM dirty ring here";
+  EXPECT_EQ(DirtyRing::enable(*vm, 1000).error().code(), EINVAL);  // not a power of two
+  EXPECT_EQ(DirtyRing::enable(*vm, 256).error().code(), EINVAL);   // below KVM's reserved margin
+  EXPECT_EQ(DirtyRing::enable(*vm, 1u << 31).error().code(), EINVAL);
+  auto vcpu = vm->create_vcpu(0);
+  ASSERT_TRUE(vcpu);
+  EXPECT_FALSE(DirtyRing::enable(*vm, kRingEntries));  // KVM refuses it once a vCPU exists
 }
 
 }  // namespace

@@ -26,6 +26,9 @@ struct InternalError { uint32_t suberror; std::span<const __u64> data; };
 // KVM_INTERNAL_ERROR_EMULATION with the bytes of the instruction KVM could not emulate.
 struct EmulationFailure { std::span<const uint8_t> insn; };
 struct Unknown { uint32_t reason; };
+// KVM_EXIT_DIRTY_RING_FULL: the vCPU's dirty ring (kvm/dirty_ring.h) has no room; harvest and reset
+// the rings, then run it again.
+struct DirtyRingFull {};
 // KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR: an access to an MSR the VMM filters
 // (KVM_X86_SET_MSR_FILTER with KVM_MSR_EXIT_REASON_FILTER). value is what a WRMSR writes; a RDMSR
 // stores its result through *result. Setting *error makes the guest take #GP instead.
@@ -40,6 +43,7 @@ struct Debug { uint32_t exception; uint64_t pc; uint64_t dr6; uint64_t dr7; };
 
 using VcpuExit = std::variant<exit::IoIn, exit::IoOut, exit::MmioRead, exit::MmioWrite, exit::Hlt, exit::Shutdown,
                               exit::Interrupted, exit::SystemEvent, exit::FailEntry, exit::InternalError,
-                              exit::EmulationFailure, exit::Unknown, exit::Msr, exit::XenHypercall, exit::Debug>;
+                              exit::EmulationFailure, exit::Unknown, exit::Msr, exit::XenHypercall, exit::Debug,
+                              exit::DirtyRingFull>;
 
 }  // namespace evmm

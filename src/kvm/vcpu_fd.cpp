@@ -92,6 +92,8 @@ Result<VcpuExit> VcpuFd::run() {
       std::copy(std::begin(x.u.hcall.params), std::end(x.u.hcall.params), args.begin());
       return exit::XenHypercall{x.u.hcall.longmode != 0, x.u.hcall.cpl, x.u.hcall.input, args, &x.u.hcall.result};
     }
+    case KVM_EXIT_DIRTY_RING_FULL:
+      return exit::DirtyRingFull{};
     default:
       return exit::Unknown{run_->exit_reason};
   }

@@ -60,6 +60,12 @@ Result<void> VmFd::irq_line(uint32_t irq, bool level) const {
   return vm_ioctl(fd_.get(), KVM_IRQ_LINE, &l, "KVM_IRQ_LINE");
 }
 
+Result<int> VmFd::reset_dirty_rings() const {
+  int n = ::ioctl(fd_.get(), KVM_RESET_DIRTY_RINGS, 0);
+  if (n < 0) return errno_error("KVM_RESET_DIRTY_RINGS");
+  return n;
+}
+
 Result<void> VmFd::enable_cap(uint32_t cap, uint64_t arg0, uint64_t arg1) const {
   kvm_enable_cap c{};
   c.cap = cap;

@@ -22,6 +22,9 @@ class VmFd {
   // KVM_GET_DIRTY_LOG: the pages the guest wrote in a slot made with KVM_MEM_LOG_DIRTY_PAGES since the
   // last call (one bit a page, at least ceil(pages / 64) words), and clears them.
   Result<void> get_dirty_log(uint32_t slot, std::span<uint64_t> bitmap) const;
+  // KVM_RESET_DIRTY_RINGS: write-protects again the pages harvested from the vCPUs' dirty rings
+  // (kvm/dirty_ring.h); returns how many.
+  Result<int> reset_dirty_rings() const;
   Result<void> set_tss_addr(uint64_t addr) const;
   Result<void> set_identity_map_addr(uint64_t addr) const;
   Result<void> create_irqchip() const;

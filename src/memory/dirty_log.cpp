@@ -9,20 +9,36 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
+// KVM's pages of each slot from the vCPUs' rings, then the reset that re-protects them.
+Result<void> harvest_rings(const VmFd& vm, std::span<const DirtySlot> slots, std::span<DirtyRing* const> rings,
+                           std::vector<std::vector<uint64_t>>& bitmaps) {
+  std::vector<DirtyGfn> gfns;
+  for (DirtyRing* r : rings) r->harvest(gfns);
+  TRY(vm.reset_dirty_rings());
+  for (const DirtyGfn& g : gfns) {
+    auto s = std::find_if(slots.begin(), slots.end(), [&](const DirtySlot& d) { return d.slot == g.slot; });
+    if (s == slots.end() || g.offset >= s->size / kPage)
+      return make_error(EINVAL, "dirty ring: page {:#x} of slot {:#x}, which was not given", g.offset, g.slot);
+    auto& b = bitmaps[size_t(s - slots.begin())];
+    b[g.offset / 64] |= 1ull << (g.offset % 64);
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<const DirtySlot> slots, AddressSpace& space,
-                                                     std::span<PageLog* const> logs) {
+                                                     std::span<PageLog* const> logs, std::span<DirtyRing* const> rings) {
   for (const auto& s : slots)
     if (s.start.raw() % kPage || s.size % kPage || s.size == 0)
       return make_error(EINVAL, "dirty log: slot {} at {:#x}+{:#x} is not whole pages", s.slot, s.start.raw(), s.size);
   // KVM's logs first: a page the guest writes while the space's log is taken lands in this round or
   // the next, never in both, since each bitmap is taken and cleared at once.
   std::vector<std::vector<uint64_t>> kvm(slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) {
-    kvm[i].assign((slots[i].size / kPage + 63) / 64, 0);
-    TRY(vm.get_dirty_log(slots[i].slot, kvm[i]));
-  }
+  for (size_t i = 0; i < slots.size(); ++i) kvm[i].assign((slots[i].size / kPage + 63) / 64, 0);
+  if (!rings.empty()) TRY(harvest_rings(vm, slots, rings, kvm));
+  else
+    for (size_t i = 0; i < slots.size(); ++i) TRY(vm.get_dirty_log(slots[i].slot, kvm[i]));
   std::vector<DirtyRegion> round = space.collect_dirty();
   for (size_t i = 0; i < slots.size(); ++i) {
     const DirtySlot& s = slots[i];

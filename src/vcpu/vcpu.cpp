@@ -270,6 +270,10 @@ bool Vcpu::handle_exit(const StepExit& exit, VcpuStop* stop) {
           [&](const exit::Unknown& u) {
             return fail(VcpuStopKind::VmmError, fmt::format("unexpected KVM exit reason {}", u.reason));
           },
+          [&](const exit::DirtyRingFull&) {
+            // evmm's own VMs do not turn the dirty ring on; an embedder that does harvests it itself.
+            return fail(VcpuStopKind::VmmError, "the dirty ring is full and this vCPU loop does not harvest it");
+          },
       },
       exit);
 }
