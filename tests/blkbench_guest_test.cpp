@@ -14,7 +14,6 @@
 namespace evmm::testing {
 namespace {
 
-constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 constexpr const char* kWords = "reads=20 mib=2";
 
 class BlkBenchGuest : public ::testing::Test {

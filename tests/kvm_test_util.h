@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -30,6 +31,43 @@ inline std::string slurp(const std::string& path) {
   s << f.rdbuf();
   return s.str();
 }
+// A fresh directory under /tmp (path is empty if it could not be made), removed with what it holds.
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& prefix = "evmm-test") {
+    std::string t = "/tmp/" + prefix + "-XXXXXX";
+    if (::mkdtemp(t.data())) path = t;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    if (!path.empty()) std::filesystem::remove_all(path);
+  }
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+// A scratch directory holding a 1 MiB zeroed disk image and the path of a socket beside it.
+struct BlkScratch : TempDir {
+  std::string disk, sock;
+  BlkScratch() : TempDir("evmm-vhost-blk"), disk(*this / "disk.img"), sock(*this / "blk.sock") {
+    std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0');
+  }
+};
+
+// QEMU 7.2's microvm (TCG: no KVM needed) with our test guest, its modern virtio-mmio transports
+// described in its DSDT, isa-debug-exit where testprog exits, and RAM in a shared memfd that
+// vhost-user backends can map; devices are QEMU's options for the devices under test.
+inline constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
+inline std::vector<std::string> qemu_microvm(const std::string& kernel, const std::string& append,
+                                             const std::vector<std::string>& devices) {
+  std::vector<std::string> argv{kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on,memory-backend=mem", "-m", "128",
+                                "-object", "memory-backend-memfd,id=mem,size=128M,share=on", "-global",
+                                "virtio-mmio.force-legacy=false", "-serial", "stdio", "-display", "none", "-no-reboot",
+                                "-device", "isa-debug-exit,iobase=0xf4", "-kernel", kernel, "-append", append};
+  argv.insert(argv.end(), devices.begin(), devices.end());
+  return argv;
+}
+
 // Waits up to 10 s for a listening Unix socket at path (a daemon started on another thread).
 inline bool wait_for_socket(const std::string& path) {
   for (int i = 0; i < 200; ++i) {

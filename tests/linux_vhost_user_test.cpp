@@ -28,17 +28,6 @@ namespace {
 constexpr const char* kVirtiofsd = "/usr/lib/qemu/virtiofsd";
 constexpr const char* kRunInit = "Run /sbin/init as init process";
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char d[] = "/tmp/evmm-linux-vhost-XXXXXX";
-    path = ::mkdtemp(d) ? d : "";
-  }
-  ~TempDir() {
-    if (!path.empty()) std::filesystem::remove_all(path);
-  }
-};
-
 // The ext4 superblock's mount count (offset 1024 + 0x34, little-endian 16 bits): a read-write mount
 // adds one and writes the superblock back at once (ext4_setup_super, ext4_commit_super).
 int ext4_mount_count(const std::string& image) {
@@ -97,7 +86,7 @@ TEST_F(LinuxVhostUserLong, Ext4RootOnQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   auto root = built_image("rootfs.sh", EVMM_GUEST_ROOTFS_DIR);
   ASSERT_EQ(root.status, 0) << root.err;
-  TempDir dir;
+  TempDir dir("evmm-linux-vhost");
   ASSERT_FALSE(dir.path.empty());
   const std::string image = dir.path + "/root.ext4", sock = dir.path + "/blk.sock";
   std::filesystem::copy_file(root.path, image);
@@ -127,7 +116,7 @@ TEST_F(LinuxVhostUserLong, Ext4RootOnQemuStorageDaemon) {
 // see would have been skipped in silence (-ENOENT): the log line is the host's file seen by the guest.
 TEST_F(LinuxVhostUserLong, VirtiofsRootFromQemusVirtiofsd) {
   if (::access(kVirtiofsd, X_OK) != 0) GTEST_SKIP() << kVirtiofsd << " is not installed (Debian's qemu-system-common)";
-  TempDir dir;
+  TempDir dir("evmm-linux-vhost");
   ASSERT_FALSE(dir.path.empty());
   const std::string share = dir.path + "/share", sock = dir.path + "/fs.sock";
   std::filesystem::create_directories(share + "/sbin");

@@ -15,19 +15,8 @@
 namespace evmm::testing {
 namespace {
 
-constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 // What netarp prints when the router's reply came back through every layer.
 constexpr const char* kArpAnswered = "netarp: 10.0.2.2 is at 52:54:00:ee:ee:02 (60-byte reply";
-
-struct Dir {
-  std::string path;
-  Dir() {
-    char d[] = "/tmp/evmm-vhost-dev-XXXXXX";
-    if (::mkdtemp(d)) path = d;
-  }
-  ~Dir() { (void)!std::system(("rm -rf " + path).c_str()); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 ProcessOptions backend_opts(std::string stdin_data = {}) {
   ProcessOptions o;
@@ -38,7 +27,7 @@ ProcessOptions backend_opts(std::string stdin_data = {}) {
 
 TEST(VhostUserDevices, GuestNetAndConsoleThroughEvmmFrontendToEvmmDevices) {
   REQUIRE_KVM();
-  Dir d;
+  TempDir d("evmm-vhost-dev");
   ASSERT_FALSE(d.path.empty());
   DhcpServer router;
   ASSERT_EQ(router.start(d / "router.sock", DhcpLease{}), "");
@@ -89,7 +78,7 @@ TEST(VhostUserDevices, GuestNetAndConsoleThroughEvmmFrontendToEvmmDevices) {
 
 TEST(VhostUserDevices, QemuGuestReachesTheRouterThroughEvmmDeviceNet) {
   if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed (Debian's qemu-system-x86)";
-  Dir d;
+  TempDir d("evmm-vhost-dev");
   ASSERT_FALSE(d.path.empty());
   DhcpServer router;
   ASSERT_EQ(router.start(d / "router.sock", DhcpLease{}), "");
@@ -104,12 +93,9 @@ TEST(VhostUserDevices, QemuGuestReachesTheRouterThroughEvmmDeviceNet) {
   if (listening) {
     ProcessOptions opts;
     opts.timeout = std::chrono::seconds(60);
-    r = run_process({kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on,memory-backend=mem", "-m", "128", "-object",
-                     "memory-backend-memfd,id=mem,size=128M,share=on", "-global", "virtio-mmio.force-legacy=false",
-                     "-serial", "stdio", "-display", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4",
-                     "-kernel", guest("testprog.pvh.elf"), "-append", "virtio netarp", "-chardev",
-                     "socket,id=vn,path=" + net_sock, "-netdev", "vhost-user,id=n0,chardev=vn", "-device",
-                     "virtio-net-device,netdev=n0,mac=52:54:00:12:34:99"},
+    r = run_process(qemu_microvm(guest("testprog.pvh.elf"), "virtio netarp",
+                                 {"-chardev", "socket,id=vn,path=" + net_sock, "-netdev", "vhost-user,id=n0,chardev=vn",
+                                  "-device", "virtio-net-device,netdev=n0,mac=52:54:00:12:34:99"}),
                     opts);
   }
   net_thread.join();

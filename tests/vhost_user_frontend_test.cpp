@@ -69,20 +69,9 @@ void expect_served(const Outcome& o, const std::string& image) {
   EXPECT_EQ(image.find_first_not_of('\0'), 1024u);
 }
 
-struct Scratch {
-  std::string dir, disk, sock;
-  Scratch() {
-    char d[] = "/tmp/evmm-vhost-frontend-XXXXXX";
-    dir = ::mkdtemp(d) ? d : "/tmp";
-    disk = dir + "/disk.img", sock = dir + "/blk.sock";
-    std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0');
-  }
-  ~Scratch() { (void)!std::system(("rm -rf " + dir).c_str()); }
-};
-
 TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
-  Scratch s;
+  BlkScratch s;
   Outcome o;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(60);
@@ -96,7 +85,7 @@ TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
 }
 
 TEST(VhostUserBlkPeers, FrontendDrivesEvmmDeviceBlk) {
-  Scratch s;
+  BlkScratch s;
   Outcome o;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(60);
@@ -164,7 +153,7 @@ struct MmioOverBackend {
 
 TEST(VhostUserBlkPeers, VirtioMmioDeviceOverQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
-  Scratch s;
+  BlkScratch s;
   MmioOverBackend m;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(60);
@@ -188,7 +177,7 @@ TEST(VhostUserBlkPeers, VirtioMmioDeviceOverQemuStorageDaemon) {
 }
 
 TEST(VhostUserBlkPeers, ABackendThatDiesSetsNeedsResetAndTheVmRunsOn) {
-  Scratch s;
+  BlkScratch s;
   MmioOverBackend m;
   uint32_t status_after = 0;
   ProcessOptions opts;
@@ -217,7 +206,7 @@ TEST(VhostUserBlkPeers, ABackendThatDiesSetsNeedsResetAndTheVmRunsOn) {
 TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
   REQUIRE_KVM();
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
-  Scratch s;
+  BlkScratch s;
   ProcessResult vm;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(120);
@@ -240,8 +229,8 @@ TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
 TEST(VhostUserFsPeers, VirtiofsdComesUpBehindTheTransportWithItsTag) {
   constexpr const char* kVirtiofsd = "/usr/lib/qemu/virtiofsd";
   if (::access(kVirtiofsd, X_OK) != 0) GTEST_SKIP() << kVirtiofsd << " is not installed (Debian's qemu-system-common)";
-  Scratch s;
-  const std::string share = s.dir + "/share", sock = s.dir + "/fs.sock";
+  BlkScratch s;
+  const std::string share = s / "share", sock = s / "fs.sock";
   ASSERT_EQ(::mkdir(share.c_str(), 0700), 0);
   std::string error, tag;
   uint32_t requests = 0, status = 0;

@@ -19,11 +19,8 @@ namespace {
 using Pages = std::set<uint64_t>;
 
 Pages pages_of(const std::vector<uint64_t>& words) {
-  Pages out;
-  for (size_t w = 0; w < words.size(); ++w)
-    for (unsigned b = 0; b < 64; ++b)
-      if (words[w] >> b & 1) out.insert(w * 64 + b);
-  return out;
+  auto v = set_pages(words);
+  return Pages(v.begin(), v.end());
 }
 
 struct Logged {
@@ -81,20 +78,9 @@ void expect_logged(const Logged& o) {
   EXPECT_EQ(o.rounds[4], read);             // and on again, while the ring ran
 }
 
-struct Scratch {
-  std::string dir, disk, sock;
-  Scratch() {
-    char d[] = "/tmp/evmm-vhost-log-XXXXXX";
-    dir = ::mkdtemp(d) ? d : "/tmp";
-    disk = dir + "/disk.img", sock = dir + "/blk.sock";
-    std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0');
-  }
-  ~Scratch() { (void)!std::system(("rm -rf " + dir).c_str()); }
-};
-
 TEST(VhostUserDirtyLog, QemuStorageDaemonMarksWhatItWrites) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
-  Scratch s;
+  BlkScratch s;
   Logged o;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(60);
@@ -108,7 +94,7 @@ TEST(VhostUserDirtyLog, QemuStorageDaemonMarksWhatItWrites) {
 }
 
 TEST(VhostUserDirtyLog, EvmmDeviceBlkMarksWhatItWrites) {
-  Scratch s;
+  BlkScratch s;
   Logged o;
   ProcessOptions opts;
   opts.timeout = std::chrono::seconds(60);

@@ -17,8 +17,6 @@
 namespace evmm::testing {
 namespace {
 
-constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
-
 
 TEST(VhostUserQemu, EvmmDeviceBackendsServeQemusGuest) {
   if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed (Debian's qemu-system-x86)";
@@ -40,12 +38,10 @@ TEST(VhostUserQemu, EvmmDeviceBackendsServeQemusGuest) {
   if (listening) {
     ProcessOptions opts;
     opts.timeout = std::chrono::seconds(60);
-    r = run_process({kQemu, "-M", "microvm,acpi=on,ioapic2=off,rtc=on,memory-backend=mem", "-m", "128", "-object",
-                     "memory-backend-memfd,id=mem,size=128M,share=on", "-global", "virtio-mmio.force-legacy=false",
-                     "-serial", "stdio", "-display", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4",
-                     "-kernel", guest("testprog.pvh.elf"), "-append", "virtio", "-chardev",
-                     "socket,id=vr,path=" + rng_sock, "-device", "vhost-user-rng,chardev=vr", "-chardev",
-                     "socket,id=vb,path=" + blk_sock, "-device", "vhost-user-blk,chardev=vb,num-queues=1"},
+    r = run_process(qemu_microvm(guest("testprog.pvh.elf"), "virtio",
+                                 {"-chardev", "socket,id=vr,path=" + rng_sock, "-device", "vhost-user-rng,chardev=vr",
+                                  "-chardev", "socket,id=vb,path=" + blk_sock, "-device",
+                                  "vhost-user-blk,chardev=vb,num-queues=1"}),
                     opts);
   }
   rng_thread.join();

@@ -13,7 +13,6 @@
 namespace evmm::testing {
 namespace {
 
-constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
 
 TEST(VirtioGuestQemu, DriversServeOnQemuMicrovm) {
   if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed (Debian's qemu-system-x86)";

@@ -1,9 +1,10 @@
 // The tests' DHCP responder (testing/dhcp_responder.h), which answers frames a Linux guest sends on
 // its virtio-net. Input: one Ethernet frame.
-// Invariants from dhcp_responder.h: every frame is counted exactly once, as answered (offer, ack or
-// nak), ignored or malformed; an answer is a broadcast IPv4/UDP frame from port 67 to 68 whose
-// header checksum verifies and whose lengths agree with its size; it carries the request's
-// transaction id and the lease's address exactly when it is not a NAK.
+// Invariants from dhcp_responder.h: every frame is counted exactly once, as answered (offer, ack,
+// nak or an ARP reply), ignored or malformed; a DHCP answer is a broadcast IPv4/UDP frame from port
+// 67 to 68 whose header checksum verifies and whose lengths agree with its size; it carries the
+// request's transaction id and the lease's address exactly when it is not a NAK. An ARP answer is a
+// 60-byte reply from the server's MAC and address to the asker's.
 #include <cstring>
 
 #include "fuzz_input.h"
@@ -22,10 +23,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto out = r.answer(std::span(data, size));
   const auto& s = r.stats();
   FUZZ_CHECK(s.frames == 1);
-  FUZZ_CHECK(s.offers + s.acks + s.naks + s.ignored + s.malformed == 1);
-  FUZZ_CHECK(out.has_value() == (s.offers + s.acks + s.naks == 1));
+  FUZZ_CHECK(s.offers + s.acks + s.naks + s.arp_replies + s.ignored + s.malformed == 1);
+  FUZZ_CHECK(out.has_value() == (s.offers + s.acks + s.naks + s.arp_replies == 1));
   if (!out) return 0;
   const auto& f = *out;
+  if (s.arp_replies) {
+    FUZZ_CHECK(size >= 14 + 28 && f.size() == 60);
+    FUZZ_CHECK(f[12] == 0x08 && f[13] == 0x06 && f[20] == 0 && f[21] == 2);
+    FUZZ_CHECK(std::memcmp(f.data(), data + 22, 6) == 0 && std::memcmp(f.data() + 32, data + 22, 10) == 0);
+    FUZZ_CHECK(std::memcmp(f.data() + 6, lease.server_mac.data(), 6) == 0);
+    FUZZ_CHECK(std::memcmp(f.data() + 22, lease.server_mac.data(), 6) == 0);
+    FUZZ_CHECK(std::memcmp(f.data() + 28, lease.server.data(), 4) == 0 && std::memcmp(data + 38, lease.server.data(), 4) == 0);
+    return 0;
+  }
   FUZZ_CHECK(f.size() >= 14 + 20 + 8 + 300);
   FUZZ_CHECK(f[12] == 0x08 && f[13] == 0x00 && f[14] == 0x45);
   FUZZ_CHECK(inet_checksum(std::span(f).subspan(14, 20)) == 0);

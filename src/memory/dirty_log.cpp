@@ -51,30 +51,28 @@ Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<c
       continue;
     }
     const uint64_t first = (s.start.raw() - inside->start.raw()) / kPage;
-    for (size_t w = 0; w < kvm[i].size(); ++w)
-      for (uint64_t bits = kvm[i][w]; bits; bits &= bits - 1) {
-        uint64_t page = first + w * 64 + uint64_t(std::countr_zero(bits));
-        inside->bitmap[page / 64] |= 1ull << (page % 64);
-      }
+    for (uint64_t p : set_pages(kvm[i])) {
+      const uint64_t page = first + p;
+      inside->bitmap[page / 64] |= 1ull << (page % 64);
+    }
   }
   // The backends' logs last: each is indexed by guest page from address 0.
   for (PageLog* log : logs) {
     std::vector<uint64_t> words = log->take(), loose(words.size(), 0);
     bool any_loose = false;
-    for (size_t w = 0; w < words.size(); ++w)
-      for (uint64_t bits = words[w]; bits; bits &= bits - 1) {
-        const uint64_t page = w * 64 + uint64_t(std::countr_zero(bits)), addr = page * kPage;
-        auto inside = std::find_if(round.begin(), round.end(), [&](const DirtyRegion& r) {
-          return addr >= r.start.raw() && addr - r.start.raw() < r.size;
-        });
-        if (inside == round.end()) {
-          loose[w] |= 1ull << (page % 64);
-          any_loose = true;
-          continue;
-        }
-        const uint64_t at = (addr - inside->start.raw()) / kPage;
-        inside->bitmap[at / 64] |= 1ull << (at % 64);
+    for (uint64_t page : set_pages(words)) {
+      const uint64_t addr = page * kPage;
+      auto inside = std::find_if(round.begin(), round.end(), [&](const DirtyRegion& r) {
+        return addr >= r.start.raw() && addr - r.start.raw() < r.size;
+      });
+      if (inside == round.end()) {
+        loose[page / 64] |= 1ull << (page % 64);
+        any_loose = true;
+        continue;
       }
+      const uint64_t at = (addr - inside->start.raw()) / kPage;
+      inside->bitmap[at / 64] |= 1ull << (at % 64);
+    }
     if (any_loose) round.push_back(DirtyRegion{GuestAddress(0), log->limit(), std::move(loose)});
   }
   return round;
@@ -83,11 +81,8 @@ Result<std::vector<DirtyRegion>> collect_dirty_round(const VmFd& vm, std::span<c
 std::vector<GuestAddress> dirty_pages(const std::vector<DirtyRegion>& round) {
   std::vector<GuestAddress> out;
   for (const auto& r : round)
-    for (size_t w = 0; w < r.bitmap.size(); ++w)
-      for (uint64_t bits = r.bitmap[w]; bits; bits &= bits - 1) {
-        uint64_t page = w * 64 + uint64_t(std::countr_zero(bits));
-        if (page * kPage < r.size) out.push_back(GuestAddress(r.start.raw() + page * kPage));
-      }
+    for (uint64_t page : set_pages(r.bitmap))
+      if (page * kPage < r.size) out.push_back(GuestAddress(r.start.raw() + page * kPage));
   std::sort(out.begin(), out.end(), [](GuestAddress a, GuestAddress b) { return a.raw() < b.raw(); });
   // A slot across two of the space's regions came as a region of its own: a page once.
   out.erase(std::unique(out.begin(), out.end(), [](GuestAddress a, GuestAddress b) { return a.raw() == b.raw(); }), out.end());

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <utility>
 
 namespace evmm {
@@ -11,6 +12,13 @@ namespace evmm {
 namespace {
 constexpr uint64_t kHostPage = 4096;
 }  // namespace
+
+std::vector<uint64_t> set_pages(std::span<const uint64_t> words) {
+  std::vector<uint64_t> out;
+  for (size_t w = 0; w < words.size(); ++w)
+    for (uint64_t bits = words[w]; bits; bits &= bits - 1) out.push_back(w * 64 + uint64_t(std::countr_zero(bits)));
+  return out;
+}
 
 Result<PageLog> PageLog::create(uint64_t limit) {
   if (limit == 0) return make_error(EINVAL, "page log: no guest addresses to cover");

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "base/fd.h"
@@ -23,6 +24,9 @@
 #include "memory/guest_address.h"
 
 namespace evmm {
+
+// The page numbers whose bits are set in words (bit b of word w: page w * 64 + b), ascending.
+std::vector<uint64_t> set_pages(std::span<const uint64_t> words);
 
 class PageLog {
  public:

@@ -11,14 +11,6 @@
 namespace evmm {
 namespace {
 
-std::vector<uint64_t> pages_of(const std::vector<uint64_t>& words) {
-  std::vector<uint64_t> out;
-  for (size_t w = 0; w < words.size(); ++w)
-    for (unsigned b = 0; b < 64; ++b)
-      if (words[w] >> b & 1) out.push_back(w * 64 + b);
-  return out;
-}
-
 TEST(PageLog, MarksThroughASecondMappingAreTakenOnce) {
   auto log = PageLog::create(64 << 20);  // 16384 pages: 2 KiB of bits
   ASSERT_TRUE(log) << log.error().message();
@@ -31,15 +23,15 @@ TEST(PageLog, MarksThroughASecondMappingAreTakenOnce) {
   EXPECT_TRUE(peer->mark(GuestAddress(0x10fff), 2));        // crosses into the next page
   EXPECT_TRUE(peer->mark(GuestAddress(0x200000), 0x2000));  // two whole pages
   EXPECT_TRUE(peer->mark(GuestAddress(0x200000), 0));       // nothing
-  EXPECT_EQ(pages_of(log->take()), (std::vector<uint64_t>{3, 0x10, 0x11, 0x200, 0x201}));
-  EXPECT_TRUE(pages_of(log->take()).empty());
+  EXPECT_EQ(set_pages(log->take()), (std::vector<uint64_t>{3, 0x10, 0x11, 0x200, 0x201}));
+  EXPECT_TRUE(set_pages(log->take()).empty());
   // vhost's byte layout: page p is bit p % 8 of byte p / 8.
   EXPECT_TRUE(peer->mark(GuestAddress(9 * PageLog::kPage), 1));
   void* raw = ::mmap(nullptr, log->size(), PROT_READ, MAP_SHARED, log->fd(), 0);
   ASSERT_NE(raw, MAP_FAILED);
   EXPECT_EQ(static_cast<const uint8_t*>(raw)[1], 1u << 1);
   ::munmap(raw, log->size());
-  EXPECT_EQ(pages_of(log->take()), std::vector<uint64_t>{9});
+  EXPECT_EQ(set_pages(log->take()), std::vector<uint64_t>{9});
 }
 
 TEST(PageLog, MarksPastTheEndAreRefusedAndCounted) {
@@ -52,7 +44,7 @@ TEST(PageLog, MarksPastTheEndAreRefusedAndCounted) {
   EXPECT_FALSE(peer->mark(GuestAddress(~0ull - 10), 100));                         // wraps
   EXPECT_EQ(peer->refused(), 2u);
   // The peer's byte 0 is the creator's byte 8: page 64; its page 127 is the creator's 191.
-  EXPECT_EQ(pages_of(log->take()), (std::vector<uint64_t>{64, 191}));
+  EXPECT_EQ(set_pages(log->take()), (std::vector<uint64_t>{64, 191}));
 }
 
 TEST(PageLog, BadMappingsHaveDistinctErrors) {
@@ -84,7 +76,7 @@ TEST(PageLogConcurrent, EveryMarkIsTakenExactlyOnce) {
   std::thread taker([&] {
     for (bool last = false; !last;) {
       last = done.load(std::memory_order_acquire);
-      for (uint64_t p : pages_of(log->take())) ++taken[p];
+      for (uint64_t p : set_pages(log->take())) ++taken[p];
     }
   });
   // Neighbouring pages of one word in turn, strided so that every word is hit many times.

@@ -197,14 +197,6 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   EXPECT_EQ(backend->stats().bad_messages.load(), 0u);
 }
 
-std::vector<uint64_t> pages_of(const std::vector<uint64_t>& words) {
-  std::vector<uint64_t> out;
-  for (size_t w = 0; w < words.size(); ++w)
-    for (unsigned b = 0; b < 64; ++b)
-      if (words[w] >> b & 1) out.push_back(w * 64 + b);
-  return out;
-}
-
 // LOG_SHMFD: the frontend's log marks, in guest pages, the buffer the device wrote and the used
 // ring, while LOG_ALL is on; a frontend turns it off while the ring runs, as after a migration.
 TEST_F(BackendTest, DirtyLogMarksTheWrittenBufferAndTheUsedRingWhileLogAllIsOn) {
@@ -223,13 +215,13 @@ TEST_F(BackendTest, DirtyLogMarksTheWrittenBufferAndTheUsedRingWhileLogAllIsOn) 
   pump();
   EXPECT_EQ(fe.reply_u64(Request::SetLogBase), 0u);  // the log is mapped: the frontend may go on
   ASSERT_TRUE(backend->active());
-  EXPECT_TRUE(pages_of(log->take()).empty());  // nothing written yet
+  EXPECT_TRUE(set_pages(log->take()).empty());  // nothing written yet
   r.offer(0);
   r.kick_ring();
   pump();
   ASSERT_EQ(r.used_idx(), 1);
   const uint64_t ring_page = FrontendRam::kGpa / PageLog::kPage, buffer_page = ring_page + 1;
-  EXPECT_EQ(pages_of(log->take()), (std::vector<uint64_t>{ring_page, buffer_page}));
+  EXPECT_EQ(set_pages(log->take()), (std::vector<uint64_t>{ring_page, buffer_page}));
   // LOG_ALL off while the ring runs: the next request marks nothing.
   ASSERT_TRUE(fe.send(Request::SetFeatures, u64((1ull << 32) | kFeatureProtocolFeatures)));
   pump();
@@ -237,7 +229,7 @@ TEST_F(BackendTest, DirtyLogMarksTheWrittenBufferAndTheUsedRingWhileLogAllIsOn) 
   r.kick_ring();
   pump();
   ASSERT_EQ(r.used_idx(), 2);
-  EXPECT_TRUE(pages_of(log->take()).empty());
+  EXPECT_TRUE(set_pages(log->take()).empty());
   // A log past the end of its file cannot be mapped: the frontend waits for an answer that will not
   // come, so the connection ends.
   ASSERT_TRUE(fe.send(Request::SetLogBase, pack(log->size() + 4096, uint64_t{0}), {log->fd()}));
