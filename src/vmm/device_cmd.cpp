@@ -66,7 +66,8 @@ Result<std::shared_ptr<virtio::VirtioDevice>> make_device(const DeviceCommand& c
     auto backend = n.backend == NetConfig::Backend::Tap ? virtio::NetBackend::open_tap(n.target)
                                                         : virtio::NetBackend::connect_socket(n.target);
     if (!backend) return make_error(backend.error().code(), "--net: {}", backend.error().message());
-    return std::shared_ptr<virtio::VirtioDevice>(virtio::NetDevice::create(std::move(*backend), n.mac.value_or(virtio::derived_mac(0))));
+    const auto mac = n.mac.value_or(virtio::derived_mac(0));
+    return std::shared_ptr<virtio::VirtioDevice>(virtio::NetDevice::create(std::move(*backend), mac));
   }
   return make_error(EINVAL, "evmm device {}: the devices served over vhost-user are rng, blk, console and net", cmd.kind);
 }
