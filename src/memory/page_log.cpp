@@ -57,19 +57,6 @@ PageLog::PageLog(PageLog&& o) noexcept
       size_(std::exchange(o.size_, 0)),
       refused_(o.refused_.load()) {}
 
-PageLog& PageLog::operator=(PageLog&& o) noexcept {
-  if (this != &o) {
-    if (map_) ::munmap(map_, map_len_);
-    fd_ = std::move(o.fd_);
-    map_ = std::exchange(o.map_, nullptr);
-    map_len_ = std::exchange(o.map_len_, 0);
-    bits_ = std::exchange(o.bits_, nullptr);
-    size_ = std::exchange(o.size_, 0);
-    refused_.store(o.refused_.load());
-  }
-  return *this;
-}
-
 PageLog::~PageLog() {
   if (map_) ::munmap(map_, map_len_);
 }

@@ -42,7 +42,7 @@ class PageLog {
   static Result<PageLog> map(int fd, uint64_t size, uint64_t offset);
 
   PageLog(PageLog&& o) noexcept;
-  PageLog& operator=(PageLog&& o) noexcept;
+  PageLog& operator=(PageLog&&) = delete;
   ~PageLog();
 
   int fd() const { return fd_.get(); }    // create() only; -1 for a mapped log

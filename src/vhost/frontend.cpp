@@ -57,14 +57,15 @@ Result<std::unique_ptr<Frontend>> Frontend::over(UniqueFd sock, int timeout_ms) 
   return std::unique_ptr<Frontend>(new Frontend(std::move(sock)));
 }
 
-Result<std::vector<uint8_t>> Frontend::receive(Request r, size_t reply_size) {
+Result<std::vector<uint8_t>> Frontend::receive(Request r, size_t reply_size, bool or_empty) {
   auto f = read_frame(sock_.get());
   if (!f) {
     if (f.error().code() == EAGAIN)
       return fail<std::vector<uint8_t>>(make_error(ETIMEDOUT, "vhost-user: no reply to {} in time", to_string(r)));
     return fail<std::vector<uint8_t>>(tl::unexpected(f.error().wrap(fmt::format("waiting for the reply to {}", to_string(r)))));
   }
-  TRY(fail(parse_reply(f->header, f->payload, f->fds.size(), r, reply_size)));
+  const size_t size = or_empty && f->payload.empty() ? 0 : reply_size;
+  TRY(fail(parse_reply(f->header, f->payload, f->fds.size(), r, size)));
   return std::move(f->payload);
 }
 
@@ -118,12 +119,8 @@ Result<void> Frontend::set_log_base(int fd, uint64_t size) {
   const int fds[] = {fd};
   TRY(send(Request::SetLogBase, pack(size, uint64_t{0}), fds, false));
   // The backend answers once the log is mapped: libvhost-user with a u64, others with nothing.
-  auto f = read_frame(sock_.get());
-  if (!f) {
-    if (f.error().code() == EAGAIN) return fail<void>(make_error(ETIMEDOUT, "vhost-user: no reply to SET_LOG_BASE in time"));
-    return fail<void>(tl::unexpected(f.error().wrap("waiting for the reply to SET_LOG_BASE")));
-  }
-  return fail(parse_reply(f->header, f->payload, f->fds.size(), Request::SetLogBase, f->payload.empty() ? 0 : 8));
+  TRY(receive(Request::SetLogBase, 8, true));
+  return {};
 }
 
 Result<void> Frontend::set_logging(bool on) {

@@ -94,7 +94,8 @@ class Frontend {
   // Sends a request; when it wants an answer (or REPLY_ACK applies) reads and checks the reply.
   Result<void> send(Request r, std::span<const uint8_t> payload, std::span<const int> fds = {}, bool ack = true);
   Result<std::vector<uint8_t>> call(Request r, std::span<const uint8_t> payload, size_t reply_size);
-  Result<std::vector<uint8_t>> receive(Request r, size_t reply_size);
+  // or_empty: an empty payload is accepted as well as one of reply_size bytes.
+  Result<std::vector<uint8_t>> receive(Request r, size_t reply_size, bool or_empty = false);
   template <typename T>
   Result<T> fail(Result<T> r) {
     if (!r) broken_ = true, ++bad_replies_;
