@@ -338,56 +338,45 @@ int main(int argc, char** argv) {
   if (*caps) return cmd_caps();
 
   set_log_level(verbose ? LogLevel::Info : LogLevel::Warn);
+  auto bad = [](const Error& e) {
+    std::fprintf(stderr, "evmm: %s\n", e.context().c_str());
+    return exit_status::kUsage;
+  };
   if (*device) {
     devcmd.seccomp = !device_no_seccomp;
     if (!device_disk.empty()) {
       auto d = parse_disk(device_disk);
-      if (!d) {
-        std::fprintf(stderr, "evmm: %s\n", d.error().context().c_str());
-        return exit_status::kUsage;
-      }
+      if (!d) return bad(d.error());
       devcmd.disk = *d;
     }
     if (!device_net.empty()) {
       auto n = parse_net(device_net);
-      if (!n) {
-        std::fprintf(stderr, "evmm: %s\n", n.error().context().c_str());
-        return exit_status::kUsage;
-      }
+      if (!n) return bad(n.error());
       devcmd.net = *n;
     }
     return cmd_device(devcmd);
   }
   auto s = parse_serial(serial);
-  if (!s) {
-    std::fprintf(stderr, "evmm: %s\n", s.error().context().c_str());
-    return exit_status::kUsage;
-  }
+  if (!s) return bad(s.error());
   cfg.serial = *s;
   cfg.seccomp = !no_seccomp;
   cfg.virtio.cmdline_entries = !no_virtio_cmdline;
-  {
-    auto bad = [](const Error& e) {
-      std::fprintf(stderr, "evmm: %s\n", e.context().c_str());
-      return exit_status::kUsage;
-    };
-    for (const auto& d : disks) {
-      auto r = parse_disk(d);
-      if (!r) return bad(r.error());
-      cfg.virtio.disks.push_back(*r);
-    }
-    for (const auto& f : filesystems) {
-      auto r = parse_fs(f);
-      if (!r) return bad(r.error());
-      cfg.virtio.filesystems.push_back(*r);
-    }
-    for (const auto& n : nets) {
-      auto r = parse_net(n);
-      if (!r) return bad(r.error());
-      cfg.virtio.nets.push_back(*r);
-    }
-    if (auto c = parse_console(console, cfg.virtio); !c) return bad(c.error());
+  for (const auto& d : disks) {
+    auto r = parse_disk(d);
+    if (!r) return bad(r.error());
+    cfg.virtio.disks.push_back(*r);
   }
+  for (const auto& f : filesystems) {
+    auto r = parse_fs(f);
+    if (!r) return bad(r.error());
+    cfg.virtio.filesystems.push_back(*r);
+  }
+  for (const auto& n : nets) {
+    auto r = parse_net(n);
+    if (!r) return bad(r.error());
+    cfg.virtio.nets.push_back(*r);
+  }
+  if (auto c = parse_console(console, cfg.virtio); !c) return bad(c.error());
   if (xen) {
     XenConfig x;
     unsigned major, minor;
@@ -406,10 +395,7 @@ int main(int argc, char** argv) {
   std::optional<GdbEndpoint> gdb;
   if (gdb_opt->count()) {
     auto ep = parse_gdb_endpoint(gdb_spec);
-    if (!ep) {
-      std::fprintf(stderr, "evmm: %s\n", ep.error().context().c_str());
-      return exit_status::kUsage;
-    }
+    if (!ep) return bad(ep.error());
     gdb = *ep;
     cfg.debugger = true;
     cfg.on_reset = OnReset::Exit;  // the gdb session belongs to this VM
