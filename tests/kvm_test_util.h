@@ -23,6 +23,12 @@ namespace evmm::testing {
 
 inline bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 inline size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+// How many times what occurs in s, without overlaps.
+inline size_t occurrences(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + what.size())) ++n;
+  return n;
+}
 
 // A file's whole contents ("" when it cannot be read).
 inline std::string slurp(const std::string& path) {
@@ -44,14 +50,6 @@ struct TempDir {
     if (!path.empty()) std::filesystem::remove_all(path);
   }
   std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
-// A scratch directory holding a 1 MiB zeroed disk image and the path of a socket beside it.
-struct BlkScratch : TempDir {
-  std::string disk, sock;
-  BlkScratch() : TempDir("evmm-vhost-blk"), disk(*this / "disk.img"), sock(*this / "blk.sock") {
-    std::ofstream(disk, std::ios::binary) << std::string(1 << 20, '\0');
-  }
 };
 
 // QEMU 7.2's microvm (TCG: no KVM needed) with our test guest, its modern virtio-mmio transports

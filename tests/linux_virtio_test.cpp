@@ -30,12 +30,6 @@ std::map<std::string, unsigned> virtio_interrupts(const std::string& err) {
   return out;
 }
 
-size_t occurrences(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + what.size())) ++n;
-  return n;
-}
-
 // Lines of the log in which Linux's ACPI interpreter complains about evmm's tables. Three lines are
 // how ACPICA finds that a platform has no global lock, which evmm has not (no firmware shares the
 // ACPI hardware with the OS): GBL_EN does not stick, and it logs "Could not enable GlobalLock event",

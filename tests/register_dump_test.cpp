@@ -12,12 +12,6 @@
 namespace evmm::testing {
 namespace {
 
-size_t count(const std::string& hay, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // vCPU 0 suspends itself (evmm's Suspended state); vCPU 1 waits for INIT/SIPI in KVM. Two dumps,
 // then the wake button: the guest resumes and ends with its debug-exit status, so the dumps
 // stopped nothing. With --stats each dump carries the counters so far (a hang guard's last word).
@@ -44,13 +38,13 @@ TEST(RegisterDump, Sigusr2DumpsEveryVcpuWithoutStoppingTheVm) {
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_status, 1) << r.err;  // debug-exit 0 after the resume
   EXPECT_TRUE(has(serial.contents(), "pvsuspend: resumed")) << serial.contents();
-  EXPECT_EQ(count(r.err, "evmm: register dump (SIGUSR2)\n"), 2u) << r.err;
-  EXPECT_EQ(count(r.err, "\n  vCPU 0: runnable, evmm: suspended\n"), 2u) << r.err;
-  EXPECT_EQ(count(r.err, "\n  vCPU 1: uninitialized (waiting for INIT/SIPI)\n"), 2u) << r.err;
-  EXPECT_EQ(count(r.err, "CPL=0 64-bit"), 2u) << r.err;     // vCPU 0
-  EXPECT_EQ(count(r.err, "RIP=000000000000fff0"), 2u) << r.err;  // vCPU 1 at the reset vector
-  EXPECT_EQ(count(r.err, "  code at 0x"), 4u) << r.err;
-  EXPECT_EQ(count(r.err, "evmm: stats: pio_exits="), 3u) << r.err;  // after each dump, and at the end
+  EXPECT_EQ(occurrences(r.err, "evmm: register dump (SIGUSR2)\n"), 2u) << r.err;
+  EXPECT_EQ(occurrences(r.err, "\n  vCPU 0: runnable, evmm: suspended\n"), 2u) << r.err;
+  EXPECT_EQ(occurrences(r.err, "\n  vCPU 1: uninitialized (waiting for INIT/SIPI)\n"), 2u) << r.err;
+  EXPECT_EQ(occurrences(r.err, "CPL=0 64-bit"), 2u) << r.err;     // vCPU 0
+  EXPECT_EQ(occurrences(r.err, "RIP=000000000000fff0"), 2u) << r.err;  // vCPU 1 at the reset vector
+  EXPECT_EQ(occurrences(r.err, "  code at 0x"), 4u) << r.err;
+  EXPECT_EQ(occurrences(r.err, "evmm: stats: pio_exits="), 3u) << r.err;  // after each dump, and at the end
 }
 
 }  // namespace

@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include "testing/vhost_blk_driver.h"
 #include "testing/virtio_driver.h"
 #include "tests/kvm_test_util.h"
+#include "tests/vhost_blk_peers.h"
 #include "vhost/user_device.h"
 
 namespace evmm::testing {
@@ -73,13 +73,7 @@ TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   BlkScratch s;
   Outcome o;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(60);
-  opts.while_running = [&](pid_t pid) {
-    o = drive(s.sock);
-    ::kill(pid, SIGTERM);
-  };
-  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
+  auto qsd = with_qemu_storage_daemon(s, [&] { o = drive(s.sock); });
   expect_served(o, slurp(s.disk));
   EXPECT_EQ(o.error, "") << qsd.err;
 }
@@ -87,10 +81,7 @@ TEST(VhostUserBlkPeers, FrontendDrivesQemuStorageDaemon) {
 TEST(VhostUserBlkPeers, FrontendDrivesEvmmDeviceBlk) {
   BlkScratch s;
   Outcome o;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(60);
-  opts.while_running = [&](pid_t) { o = drive(s.sock); };  // the backend exits when the frontend goes
-  auto dev = run_process({EVMM_BINARY, "device", "blk", "--socket", s.sock, "--disk", "path=" + s.disk, "--stats"}, opts);
+  auto dev = with_evmm_device_blk(s, [&] { o = drive(s.sock); });
   expect_served(o, slurp(s.disk));
   EXPECT_EQ(dev.exit_status, 0) << dev.err;
   EXPECT_TRUE(has(dev.err, "refused 0,")) << dev.err;
@@ -155,14 +146,10 @@ TEST(VhostUserBlkPeers, VirtioMmioDeviceOverQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   BlkScratch s;
   MmioOverBackend m;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(60);
-  opts.while_running = [&](pid_t pid) {
+  auto qsd = with_qemu_storage_daemon(s, [&] {
     m.run(s.sock);
     if (m.d) m.d->set_reg(VIRTIO_MMIO_STATUS, 0);  // reset: the rings stop (GET_VRING_BASE) before the daemon goes
-    ::kill(pid, SIGTERM);
-  };
-  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
+  });
   ASSERT_EQ(m.error, "") << qsd.err;
   EXPECT_EQ(m.capacity, 2048u);
   EXPECT_TRUE(m.features & (1ull << VIRTIO_BLK_F_FLUSH));
@@ -208,13 +195,12 @@ TEST(VhostUserBlkPeers, GuestWritesThroughEvmmToQemuStorageDaemon) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   BlkScratch s;
   ProcessResult vm;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(120);
-  opts.while_running = [&](pid_t pid) {
-    if (wait_for_socket(s.sock)) vm = boot("testprog.pvh.elf", "virtio", 1, {"--disk", "vhost-user=" + s.sock, "--stats"});
-    ::kill(pid, SIGTERM);
-  };
-  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
+  auto qsd = with_qemu_storage_daemon(
+      s,
+      [&] {
+        if (wait_for_socket(s.sock)) vm = boot("testprog.pvh.elf", "virtio", 1, {"--disk", "vhost-user=" + s.sock, "--stats"});
+      },
+      std::chrono::seconds(120));
   EXPECT_EQ(vm.exit_status, 1) << vm.out << vm.err << qsd.err;
   EXPECT_TRUE(has(vm.out, "virtio-blk: 2048 sectors")) << vm.out;
   EXPECT_TRUE(has(vm.out, "2 sectors written and read back equal, flush ok")) << vm.out;

@@ -5,13 +5,10 @@
 // LOG_ALL is off again. Against qemu-storage-daemon (libvhost-user's log) and `evmm device blk`.
 // The test is the driver (testing/vhost_blk_driver.h); no KVM needed.
 #include <gtest/gtest.h>
-#include <signal.h>
-
 #include <set>
 
 #include "memory/page_log.h"
-#include "testing/vhost_blk_driver.h"
-#include "tests/kvm_test_util.h"
+#include "tests/vhost_blk_peers.h"
 
 namespace evmm::testing {
 namespace {
@@ -82,13 +79,7 @@ TEST(VhostUserDirtyLog, QemuStorageDaemonMarksWhatItWrites) {
   if (::access(kQemuStorageDaemon, X_OK) != 0) GTEST_SKIP() << kQemuStorageDaemon << " is not installed (Debian's qemu-system-common)";
   BlkScratch s;
   Logged o;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(60);
-  opts.while_running = [&](pid_t pid) {
-    o = drive_logged(s.sock);
-    ::kill(pid, SIGTERM);
-  };
-  auto qsd = run_process(qsd_blk_export(s.disk, s.sock), opts);
+  auto qsd = with_qemu_storage_daemon(s, [&] { o = drive_logged(s.sock); });
   expect_logged(o);
   EXPECT_EQ(o.error, "") << qsd.err;
 }
@@ -96,10 +87,7 @@ TEST(VhostUserDirtyLog, QemuStorageDaemonMarksWhatItWrites) {
 TEST(VhostUserDirtyLog, EvmmDeviceBlkMarksWhatItWrites) {
   BlkScratch s;
   Logged o;
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(60);
-  opts.while_running = [&](pid_t) { o = drive_logged(s.sock); };
-  auto dev = run_process({EVMM_BINARY, "device", "blk", "--socket", s.sock, "--disk", "path=" + s.disk, "--stats"}, opts);
+  auto dev = with_evmm_device_blk(s, [&] { o = drive_logged(s.sock); });
   expect_logged(o);
   EXPECT_EQ(dev.exit_status, 0) << dev.err;
   EXPECT_TRUE(has(dev.err, "refused 0,")) << dev.err;
