@@ -33,12 +33,12 @@ struct Mapping {
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
     ::munmap(host, size);
-    ::munmap(log, wire::log_bytes(size));
+    if (log) ::munmap(log, wire::log_bytes(size));
   }
   // Marks the pages of [off, off+len) dirty, after the bytes were written (release: a collector that
   // sees the bit sees the bytes).
   void mark_dirty(uint64_t off, uint64_t len) const {
-    if (!len) return;
+    if (!len || !log) return;  // an untracked space
     const uint64_t first = off / wire::kPageSize, last = (off + len - 1) / wire::kPageSize;
     for (uint64_t w = first / 64; w <= last / 64; ++w) {
       const uint64_t lo = w == first / 64 ? first % 64 : 0, hi = w == last / 64 ? last % 64 : 63;
@@ -207,7 +207,8 @@ AddressSpace::~AddressSpace() {
   delete current_.load();
 }
 
-Result<std::unique_ptr<AddressSpace>> AddressSpace::create() {
+Result<std::unique_ptr<AddressSpace>> AddressSpace::create(DirtyTracking tracking) {
+  if (tracking == DirtyTracking::Off) return std::unique_ptr<AddressSpace>(new AddressSpace(UniqueFd()));
   int log = ::memfd_create("evmm-dirty-log", MFD_CLOEXEC);
   if (log < 0) return errno_error("address space: memfd_create for the dirty log");
   return std::unique_ptr<AddressSpace>(new AddressSpace(UniqueFd(log)));
@@ -274,9 +275,12 @@ Result<void> AddressSpace::add_locked(GuestAddress start, uint64_t size, int fd,
   TRY(check_region_fd(fd, size, fd_offset));
   // The exporter gives each region a fresh part of the log (never reused: a pinned view released after
   // its region's removal still marks there); an attached space maps the part the exporter chose.
-  const uint64_t log_len = wire::log_bytes(size);
+  const bool tracked = log_fd_.valid();
+  const uint64_t log_len = tracked ? wire::log_bytes(size) : 0;
   const uint64_t log_off = log_offset.value_or(log_next_);
-  if (log_offset) {
+  if (!tracked) {
+    // no log to grow or map
+  } else if (log_offset) {
     TRY_CTX(check_region_fd(log_fd_.get(), log_len, log_off), "the dirty log");
   } else if (::ftruncate(log_fd_.get(), off_t(log_next_ + log_len)) < 0) {
     return errno_error("address space: growing the dirty log to {} bytes", log_next_ + log_len);
@@ -288,12 +292,12 @@ Result<void> AddressSpace::add_locked(GuestAddress start, uint64_t size, int fd,
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return errno_error("address space: dup fd {}", fd);
   UniqueFd own(dup);
-  void* log = ::mmap(nullptr, log_len, PROT_READ | PROT_WRITE, MAP_SHARED, log_fd_.get(), off_t(log_off));
+  void* log = tracked ? ::mmap(nullptr, log_len, PROT_READ | PROT_WRITE, MAP_SHARED, log_fd_.get(), off_t(log_off)) : nullptr;
   if (log == MAP_FAILED) return errno_error("address space: mmap the dirty log at {:#x}", log_off);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, dup, off_t(fd_offset));
   if (p == MAP_FAILED) {
     auto err = errno_error("address space: mmap {:#x} bytes of fd {} at {:#x}", size, fd, fd_offset);
-    ::munmap(log, log_len);
+    if (log) ::munmap(log, log_len);
     return err;
   }
   ::madvise(p, size, MADV_DONTDUMP);
@@ -369,6 +373,7 @@ Result<void> AddressSpace::export_to(UniqueFd sock, int peer_timeout_ms) {
   socklen_t len = sizeof type;
   if (::getsockopt(sock.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) return errno_error("address space: export socket");
   if (type != SOCK_SEQPACKET) return make_error(EPROTOTYPE, "address space: export needs a SOCK_SEQPACKET socket");
+  if (!log_fd_.valid()) return make_error(EOPNOTSUPP, "address space: an untracked space has no log to share with a peer");
   std::lock_guard lock(writer_mu_);
   const Snapshot* cur = current_.load(std::memory_order_relaxed);
   wire::Message m{wire::MsgType::Table, cur->generation, {}};
@@ -537,10 +542,21 @@ void MappedView::release() {
   slice_ = GuestSlice();
 }
 
+GuestMemory AddressSpace::pin() const {
+  std::lock_guard lock(writer_mu_);  // the snapshot cannot be replaced (and freed) while we copy it
+  auto held = std::make_shared<std::vector<std::shared_ptr<const Mapping>>>(current_.load()->regions);
+  std::vector<MemoryRegion> regions;
+  for (const auto& m : *held) regions.push_back({m->start, m->size, RegionKind::Ram, m->host, m->fd_offset});
+  GuestMemory mem(UniqueFd(), std::move(regions));
+  mem.pins_ = std::move(held);
+  return mem;
+}
+
 std::vector<DirtyRegion> AddressSpace::collect_dirty() {
   std::lock_guard lock(writer_mu_);
   std::vector<DirtyRegion> out;
   for (const auto& m : current_.load(std::memory_order_relaxed)->regions) {
+    if (!m->log) continue;
     DirtyRegion d{m->start, m->size, std::vector<uint64_t>((m->size / wire::kPageSize + 63) / 64)};
     bool any = false;
     for (size_t w = 0; w < d.bitmap.size(); ++w) {

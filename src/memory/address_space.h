@@ -36,6 +36,7 @@
 #include "base/result.h"
 #include "memory/address_space_wire.h"
 #include "memory/guest_address.h"
+#include "memory/guest_memory.h"
 #include "memory/guest_slice.h"
 
 namespace evmm {
@@ -93,10 +94,15 @@ struct AddressSpaceStats {
   uint64_t peer_errors;   // peers dropped: closed, timed out, or sent something malformed
 };
 
+// Whether a space keeps its own dirty log. Off is for a space whose writers report their writes
+// elsewhere (a vhost-user backend, in vhost's log): no log memfd, nothing marked, nothing collected,
+// and no export (a peer would have no log to mark).
+enum class DirtyTracking { On, Off };
+
 class AddressSpace {
  public:
-  // An empty space, with its dirty log (a memfd).
-  static Result<std::unique_ptr<AddressSpace>> create();
+  // An empty space, with its dirty log (a memfd) unless tracking is Off.
+  static Result<std::unique_ptr<AddressSpace>> create(DirtyTracking tracking = DirtyTracking::On);
   // Receives a region table on sock (SOCK_SEQPACKET, from export_to) and maps every region: the
   // attached side. It applies later changes in serve_peer().
   static Result<std::unique_ptr<AddressSpace>> attach(UniqueFd sock, int timeout_ms = 5000);
@@ -115,6 +121,7 @@ class AddressSpace {
   // Sends the region table and its fds on sock (SOCK_SEQPACKET) and keeps sock to tell that peer of
   // later changes. peer_timeout_ms bounds how long a change waits for the peer's acknowledgement;
   // a peer that does not answer in time is dropped (counted in peer_errors) and is told nothing more.
+  // EOPNOTSUPP for an untracked space.
   Result<void> export_to(UniqueFd sock, int peer_timeout_ms = 5000);
   // The attached side: waits up to timeout_ms for one change from the exporter, applies it and
   // acknowledges it. ECONNRESET once the exporter has closed the socket.
@@ -152,6 +159,14 @@ class AddressSpace {
   Result<void> store(GuestAddress addr, T v, std::memory_order o) const;
   // A pinned view of [addr, addr+len), which must lie inside one region.
   Result<MappedView> map(GuestAddress addr, uint64_t len) const;
+  // Every region of the current snapshot pinned at once, as the fixed table a GuestMemory is: what
+  // code written against one (the virtio queues and devices) binds to. Like a MappedView it keeps
+  // each mapping, and so each host address it hands out (io_vectors), valid until it is destroyed,
+  // whatever is removed meanwhile; the holder takes a new pin after a change. Writes through it are
+  // not marked in this space's log (a vhost-user backend's space is untracked: its device reports
+  // its writes in vhost's own log).
+  // An empty space pins an empty table.
+  GuestMemory pin() const;
 
   AddressSpaceStats stats() const;
 

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -159,6 +160,64 @@ TEST(AddressSpace, PinnedViewOutlivesTheRegionsRemoval) {
   EXPECT_EQ(byte_at(fd.get(), 0x14), 7);
   EXPECT_EQ(v.slice().read_obj<uint32_t>(16).error().code(), EFAULT);
   EXPECT_EQ(as->read_obj<uint32_t>(GuestAddress(0x4010)).error().code(), EFAULT);
+}
+
+// What a device backend binds to: the whole table pinned as a GuestMemory, valid across removals and
+// blind to additions until the holder pins again.
+TEST(AddressSpace, APinnedTableOutlivesRemovalsAndSeesOnlyItsSnapshot) {
+  UniqueFd a = memfd(2 * kPage), b = memfd(kPage);
+  auto as = AddressSpace::create().value();
+  EXPECT_TRUE(as->pin().regions().empty());
+  ASSERT_TRUE(as->add_region(GuestAddress(0x10000), 2 * kPage, a.get(), 0));
+  ASSERT_TRUE(as->add_region(GuestAddress(0x40000), kPage, b.get(), 0));
+  GuestMemory mem = as->pin();
+  ASSERT_EQ(mem.regions().size(), 2u);
+  EXPECT_EQ(mem.memfd(), -1);
+
+  // The same bytes through both, at the regions' fd offsets.
+  ASSERT_TRUE(mem.write_obj<uint32_t>(GuestAddress(0x40008), 0xabad1dea));
+  EXPECT_EQ(as->read_obj<uint32_t>(GuestAddress(0x40008)).value(), 0xabad1deau);
+  EXPECT_EQ(byte_at(b.get(), 8), 0xea);
+
+  // A removal does not wait for the pin, and the pinned mapping stays usable, host iovecs too.
+  ASSERT_TRUE(as->remove_region(GuestAddress(0x40000)));
+  EXPECT_EQ(as->read_obj<uint32_t>(GuestAddress(0x40008)).error().code(), EFAULT);
+  std::vector<struct iovec> iov;
+  ASSERT_TRUE(mem.io_vectors(GuestAddress(0x40000), kPage, iov));
+  ASSERT_EQ(iov.size(), 1u);
+  static_cast<uint8_t*>(iov[0].iov_base)[9] = 0x5a;
+  EXPECT_EQ(byte_at(b.get(), 9), 0x5a);
+
+  // A region added later is not in the old pin; a new pin has it and not the removed one.
+  UniqueFd c = memfd(kPage);
+  ASSERT_TRUE(as->add_region(GuestAddress(0x80000), kPage, c.get(), 0));
+  EXPECT_EQ(mem.read_obj<uint8_t>(GuestAddress(0x80000)).error().code(), EFAULT);
+  GuestMemory now = as->pin();
+  EXPECT_TRUE(now.contains(GuestAddress(0x80000), kPage));
+  EXPECT_FALSE(now.contains(GuestAddress(0x40000), 1));
+
+  // Moving a pin moves the hold; destroying the space's last holder unmaps nothing twice (ASan).
+  GuestMemory moved = std::move(mem);
+  as.reset();
+  EXPECT_EQ(moved.read_obj<uint32_t>(GuestAddress(0x40008)).value(), 0xabad5aeau);
+  ASSERT_TRUE(moved.write_obj<uint8_t>(GuestAddress(0x11000), 3));
+  EXPECT_EQ(byte_at(a.get(), 0x1000), 3);
+}
+
+// A backend's space: its writes are reported in vhost's log, so it keeps none and shares none.
+TEST(AddressSpace, AnUntrackedSpaceMarksNothingAndCannotBeExported) {
+  UniqueFd fd = memfd(kPage);
+  auto as = AddressSpace::create(DirtyTracking::Off).value();
+  ASSERT_TRUE(as->add_region(GuestAddress(0), kPage, fd.get(), 0));
+  ASSERT_TRUE(as->write_obj<uint64_t>(GuestAddress(8), 1));
+  ASSERT_TRUE(as->store<uint32_t>(GuestAddress(16), 2, std::memory_order_release));
+  as->map(GuestAddress(0), 64).value().release();
+  EXPECT_TRUE(as->collect_dirty().empty());
+  EXPECT_EQ(byte_at(fd.get(), 16), 2);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd keep(sv[1]);
+  EXPECT_EQ(as->export_to(UniqueFd(sv[0])).error().code(), EOPNOTSUPP);
 }
 
 std::vector<uint64_t> dirty_pages(AddressSpace& as) {

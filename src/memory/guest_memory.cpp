@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,51 +67,16 @@ Result<GuestMemory> GuestMemory::create_pc(uint64_t ram_bytes) {
 }
 
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept
-    : memfd_(std::move(o.memfd_)), regions_(std::exchange(o.regions_, {})), region_fds_(std::exchange(o.region_fds_, {})) {}
-
-Result<GuestMemory> GuestMemory::from_fds(std::span<const FdRegion> in) {
-  if (in.empty()) return make_error(EINVAL, "guest memory: no regions");
-  std::vector<FdRegion> specs(in.begin(), in.end());
-  std::sort(specs.begin(), specs.end(), [](auto& a, auto& b) { return a.start < b.start; });
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const auto& s = specs[i];
-    // vhost-user regions need not be page-aligned in guest space (QEMU sends what its memory map
-    // has), but mmap needs the fd offset to be.
-    if (s.size == 0 || s.fd_offset % kPage)
-      return make_error(EINVAL, "guest memory: region at {} is empty or its fd offset {:#x} is not page-aligned", s.start,
-                        s.fd_offset);
-    if (!s.start.checked_add(s.size)) return make_error(EINVAL, "guest memory: region at {} wraps", s.start);
-    if (i > 0 && specs[i - 1].start + specs[i - 1].size > s.start)
-      return make_error(EINVAL, "guest memory: regions at {} and {} overlap", specs[i - 1].start, s.start);
-  }
-  GuestMemory mem(UniqueFd(), {});
-  for (const auto& s : specs) {
-    // A mapping past the end of its file faults (SIGBUS) on first touch: refuse it here.
-    struct stat st;
-    if (::fstat(s.fd, &st) != 0) return errno_error("guest memory: fd {} of the region at {}", s.fd, s.start);
-    if (!S_ISREG(st.st_mode))
-      return make_error(ENODEV, "guest memory: fd {} of the region at {} is not a memfd or a regular file", s.fd, s.start);
-    if (s.fd_offset + s.size < s.fd_offset || s.fd_offset + s.size > static_cast<uint64_t>(st.st_size))
-      return make_error(ERANGE, "guest memory: the region at {} ({:#x} bytes at {:#x}) runs past its file's {:#x} bytes",
-                        s.start, s.size, s.fd_offset, st.st_size);
-    int dup = ::fcntl(s.fd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) return errno_error("guest memory: fd {} of the region at {}", s.fd, s.start);
-    UniqueFd fd(dup);
-    void* p = ::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, dup, static_cast<off_t>(s.fd_offset));
-    if (p == MAP_FAILED) return errno_error("guest memory: mmap {:#x} bytes of fd {} at {:#x} for {}", s.size, s.fd, s.fd_offset, s.start);
-    ::madvise(p, s.size, MADV_DONTDUMP);
-    mem.regions_.push_back({s.start, s.size, RegionKind::Ram, static_cast<uint8_t*>(p), s.fd_offset});
-    mem.region_fds_.push_back(std::move(fd));
-  }
-  return mem;
-}
+    : memfd_(std::move(o.memfd_)),
+      regions_(std::exchange(o.regions_, {})),
+      pins_(std::move(o.pins_)) {}
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
   if (this != &o) {
     unmap();
     memfd_ = std::move(o.memfd_);
     regions_ = std::exchange(o.regions_, {});
-    region_fds_ = std::exchange(o.region_fds_, {});
+    pins_ = std::move(o.pins_);
   }
   return *this;
 }
@@ -120,8 +84,10 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
 GuestMemory::~GuestMemory() { unmap(); }
 
 void GuestMemory::unmap() {
-  for (auto& r : regions_) ::munmap(r.host, r.size);
+  if (!pins_)
+    for (auto& r : regions_) ::munmap(r.host, r.size);
   regions_.clear();
+  pins_.reset();  // an AddressSpace's mappings go when their last holder does
 }
 
 uint64_t GuestMemory::ram_bytes() const {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -48,19 +49,6 @@ class GuestMemory {
  public:
   // One memfd backs every region, each at its own offset; regions must be page-aligned and disjoint.
   static Result<GuestMemory> create(std::vector<RegionSpec> specs);
-  // Regions someone else allocated, each a shared mapping of its own fd (dup'ed) at fd_offset: what
-  // a device backend maps from its frontend's table (vhost-user SET_MEM_TABLE). memfd() is -1.
-  // EINVAL for empty, misaligned or overlapping regions; ENODEV for an fd that is not a regular file
-  // or memfd, ERANGE for a region that runs past the end of its file (a mapping there would fault
-  // on first touch); the fd checks of mmap otherwise. A file the other owner shrinks later still
-  // faults: a backend trusts its frontend that far, as libvhost-user's do.
-  struct FdRegion {
-    GuestAddress start;
-    uint64_t size;
-    int fd;
-    uint64_t fd_offset;
-  };
-  static Result<GuestMemory> from_fds(std::span<const FdRegion> regions);
   // RAM of ram_bytes laid out as a PC: see memory/layout.h.
   static Result<GuestMemory> create_pc(uint64_t ram_bytes);
 
@@ -112,6 +100,7 @@ class GuestMemory {
   Result<void> io_vectors(GuestAddress addr, uint64_t len, std::vector<struct iovec>& out) const;
 
  private:
+  friend class AddressSpace;  // AddressSpace::pin() makes the pinned form
   GuestMemory(UniqueFd memfd, std::vector<MemoryRegion> regions)
       : memfd_(std::move(memfd)), regions_(std::move(regions)) {}
   void unmap();
@@ -122,7 +111,8 @@ class GuestMemory {
 
   UniqueFd memfd_;
   std::vector<MemoryRegion> regions_;
-  std::vector<UniqueFd> region_fds_;  // from_fds: one per region
+  // Pinned form: the regions are an AddressSpace's mappings, which this holds (and does not unmap).
+  std::shared_ptr<const void> pins_;
 };
 
 }  // namespace evmm

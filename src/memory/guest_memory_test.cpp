@@ -117,45 +117,5 @@ TEST(GuestMemory, SliceSeesGuestBytesAndStopsAtItsEnd) {
   EXPECT_EQ(s->load<uint64_t>(4, std::memory_order_relaxed).error().code(), EINVAL);
 }
 
-TEST(GuestMemory, FromFdsMapsAnotherOwnersRegionsShared) {
-  // What a vhost-user backend does with its frontend's table: the owner's memfd, mapped again.
-  auto owner = GuestMemory::create({{GuestAddress(0), 2 * 4096}, {GuestAddress(0x10000), 4096}});
-  ASSERT_TRUE(owner);
-  const int fd = owner->memfd();
-  const uint64_t second = owner->regions()[1].fd_offset;
-  // Given out of order; the region's guest start need not be page-aligned, its fd offset must be.
-  GuestMemory::FdRegion regions[] = {{GuestAddress(0x10000), 4096, fd, second}, {GuestAddress(0), 2 * 4096, fd, 0}};
-  auto mem = GuestMemory::from_fds(regions);
-  ASSERT_TRUE(mem) << mem.error().message();
-  EXPECT_EQ(mem->memfd(), -1);
-  ASSERT_TRUE(owner->write_obj<uint32_t>(GuestAddress(0x10010), 0x12345678));
-  EXPECT_EQ(*mem->read_obj<uint32_t>(GuestAddress(0x10010)), 0x12345678u);
-  ASSERT_TRUE(mem->write_obj<uint32_t>(GuestAddress(0x1ff0), 0xa1b2c3d4));
-  EXPECT_EQ(*owner->read_obj<uint32_t>(GuestAddress(0x1ff0)), 0xa1b2c3d4u);
-  // The fds were duplicated: the table's fds may close once the map is made.
-  owner = GuestMemory::create({{GuestAddress(0), 4096}});
-  EXPECT_EQ(*mem->read_obj<uint32_t>(GuestAddress(0x10010)), 0x12345678u);
-
-  EXPECT_EQ(GuestMemory::from_fds({}).error().code(), EINVAL);
-  GuestMemory::FdRegion overlap[] = {{GuestAddress(0), 8192, fd, 0}, {GuestAddress(4096), 4096, fd, 0}};
-  EXPECT_EQ(GuestMemory::from_fds(overlap).error().code(), EINVAL);
-  GuestMemory::FdRegion odd_offset[] = {{GuestAddress(0), 4096, fd, 100}};
-  EXPECT_EQ(GuestMemory::from_fds(odd_offset).error().code(), EINVAL);
-  GuestMemory::FdRegion wraps[] = {{GuestAddress(~0ull - 4095), 8192, fd, 0}};
-  EXPECT_EQ(GuestMemory::from_fds(wraps).error().code(), EINVAL);
-  GuestMemory::FdRegion closed[] = {{GuestAddress(0), 4096, 9999, 0}};
-  EXPECT_EQ(GuestMemory::from_fds(closed).error().code(), EBADF);
-  // A region past the end of its file would fault on first touch; a pipe cannot be guest memory.
-  const int small = owner->memfd();  // the owner made last: one page
-  GuestMemory::FdRegion past_end[] = {{GuestAddress(0), 8192, small, 0}};
-  EXPECT_EQ(GuestMemory::from_fds(past_end).error().code(), ERANGE);
-  int p[2];
-  ASSERT_EQ(::pipe(p), 0);
-  GuestMemory::FdRegion pipe_region[] = {{GuestAddress(0), 4096, p[0], 0}};
-  EXPECT_EQ(GuestMemory::from_fds(pipe_region).error().code(), ENODEV);
-  ::close(p[0]);
-  ::close(p[1]);
-}
-
 }  // namespace
 }  // namespace evmm

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
@@ -119,19 +120,44 @@ Result<uint64_t> Backend::to_guest(uint64_t user_addr) const {
 }
 
 Result<void> Backend::set_memory(std::vector<MemRegion> regions, std::vector<UniqueFd> fds) {
-  std::vector<GuestMemory::FdRegion> specs;
+  // A table is taken whole or not at all: the old one stays if any region is refused. The device's
+  // writes go to vhost's log (SET_LOG_BASE), so the space keeps none of its own.
+  auto space = TRY(AddressSpace::create(DirtyTracking::Off));
   for (size_t i = 0; i < regions.size(); ++i)
-    specs.push_back({GuestAddress(regions[i].guest_addr), regions[i].size, fds[i].get(), regions[i].mmap_offset});
-  std::optional<GuestMemory> mem;
-  if (!specs.empty()) mem.emplace(TRY_CTX(GuestMemory::from_fds(specs), "vhost-user: memory table"));
-  // The device lets go of the old mapping before it goes; it picks up again on the new one.
-  const bool was_active = active_;
-  deactivate();
+    TRY_CTX(space->add_region(GuestAddress(regions[i].guest_addr), regions[i].size, fds[i].get(), regions[i].mmap_offset),
+            "vhost-user: memory table");
   table_ = std::move(regions);
-  table_fds_ = std::move(fds);
-  mem_ = std::move(mem);
-  if (was_active) TRY(try_activate());
-  return {};
+  space_ = std::move(space);
+  return rebind();
+}
+
+Result<void> Backend::add_memory(const MemRegion& r, int fd) {
+  if (table_.size() >= kMaxMemSlots) return make_error(ENOSPC, "more than {} memory slots", kMaxMemSlots);
+  if (!space_) space_ = TRY(AddressSpace::create(DirtyTracking::Off));
+  TRY_CTX(space_->add_region(GuestAddress(r.guest_addr), r.size, fd, r.mmap_offset), "vhost-user: ADD_MEM_REG");
+  table_.push_back(r);
+  return rebind();
+}
+
+Result<void> Backend::remove_memory(const MemRegion& r) {
+  auto it = std::find_if(table_.begin(), table_.end(),
+                         [&](const MemRegion& t) { return t.guest_addr == r.guest_addr && t.size == r.size; });
+  if (it == table_.end()) return make_error(ENOENT, "no memory region {:#x}+{:#x}", r.guest_addr, r.size);
+  // The device stops first: nothing of it may still be in flight on the region when it goes.
+  deactivate();
+  mem_.reset();
+  TRY_CTX(space_->remove_region(GuestAddress(r.guest_addr)), "vhost-user: REM_MEM_REG");
+  table_.erase(it);
+  return rebind();
+}
+
+Result<void> Backend::rebind() {
+  // The device lets go of the old pin before it goes; its rings resume where they stopped.
+  deactivate();
+  mem_.reset();
+  if (table_.empty()) return {};
+  mem_.emplace(space_->pin());
+  return try_activate();
 }
 
 Result<void> Backend::try_activate() {
@@ -229,33 +255,12 @@ Result<std::optional<std::vector<uint8_t>>> Backend::handle(Message& m, EventOps
       TRY(set_memory(std::move(regions), std::move(m.fds)));
       return Reply();
     }
-    case Request::AddMemReg: {
-      if (table_.size() >= kMaxMemSlots) return make_error(ENOSPC, "more than {} memory slots", kMaxMemSlots);
-      auto regions = table_;
-      regions.push_back(std::get<MemRegion>(m.payload));
-      std::vector<UniqueFd> fds;
-      for (const auto& fd : table_fds_) fds.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-      fds.push_back(std::move(m.fds[0]));
-      TRY(set_memory(std::move(regions), std::move(fds)));
+    case Request::AddMemReg:
+      TRY(add_memory(std::get<MemRegion>(m.payload), m.fds[0].get()));
       return Reply();
-    }
-    case Request::RemMemReg: {
-      const auto& gone = std::get<MemRegion>(m.payload);
-      std::vector<MemRegion> regions;
-      std::vector<UniqueFd> fds;
-      bool found = false;
-      for (size_t i = 0; i < table_.size(); ++i) {
-        if (!found && table_[i].guest_addr == gone.guest_addr && table_[i].size == gone.size) {
-          found = true;
-          continue;
-        }
-        regions.push_back(table_[i]);
-        fds.emplace_back(::fcntl(table_fds_[i].get(), F_DUPFD_CLOEXEC, 0));
-      }
-      if (!found) return make_error(ENOENT, "no memory region {:#x}+{:#x}", gone.guest_addr, gone.size);
-      TRY(set_memory(std::move(regions), std::move(fds)));
+    case Request::RemMemReg:
+      TRY(remove_memory(std::get<MemRegion>(m.payload)));
       return Reply();
-    }
     case Request::SetVringNum: {
       const auto s = std::get<VringState>(m.payload);
       Ring* r = TRY(ring(s.index));

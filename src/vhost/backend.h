@@ -1,6 +1,7 @@
 // A vhost-user backend: serves one of evmm's virtio devices (the same VirtioDevice the in-process
 // MMIO transport carries) to one frontend over a connected Unix stream socket. The frontend's guest
-// memory arrives as fds (SET_MEM_TABLE, ADD_MEM_REG) and is mapped here; its rings are walked by the
+// memory arrives as fds (SET_MEM_TABLE, ADD_MEM_REG) and is mapped into an AddressSpace, which the
+// device and queues reach through a pin (AddressSpace::pin) renewed at each change; its rings are walked by the
 // same Virtqueue; a kick eventfd from the frontend wakes the device and the device's used entries
 // signal the frontend's call eventfd. (The model: libvhost-user, rust-vmm's vhost-user-backend.)
 //
@@ -26,6 +27,7 @@
 #include "base/fd.h"
 #include "devices/virtio/device.h"
 #include "event/event_loop.h"
+#include "memory/address_space.h"
 #include "memory/guest_memory.h"
 #include "memory/page_log.h"
 #include "vhost/vhost_user.h"
@@ -70,7 +72,12 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
 
   // What a request answers: nothing (then an acknowledgement if asked for), or these bytes.
   Result<std::optional<std::vector<uint8_t>>> handle(Message& m, EventOps& ops);
+  // SET_MEM_TABLE: a new address space with these regions. ADD/REM_MEM_REG change the one there is.
   Result<void> set_memory(std::vector<MemRegion> regions, std::vector<UniqueFd> fds);
+  Result<void> add_memory(const MemRegion& r, int fd);
+  Result<void> remove_memory(const MemRegion& r);
+  // Stops the device, pins the space's table anew and starts the device again on it.
+  Result<void> rebind();
   Result<uint64_t> to_guest(uint64_t user_addr) const;
   // Activates the device once a ring is started and enabled; activates rings that join later.
   Result<void> try_activate();
@@ -90,8 +97,10 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
   std::unique_ptr<virtio::Virtqueue[]> queue_storage_;
   std::span<virtio::Virtqueue> queues_;
   std::vector<Ring> rings_;
+  // The frontend's memory: its table (the frontend's addresses, for the rings), the address space
+  // that maps it (and checks each region), and the pin of that space the device and queues use.
   std::vector<MemRegion> table_;
-  std::vector<UniqueFd> table_fds_;
+  std::unique_ptr<AddressSpace> space_;
   std::optional<GuestMemory> mem_;
   std::unique_ptr<PageLog> log_;  // SET_LOG_BASE
   uint64_t acked_ = 0;

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 
 #include "devices/virtio/rng/rng.h"
@@ -195,6 +196,63 @@ TEST_F(BackendTest, ServesARequestThroughTheFrontendsRingAndSignalsItsCallFd) {
   std::memcpy(&num, base.data() + 4, 4);
   EXPECT_EQ(num, 2u);
   EXPECT_EQ(backend->stats().bad_messages.load(), 0u);
+}
+
+// ADD_MEM_REG and REM_MEM_REG change the backend's address space while the ring runs: a buffer in
+// a region added later is served, one in a removed region is refused and its file left untouched,
+// and a region that overlaps or was never added is refused without disturbing the table.
+TEST_F(BackendTest, MemoryRegionsComeAndGoWhileTheRingRuns) {
+  FrontendRam r;
+  ASSERT_NE(r.ram, nullptr);
+  r.set_up(fe, 1ull << 32);
+  ASSERT_TRUE(fe.send(Request::SetVringEnable, pack(uint32_t{0}, uint32_t{1})));
+  pump();
+  ASSERT_TRUE(backend->active());
+
+  constexpr uint64_t kExtraGpa = 0x400000, kExtraUser = 0x7f1000000000;
+  UniqueFd extra(::memfd_create("frontend-extra", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(extra.get(), 0x1000), 0);
+  auto region = [](uint64_t gpa, uint64_t size, uint64_t user) { return pack(uint64_t{0}, gpa, size, user, uint64_t{0}); };
+  auto acked = [&](Request req, std::vector<uint8_t> payload, std::vector<int> fds) {
+    EXPECT_TRUE(fe.send(req, std::move(payload), std::move(fds), kVersion | kFlagNeedReply));
+    pump();
+    return fe.reply_u64(req) == 0;
+  };
+  auto extra_bytes = [&] {
+    std::array<uint8_t, 64> b{};
+    EXPECT_EQ(::pread(extra.get(), b.data(), b.size(), 0), 64);
+    return b;
+  };
+  ASSERT_TRUE(fe.send(Request::SetProtocolFeatures, u64(1ull << kProtoReplyAck)));
+
+  // Descriptor 0 now names 64 bytes in the region to come.
+  auto desc = pack(kExtraGpa, uint32_t{64}, uint16_t{2}, uint16_t{0});
+  std::memcpy(r.ram, desc.data(), desc.size());
+  ASSERT_TRUE(acked(Request::AddMemReg, region(kExtraGpa, 0x1000, kExtraUser), {extra.get()}));
+  r.offer(0);
+  r.kick_ring();
+  pump();
+  EXPECT_EQ(r.used_idx(), 1);
+  EXPECT_EQ(device->metrics().bytes.load(), 64u);
+  const auto random = extra_bytes();
+  EXPECT_NE(random, (std::array<uint8_t, 64>{}));  // 512 random bits, all zero: never
+
+  // Overlapping the ring's region, or removing what is not there: refused, the table unchanged.
+  UniqueFd other(::memfd_create("frontend-other", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(other.get(), 0x1000), 0);
+  EXPECT_FALSE(acked(Request::AddMemReg, region(FrontendRam::kGpa + 0x1000, 0x1000, 0x7f2000000000), {other.get()}));
+  EXPECT_FALSE(acked(Request::RemMemReg, region(0x800000, 0x1000, 0), {}));
+  EXPECT_TRUE(backend->active());
+
+  // Gone: the same request names memory the backend no longer has, and the file stays as it was.
+  ASSERT_TRUE(acked(Request::RemMemReg, region(kExtraGpa, 0x1000, kExtraUser), {}));
+  EXPECT_TRUE(backend->active());
+  r.offer(1);
+  r.kick_ring();
+  pump();
+  EXPECT_EQ(device->metrics().bytes.load(), 64u);
+  EXPECT_EQ(extra_bytes(), random);
+  EXPECT_FALSE(backend->finished());
 }
 
 // LOG_SHMFD: the frontend's log marks, in guest pages, the buffer the device wrote and the used
