@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # One line each on why: README.md, "Dependencies".
-build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+build_pkgs=(g++ cmake ninja-build binutils libexpected-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
             libbenchmark-dev libxen-dev libseccomp-dev libzydis-dev liburing-dev python3
             zlib1g-dev liblzma-dev liblz4-dev libzstd-dev libbz2-dev)
 # The peers the tests and benchmarks talk to: QEMU 7.2 (microvm under TCG as a guest runner and a
