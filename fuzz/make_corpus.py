@@ -440,6 +440,42 @@ seed("virtio_blk", "out_of_range", blk(0, 4, 8, [(0, HDR, 16), (1, DATA, 4096), 
 seed("virtio_blk", "no_status", blk(0, 64, 8, [(0, HDR, 16)], blk_mem((HDR, blk_hdr(4, 0)))))
 
 
+# --- the control API (targets/api_http_fuzz.cpp): byte 0 picks the limits, then HTTP requests ----
+
+
+def http(method, path, body=""):
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n" + body).encode()
+
+
+GO_SDK = [
+    http("GET", "/machine-config"),
+    http("PUT", "/logger", '{"log_path":"/tmp/fc.log","level":"Debug","show_level":true,"show_log_origin":false}'),
+    http("PUT", "/metrics", '{"metrics_path":"/tmp/fc.metrics"}'),
+    http("PUT", "/machine-config", '{"vcpu_count":2,"mem_size_mib":256,"smt":false,"track_dirty_pages":false}'),
+    http("PUT", "/boot-source", '{"kernel_image_path":"/k","boot_args":"console=ttyS0 reboot=k panic=1"}'),
+    http("PUT", "/drives/data", '{"drive_id":"data","path_on_host":"/d","is_root_device":false,"is_read_only":true}'),
+    http("PUT", "/drives/root_drive", '{"drive_id":"root_drive","path_on_host":"/r","is_root_device":true}'),
+    http("PUT", "/network-interfaces/1", '{"iface_id":"1","host_dev_name":"tap0","guest_mac":"AA:FC:00:00:00:01"}'),
+    http("PUT", "/vsock", '{"guest_cid":3,"uds_path":"/v.sock"}'),
+    http("PUT", "/entropy", "{}"),
+    http("PUT", "/actions", '{"action_type":"InstanceStart"}'),
+    http("PUT", "/actions", '{"action_type":"InstanceStart"}'),
+    http("PATCH", "/vm", '{"state":"Paused"}'),
+    http("GET", "/"),
+    http("GET", "/vm/config"),
+]
+seed("api_http", "go_sdk", b"\0" + b"".join(GO_SDK))
+seed("api_http", "small_limits", b"\1" + b"".join(GO_SDK[:4]))
+seed("api_http", "config_file", b"\0" + http("PUT", "/boot-source", '{"boot-source":{"kernel_image_path":"/k"},'
+                                               '"machine-config":{"vcpu_count":1,"mem_size_mib":64},"drives":[]}'))
+seed("api_http", "bad_requests", b"\0" + http("PATCH", "/machine-config", "{}") + http("DELETE", "/x/y")
+     + http("PUT", "/drives/a", '{"drive_id":"b"}') + b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+seed("api_http", "bare_lf", b"\0GET /version HTTP/1.0\nConnection: keep-alive\n\nPUT /actions HTTP/1.1\nContent-Length: 2\n\n{}")
+
+
 def main():
     for target, files in corpus.items():
         d = os.path.join(OUT, target)

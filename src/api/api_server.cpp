@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
 #include <vector>
 
 #include "base/log.h"
@@ -64,12 +65,21 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& path, Han
     return tl::unexpected(stop.error());
   }
   std::unique_ptr<ApiServer> s(new ApiServer(path, std::move(fd), std::move(handler), std::move(options), std::move(*stop)));
-  s->thread_ = std::thread([p = s.get()] { p->run(); });
+  // The thread's setup (its filter) must hold before anyone is told the API is up.
+  std::promise<Result<void>> ready;
+  auto setup = ready.get_future();
+  s->thread_ = std::thread([p = s.get(), ready = std::move(ready)]() mutable {
+    Result<void> r = p->options_.thread_setup ? p->options_.thread_setup() : Result<void>{};
+    const bool ok = r.has_value();
+    ready.set_value(std::move(r));
+    if (ok) p->run();
+  });
+  if (auto r = setup.get(); !r) return tl::unexpected(r.error().wrap("api thread"));  // ~ApiServer joins, unlinks
   return s;
 }
 
 ApiServer::ApiServer(std::string path, UniqueFd listener, Handler handler, Options options, EventFd stop)
-    : path_(std::move(path)), listener_(std::move(listener)), handler_(std::move(handler)), options_(std::move(options)),
+    : path_(std::move(path)), uid_(::geteuid()), listener_(std::move(listener)), handler_(std::move(handler)), options_(std::move(options)),
       stop_(std::move(stop)) {}
 
 ApiServer::~ApiServer() {
@@ -79,14 +89,7 @@ ApiServer::~ApiServer() {
 }
 
 void ApiServer::run() {
-  if (options_.thread_setup) {
-    if (auto r = options_.thread_setup(); !r) {
-      LOG_ERROR("api: {}", r.error().message());
-      return;
-    }
-  }
   std::vector<Connection> conns;
-  const uid_t me = ::geteuid();
   for (;;) {
     // The nearest deadline: a request's, or an idle connection's.
     const auto now = Clock::now();
@@ -107,9 +110,9 @@ void ApiServer::run() {
       if (c.valid()) {
         ucred cred{};
         socklen_t len = sizeof cred;
-        if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != me) {
+        if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != uid_) {
           stats_.refused_peers.fetch_add(1, std::memory_order_relaxed);
-          LOG_WARN("api: refused a peer of uid {} (evmm runs as {})", cred.uid, me);
+          LOG_WARN("api: refused a peer of uid {} (evmm runs as {})", cred.uid, uid_);
         } else if (conns.size() >= kMaxConnections) {
           stats_.refused_peers.fetch_add(1, std::memory_order_relaxed);
           (void)send_all(c.get(), format_response(503, fault("too many API connections"), true));

@@ -21,6 +21,8 @@
 #include <string>
 #include <thread>
 
+#include <sys/types.h>
+
 #include "api/firecracker_api.h"
 #include "api/http.h"
 #include "base/eventfd.h"
@@ -44,7 +46,7 @@ class ApiServer {
     Limits limits;
     std::chrono::milliseconds request_timeout{5000};
     std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
-    // Runs first on the server thread (its seccomp filter); an error ends the thread before it serves.
+    // Runs first on the server thread (its seccomp filter); an error fails start().
     std::function<Result<void>()> thread_setup;
   };
   static constexpr size_t kMaxConnections = 16;
@@ -63,6 +65,7 @@ class ApiServer {
   void run();
 
   const std::string path_;
+  const uid_t uid_;  // ours: the one peer uid served (taken before the thread's filter)
   UniqueFd listener_;
   Handler handler_;
   Options options_;

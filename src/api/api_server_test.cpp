@@ -117,6 +117,17 @@ TEST_F(ApiServerTest, APeerOfAnotherUidIsClosedUnanswered) {
   EXPECT_TRUE(seen.empty());
 }
 
+TEST(ApiServer, AThreadSetupThatFailsFailsTheStartAndLeavesNoSocket) {
+  const std::string p = socket_path() + ".setup";
+  ApiServer::Options o;
+  o.thread_setup = [] { return Result<void>(make_error(EPERM, "no filter")); };
+  auto s = ApiServer::start(p, [](const HttpRequest&) { return ApiResponse{204, ""}; }, o);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), EPERM);
+  struct stat st;
+  EXPECT_NE(::stat(p.c_str(), &st), 0);
+}
+
 TEST_F(ApiServerTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   UniqueFd c = connect_to(path);
   const std::string two = "PUT /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /b HTTP/1.1\r\n\r\n";

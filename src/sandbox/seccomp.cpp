@@ -55,6 +55,13 @@ const char* const kBackend[] = {"recvmsg", "sendto", "sendmsg", "fcntl"};
 // writes DRIVER_OK or a reset sends the memory table and rings and reads the replies. No new socket.
 const char* const kVhostFrontend[] = {"sendmsg", "recvmsg"};
 
+// The control API's thread accepts on the socket main bound (accept4), checks each peer's uid
+// (getsockopt SO_PEERCRED), bounds a slow reader (setsockopt SO_SNDTIMEO), reads and answers
+// (recvfrom, sendto) and waits in poll. What a request makes the VMM do (pause: kick the vCPUs and
+// wait for them) is futexes, eventfd writes and tgkill, all in kCommon. No open, no socket, no
+// connect: a request never reaches a file or another peer.
+const char* const kApi[] = {"accept4", "getsockopt", "setsockopt", "recvfrom", "sendto", "poll", "ppoll"};
+
 // The gdb server reads, writes and polls the connection main accepted before the filters, its
 // eventfds, and the vCPUs' registers and debug state (KVM ioctls): no socket calls of its own.
 const char* const kDebugger[] = {"ppoll", "poll"};
@@ -73,6 +80,9 @@ const char* const kMain[] = {
     "io_uring_setup", "io_uring_register",
     // a vhost-user frontend's connection gives up on a silent backend (SO_RCVTIMEO, SO_SNDTIMEO).
     "setsockopt",
+    // the control API's socket goes when evmm does (api/api_server.h); openat could already
+    // truncate any file main may open, so unlink gives it little more.
+    "unlink",
 };
 
 // ioctls: KVM's (type 0xAE: /dev/kvm, the VM and its vCPUs) on every thread; the main thread and
@@ -99,7 +109,7 @@ void append(std::vector<std::string>& out, const char* const (&names)[N]) {
 // needs no allocation.
 constexpr int kMaxSyscall = 512;
 std::array<char[32], kMaxSyscall> g_names{};
-const char* g_role[5] = {"main", "vcpu", "device", "debugger", "backend"};
+const char* g_role[6] = {"main", "vcpu", "device", "debugger", "backend", "api"};
 thread_local int t_role = -1;
 std::once_flag g_once;
 
@@ -170,7 +180,7 @@ const char* to_string(Role role) { return g_role[static_cast<int>(role)]; }
 
 const std::vector<std::string>& allowed(Role role) {
   static const auto lists = [] {
-    std::array<std::vector<std::string>, 5> l;
+    std::array<std::vector<std::string>, 6> l;
     for (auto& v : l) append(v, kCommon), v.emplace_back("ioctl");
     append(l[0], kMain), append(l[0], kVcpu), append(l[0], kDevice), append(l[0], kDebugger);
     l[0].emplace_back("clone"), l[0].emplace_back("prctl");
@@ -179,6 +189,7 @@ const std::vector<std::string>& allowed(Role role) {
     append(l[2], kDevice);
     append(l[3], kDebugger);
     append(l[4], kDevice), append(l[4], kBackend);
+    append(l[5], kApi);
     for (auto& v : l) {
       std::sort(v.begin(), v.end());
       v.erase(std::unique(v.begin(), v.end()), v.end());

@@ -27,6 +27,8 @@ enum class Role {
   Backend,   // `evmm device`: a vhost-user backend's one thread, after it has accepted its frontend and
              // made its device: the device's calls, messages and fds on that connection, and mapping
              // the memory the frontend sends
+  Api,       // the control API's thread (api/api_server.h): accepting on the socket main bound, reading
+             // and answering requests, and the VMM calls a request makes (pausing vCPUs: kicks, futexes)
 };
 
 const char* to_string(Role role);

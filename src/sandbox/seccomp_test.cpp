@@ -36,13 +36,16 @@ bool allows(Role role, const std::string& name) {
 }
 
 TEST(SeccompLists, NoRoleMayExecuteOpenSocketsOrTrace) {
-  for (Role r : {Role::Main, Role::Vcpu, Role::Device, Role::Debugger, Role::Backend})
+  for (Role r : {Role::Main, Role::Vcpu, Role::Device, Role::Debugger, Role::Backend, Role::Api})
     for (const char* name : {"execve", "execveat", "ptrace", "fork", "vfork", "kill",
-                             "process_vm_writev", "mount", "bpf", "accept4", "listen"})
+                             "process_vm_writev", "mount", "bpf", "listen"})
       EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
+  // Only the API thread accepts, on the socket main bound and listened on before any filter.
+  for (Role r : {Role::Main, Role::Vcpu, Role::Device, Role::Debugger, Role::Backend})
+    EXPECT_FALSE(allows(r, "accept4")) << to_string(r);
   // Only the main thread makes sockets: the --net socket= backend (AF_UNIX only, checked below). A
   // vhost-user backend accepts its one connection before its filter.
-  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend})
+  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend, Role::Api})
     for (const char* name : {"socket", "connect", "bind"}) EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
 }
 
@@ -50,7 +53,7 @@ TEST(SeccompLists, OnlyTheMainThreadMakesAnIoUring) {
   // virtio-blk's ring is made with the device, on the main thread; the loop only enters it.
   EXPECT_TRUE(allows(Role::Main, "io_uring_setup"));
   EXPECT_TRUE(allows(Role::Device, "io_uring_enter"));
-  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend})
+  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend, Role::Api})
     for (const char* name : {"io_uring_setup", "io_uring_register"})
       EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
 }
@@ -58,12 +61,22 @@ TEST(SeccompLists, OnlyTheMainThreadMakesAnIoUring) {
 TEST(SeccompLists, OnlyTheMainThreadOpensFilesOrStartsThreads) {
   EXPECT_TRUE(allows(Role::Main, "openat"));
   EXPECT_TRUE(allows(Role::Main, "clone"));
-  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend})
+  for (Role r : {Role::Vcpu, Role::Device, Role::Debugger, Role::Backend, Role::Api})
     for (const char* name : {"openat", "clone", "memfd_create", "eventfd2", "seccomp", "prctl"})
       EXPECT_FALSE(allows(r, name)) << to_string(r) << " allows " << name;
   // The main thread's filter is inherited by every thread, so it holds what they need.
   for (Role r : {Role::Vcpu, Role::Device, Role::Debugger})
     for (const auto& name : allowed(r)) EXPECT_TRUE(allows(Role::Main, name)) << name;
+}
+
+// The API thread answers on connections it accepts and reaches nothing else: no socket of its own,
+// no files (the socket's removal is main's, at exit), no KVM of its own beyond the vCPU kicks.
+TEST(SeccompLists, TheApiThreadAcceptsAndAnswersAndNothingMore) {
+  for (const char* name : {"accept4", "getsockopt", "recvfrom", "sendto", "poll", "futex", "tgkill"})
+    EXPECT_TRUE(allows(Role::Api, name)) << name;
+  for (const char* name : {"socket", "connect", "bind", "listen", "unlink", "openat", "recvmsg", "sendmsg", "mmap_pgoff"})
+    EXPECT_FALSE(allows(Role::Api, name)) << name;
+  EXPECT_TRUE(allows(Role::Main, "unlink"));
 }
 
 // A vhost-user backend holds what a device loop holds, and takes messages with fds on its connection.
