@@ -61,12 +61,6 @@ InstanceState FirecrackerApi::state() const {
   return state_;
 }
 
-void FirecrackerApi::stopped() {
-  std::lock_guard lock(mu_);
-  // Firecracker's process ends with its VM; evmm's API outlives it only to answer GETs meanwhile.
-  if (state_ == InstanceState::Paused) state_ = InstanceState::Running;
-}
-
 ApiResponse FirecrackerApi::handle(std::string_view method, std::string_view path, std::string_view body) {
   // The body's presence is checked before the path, as Firecracker checks it.
   if (method == "GET" && !body.empty()) return refused("GET request cannot have a body.");

@@ -52,8 +52,6 @@ class FirecrackerApi {
 
   FcConfig config() const;
   InstanceState state() const;
-  // The VM ended on its own (the guest powered off): GET / then says so, and nothing more runs.
-  void stopped();
 
  private:
   ApiResponse put_or_patch(std::string_view method, std::string_view path, std::string_view body);

@@ -102,8 +102,6 @@ class ApiVmm final : public api::VmmActions {
   bool stopping_ = false;
 };
 
-void fail_line(const std::string& msg) { std::fprintf(stderr, "evmm: %s\n", msg.c_str()); }
-
 // Waits for a start request or a stopping signal; the configuration, or nullopt for a signal.
 std::optional<VmConfig> wait_for_start(ApiVmm& vmm, const EventFd& wake, int sigfd) {
   for (;;) {
@@ -242,7 +240,6 @@ int cmd_api(const ApiCommand& cmd) {
         vmm.running(vm->get());
         continue;
       }
-      fc.stopped();
       vmm.stop();
       const bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
       if (!quiet && !out.message.empty()) fail_line(out.message);

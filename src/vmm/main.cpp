@@ -28,8 +28,6 @@
 namespace evmm {
 namespace {
 
-void fail_line(const std::string& msg) { std::fprintf(stderr, "evmm: %s\n", msg.c_str()); }
-
 Result<SerialConfig> parse_serial(const std::string& s) {
   if (s == "stdio") return SerialConfig{SerialConfig::Kind::Stdio, {}};
   if (s == "none") return SerialConfig{SerialConfig::Kind::None, {}};

@@ -97,6 +97,8 @@ VmOutcome run_once(Vm& vm, int sigfd, bool stats) {
   return vm.wait();
 }
 
+void fail_line(const std::string& msg) { std::fprintf(stderr, "evmm: %s\n", msg.c_str()); }
+
 Result<UniqueFd> take_signals() {
   sigset_t set;
   sigemptyset(&set);

@@ -5,6 +5,7 @@
 #include <tl/expected.hpp>
 
 #include <memory>
+#include <string>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -22,5 +23,7 @@ Result<UniqueFd> take_signals();
 tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const System& kvm, const VmConfig& cfg);
 VmOutcome run_once(Vm& vm, int sigfd, bool stats);
 void print_stats(const Vm& vm);
+// "evmm: msg" on stderr: how the CLI says what stopped it.
+void fail_line(const std::string& msg);
 
 }  // namespace evmm
