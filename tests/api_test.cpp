@@ -80,6 +80,7 @@ TEST(FirecrackerApi, AnOrchestratorConfiguresStartsPausesAndResumesTheGuest) {
     // The Go SDK's order: poll machine-config, then configure, then start.
     EXPECT_EQ(log(c.call("GET", "/machine-config")).first, 200);
     EXPECT_TRUE(has(log(c.call("GET", "/")).second, R"("state":"Not started")"));
+    EXPECT_TRUE(has(log(c.call("GET", "/evmm/vm")).second, "the VM is not running"));
     EXPECT_CALL_STATUS(c, 204, "PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":64,"smt":false})");
     EXPECT_CALL_STATUS(c, 204, "PUT", "/boot-source",
                        R"({"kernel_image_path":")" + guest("testprog.mb.elf") + R"(","boot_args":"virtio serial poweroff"})");
@@ -96,6 +97,43 @@ TEST(FirecrackerApi, AnOrchestratorConfiguresStartsPausesAndResumesTheGuest) {
     EXPECT_CALL_STATUS(c, 204, "PATCH", "/vm", R"({"state":"Paused"})");
     EXPECT_TRUE(has(log(c.call("GET", "/")).second, R"("state":"Paused")"));
     EXPECT_EQ(log(c.call("PATCH", "/vm", R"({"state":"Paused"})")).first, 400);  // pause while paused
+    // evmm's own endpoints on the paused VM: its vCPUs, a kick (mechanism 1), the metrics.
+    const auto vm = log(c.call("GET", "/evmm/vm"));
+    EXPECT_EQ(vm.first, 200);
+    EXPECT_TRUE(has(vm.second, R"("state":"Paused")")) << vm.second;
+    EXPECT_EQ(occurrences(vm.second, R"("suspended":)"), 2u) << vm.second;
+    // vCPU 1's exit requests, from /evmm/vm (keys in name order) or the metrics.
+    auto requested = [&](const std::string& body) -> long {
+      std::smatch m;
+      if (!std::regex_search(body, m, std::regex(R"("exit_requests":\{"kicks":[0-9]+,"requested":([0-9]+),"taken":[0-9]+\},"exits":\{[^}]*\},"id":1,)")))
+        return -1;
+      return std::stol(m[1]);
+    };
+    const long before = requested(vm.second);
+    ASSERT_GE(before, 0) << vm.second;
+    EXPECT_CALL_STATUS(c, 204, "PUT", "/evmm/vcpus/1/kick");
+    const auto kicked = log(c.call("GET", "/evmm/vm"));
+    EXPECT_EQ(requested(kicked.second), before + 1) << kicked.second;
+    const auto none = log(c.call("PUT", "/evmm/vcpus/2/kick"));
+    EXPECT_EQ(none.first, 400);
+    EXPECT_TRUE(has(none.second, "no vCPU 2: the VM has 2")) << none.second;
+    const auto metrics = log(c.call("GET", "/evmm/metrics"));
+    EXPECT_EQ(metrics.first, 200);
+    EXPECT_TRUE(has(metrics.second, "# TYPE evmm_vcpu_exits_total counter\n")) << metrics.second;
+    EXPECT_TRUE(std::regex_search(metrics.second, std::regex(R"(evmm_vcpu_exits_total\{vcpu="0",reason="pio"\} [1-9])")))
+        << metrics.second;
+    EXPECT_TRUE(has(metrics.second, fmt::format("evmm_exit_requests_total{{vcpu=\"1\"}} {}\n", before + 1))) << metrics.second;
+    EXPECT_TRUE(has(metrics.second, "evmm_vm_paused 1\n")) << metrics.second;
+    // evmm ctl, the client, on the same socket.
+    const auto vcpus = evmm({"ctl", "--api-sock", sock, "vcpus"});
+    EXPECT_EQ(vcpus.exit_status, 0) << vcpus.err;
+    EXPECT_TRUE(has(vcpus.out, "VM Paused\nvCPU 0: ")) << vcpus.out;
+    EXPECT_TRUE(has(vcpus.out, "\nvCPU 1: ")) << vcpus.out;
+    const auto info = evmm({"ctl", "--api-sock", sock, "--json", "info"});
+    EXPECT_TRUE(has(info.out, R"("id":"api-test")")) << info.out;
+    const auto bad_kick = evmm({"ctl", "--api-sock", sock, "kick", "5"});
+    EXPECT_EQ(bad_kick.exit_status, 1);
+    EXPECT_TRUE(has(bad_kick.err, "evmm ctl: no vCPU 5: the VM has 2 (HTTP 400)")) << bad_kick.err;
     // The line the guest waits for goes in while it is paused; it reads it once resumed.
     const int in = ::open(fmt::format("/proc/{}/fd/0", pid).c_str(), O_WRONLY | O_CLOEXEC);
     ASSERT_GE(in, 0);
@@ -132,6 +170,9 @@ TEST(FirecrackerApi, AConfigFileBootsAtOnceAndABadOneIsRefused) {
   r = evmm({"--api-sock", sock, "--config-file", cfg});
   EXPECT_EQ(r.exit_status, 2) << r.err;
   EXPECT_TRUE(has(r.err, "/machine-config: Machine config error: The number of vCPUs must be")) << r.err;
+  auto gone = evmm({"ctl", "--api-sock", dir / "nobody.sock", "info"});
+  EXPECT_EQ(gone.exit_status, 4);
+  EXPECT_TRUE(has(gone.err, "evmm ctl: connect to")) << gone.err;
   r = evmm({});
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_TRUE(has(r.err, "--api-sock PATH is needed")) << r.err;

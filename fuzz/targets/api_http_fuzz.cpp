@@ -1,6 +1,7 @@
 // The control API from its socket inward: the HTTP parser (api/http.h) over a pipelined byte
 // stream, each request it yields handled by the Firecracker endpoints (api/firecracker_api.h) with a
-// VMM that refuses every other start, and the first request's body also tried as a --config-file.
+// VMM that refuses every other start, and the first request's body also tried as a --config-file;
+// the whole stream also as a response, as `evmm ctl` parses one.
 // Input: byte 0 picks small or default limits; the rest is the stream.
 // Invariants: a parse consumes at least one byte and no more than it has; a body is exactly its
 // Content-Length; every prefix of a whole request is "need more", never a different answer; a
@@ -55,6 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Limits limits = in.u8() & 1 ? Limits{.max_head = 256, .max_headers = 4, .max_body = 128} : Limits{};
   const auto rest = in.rest();
   std::string_view stream(reinterpret_cast<const char*>(rest.data()), rest.size());
+
+  // The same bytes as a server's answer, as `evmm ctl` reads one.
+  if (auto resp = parse_response(stream, limits.max_body)) {
+    FUZZ_CHECK(resp->status >= 0 && resp->status <= 999);
+    FUZZ_CHECK(resp->body.size() <= limits.max_body && resp->body.size() <= stream.size());
+  }
 
   FlakyVmm vmm;
   FirecrackerApi fc("fuzz", vmm);

@@ -154,7 +154,7 @@ void ApiServer::run() {
           c.in.erase(0, req.consumed);
           c.request_start = c.in.empty() ? std::nullopt : std::optional(Clock::now());
           c.last = Clock::now();
-          if (!send_all(c.fd.get(), format_response(r.status, r.body, !req.request.keep_alive)) || !req.request.keep_alive) {
+          if (!send_all(c.fd.get(), format_response(r.status, r.body, !req.request.keep_alive, r.content_type)) || !req.request.keep_alive) {
             close[i] = true;
             break;
           }

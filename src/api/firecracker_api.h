@@ -37,6 +37,7 @@ class VmmActions {
 struct ApiResponse {
   int status;
   std::string body;  // JSON, or empty (204)
+  std::string_view content_type = "application/json";  // of a non-empty body
 };
 
 class FirecrackerApi {

@@ -117,6 +117,44 @@ ParseResult parse_request(std::string_view buf, const Limits& limits) {
   return Parsed{std::move(req), head_end + body};
 }
 
+Result<HttpResponse> parse_response(std::string_view buf, size_t max_body) {
+  const size_t head_end = buf.find("\r\n\r\n");
+  if (head_end == std::string_view::npos) return make_error(EBADMSG, "the answer has no end of headers");
+  const std::string_view head = buf.substr(0, head_end);
+  if (!head.starts_with("HTTP/1.1 ") && !head.starts_with("HTTP/1.0 ")) return make_error(EBADMSG, "the answer is not HTTP/1.x");
+  HttpResponse r{0, "", ""};
+  const std::string_view code = head.substr(9, 3);
+  if (code.size() != 3 || !std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return make_error(EBADMSG, "the answer has no status code");
+  r.status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
+  std::optional<size_t> length;
+  for (size_t pos = head.find("\r\n"); pos != std::string_view::npos;) {
+    const size_t next = head.find("\r\n", pos + 2);
+    const std::string_view line = head.substr(pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
+    pos = next;
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return make_error(EBADMSG, "a header of the answer has no colon");
+    const std::string name = lower(line.substr(0, colon));
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (name == "content-type") r.content_type = std::string(value);
+    if (name == "content-length") {
+      size_t n = 0;
+      if (value.empty() || value.size() > 12 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return make_error(EBADMSG, "the answer's Content-Length is not a number");
+      for (char c : value) n = n * 10 + size_t(c - '0');
+      length = n;
+    }
+  }
+  std::string_view body = buf.substr(head_end + 4);
+  if (length) {
+    if (body.size() < *length) return make_error(EBADMSG, "the answer ended {} bytes into a body of {}", body.size(), *length);
+    body = body.substr(0, *length);
+  }
+  if (body.size() > max_body) return make_error(EMSGSIZE, "the answer's body is over {} bytes", max_body);
+  r.body = std::string(body);
+  return r;
+}
+
 std::string_view reason(int status) {
   switch (status) {
     case 200: return "OK";
@@ -135,10 +173,10 @@ std::string_view reason(int status) {
   }
 }
 
-std::string format_response(int status, std::string_view body, bool close) {
+std::string format_response(int status, std::string_view body, bool close, std::string_view content_type) {
   std::string out = fmt::format("HTTP/1.1 {} {}\r\n", status, reason(status));
   out += "Server: evmm\r\n";
-  if (!body.empty()) out += "Content-Type: application/json\r\n";
+  if (!body.empty()) out += fmt::format("Content-Type: {}\r\n", content_type);
   out += fmt::format("Content-Length: {}\r\n", body.size());
   if (close) out += "Connection: close\r\n";
   out += "\r\n";

@@ -28,6 +28,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/result.h"
+
 namespace evmm::api {
 
 struct Limits {
@@ -62,10 +64,21 @@ struct Parsed {
 using ParseResult = std::variant<std::monostate, Parsed, HttpError>;
 ParseResult parse_request(std::string_view buf, const Limits& limits = {});
 
+// A response as `evmm ctl` reads it from the server: the status line and headers, then the body to
+// the end of the bytes given (the client asks for Connection: close and reads to EOF) or to its
+// Content-Length. EBADMSG for anything else; at most max_body bytes of body.
+struct HttpResponse {
+  int status;
+  std::string content_type;
+  std::string body;
+};
+Result<HttpResponse> parse_response(std::string_view buf, size_t max_body = 1 << 20);
+
 // The reason phrase of the statuses the API sends ("No Content" for 204).
 std::string_view reason(int status);
-// A whole response: status line, Content-Type application/json when there is a body,
+// A whole response: status line, Content-Type (application/json unless told) when there is a body,
 // Content-Length, and Connection: close when close is set.
-std::string format_response(int status, std::string_view body, bool close = false);
+std::string format_response(int status, std::string_view body, bool close = false,
+                            std::string_view content_type = "application/json");
 
 }  // namespace evmm::api

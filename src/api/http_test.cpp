@@ -82,5 +82,21 @@ TEST(HttpResponse, StatusLineLengthAndClose) {
             "Connection: close\r\n\r\n{}");
 }
 
+TEST(HttpResponseParser, WhatTheClientReads) {
+  auto r = parse_response("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}tail");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->content_type, "application/json");
+  EXPECT_EQ(r->body, "{}");
+  EXPECT_EQ(parse_response("HTTP/1.1 204 No Content\r\n\r\n")->body, "");
+  EXPECT_EQ(parse_response(format_response(200, "abc", true, "text/plain"))->body, "abc");
+  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\n").error().code(), EBADMSG);
+  EXPECT_EQ(parse_response("SSH-2.0\r\n\r\n").error().code(), EBADMSG);
+  EXPECT_EQ(parse_response("HTTP/1.1 2x0 OK\r\n\r\n").error().code(), EBADMSG);
+  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").error().code(), EBADMSG);
+  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\nbroken\r\n\r\n").error().code(), EBADMSG);
+  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\n\r\n" + std::string(100, 'x'), 10).error().code(), EMSGSIZE);
+}
+
 }  // namespace
 }  // namespace evmm::api

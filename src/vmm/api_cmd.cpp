@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "kvm/system.h"
 #include "sandbox/seccomp.h"
+#include "vmm/evmm_api.h"
 #include "vmm/exit_status.h"
 #include "vmm/run_loop.h"
 
@@ -59,6 +60,11 @@ class ApiVmm final : public api::VmmActions {
     std::lock_guard lock(mu_);
     if (!vm_) return make_error(ESRCH, "the VM is not running");
     return vm_->resume();
+  }
+  // /evmm/ requests, against the VM while one runs.
+  api::ApiResponse evmm(std::string_view method, std::string_view path) {
+    std::lock_guard lock(mu_);
+    return evmm_endpoint(vm_, method, path);
   }
   Result<void> send_ctrl_alt_del() override {
     return make_error(ENOTSUP, "SendCtrlAltDel: evmm's i8042 cannot inject key presses yet");
@@ -191,7 +197,11 @@ int cmd_api(const ApiCommand& cmd) {
   api::ApiServer::Options options;
   if (cmd.seccomp && seccomp::supported()) options.thread_setup = [] { return seccomp::install(seccomp::Role::Api); };
   auto server = api::ApiServer::start(
-      cmd.socket, [&fc](const api::HttpRequest& r) { return fc.handle(r.method, r.path, r.body); }, std::move(options));
+      cmd.socket,
+      [&fc, &vmm](const api::HttpRequest& r) {
+        return r.path.starts_with("/evmm/") ? vmm.evmm(r.method, r.path) : fc.handle(r.method, r.path, r.body);
+      },
+      std::move(options));
   if (!server) {
     fail_line(server.error().message());
     return exit_status::kHost;

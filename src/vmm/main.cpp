@@ -18,6 +18,7 @@
 #include "vcpu/assist.h"
 #include "vmm/api_cmd.h"
 #include "vmm/console.h"
+#include "vmm/ctl_cmd.h"
 #include "vmm/device_cmd.h"
 #include "vmm/exit_status.h"
 #include "vmm/required_caps.h"
@@ -234,6 +235,12 @@ int main(int argc, char** argv) {
   bool device_no_seccomp = false;
   device->add_flag("--no-seccomp", device_no_seccomp, "Serve without the backend's seccomp filter (for debugging)");
   device->add_flag("-v,--verbose", verbose, "Log what evmm does");
+  CtlCommand ctlcmd;
+  auto* ctl = app.add_subcommand("ctl", "Talk to a running evmm's control API (see README, \"Control API\")");
+  ctl->add_option("--api-sock", ctlcmd.socket, "The evmm's API socket")->required();
+  ctl->add_flag("--json", ctlcmd.json, "Print the server's JSON as it is");
+  ctl->add_option("command", ctlcmd.command, "info, config, start, pause, resume, vcpus, kick N, wake or metrics")->required();
+  ctl->add_option("arg", ctlcmd.arg, "kick: the vCPU index");
   auto* version = app.add_subcommand("version", "Print evmm's version");
   auto* caps = app.add_subcommand("caps", "Print the host KVM capabilities evmm uses");
 
@@ -253,6 +260,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*caps) return cmd_caps();
+  if (*ctl) return cmd_ctl(ctlcmd);
   if (app.get_subcommands().empty()) {
     if (apicmd.socket.empty()) {
       std::fprintf(stderr, "evmm: a subcommand (run, device, caps, version) or --api-sock PATH is needed (see evmm --help)\n");
