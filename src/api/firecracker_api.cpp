@@ -51,6 +51,12 @@ std::string fault(std::string_view message) {
   return dump(json{{"fault_message", std::string(message)}});
 }
 
+void FirecrackerApi::adopt_running(FcConfig config) {
+  std::lock_guard lock(mu_);
+  config_ = std::move(config);
+  state_ = InstanceState::Running;
+}
+
 FcConfig FirecrackerApi::config() const {
   std::lock_guard lock(mu_);
   return config_;

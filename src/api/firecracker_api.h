@@ -51,6 +51,10 @@ class FirecrackerApi {
   // "machine-config", "boot-source", "drives", "network-interfaces", ...); it starts nothing.
   Result<void> configure(std::string_view config_json);
 
+  // A VM configured and started by other means (`evmm run --api-sock`): the API reports it as
+  // running and refuses what Firecracker refuses after a start.
+  void adopt_running(FcConfig config);
+
   FcConfig config() const;
   InstanceState state() const;
 

@@ -130,6 +130,56 @@ std::optional<VmConfig> wait_for_start(ApiVmm& vmm, const EventFd& wake, int sig
 
 }  // namespace
 
+struct RunApi::State {
+  EventFd wake;
+  ApiVmm vmm;
+  api::FirecrackerApi fc;
+  std::unique_ptr<api::ApiServer> server;
+  State(EventFd w, std::string id) : wake(std::move(w)), vmm(wake, true), fc(std::move(id), vmm) {}
+};
+
+RunApi::RunApi(std::unique_ptr<State> s) : state_(std::move(s)) {}
+
+RunApi::~RunApi() {
+  state_->vmm.stop();
+  state_->server.reset();  // joins the API thread before the rest goes
+}
+
+Result<std::unique_ptr<RunApi>> RunApi::start(const std::string& socket, const VmConfig& cfg) {
+  auto s = std::make_unique<State>(TRY(EventFd::create()), "anonymous-instance");
+  s->fc.adopt_running(to_fc_config(cfg));
+  api::ApiServer::Options options;
+  if (cfg.seccomp && seccomp::supported()) options.thread_setup = [] { return seccomp::install(seccomp::Role::Api); };
+  State* st = s.get();
+  s->server = TRY(api::ApiServer::start(
+      socket,
+      [st](const api::HttpRequest& r) {
+        return r.path.starts_with("/evmm/") ? st->vmm.evmm(r.method, r.path) : st->fc.handle(r.method, r.path, r.body);
+      },
+      std::move(options)));
+  return std::unique_ptr<RunApi>(new RunApi(std::move(s)));
+}
+
+void RunApi::running(Vm* vm) { state_->vmm.running(vm); }
+
+api::FcConfig to_fc_config(const VmConfig& cfg) {
+  api::FcConfig fc;
+  fc.machine.vcpu_count = cfg.cpus;
+  fc.machine.mem_size_mib = cfg.memory_mib;
+  fc.boot = api::FcBootSource{cfg.kernel, cfg.initrd, cfg.cmdline};
+  for (size_t i = 0; i < cfg.virtio.disks.size(); ++i) {
+    const DiskConfig& d = cfg.virtio.disks[i];
+    fc.drives.push_back({.drive_id = fmt::format("disk{}", i), .path_on_host = d.path, .is_root_device = false,
+                         .is_read_only = d.readonly, .partuuid = "", .cache_type = "Unsafe", .io_engine = "Async",
+                         .socket = d.vhost_user});
+  }
+  for (size_t i = 0; i < cfg.virtio.nets.size(); ++i)
+    fc.nets.push_back({.iface_id = fmt::format("net{}", i), .host_dev_name = cfg.virtio.nets[i].target,
+                       .guest_mac = cfg.virtio.nets[i].mac});
+  fc.entropy = cfg.virtio.rng;
+  return fc;
+}
+
 Result<VmConfig> to_vm_config(const api::FcConfig& fc) {
   if (!fc.boot) return make_error(EINVAL, "no kernel configured (PUT /boot-source)");
   if (fc.vsock) return make_error(EINVAL, "vsock is not in evmm yet");
@@ -232,10 +282,20 @@ int cmd_api(const ApiCommand& cmd) {
       vmm.answer(make_error(EINVAL, "{}", vm.error().message));
       continue;
     }
+    // Running before the start is answered: a pause that follows at once finds its vCPUs.
+    if (auto r = (*vm)->start(); !r) {
+      if (!cmd.config_file.empty()) {
+        fail_line(r.error().message());
+        vmm.stop();
+        return exit_status::kHost;
+      }
+      vmm.answer(tl::unexpected(r.error()));
+      continue;
+    }
     vmm.running(vm->get());
     vmm.answer({});
     for (;;) {
-      VmOutcome out = run_once(**vm, sigfd, cmd.stats);
+      VmOutcome out = run_once(**vm, sigfd, cmd.stats, /*started=*/true);
       vmm.running(nullptr);
       if (cmd.stats) print_stats(**vm);
       if (out.kind == VmOutcome::Kind::Reset && cfg->on_reset == OnReset::Reset) {
@@ -247,6 +307,11 @@ int cmd_api(const ApiCommand& cmd) {
           return again.error().exit_status;
         }
         vm = std::move(again);
+        if (auto r = (*vm)->start(); !r) {
+          fail_line(r.error().message());
+          vmm.stop();
+          return exit_status::kHost;
+        }
         vmm.running(vm->get());
         continue;
       }

@@ -6,11 +6,13 @@
 // its VM.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "api/fc_config.h"
 #include "base/result.h"
 #include "vmm/config.h"
+#include "vmm/vm.h"
 
 namespace evmm {
 
@@ -24,10 +26,29 @@ struct ApiCommand {
 
 int cmd_api(const ApiCommand& cmd);
 
+// The control API beside `evmm run --api-sock PATH`: the command line configured the VM and it runs
+// at once, so the API starts in the Running state. It reports the VM (GET /, /vm/config, /evmm/),
+// pauses and resumes it, and refuses configuration and InstanceStart as Firecracker refuses them
+// after the start. Start it before the main thread's filter (it binds the socket).
+class RunApi {
+ public:
+  static Result<std::unique_ptr<RunApi>> start(const std::string& socket, const VmConfig& cfg);
+  ~RunApi();
+  // Each VM the run loop builds (again after a guest reset); nullptr once it is gone.
+  void running(Vm* vm);
+
+ private:
+  struct State;
+  explicit RunApi(std::unique_ptr<State> s);
+  std::unique_ptr<State> state_;
+};
+
 // The VM a Firecracker configuration describes: its kernel and command line (Firecracker's default
 // when boot_args is absent, then root=/dev/vda or root=PARTUUID=... with ro or rw for a root
 // drive), vCPUs and memory, drives in order (the root drive first), tap interfaces, entropy.
 // EINVAL for what evmm cannot give yet (vsock, a rate limiter) and for memory under 2 MiB.
 Result<VmConfig> to_vm_config(const api::FcConfig& fc);
+// What GET /vm/config says of a VM the command line configured.
+api::FcConfig to_fc_config(const VmConfig& cfg);
 
 }  // namespace evmm

@@ -51,7 +51,7 @@ Result<UniqueFd> wait_for_gdb(const GdbEndpoint& ep) {
   return conn;
 }
 
-int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& gdb) {
+int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& gdb, const std::string& api_socket) {
   auto kvm = System::open();
   if (!kvm) {
     fail_line(fmt::format("cannot use KVM: {}", kvm.error().message()));
@@ -72,6 +72,16 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
       return exit_status::kHost;
     }
     gdb_conn = std::move(*c);
+  }
+  // The API binds its socket before the main thread's filter (which has no listen).
+  std::unique_ptr<RunApi> api;
+  if (!api_socket.empty()) {
+    auto a = RunApi::start(api_socket, cfg);
+    if (!a) {
+      fail_line(a.error().message());
+      return exit_status::kHost;
+    }
+    api = std::move(*a);
   }
   // The main thread's filter, before the first VM exists: every thread evmm starts inherits it, and
   // the vCPU and device threads narrow it further (sandbox/seccomp.h).
@@ -104,7 +114,14 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
       }
       server = std::move(*srv);
     }
-    VmOutcome out = run_once(**vm, sigfd, stats);
+    // Started before the API hears of it, so that a pause always finds running vCPUs.
+    if (auto r = (*vm)->start(); !r) {
+      fail_line(r.error().message());
+      return exit_status::kHost;
+    }
+    if (api) api->running(vm->get());
+    VmOutcome out = run_once(**vm, sigfd, stats, /*started=*/true);
+    if (api) api->running(nullptr);
     server.reset();
     if (stats) print_stats(**vm);
     if (out.kind == VmOutcome::Kind::Reset && cfg.on_reset == OnReset::Reset) {
@@ -212,6 +229,9 @@ int main(int argc, char** argv) {
                 "Describe the virtio devices to the guest in the DSDT only, not as virtio_mmio.device= entries on its "
                 "command line");
   run->add_flag("--no-seccomp", no_seccomp, "Run without the per-thread seccomp filters (for debugging)");
+  std::string run_api_sock;
+  run->add_option("--api-sock", run_api_sock,
+                  "Serve the control API (Firecracker's endpoints and evmm's /evmm/) on this Unix socket while the VM runs");
   bool xen = false, xen_after_kvm = false;
   std::string xen_version = "4.17";
   uint16_t xen_domid = 1;
@@ -335,5 +355,5 @@ int main(int argc, char** argv) {
     cfg.on_reset = OnReset::Exit;  // the gdb session belongs to this VM
   }
   cfg.on_suspend = on_suspend == "exit" ? OnSuspend::Exit : on_suspend == "ignore" ? OnSuspend::Ignore : OnSuspend::Suspend;
-  return cmd_run(cfg, stats, gdb);
+  return cmd_run(cfg, stats, gdb, run_api_sock);
 }

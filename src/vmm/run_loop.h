@@ -21,7 +21,8 @@ namespace evmm {
 // is ignored.
 Result<UniqueFd> take_signals();
 tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const System& kvm, const VmConfig& cfg);
-VmOutcome run_once(Vm& vm, int sigfd, bool stats);
+// Starts the VM (unless the caller did, to tell someone it runs) and waits for it to stop.
+VmOutcome run_once(Vm& vm, int sigfd, bool stats, bool started = false);
 void print_stats(const Vm& vm);
 // "evmm: msg" on stderr: how the CLI says what stopped it.
 void fail_line(const std::string& msg);
