@@ -278,29 +278,36 @@ class AssistFpuDifferential : public ::testing::Test {
     uint64_t a, b;
     std::memcpy(&a, &mine[at], 8);
     std::memcpy(&b, &native[at], 8);
-    const auto& l = XsaveLayout::host();
-    auto zero = [&](size_t from, size_t len) {
-      return std::all_of(native.begin() + off + from, native.begin() + off + from + len, [](uint8_t x) { return !x; });
-    };
     for (unsigned i = 0; i < 64; ++i) {
       if (!(((a ^ b) >> i) & 1)) continue;
-      bool init = false;
-      if (i == 0) {
-        uint16_t fcw;
-        std::memcpy(&fcw, &native[off], 2);
-        init = fcw == 0x37f && zero(2, 22) && zero(32, 128);
-      } else if (i == 1) {
-        init = zero(160, 256);  // XMM only: MXCSR is not part of XINUSE[1]
-      } else if (l.size[i]) {
-        init = zero(l.offset[i], l.size[i]);
-      }
-      if (!init) {
+      if (!in_initial_configuration(native, off, i, false)) {
         ADD_FAILURE() << "XSTATE_BV bit " << i << ": assist " << ((a >> i) & 1) << " native " << ((b >> i) & 1)
                       << " for a component not in its initial configuration " << ctx;
         return;
       }
     }
     std::memcpy(&mine[at], &b, 8);
+  }
+
+  // Whether component i of the XSAVE image at area[off] holds its initial configuration. XSAVE's
+  // XSTATE_BV leaves MXCSR out of XINUSE[1]; XGETBV(1) counts it in (vol. 1 13.6), with_mxcsr.
+  static bool in_initial_configuration(const std::vector<uint8_t>& area, size_t off, unsigned i, bool with_mxcsr) {
+    const auto& l = XsaveLayout::host();
+    auto zero = [&](size_t from, size_t len) {
+      return off + from + len <= area.size() &&
+             std::all_of(area.begin() + off + from, area.begin() + off + from + len, [](uint8_t x) { return !x; });
+    };
+    if (i == 0) {
+      uint16_t fcw;
+      std::memcpy(&fcw, &area[off], 2);
+      return fcw == 0x37f && zero(2, 22) && zero(32, 128);
+    }
+    if (i == 1) {
+      uint32_t mxcsr;
+      std::memcpy(&mxcsr, &area[off + 24], 4);
+      return zero(160, 256) && (!with_mxcsr || mxcsr == kMxcsrInit);
+    }
+    return i < 64 && l.size[i] && zero(l.offset[i], l.size[i]);
   }
 
   uint64_t xcr0_ = 0, safe_ = 0;
@@ -524,6 +531,13 @@ TEST_F(AssistFpuDifferential, Xgetbv) {
     Regs regs;
     regs.rcx = r64() % 3;
     bool gp = regs.rcx == 2 || (regs.rcx == 1 && !xgetbv1);
+    // XINUSE[i] may read 0 or 1 for a component in its initial configuration (vol. 1 13.6): an
+    // xrstor of zeros clears it natively on some CPUs and not on others, so those bits are not
+    // compared. The seed that showed it: 3610978614 (SSE loaded as zeros with MXCSR at 1F80H).
+    uint64_t mask = safe_;
+    if (regs.rcx == 1)
+      for (unsigned c = 0; c < 64; ++c)
+        if (in_initial_configuration(state, 0, c, true)) mask &= ~(1ull << c);
     compare({0x0f, 0x01, 0xd0}, state, random_mem(), 0, regs, expectation(gp ? std::optional(Vector::GP) : std::nullopt),
             [&](FpuState& s, LinearMemory&, Regs& r) -> AssistResult<void> {
               uint64_t v = TRY(xgetbv(s, cpu(), static_cast<uint32_t>(r.rcx)));
@@ -531,7 +545,7 @@ TEST_F(AssistFpuDifferential, Xgetbv) {
               r.rdx = v >> 32;
               return {};
             },
-            safe_);
+            mask);
     if (HasFailure()) return;
   }
 }
