@@ -297,16 +297,12 @@ class AssistFpuDifferential : public ::testing::Test {
       return off + from + len <= area.size() &&
              std::all_of(area.begin() + off + from, area.begin() + off + from + len, [](uint8_t x) { return !x; });
     };
-    if (i == 0) {
-      uint16_t fcw;
-      std::memcpy(&fcw, &area[off], 2);
-      return fcw == 0x37f && zero(2, 22) && zero(32, 128);
-    }
-    if (i == 1) {
-      uint32_t mxcsr;
-      std::memcpy(&mxcsr, &area[off + 24], 4);
-      return zero(160, 256) && (!with_mxcsr || mxcsr == kMxcsrInit);
-    }
+    uint16_t fcw;
+    uint32_t mxcsr;
+    std::memcpy(&fcw, &area[off], 2);
+    std::memcpy(&mxcsr, &area[off + 24], 4);
+    if (i == 0) return fcw == 0x37f && zero(2, 22) && zero(32, 128);
+    if (i == 1) return zero(160, 256) && (!with_mxcsr || mxcsr == kMxcsrInit);
     return i < 64 && l.size[i] && zero(l.offset[i], l.size[i]);
   }
 
@@ -531,9 +527,8 @@ TEST_F(AssistFpuDifferential, Xgetbv) {
     Regs regs;
     regs.rcx = r64() % 3;
     bool gp = regs.rcx == 2 || (regs.rcx == 1 && !xgetbv1);
-    // XINUSE[i] may read 0 or 1 for a component in its initial configuration (vol. 1 13.6): an
-    // xrstor of zeros clears it natively on some CPUs and not on others, so those bits are not
-    // compared. The seed that showed it: 3610978614 (SSE loaded as zeros with MXCSR at 1F80H).
+    // XINUSE[i] may read 0 or 1 for a component in its initial configuration (vol. 1 13.6; seed
+    // 3610978614: SSE zeros, MXCSR 1F80H): those bits are not compared.
     uint64_t mask = safe_;
     if (regs.rcx == 1)
       for (unsigned c = 0; c < 64; ++c)
