@@ -270,56 +270,36 @@ int cmd_api(const ApiCommand& cmd) {
       vmm.stop();
       return exit_status::kInterrupted;
     }
-    auto vm = create_vm_interruptibly(*kvm, *cfg);
+    // Running before the start is answered: a pause that follows at once finds its vCPUs.
+    auto vm = start_vm(*kvm, *cfg);
     if (!vm) {
       // The API answers the start with why; the instance stays unstarted and may be configured again.
       LOG_WARN("api: the VM could not be built: {}", vm.error().message);
       if (!cmd.config_file.empty()) {
-        fail_line(vm.error().message);
         vmm.stop();
-        return vm.error().exit_status;
+        return report_outcome(vm.error());
       }
       vmm.answer(make_error(EINVAL, "{}", vm.error().message));
-      continue;
-    }
-    // Running before the start is answered: a pause that follows at once finds its vCPUs.
-    if (auto r = (*vm)->start(); !r) {
-      if (!cmd.config_file.empty()) {
-        fail_line(r.error().message());
-        vmm.stop();
-        return exit_status::kHost;
-      }
-      vmm.answer(tl::unexpected(r.error()));
       continue;
     }
     vmm.running(vm->get());
     vmm.answer({});
     for (;;) {
-      VmOutcome out = run_once(**vm, sigfd, cmd.stats, /*started=*/true);
+      VmOutcome out = run_once(**vm, sigfd, cmd.stats);
       vmm.running(nullptr);
       if (cmd.stats) print_stats(**vm);
       if (out.kind == VmOutcome::Kind::Reset && cfg->on_reset == OnReset::Reset) {
         vm->reset();
-        auto again = create_vm_interruptibly(*kvm, *cfg);
-        if (!again) {
-          fail_line(again.error().message);
+        vm = start_vm(*kvm, *cfg);
+        if (!vm) {
           vmm.stop();
-          return again.error().exit_status;
-        }
-        vm = std::move(again);
-        if (auto r = (*vm)->start(); !r) {
-          fail_line(r.error().message());
-          vmm.stop();
-          return exit_status::kHost;
+          return report_outcome(vm.error());
         }
         vmm.running(vm->get());
         continue;
       }
       vmm.stop();
-      const bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
-      if (!quiet && !out.message.empty()) fail_line(out.message);
-      if (!out.details.empty()) std::fputs(out.details.c_str(), stderr);
-      return out.exit_status;
+      return report_outcome(out);
     }
   }
 }

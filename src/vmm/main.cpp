@@ -120,7 +120,7 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
       return exit_status::kHost;
     }
     if (api) api->running(vm->get());
-    VmOutcome out = run_once(**vm, sigfd, stats, /*started=*/true);
+    VmOutcome out = run_once(**vm, sigfd, stats);
     if (api) api->running(nullptr);
     server.reset();
     if (stats) print_stats(**vm);
@@ -128,10 +128,7 @@ int cmd_run(const VmConfig& cfg, bool stats, const std::optional<GdbEndpoint>& g
       LOG_INFO("guest reset: starting the VM afresh");
       continue;
     }
-    bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
-    if (!quiet && !out.message.empty()) fail_line(out.message);
-    if (!out.details.empty()) std::fputs(out.details.c_str(), stderr);
-    return out.exit_status;
+    return report_outcome(out);
   }
 }
 

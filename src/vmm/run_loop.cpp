@@ -74,9 +74,21 @@ tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const Syste
 // Runs one VM until it stops, turning SIGINT and SIGTERM into a clean stop, SIGUSR1 into the
 // platform's wake button (it ends ACPI S3), and SIGUSR2 into every vCPU's register dump on stderr
 // (and, with --stats, the counters so far: a test's hang guard sends SIGUSR2 before it kills evmm).
-VmOutcome run_once(Vm& vm, int sigfd, bool stats, bool started) {
-  if (!started)
-    if (auto r = vm.start(); !r) return {VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()};
+tl::expected<std::unique_ptr<Vm>, VmOutcome> start_vm(const System& kvm, const VmConfig& cfg) {
+  auto vm = create_vm_interruptibly(kvm, cfg);
+  if (vm)
+    if (auto r = (*vm)->start(); !r) return tl::unexpected(VmOutcome{VmOutcome::Kind::HostError, exit_status::kHost, r.error().message()});
+  return vm;
+}
+
+int report_outcome(const VmOutcome& out) {
+  const bool quiet = out.kind == VmOutcome::Kind::PowerOff || out.kind == VmOutcome::Kind::DebugExit;
+  if (!quiet && !out.message.empty()) fail_line(out.message);
+  if (!out.details.empty()) std::fputs(out.details.c_str(), stderr);
+  return out.exit_status;
+}
+
+VmOutcome run_once(Vm& vm, int sigfd, bool stats) {
   pollfd fds[2] = {{vm.stopped_fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
   for (;;) {
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;

@@ -21,8 +21,13 @@ namespace evmm {
 // is ignored.
 Result<UniqueFd> take_signals();
 tl::expected<std::unique_ptr<Vm>, VmOutcome> create_vm_interruptibly(const System& kvm, const VmConfig& cfg);
-// Starts the VM (unless the caller did, to tell someone it runs) and waits for it to stop.
-VmOutcome run_once(Vm& vm, int sigfd, bool stats, bool started = false);
+// create_vm_interruptibly, then the vCPUs started: a start that fails is a host error.
+tl::expected<std::unique_ptr<Vm>, VmOutcome> start_vm(const System& kvm, const VmConfig& cfg);
+// Waits for a started VM to stop. Callers start it first, so that whoever controls it (an API, a
+// debugger) only ever sees running vCPUs.
+VmOutcome run_once(Vm& vm, int sigfd, bool stats);
+// Says on stderr how a VM ended (nothing for a power-off or a debug exit) and returns its status.
+int report_outcome(const VmOutcome& out);
 void print_stats(const Vm& vm);
 // "evmm: msg" on stderr: how the CLI says what stopped it.
 void fail_line(const std::string& msg);
