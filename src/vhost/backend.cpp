@@ -126,17 +126,19 @@ Result<void> Backend::set_memory(std::vector<MemRegion> regions, std::vector<Uni
   for (size_t i = 0; i < regions.size(); ++i)
     TRY_CTX(space->add_region(GuestAddress(regions[i].guest_addr), regions[i].size, fds[i].get(), regions[i].mmap_offset),
             "vhost-user: memory table");
+  unbind();
   table_ = std::move(regions);
   space_ = std::move(space);
-  return rebind();
+  return bind();
 }
 
 Result<void> Backend::add_memory(const MemRegion& r, int fd) {
   if (table_.size() >= kMaxMemSlots) return make_error(ENOSPC, "more than {} memory slots", kMaxMemSlots);
   if (!space_) space_ = TRY(AddressSpace::create(DirtyTracking::Off));
   TRY_CTX(space_->add_region(GuestAddress(r.guest_addr), r.size, fd, r.mmap_offset), "vhost-user: ADD_MEM_REG");
+  unbind();
   table_.push_back(r);
-  return rebind();
+  return bind();
 }
 
 Result<void> Backend::remove_memory(const MemRegion& r) {
@@ -144,20 +146,21 @@ Result<void> Backend::remove_memory(const MemRegion& r) {
                          [&](const MemRegion& t) { return t.guest_addr == r.guest_addr && t.size == r.size; });
   if (it == table_.end()) return make_error(ENOENT, "no memory region {:#x}+{:#x}", r.guest_addr, r.size);
   // The device stops first: nothing of it may still be in flight on the region when it goes.
-  deactivate();
-  mem_.reset();
+  unbind();
   TRY_CTX(space_->remove_region(GuestAddress(r.guest_addr)), "vhost-user: REM_MEM_REG");
   table_.erase(it);
-  return rebind();
+  return bind();
 }
 
-Result<void> Backend::rebind() {
-  // The device lets go of the old pin before it goes; its rings resume where they stopped.
+void Backend::unbind() {
   deactivate();
   mem_.reset();
+}
+
+Result<void> Backend::bind() {
   if (table_.empty()) return {};
   mem_.emplace(space_->pin());
-  return try_activate();
+  return try_activate();  // the rings resume where deactivate() left them
 }
 
 Result<void> Backend::try_activate() {

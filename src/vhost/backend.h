@@ -76,8 +76,10 @@ class Backend final : public EventSubscriber, private virtio::VirtioSignals {
   Result<void> set_memory(std::vector<MemRegion> regions, std::vector<UniqueFd> fds);
   Result<void> add_memory(const MemRegion& r, int fd);
   Result<void> remove_memory(const MemRegion& r);
-  // Stops the device, pins the space's table anew and starts the device again on it.
-  Result<void> rebind();
+  // A table change stops the device and lets go of its pin (unbind), changes the space, then pins
+  // the space's table anew and starts the device again on it (bind).
+  void unbind();
+  Result<void> bind();
   Result<uint64_t> to_guest(uint64_t user_addr) const;
   // Activates the device once a ring is started and enabled; activates rings that join later.
   Result<void> try_activate();
