@@ -25,6 +25,15 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// A Content-Length value: 1 to max_digits decimal digits, nothing else.
+std::optional<uint64_t> decimal(std::string_view v, size_t max_digits) {
+  if (v.empty() || v.size() > max_digits || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  uint64_t n = 0;
+  for (char c : v) n = n * 10 + uint64_t(c - '0');
+  return n;
+}
+
 HttpError bad(int status, std::string message) { return HttpError{status, std::move(message)}; }
 
 // Visible ASCII, no spaces: what a request target may hold (RFC 9112 §3.2, origin-form).
@@ -97,10 +106,9 @@ ParseResult parse_request(std::string_view buf, const Limits& limits) {
     std::string name = lower(l.substr(0, colon));
     if (name == "transfer-encoding") return bad(501, "Transfer-Encoding is not supported: send Content-Length");
     if (name == "content-length") {
-      if (value.empty() || value.size() > 18 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return bad(400, "Content-Length is not a decimal number");
-      const uint64_t n = std::stoull(std::string(value));
-      if (length && *length != n) return bad(400, "two different Content-Length headers");
+      const auto n = decimal(value, 18);
+      if (!n) return bad(400, "Content-Length is not a decimal number");
+      if (length && *length != *n) return bad(400, "two different Content-Length headers");
       length = n;
     }
     if (name == "connection") {
@@ -127,7 +135,7 @@ Result<HttpResponse> parse_response(std::string_view buf, size_t max_body) {
   if (code.size() != 3 || !std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return make_error(EBADMSG, "the answer has no status code");
   r.status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
-  std::optional<size_t> length;
+  std::optional<uint64_t> length;
   for (size_t pos = head.find("\r\n"); pos != std::string_view::npos;) {
     const size_t next = head.find("\r\n", pos + 2);
     const std::string_view line = head.substr(pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
@@ -138,11 +146,8 @@ Result<HttpResponse> parse_response(std::string_view buf, size_t max_body) {
     const std::string_view value = trim(line.substr(colon + 1));
     if (name == "content-type") r.content_type = std::string(value);
     if (name == "content-length") {
-      size_t n = 0;
-      if (value.empty() || value.size() > 12 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return make_error(EBADMSG, "the answer's Content-Length is not a number");
-      for (char c : value) n = n * 10 + size_t(c - '0');
-      length = n;
+      length = decimal(value, 12);
+      if (!length) return make_error(EBADMSG, "the answer's Content-Length is not a number");
     }
   }
   std::string_view body = buf.substr(head_end + 4);
